@@ -1,0 +1,46 @@
+# kdprivacy: does a teacher LLM's private training data leak into the students distilled from it?
+# Targets: `all` (default: tables, heatmap), `models`, `tables`. See README.md.
+import os
+import sys
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+sys.path.insert(0, workflow.basedir)
+
+
+# config.yaml (next to this file) is the embedded default. A --configfile replaces it instead of being
+# merged into it, so a paper config never inherits the demo's families; --config still overrides keys.
+if not workflow.config_settings.configfiles:
+
+    configfile: os.path.join(workflow.basedir, "config.yaml")
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/models.smk"
+include: "rules/training.smk"
+include: "rules/attacks.smk"
+include: "rules/memorization.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        tables=final_tables(),
+        figures=final_figures(),
+    default_target: True
+
+
+rule models:
+    input:
+        all_model_dirs(),
+
+
+rule tables:
+    input:
+        final_tables(),

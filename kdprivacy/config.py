@@ -1,0 +1,276 @@
+"""The workflow configuration: one typed model, validated before any job runs.
+
+Unknown keys, wrong types and impossible values stop the workflow with a message naming the key
+(e.g. ``families.gpt2.students.kd-small.train.lr``). Defaults live here, next to their meaning, and
+``schemas/config.schema.json`` is generated from this model (a test keeps the two in sync).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+PUBLIC_POOLS = ("pretrain", "public", "dev")
+STUDENT_METHODS = ("nokd", "kd")
+Name = Annotated[str, Field(pattern=NAME)]
+PosInt = Annotated[int, Field(ge=1)]
+PosFloat = Annotated[float, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names every offending key."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- data
+class SyntheticSource(Strict):
+    n_examples: PosInt = 15000  # about the size of databricks-dolly-15k
+    seed: int = 1234
+
+
+class FileSource(Strict):
+    path: str | None = None
+    format: Literal["auto", "json", "jsonl", "parquet", "csv"] = "auto"
+    columns: dict[str, str] = Field(default_factory=dict, description="our field -> the file's column")
+
+
+class HubSource(Strict):
+    name: str | None = None
+    split: str = "train"
+    revision: str | None = None
+    columns: dict[str, str] = Field(default_factory=dict)
+
+
+class Split(Strict):
+    """Pool sizes. ``private``/``public`` null = half of what remains after non-members and dev."""
+
+    seed: int = 0
+    nonmember: PosInt = 4000
+    dev: PosInt = 500
+    private: PosInt | None = None
+    public: PosInt | None = None
+
+
+class Data(Strict):
+    source: Literal["synthetic", "file", "hub"] = "synthetic"
+    synthetic: SyntheticSource = SyntheticSource()
+    file: FileSource = FileSource()
+    hub: HubSource = HubSource()
+    split: Split = Split()
+    max_length: PosInt = 512
+    max_prompt_length: PosInt = 256
+
+    @model_validator(mode="after")
+    def _check(self) -> Data:
+        if self.max_prompt_length >= self.max_length:
+            raise ValueError(
+                f"max_prompt_length ({self.max_prompt_length}) must be smaller than max_length ({self.max_length})"
+            )
+        if self.source == "file" and not self.file.path:
+            raise ValueError("source is 'file' but file.path is not set")
+        if self.source == "hub" and not self.hub.name:
+            raise ValueError("source is 'hub' but hub.name is not set")
+        if self.source == "synthetic":
+            fixed = self.split.nonmember + self.split.dev + (self.split.private or 0) + (self.split.public or 0)
+            halves = (self.split.private is None) + (self.split.public is None)
+            if fixed + halves > self.synthetic.n_examples:
+                raise ValueError(
+                    f"split sizes (nonmember {self.split.nonmember} + dev {self.split.dev} + private "
+                    f"{self.split.private} + public {self.split.public}) exceed synthetic.n_examples "
+                    f"({self.synthetic.n_examples})"
+                )
+        return self
+
+
+# ---------------------------------------------------------------- models
+class Train(Strict):
+    """Optimisation of one training run (AdamW; response-only loss except pretraining)."""
+
+    epochs: Annotated[int, Field(ge=0)] = 5
+    lr: PosFloat = 5e-5
+    batch_size: PosInt = 16
+    eval_batch_size: PosInt = 32
+    weight_decay: Annotated[float, Field(ge=0)] = 0.01
+    grad_clip: PosFloat = 1.0
+    warmup_ratio: Fraction = 0.0
+    scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    select: Literal["last", "best_dev"] = "last"
+
+
+class FromScratch(Strict):
+    arch: Literal["gpt2", "opt", "llama"]
+    n_layer: PosInt
+    d_model: PosInt
+    n_head: PosInt
+    d_ff: PosInt | None = None
+
+    @model_validator(mode="after")
+    def _heads(self) -> FromScratch:
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})")
+        return self
+
+
+class Base(Strict):
+    """A base model: either built from scratch (tiny, offline) or a hub name / local path."""
+
+    from_scratch: FromScratch | None = None
+    name_or_path: str | None = None
+    revision: str | None = None
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    trust_remote_code: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Base:
+        if (self.from_scratch is None) == (self.name_or_path is None):
+            raise ValueError("give exactly one of from_scratch or name_or_path")
+        return self
+
+
+class TokenizerTrain(Strict):
+    vocab_size: Annotated[int, Field(ge=260)] = 8000
+    min_frequency: PosInt = 2
+    pools: list[Literal["pretrain", "public", "dev"]] = ["pretrain", "public"]
+
+
+class Tokenizer(Strict):
+    train: TokenizerTrain = TokenizerTrain()
+
+
+class Pretrain(Strict):
+    """Language pretraining of from-scratch bases on public text (never members or non-members)."""
+
+    pools: list[Literal["pretrain", "public", "dev"]] = ["pretrain", "public"]
+    seed: int = 0
+    train: Train = Train(epochs=1, lr=1e-3)
+
+
+class Teacher(Strict):
+    base: Name
+    train: Train = Train()
+
+
+class KD(Strict):
+    objective: Literal["fkl"] = "fkl"
+    temperature: PosFloat = 1.0
+    lm_weight: Fraction = 0.0
+
+
+class Student(Strict):
+    base: Name
+    method: Literal["nokd", "kd"]
+    train: Train = Train()
+    kd: KD = KD()
+
+
+class Family(Strict):
+    tokenizer: Tokenizer = Tokenizer()
+    pretrain: Pretrain = Pretrain()
+    bases: dict[Name, Base]
+    teacher: Teacher
+    students: dict[Name, Student] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _refs(self) -> Family:
+        for who, base in [("teacher", self.teacher.base)] + [
+            (f"students.{name}", s.base) for name, s in self.students.items()
+        ]:
+            if base not in self.bases:
+                raise ValueError(f"{who}.base '{base}' is not one of bases: {sorted(self.bases)}")
+        if "teacher" in self.students:
+            raise ValueError("a student may not be named 'teacher'")
+        kinds = {b.from_scratch is None for b in self.bases.values()}
+        if len(kinds) > 1:
+            raise ValueError(
+                "bases mix from_scratch and name_or_path models: teacher and students must share a tokenizer"
+            )
+        return self
+
+    @property
+    def from_scratch(self) -> bool:
+        return all(b.from_scratch is not None for b in self.bases.values())
+
+
+# ---------------------------------------------------------------- evaluation
+class Evaluation(Strict):
+    """Which members/non-members every model is scored on (the same examples for all models)."""
+
+    max_members: PosInt | None = None
+    max_nonmembers: PosInt | None = None
+    sample_seed: int = 0
+    batch_size: PosInt = 32
+
+
+class Attacks(Strict):
+    names: list[Literal["loss", "min_k", "min_k_pp", "zlib"]] = ["loss", "min_k", "min_k_pp", "zlib"]
+    min_k: Annotated[float, Field(gt=0, le=1)] = 0.2
+    fprs: list[Annotated[float, Field(gt=0, lt=1)]] = [0.01, 0.001]
+    n_bootstrap: Annotated[int, Field(ge=0)] = 1000
+    bootstrap_seed: int = 0
+
+
+class Memorization(Strict):
+    first_k: PosInt = 32
+    max_members: PosInt | None = 1000
+    max_nonmembers: PosInt | None = 1000
+    batch_size: PosInt = 32
+
+
+class Config(Strict):
+    seeds: Annotated[list[int], Field(min_length=1)] = [0]
+    data: Data = Data()
+    families: Annotated[dict[Name, Family], Field(min_length=1)]
+    evaluation: Evaluation = Evaluation()
+    attacks: Attacks = Attacks()
+    memorization: Memorization = Memorization()
+
+    @model_validator(mode="after")
+    def _seeds(self) -> Config:
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct: {self.seeds}")
+        return self
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    # pydantic inserts tagged-union/function names into locations; keep only the user's keys.
+    return ".".join(str(p) for p in loc if not re.match(r"^function-|^constrained-", str(p))) or "<top>"
+
+
+def validate_config(raw: dict[str, Any]) -> Config:
+    """Validate a raw (YAML-loaded) config; raise :class:`ConfigError` naming each bad key."""
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            key = _where(e["loc"])
+            got = "" if e["type"] == "missing" else f" (got {e.get('input')!r:.80})"
+            lines.append(f"  {key}: {e['msg']}{got}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+
+
+def json_schema() -> dict[str, Any]:
+    return Config.model_json_schema()
+
+
+def load_yaml(path: str) -> Config:
+    """Validate a YAML config file (what `snakemake --configfile` would load)."""
+    import yaml
+
+    with open(path, encoding="utf-8") as handle:
+        return validate_config(yaml.safe_load(handle) or {})
+
+
+if __name__ == "__main__":  # python -m kdprivacy.config > schemas/config.schema.json
+    import json
+    import sys
+
+    json.dump(json_schema(), sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")

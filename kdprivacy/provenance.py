@@ -1,0 +1,117 @@
+"""Provenance: code versions for rerun triggers, content hashes of inputs, and a record per artifact.
+
+Snakemake reruns a job when its ``params`` change but never tracks modules a script imports, so every
+rule passes :func:`code_version` of the library modules it actually uses (found by following imports).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.metadata
+import os
+import platform
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from kdprivacy import io
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE = PACKAGE_DIR.name
+TRACKED_DISTRIBUTIONS = (
+    "torch", "transformers", "tokenizers", "datasets", "safetensors", "accelerate",
+    "numpy", "pandas", "pyarrow", "scikit-learn", "matplotlib", "snakemake",
+)
+
+
+def _internal_imports(module: str) -> set[str]:
+    """Names of ``kdprivacy`` modules imported by ``module`` (absolute or relative imports)."""
+    source = (PACKAGE_DIR / f"{module}.py").read_text(encoding="utf-8")
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1 or node.module == PACKAGE:
+                if node.module and node.level == 1:
+                    found.add(node.module.split(".")[0])
+                else:
+                    found.update(alias.name for alias in node.names)
+            elif node.module and node.module.startswith(PACKAGE + "."):
+                found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith(PACKAGE + "."):
+                    found.add(alias.name.split(".")[1])
+    return {name for name in found if (PACKAGE_DIR / f"{name}.py").exists()}
+
+
+def module_closure(modules: list[str] | tuple[str, ...]) -> list[str]:
+    """``modules`` plus every library module they import, transitively, sorted."""
+    seen: set[str] = set()
+    todo = list(modules)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        if not (PACKAGE_DIR / f"{name}.py").exists():
+            raise ValueError(f"code_version: no module {PACKAGE}.{name}")
+        seen.add(name)
+        todo.extend(_internal_imports(name) - seen)
+    return sorted(seen | {"__init__"})
+
+
+def code_version(*modules: str, extra_files: tuple[str | os.PathLike, ...] = ()) -> str:
+    """Hash of the source of ``modules`` and everything they import from the library (and extra files)."""
+    digest = hashlib.sha256()
+    for name in module_closure(list(modules)):
+        digest.update(name.encode())
+        digest.update((PACKAGE_DIR / f"{name}.py").read_bytes())
+    for path in extra_files:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def content_hash(path: str | os.PathLike) -> str:
+    """sha256 of a file, or of a directory's files (relative names and bytes, sorted; provenance excluded)."""
+    root = Path(path)
+    digest = hashlib.sha256()
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    for file in files:
+        if file.name == "provenance.json":
+            continue
+        digest.update(str(file.relative_to(root) if file != root else file.name).encode())
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for dist in TRACKED_DISTRIBUTIONS:
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def record(
+    params: dict[str, Any], inputs: dict[str, str | os.PathLike] | None = None, rule: str | None = None
+) -> dict[str, Any]:
+    """The provenance of one artifact: its config subset, input hashes and software versions."""
+    return {
+        "rule": rule,
+        "params": params,
+        "inputs": {name: {"path": str(p), "sha256": content_hash(p)} for name, p in (inputs or {}).items()},
+        "packages": package_versions(),
+        "platform": platform.platform(),
+        "argv": sys.argv,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write(path: str | os.PathLike, params: dict[str, Any], inputs=None, rule: str | None = None) -> None:
+    """Write ``provenance.json`` (or the given path) atomically."""
+    io.write_json(path, record(params, inputs, rule))

@@ -1,0 +1,93 @@
+"""Config validation: every shipped config is valid; bad ones fail naming the key."""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kdprivacy.config import ConfigError, json_schema, load_yaml, validate_config
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = [REPO / "config.yaml", *sorted((REPO / "configs").glob("*.yaml"))]
+
+
+def demo() -> dict:
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path):
+    cfg = load_yaml(str(path))
+    assert cfg.families
+
+
+def test_schema_file_in_sync():
+    on_disk = json.loads((REPO / "schemas" / "config.schema.json").read_text())
+    assert on_disk == json.loads(json.dumps(json_schema())), "run: python -m kdprivacy.config > schemas/config.schema.json"
+
+
+def _error(raw) -> str:
+    with pytest.raises(ConfigError) as err:
+        validate_config(raw)
+    return str(err.value)
+
+
+def test_unknown_key_is_named():
+    raw = demo()
+    raw["families"]["gpt2"]["students"]["kd-small"]["train"]["lrr"] = 1e-3
+    assert "families.gpt2.students.kd-small.train.lrr" in _error(raw)
+
+
+def test_wrong_type_is_named():
+    raw = demo()
+    raw["families"]["gpt2"]["teacher"]["train"]["epochs"] = "many"
+    assert "families.gpt2.teacher.train.epochs" in _error(raw)
+
+
+def test_impossible_split_is_named():
+    raw = demo()
+    raw["data"]["split"]["nonmember"] = 10_000
+    msg = _error(raw)
+    assert msg.splitlines()[1].strip().startswith("data:")
+    assert "exceed synthetic.n_examples" in msg and "10000" in msg
+
+
+def test_unknown_base_reference():
+    raw = demo()
+    raw["families"]["gpt2"]["students"]["kd-small"]["base"] = "huge"
+    assert "students.kd-small.base 'huge' is not one of bases" in _error(raw)
+
+
+def test_mixed_tokenizers_rejected():
+    raw = demo()
+    raw["families"]["gpt2"]["bases"]["small"] = {"name_or_path": "gpt2"}
+    assert "share a tokenizer" in _error(raw)
+
+
+@pytest.mark.parametrize(
+    "path, value, needle",
+    [
+        (("data", "max_prompt_length"), 500, "max_prompt_length (500) must be smaller"),
+        (("data", "source"), "hub", "hub.name is not set"),
+        (("seeds",), [1, 1], "seeds must be distinct"),
+        (("seeds",), [], "seeds"),
+        (("attacks", "fprs"), [1.5], "attacks.fprs.0"),
+        (("attacks", "names"), ["telepathy"], "attacks.names.0"),
+    ],
+)
+def test_impossible_values(path, value, needle):
+    raw = demo()
+    node = raw
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    assert needle in _error(raw)
+
+
+def test_defaults_filled():
+    raw = copy.deepcopy(demo())
+    del raw["attacks"]
+    cfg = validate_config(raw)
+    assert cfg.attacks.min_k == 0.2 and cfg.families["gpt2"].students["kd-small"].kd.objective == "fkl"

@@ -1,0 +1,140 @@
+"""The workflow end to end on configs/smoke.yaml, as a user runs it: outputs, report, reruns, lint.
+
+Marked ``workflow`` (minutes on 2 cores). One module-scoped run is shared by most tests.
+"""
+
+import copy
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = pytest.mark.workflow
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "configs" / "smoke.yaml"
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+MODELS = ("teacher", "nokd-small", "kd-small")
+
+
+def smk(workdir: Path, *args: str, configfile: Path = SMOKE, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+           "--configfile", str(configfile), "--cores", "2", *args]
+    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=1800)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
+    return proc
+
+
+def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    """Parse the 'Job stats' table of a dry run into {rule: count}."""
+    text = proc.stdout + proc.stderr
+    if "Nothing to be done" in text:
+        return {}
+    block = text.split("Job stats:", 1)[1]
+    jobs = {}
+    for line in block.splitlines()[3:]:
+        match = re.match(r"^(\S+)\s+(\d+)$", line.strip())
+        if not match:
+            break
+        jobs[match.group(1)] = int(match.group(2))
+    jobs.pop("total", None)
+    return jobs
+
+
+def write_config(tmp_path: Path, edit) -> Path:
+    raw = yaml.safe_load(SMOKE.read_text())
+    edit(raw)
+    path = tmp_path / "edited.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("smoke")
+    smk(workdir)
+    return workdir
+
+
+def test_tables_figure_and_provenance(run_dir):
+    tables = run_dir / "results" / "tables"
+    mia = pd.read_csv(tables / "mia.csv")
+    attacks = yaml.safe_load(SMOKE.read_text()).get("attacks", {}).get("names", ["loss", "min_k", "min_k_pp", "zlib"])
+    assert set(mia["model"]) == set(MODELS)
+    assert len(mia) == len(MODELS) * len(attacks)
+    assert mia["auc"].between(0, 1).all()
+    assert (mia["n_members"] == 60).all() and (mia["n_nonmembers"] == 60).all()
+    # 60 non-members: TPR at 1% FPR needs >= 100 of them, so it must not be reported.
+    assert mia["tpr_at_fpr_0.01"].isna().all()
+    mem = pd.read_csv(tables / "memorization.csv")
+    assert set(mem["model"]) == set(MODELS)
+    assert {"member_rate", "nonmember_rate", "gap"} <= set(mem.columns)
+    card = pd.read_csv(tables / "data_card.csv")
+    assert card.query("category == 'ALL' and pool == 'private'")["n_examples"].item() == 60
+    png = run_dir / "results" / "figures" / "mia_auc_heatmap.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for model in MODELS:
+        mdir = run_dir / "results" / "gpt2" / "seed0" / "models" / model
+        assert (mdir / "model.safetensors").exists() and (mdir / "config.json").exists()
+        prov = yaml.safe_load((mdir / "provenance.json").read_text())
+        assert prov["params"]["cfg"]["seed"] == 0 and prov["params"]["code"]
+        assert prov["inputs"]["manifest"]["sha256"] and "torch" in prov["packages"]
+
+
+def test_report_builds(run_dir):
+    smk(run_dir, "--report", "report.html")
+    html = (run_dir / "report.html").read_text(errors="replace")
+    assert "mia_auc_heatmap" in html
+
+
+def test_complete_run_has_nothing_to_do(run_dir):
+    assert planned_jobs(smk(run_dir, "-n")) == {}
+
+
+def test_student_hparam_change_reruns_only_that_student(run_dir, tmp_path):
+    def edit(raw):
+        raw["families"]["gpt2"]["students"]["kd-small"]["train"]["lr"] = 5e-4
+
+    jobs = planned_jobs(smk(run_dir, "-n", configfile=write_config(tmp_path, edit)))
+    assert jobs.get("train_student") == 1
+    assert jobs.get("score_model") == 1 and jobs.get("memorization") == 1
+    for upstream in ("prepare_data", "train_tokenizer", "pretrain_base", "train_teacher"):
+        assert upstream not in jobs, jobs
+
+
+def test_same_seed_reproduces_manifest_and_tables(run_dir, tmp_path):
+    smk(tmp_path)
+    for rel in ("results/data/manifest.parquet",):
+        assert pd.read_parquet(run_dir / rel).equals(pd.read_parquet(tmp_path / rel))
+    for table in ("mia.csv", "memorization.csv", "data_card.csv", "mia_auc_heatmap.csv"):
+        first = (run_dir / "results" / "tables" / table).read_bytes()
+        assert first == (tmp_path / "results" / "tables" / table).read_bytes(), table
+
+
+def test_other_split_seed_changes_split(run_dir, tmp_path):
+    cfg = write_config(tmp_path, lambda raw: raw["data"]["split"].update(seed=1))
+    smk(tmp_path, "results/data/manifest.parquet", configfile=cfg)
+    a = pd.read_parquet(run_dir / "results/data/manifest.parquet").set_index("id")["pool"]
+    b = pd.read_parquet(tmp_path / "results/data/manifest.parquet").set_index("id")["pool"]
+    assert set(a.index) == set(b.index)
+    assert (a != b.loc[a.index]).mean() > 0.2
+
+
+def test_bad_config_stops_before_any_job(tmp_path):
+    cfg = write_config(tmp_path, lambda raw: raw["families"]["gpt2"]["teacher"]["train"].update(lr=-1))
+    proc = smk(tmp_path, configfile=cfg, check=False)
+    assert proc.returncode != 0
+    assert "families.gpt2.teacher.train.lr" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_lint_is_clean(tmp_path):
+    proc = smk(tmp_path, "--lint", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Lints for" not in out, out[-4000:]
