@@ -30,10 +30,10 @@ include: "rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         tables=final_tables(),
         figures=final_figures(),
-    default_target: True
 
 
 rule models:

@@ -97,14 +97,26 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def _flatten_inputs(inputs: dict[str, Any] | None) -> dict[str, str]:
+    """Named inputs may be one path or a (possibly empty) list of paths, as Snakemake passes them."""
+    flat: dict[str, str] = {}
+    for name, value in (inputs or {}).items():
+        if isinstance(value, (str, os.PathLike)):
+            flat[name] = str(value)
+        else:
+            paths = [str(v) for v in value]
+            flat.update({name: paths[0]} if len(paths) == 1 else {f"{name}[{i}]": v for i, v in enumerate(paths)})
+    return flat
+
+
 def record(
-    params: dict[str, Any], inputs: dict[str, str | os.PathLike] | None = None, rule: str | None = None
+    params: dict[str, Any], inputs: dict[str, Any] | None = None, rule: str | None = None
 ) -> dict[str, Any]:
     """The provenance of one artifact: its config subset, input hashes and software versions."""
     return {
         "rule": rule,
         "params": params,
-        "inputs": {name: {"path": str(p), "sha256": content_hash(p)} for name, p in (inputs or {}).items()},
+        "inputs": {name: {"path": p, "sha256": content_hash(p)} for name, p in _flatten_inputs(inputs).items()},
         "packages": package_versions(),
         "platform": platform.platform(),
         "argv": sys.argv,

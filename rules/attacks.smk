@@ -1,12 +1,6 @@
 # Membership inference: one scoring pass per model over members and non-members, then every attack.
 
 
-def scoring_cfg(wildcards):
-    ev = CFG.evaluation
-    return {"batch_size": ev.batch_size, "max_members": ev.max_members, "max_nonmembers": ev.max_nonmembers,
-            "sample_seed": ev.sample_seed, **data_lengths()}
-
-
 rule score_model:
     input:
         manifest=rules.prepare_data.output.manifest,
@@ -17,12 +11,12 @@ rule score_model:
         f"{R}/logs/score_model/{{family}}/seed{{seed}}/{{model}}.log",
     benchmark:
         f"{R}/benchmarks/score_model/{{family}}/seed{{seed}}/{{model}}.tsv"
+    conda:
+        ENV
+    threads: 4
     params:
         cfg=scoring_cfg,
         code=code("score_model.py", "scoring", "models"),
-    threads: 4
-    conda:
-        ENV
     script:
         "../scripts/score_model.py"
 
@@ -36,11 +30,11 @@ rule attack_metrics:
         metrics=f"{R}/{{family}}/seed{{seed}}/attacks/{{model}}.metrics.csv",
     log:
         f"{R}/logs/attack_metrics/{{family}}/seed{{seed}}/{{model}}.log",
-    params:
-        cfg=dump(CFG.attacks),
-        code=code("attack_metrics.py", "attacks", "metrics"),
     localrule: True
     conda:
         ENV
+    params:
+        cfg=dump(CFG.attacks),
+        code=code("attack_metrics.py", "attacks", "metrics"),
     script:
         "../scripts/attack_metrics.py"

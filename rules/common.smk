@@ -43,8 +43,12 @@ def base_ref(family, base):
     """How a job loads a base: the pretrained from-scratch directory, or the hub name/local path."""
     spec = FAMILIES[family].bases[base]
     if spec.from_scratch is not None:
-        return {"name_or_path": base_dir(family, base), "revision": None, "dtype": "float32",
-                "trust_remote_code": False}
+        return {
+            "name_or_path": base_dir(family, base),
+            "revision": None,
+            "dtype": "float32",
+            "trust_remote_code": False,
+        }
     return {k: v for k, v in dump(spec).items() if k != "from_scratch"}
 
 
@@ -67,11 +71,27 @@ def all_models():
     rows = []
     for family, fam in FAMILIES.items():
         for seed in SEEDS:
-            rows.append({"family": family, "seed": seed, "model": "teacher", "role": "teacher",
-                         "method": "teacher", "base": fam.teacher.base})
+            rows.append(
+                {
+                    "family": family,
+                    "seed": seed,
+                    "model": "teacher",
+                    "role": "teacher",
+                    "method": "teacher",
+                    "base": fam.teacher.base,
+                }
+            )
             for name, student in fam.students.items():
-                rows.append({"family": family, "seed": seed, "model": name, "role": "student",
-                             "method": student.method, "base": student.base})
+                rows.append(
+                    {
+                        "family": family,
+                        "seed": seed,
+                        "model": name,
+                        "role": "student",
+                        "method": student.method,
+                        "base": student.base,
+                    }
+                )
     return rows
 
 
@@ -80,9 +100,105 @@ def all_model_dirs():
 
 
 def final_tables():
-    return [f"{R}/tables/mia.csv", f"{R}/tables/memorization.csv", f"{R}/tables/data_card.csv",
-            f"{R}/tables/mia_auc_heatmap.csv"]
+    return [
+        f"{R}/tables/mia.csv",
+        f"{R}/tables/memorization.csv",
+        f"{R}/tables/data_card.csv",
+        f"{R}/tables/mia_auc_heatmap.csv",
+    ]
 
 
 def final_figures():
     return [f"{R}/figures/mia_auc_heatmap.png"]
+
+
+# ---------------------------------------------------------------- models rules
+def tokenizer_cfg(wildcards):
+    return dump(FAMILIES[wildcards.family].tokenizer.train)
+
+
+def pretrain_cfg(wildcards):
+    fam = FAMILIES[wildcards.family]
+    return {
+        "spec": dump(fam.bases[wildcards.base].from_scratch),
+        "train": dump(fam.pretrain.train),
+        "pools": fam.pretrain.pools,
+        "seed": fam.pretrain.seed,
+        **data_lengths(),
+    }
+
+
+# ---------------------------------------------------------------- training rules
+def teacher_base_input(wildcards):
+    return base_inputs(wildcards.family, FAMILIES[wildcards.family].teacher.base)
+
+
+def teacher_cfg(wildcards):
+    fam = FAMILIES[wildcards.family]
+    return {
+        "base": base_ref(wildcards.family, fam.teacher.base),
+        "train": dump(fam.teacher.train),
+        "seed": int(wildcards.seed),
+        **data_lengths(),
+    }
+
+
+def student(wildcards):
+    return FAMILIES[wildcards.family].students[wildcards.student]
+
+
+def student_base_input(wildcards):
+    return base_inputs(wildcards.family, student(wildcards).base)
+
+
+def student_teacher_input(wildcards):
+    """Only methods that query the teacher depend on it (No-KD does not rerun when the teacher changes)."""
+    if student(wildcards).method == "nokd":
+        return []
+    return [model_dir(wildcards.family, wildcards.seed, "teacher")]
+
+
+def student_cfg(wildcards):
+    s = student(wildcards)
+    uses_teacher = s.method != "nokd"
+    return {
+        "base": base_ref(wildcards.family, s.base),
+        "method": s.method,
+        "teacher": (
+            {"name_or_path": model_dir(wildcards.family, wildcards.seed, "teacher")} if uses_teacher else None
+        ),
+        "train": dump(s.train),
+        "kd": dump(s.kd) if uses_teacher else None,
+        "seed": int(wildcards.seed),
+        **data_lengths(),
+    }
+
+
+# ---------------------------------------------------------------- attacks rules
+def scoring_cfg(wildcards):
+    ev = CFG.evaluation
+    return {
+        "batch_size": ev.batch_size,
+        "max_members": ev.max_members,
+        "max_nonmembers": ev.max_nonmembers,
+        "sample_seed": ev.sample_seed,
+        **data_lengths(),
+    }
+
+
+# ---------------------------------------------------------------- memorization rules
+def memorization_cfg(wildcards):
+    mem, ev = CFG.memorization, CFG.evaluation
+    return {
+        "first_k": mem.first_k,
+        "max_members": mem.max_members,
+        "max_nonmembers": mem.max_nonmembers,
+        "batch_size": mem.batch_size,
+        "sample_seed": ev.sample_seed,
+        **data_lengths(),
+    }
+
+
+# ---------------------------------------------------------------- report rules
+def per_model(pattern):
+    return [pattern.format(R=R, **m) for m in all_models()]

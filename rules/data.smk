@@ -8,10 +8,10 @@ rule prepare_data:
         provenance=f"{R}/data/manifest.provenance.json",
     log:
         f"{R}/logs/prepare_data.log",
+    conda:
+        ENV
     params:
         cfg=data_source_cfg(),
         code=code("prepare_data.py", "data"),
-    conda:
-        ENV
     script:
         "../scripts/prepare_data.py"

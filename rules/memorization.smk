@@ -1,12 +1,6 @@
 # Memorization (the paper's metric): greedy decoding from the prompt, first k response tokens matched.
 
 
-def memorization_cfg(wildcards):
-    mem, ev = CFG.memorization, CFG.evaluation
-    return {"first_k": mem.first_k, "max_members": mem.max_members, "max_nonmembers": mem.max_nonmembers,
-            "batch_size": mem.batch_size, "sample_seed": ev.sample_seed, **data_lengths()}
-
-
 rule memorization:
     input:
         manifest=rules.prepare_data.output.manifest,
@@ -17,11 +11,11 @@ rule memorization:
         f"{R}/logs/memorization/{{family}}/seed{{seed}}/{{model}}.log",
     benchmark:
         f"{R}/benchmarks/memorization/{{family}}/seed{{seed}}/{{model}}.tsv"
+    conda:
+        ENV
+    threads: 4
     params:
         cfg=memorization_cfg,
         code=code("memorization.py", "memorization", "models"),
-    threads: 4
-    conda:
-        ENV
     script:
         "../scripts/memorization.py"

@@ -2,16 +2,6 @@
 # Hub/local bases need neither rule: jobs load them by name (see base_ref in common.smk).
 
 
-def tokenizer_cfg(wildcards):
-    return dump(FAMILIES[wildcards.family].tokenizer.train)
-
-
-def pretrain_cfg(wildcards):
-    fam = FAMILIES[wildcards.family]
-    return {"spec": dump(fam.bases[wildcards.base].from_scratch), "train": dump(fam.pretrain.train),
-            "pools": fam.pretrain.pools, "seed": fam.pretrain.seed, **data_lengths()}
-
-
 rule train_tokenizer:
     input:
         manifest=rules.prepare_data.output.manifest,
@@ -19,11 +9,11 @@ rule train_tokenizer:
         dir=directory(f"{R}/{{family}}/tokenizer"),
     log:
         f"{R}/logs/train_tokenizer/{{family}}.log",
+    conda:
+        ENV
     params:
         cfg=tokenizer_cfg,
         code=code("train_tokenizer.py", "models", "training"),
-    conda:
-        ENV
     script:
         "../scripts/train_tokenizer.py"
 
@@ -38,11 +28,11 @@ rule pretrain_base:
         f"{R}/logs/pretrain_base/{{family}}/{{base}}.log",
     benchmark:
         f"{R}/benchmarks/pretrain_base/{{family}}/{{base}}.tsv"
+    conda:
+        ENV
+    threads: 4
     params:
         cfg=pretrain_cfg,
         code=code("pretrain_base.py", "models", "training"),
-    threads: 4
-    conda:
-        ENV
     script:
         "../scripts/pretrain_base.py"

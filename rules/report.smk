@@ -1,10 +1,6 @@
 # Tidy tables across all models, the AUC heatmap, and the report.
 
 
-def per_model(pattern):
-    return [pattern.format(R=R, **m) for m in all_models()]
-
-
 rule aggregate:
     input:
         metrics=per_model("{R}/{family}/seed{seed}/attacks/{model}.metrics.csv"),
@@ -14,12 +10,12 @@ rule aggregate:
         memorization=f"{R}/tables/memorization.csv",
     log:
         f"{R}/logs/aggregate.log",
-    params:
-        models=all_models(),
-        code=code("aggregate.py", "metrics", "memorization"),
     localrule: True
     conda:
         ENV
+    params:
+        models=all_models(),
+        code=code("aggregate.py", "metrics", "memorization"),
     script:
         "../scripts/aggregate.py"
 
@@ -36,11 +32,11 @@ rule heatmap:
         table=f"{R}/tables/mia_auc_heatmap.csv",
     log:
         f"{R}/logs/heatmap.log",
-    params:
-        cfg={"attacks": CFG.attacks.names},
-        code=code("heatmap.py", "plots"),
     localrule: True
     conda:
         ENV
+    params:
+        cfg={"attacks": CFG.attacks.names},
+        code=code("heatmap.py", "plots"),
     script:
         "../scripts/heatmap.py"

@@ -66,3 +66,12 @@ def test_content_hash_of_directory_ignores_provenance(tmp_path):
     assert provenance.content_hash(tmp_path) != h1
     rec = json.loads((tmp_path / "provenance.json").read_text())
     assert rec["params"] == {"lr": 1e-3} and "torch" in rec["packages"]
+
+
+def test_record_accepts_snakemake_style_list_inputs(tmp_path):
+    (tmp_path / "a").write_text("1")
+    (tmp_path / "b").write_text("2")
+    rec = provenance.record({}, inputs={"one": tmp_path / "a", "none": [], "many": [tmp_path / "a", tmp_path / "b"],
+                                        "single": [str(tmp_path / "b")]})
+    assert sorted(rec["inputs"]) == ["many[0]", "many[1]", "one", "single"]
+    assert rec["inputs"]["single"]["sha256"] == provenance.content_hash(tmp_path / "b")

@@ -138,3 +138,9 @@ def test_lint_is_clean(tmp_path):
     proc = smk(tmp_path, "--lint", check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "Lints for" not in out, out[-4000:]
+
+
+def test_snakefmt_clean():
+    proc = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "--line-length", "110",
+                           str(REPO / "Snakefile"), str(REPO / "rules")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,0 +1,118 @@
+"""Figures. Matplotlib with the Agg backend (no display); files written atomically via :mod:`kdprivacy.io`."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.colors import Normalize, TwoSlopeNorm  # noqa: E402
+
+from kdprivacy import io  # noqa: E402
+
+MISSING_COLOR = "#d9d9d9"
+"""Background of cells without a value (no number is printed there)."""
+
+
+def auc_by_model(mia: pd.DataFrame, value: str = "auc") -> pd.DataFrame:
+    """Long table ``label, attack, <value>, n_seeds`` with ``label = f"{family}/{model}"``.
+
+    ``value`` is averaged over the training seeds present for that model and attack (``n_seeds`` of them).
+    Order: first appearance in ``mia``.
+    """
+    for column in ("family", "model", "seed", "attack", value):
+        if column not in mia.columns:
+            raise ValueError(f"MIA table lacks column {column!r}")
+    frame = mia.assign(label=mia["family"].astype(str) + "/" + mia["model"].astype(str))
+    if frame.duplicated(["label", "seed", "attack"]).any():
+        raise ValueError("MIA table has a (model, seed, attack) row twice")
+    grouped = frame.groupby(["label", "attack"], sort=False)
+    out = grouped[value].mean().to_frame(value)
+    out["n_seeds"] = grouped["seed"].nunique()
+    return out.reset_index()
+
+
+@dataclass(frozen=True)
+class Heatmap:
+    """What was drawn: the value grid (NaN = missing) and each cell's annotation text ("" = blank)."""
+
+    values: pd.DataFrame
+    texts: pd.DataFrame
+
+
+def heatmap(
+    table: pd.DataFrame,
+    row: str,
+    col: str,
+    value: str,
+    path: str | os.PathLike,
+    title: str = "",
+    vmin: float = 0.0,
+    vmax: float = 1.0,
+    center: float | None = 0.5,
+    fmt: str = "{:.2f}",
+    cmap: str = "RdBu_r",
+    row_order: Sequence | None = None,
+    col_order: Sequence | None = None,
+    colorbar_label: str | None = None,
+) -> Heatmap:
+    """Annotated heatmap of ``value`` with one cell per (``row``, ``col``) pair of ``table``.
+
+    Cells with no row in ``table`` (or a NaN value) are left blank (grey background, no number), never
+    filled in. A (row, col) pair that
+    occurs twice is an error (aggregate before plotting). Colours use the fixed scale ``vmin..vmax`` (shared
+    across figures), diverging around ``center`` when given (default 0.5: chance-level AUC). Rows/columns
+    follow ``row_order``/``col_order`` or first appearance in ``table``.
+    """
+    for column in (row, col, value):
+        if column not in table.columns:
+            raise ValueError(f"table lacks column {column!r}")
+    if table.duplicated([row, col]).any():
+        raise ValueError(f"duplicate ({row}, {col}) pairs; aggregate before plotting")
+    rows = list(row_order) if row_order is not None else list(dict.fromkeys(table[row]))
+    cols = list(col_order) if col_order is not None else list(dict.fromkeys(table[col]))
+    values = (
+        table.pivot(index=row, columns=col, values=value)
+        .reindex(index=rows, columns=cols)
+        .astype(np.float64)
+    )
+    texts = values.apply(lambda series: series.map(lambda v: "" if pd.isna(v) else fmt.format(v)))
+
+    if center is not None and vmin < center < vmax:
+        norm = TwoSlopeNorm(vcenter=center, vmin=vmin, vmax=vmax)
+    else:
+        norm = Normalize(vmin=vmin, vmax=vmax)
+    colormap = plt.get_cmap(cmap).with_extremes(bad=MISSING_COLOR)
+    width = max(5.0, 2.5 + 0.9 * len(cols))
+    height = max(2.5, 1.0 + 0.45 * len(rows))
+    fig, ax = plt.subplots(figsize=(width, height))
+    try:
+        grid = np.ma.masked_invalid(values.to_numpy())
+        image = ax.imshow(grid, cmap=colormap, norm=norm, aspect="auto")
+        ax.set_xticks(range(len(cols)), labels=[str(c) for c in cols], rotation=45, ha="right")
+        ax.set_yticks(range(len(rows)), labels=[str(r) for r in rows])
+        for i in range(len(rows)):
+            for j in range(len(cols)):
+                text = texts.iat[i, j]
+                if not text:
+                    continue
+                rgba = colormap(norm(values.iat[i, j]))
+                luminance = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2]
+                ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                        color="black" if luminance > 0.5 else "white")
+        fig.colorbar(image, ax=ax, label=colorbar_label if colorbar_label is not None else value)
+        if title:
+            ax.set_title("\n".join(textwrap.wrap(title, width=int(width * 9))), fontsize=10)
+        fig.tight_layout()
+        io.write_figure(fig, path, dpi=150)
+    finally:
+        plt.close(fig)
+    return Heatmap(values=values, texts=texts)

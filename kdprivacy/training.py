@@ -1,0 +1,445 @@
+"""Training: a plain, deterministic PyTorch loop and the losses built on it (SFT, pretraining, word-level KD).
+
+Everything trains and scores **response tokens only** (prompt tokens are context), except pretraining
+(``on="all"``). :func:`fit` is generic: a KD method supplies ``loss_fn(model, batch) -> (loss, stats)``
+and gets seeded shuffling, AdamW, clipping, a learning-rate schedule, per-epoch dev NLL, model selection
+and a history table for free.
+
+Pool guards live here too (pitfalls.md): students only ever read the public/dev pools, and nothing derived
+from the tokenizer/base pretraining may read private or non-member examples.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from kdprivacy import data, objectives
+from kdprivacy.encoding import (
+    Encoded,
+    batch_indices,
+    collate,
+    encode_frame,
+    format_prompt,
+    length_sorted_batches,
+    shift_for_causal_lm,
+)
+
+# ------------------------------------------------------------------------------------------------ pools
+SECRET_POOLS = ("private", "nonmember")  # what membership is measured on: never train students/bases on it
+STUDENT_POOLS = ("public", "dev")
+
+
+def read_manifest(manifest_path) -> pd.DataFrame:
+    return pd.read_parquet(manifest_path)
+
+
+def select_pools(manifest: pd.DataFrame, pools: Sequence[str]) -> pd.DataFrame:
+    """Rows of ``manifest`` in ``pools``; an unknown or empty pool list is an error."""
+    pools = list(pools)
+    if not pools:
+        raise ValueError("no pools given")
+    return data.select_pool(manifest, *pools)
+
+
+def refuse_secret_pools(pools: Iterable[str], what: str) -> None:
+    """Tokenizers and pretrained bases must never see members or non-members."""
+    bad = sorted(set(pools) & set(SECRET_POOLS))
+    if bad:
+        raise ValueError(f"{what} must not read pools {bad} (members/non-members); got pools {sorted(set(pools))}")
+
+
+def assert_student_pools(manifest: pd.DataFrame, ids: Iterable[str], pools: Iterable[str] | None = None) -> None:
+    """Guarantee: a student only ever reads public/dev examples.
+
+    Raises ``AssertionError`` (explicitly, so ``python -O`` cannot strip it) if a requested pool is not
+    public/dev, or if any id is unknown to the manifest or belongs to a private/non-member row.
+    """
+    if pools is not None:
+        bad_pools = sorted(set(pools) - set(STUDENT_POOLS))
+        if bad_pools:
+            raise AssertionError(f"students may only read pools {list(STUDENT_POOLS)}; requested {bad_pools}")
+    ids = set(ids)
+    by_pool = manifest.groupby("pool")["id"].agg(set)
+    leaked = {pool: sorted(ids & by_pool.get(pool, set())) for pool in SECRET_POOLS}
+    leaked = {pool: found for pool, found in leaked.items() if found}
+    if leaked:
+        sample = {pool: found[:5] for pool, found in leaked.items()}
+        counts = {pool: len(found) for pool, found in leaked.items()}
+        raise AssertionError(f"student training data contains secret examples {counts}, e.g. {sample}")
+    unknown = ids - set(manifest["id"])
+    if unknown:
+        raise AssertionError(f"{len(unknown)} student item ids are not in the manifest, e.g. {sorted(unknown)[:5]}")
+
+
+def pool_texts(manifest_path, pools: Sequence[str]) -> list[str]:
+    """Formatted prompt + response of every row in ``pools`` (tokenizer training corpus)."""
+    refuse_secret_pools(pools, "tokenizer/pretraining text")
+    frame = select_pools(read_manifest(manifest_path), pools)
+    return [format_prompt(r.instruction, r.context) + r.response for r in frame.itertuples(index=False)]
+
+
+def load_items(manifest_path, pools: Sequence[str], tokenizer, max_length: int, max_prompt_length: int) -> list[Encoded]:
+    """Load the manifest, select ``pools`` and encode them (manifest order)."""
+    frame = select_pools(read_manifest(manifest_path), pools)
+    return encode_frame(tokenizer, frame, max_length, max_prompt_length)
+
+
+# ------------------------------------------------------------------------------------------------ losses
+def token_nll(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed next-token NLL over positions whose *target* is masked in, and their count.
+
+    ``mask`` is aligned with ``input_ids`` (unshifted); shifting happens here.
+    """
+    logits, targets, target_mask = shift_for_causal_lm(logits, input_ids, mask)
+    nll = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none")
+    weight = target_mask.reshape(-1).to(nll.dtype)
+    return (nll * weight).sum(), weight.sum()
+
+
+def _target_mask(batch: dict[str, torch.Tensor], on: str) -> torch.Tensor:
+    if on == "response":
+        return batch["response_mask"]
+    if on == "all":
+        return batch["attention_mask"]
+    raise ValueError(f"on must be 'response' or 'all', got {on!r}")
+
+
+def _forward(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+
+
+def lm_loss(model, batch: dict[str, torch.Tensor], on: str = "response") -> tuple[torch.Tensor, dict]:
+    """Mean cross-entropy over response tokens (``on="response"``) or all non-pad tokens (``"all"``)."""
+    mask = _target_mask(batch, on)
+    total, count = token_nll(_forward(model, batch), batch["input_ids"], mask)
+    loss = total / count.clamp_min(1.0)
+    return loss, {"lm_loss": loss.item()}
+
+
+@torch.no_grad()
+def mean_nll(model, items: Sequence[Encoded], batch_size: int, pad_id: int, on: str = "response") -> float:
+    """Token-weighted mean NLL of the response tokens of ``items`` (eval mode; training mode restored)."""
+    if not items:
+        return float("nan")
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0.0
+    try:
+        for idx in length_sorted_batches(items, batch_size):
+            batch = collate([items[i] for i in idx], pad_id)
+            s, n = token_nll(_forward(model, batch), batch["input_ids"], _target_mask(batch, on))
+            total += s.item()
+            count += n.item()
+    finally:
+        model.train(was_training)
+    return total / max(count, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------- the loop
+TRAIN_DEFAULTS = {
+    "weight_decay": 0.01,
+    "grad_clip": 1.0,
+    "warmup_ratio": 0.0,
+    "scheduler": "cosine",
+    "select": "last",
+    "eval_batch_size": None,  # -> batch_size
+    "seed": 0,
+}
+TRAIN_REQUIRED = ("epochs", "lr", "batch_size")
+SCHEDULERS = ("cosine", "linear", "constant")
+SELECT_RULES = ("last", "best_dev")
+
+
+def resolve_train_config(cfg: dict) -> dict:
+    """``cfg`` with defaults filled in; unknown keys, missing keys and bad values raise ValueError."""
+    unknown = sorted(set(cfg) - set(TRAIN_DEFAULTS) - set(TRAIN_REQUIRED))
+    if unknown:
+        raise ValueError(f"train config has unknown keys {unknown}; allowed {sorted([*TRAIN_REQUIRED, *TRAIN_DEFAULTS])}")
+    missing = [key for key in TRAIN_REQUIRED if key not in cfg]
+    if missing:
+        raise ValueError(f"train config is missing {missing}")
+    out = {**TRAIN_DEFAULTS, **cfg}
+    if out["eval_batch_size"] is None:
+        out["eval_batch_size"] = out["batch_size"]
+    if out["scheduler"] not in SCHEDULERS:
+        raise ValueError(f"scheduler must be one of {list(SCHEDULERS)}, got {out['scheduler']!r}")
+    if out["select"] not in SELECT_RULES:
+        raise ValueError(f"select must be one of {list(SELECT_RULES)}, got {out['select']!r}")
+    if int(out["epochs"]) < 0 or int(out["batch_size"]) < 1 or float(out["lr"]) < 0:
+        raise ValueError(f"bad epochs/batch_size/lr in {cfg}")
+    if not 0.0 <= float(out["warmup_ratio"]) < 1.0:
+        raise ValueError(f"warmup_ratio must be in [0, 1), got {out['warmup_ratio']}")
+    return out
+
+
+def lr_lambda(scheduler: str, total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """Multiplier of the base lr at optimizer step ``step`` (0-based): linear warmup, then decay to 0."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        if scheduler == "constant":
+            return 1.0
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        if scheduler == "linear":
+            return max(0.0, 1.0 - progress)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def make_optimizer(model, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases and norm weights (parameters with fewer than 2 dims)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
+
+
+def fit(
+    model,
+    train_items: Sequence[Encoded],
+    dev_items: Sequence[Encoded] | None,
+    cfg: dict,
+    pad_id: int,
+    loss_fn: Callable[[torch.nn.Module, dict], tuple[torch.Tensor, dict]],
+    log: logging.Logger | None = None,
+    desc: str = "train",
+) -> tuple[torch.nn.Module, pd.DataFrame]:
+    """Train ``model`` on ``train_items`` with ``loss_fn``; returns the model and a per-epoch history.
+
+    Batches are reshuffled each epoch with seed ``cfg.seed + epoch``; torch's global RNG is seeded with
+    ``cfg.seed`` first (dropout), so a fixed seed and thread count give identical weights. The scheduler steps
+    once per optimizer step. History columns: ``epoch, step, train_loss, dev_loss, lr, selected`` plus the
+    per-epoch mean of every stat ``loss_fn`` reports (``dev_loss`` = response-token NLL on ``dev_items``).
+    ``select="best_dev"`` restores the epoch with the lowest dev loss at the end; ``"last"`` keeps the last.
+    """
+    cfg = resolve_train_config(cfg)
+    log = log or logging.getLogger("kdprivacy")
+    if cfg["select"] == "best_dev" and not dev_items:
+        raise ValueError("select='best_dev' needs dev items")
+    if not train_items and cfg["epochs"] > 0:
+        raise ValueError("no training items")
+    epochs, batch_size = int(cfg["epochs"]), int(cfg["batch_size"])
+    steps_per_epoch = math.ceil(len(train_items) / batch_size)
+    total_steps = epochs * steps_per_epoch
+    optimizer = make_optimizer(model, float(cfg["lr"]), float(cfg["weight_decay"]))
+    schedule = lr_lambda(cfg["scheduler"], total_steps, int(float(cfg["warmup_ratio"]) * total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    torch.manual_seed(int(cfg["seed"]))
+
+    rows: list[dict] = []
+    best_loss, best_state, best_epoch = math.inf, None, None
+    step = 0
+    progress = tqdm(total=total_steps, desc=desc, file=sys.stderr, mininterval=10.0, dynamic_ncols=False)
+    try:
+        for epoch in range(1, epochs + 1):
+            started = time.perf_counter()
+            model.train()
+            loss_sum, stat_sums, n_batches = 0.0, {}, 0
+            for idx in batch_indices(len(train_items), batch_size, shuffle=True, seed=int(cfg["seed"]) + epoch):
+                batch = collate([train_items[i] for i in idx], pad_id)
+                loss, stats = loss_fn(model, batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"{desc}: non-finite loss {loss.item()} at epoch {epoch} step {step}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg["grad_clip"] and cfg["grad_clip"] > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg["grad_clip"]))
+                lr = optimizer.param_groups[0]["lr"]
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                n_batches += 1
+                loss_sum += loss.item()
+                for key, value in stats.items():
+                    stat_sums[key] = stat_sums.get(key, 0.0) + float(value)
+                progress.update(1)
+            row = {"epoch": epoch, "step": step, "train_loss": loss_sum / max(n_batches, 1)}
+            row["dev_loss"] = mean_nll(model, dev_items, int(cfg["eval_batch_size"]), pad_id) if dev_items else math.nan
+            row["lr"] = lr
+            row.update({key: value / max(n_batches, 1) for key, value in stat_sums.items()})
+            rows.append(row)
+            if cfg["select"] == "best_dev" and row["dev_loss"] < best_loss:
+                best_loss, best_epoch = row["dev_loss"], epoch
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            log.info(
+                "%s epoch %d/%d step %d: train_loss %.4f dev_loss %.4f lr %.3g (%.1f s)",
+                desc, epoch, epochs, step, row["train_loss"], row["dev_loss"], row["lr"],
+                time.perf_counter() - started,
+            )
+    finally:
+        progress.close()
+
+    selected = epochs
+    if cfg["select"] == "best_dev" and best_state is not None:
+        model.load_state_dict(best_state)
+        selected = best_epoch
+        log.info("%s: selected epoch %d (best dev loss %.4f)", desc, best_epoch, best_loss)
+    model.eval()
+    history = pd.DataFrame(rows, columns=None if rows else ["epoch", "step", "train_loss", "dev_loss", "lr"])
+    history["selected"] = history["epoch"] == selected
+    return model, history
+
+
+def sft(model, train_items, dev_items, cfg: dict, pad_id: int, log=None, on: str = "response", desc: str = "sft"):
+    """Supervised fine-tuning (``on="response"``) or language-model pretraining (``on="all"``)."""
+    return fit(model, train_items, dev_items, cfg, pad_id, functools.partial(lm_loss, on=on), log, desc)
+
+
+# ------------------------------------------------------------------------------------------------ KD
+KD_DEFAULTS = {"objective": "fkl", "temperature": 1.0, "lm_weight": 0.0}
+
+
+def resolve_kd_config(kd_cfg: dict | None) -> tuple[dict, Callable]:
+    """Fill KD defaults and build the divergence; hyperparameters the objective does not use are refused,
+    except ``beta``/``alpha`` set to None (a config may list every key)."""
+    kd = {**KD_DEFAULTS, **(kd_cfg or {})}
+    hparams = {k: v for k, v in kd.items() if k not in KD_DEFAULTS and v is not None}
+    unknown = sorted(set(hparams) - {"beta", "alpha"})
+    if unknown:
+        raise ValueError(f"kd config has unknown keys {unknown}")
+    if not 0.0 <= float(kd["lm_weight"]) <= 1.0:
+        raise ValueError(f"lm_weight must be in [0, 1], got {kd['lm_weight']}")
+    divergence = objectives.get_objective(kd["objective"], temperature=float(kd["temperature"]), **hparams)
+    return kd, divergence
+
+
+def check_shared_vocab(student, teacher) -> None:
+    """Token-level KD compares logits position by position: the output vocabularies must be the same."""
+    vs, vt = student.get_output_embeddings().weight.shape[0], teacher.get_output_embeddings().weight.shape[0]
+    if vs != vt:
+        raise ValueError(
+            f"student vocabulary ({vs}) != teacher vocabulary ({vt}); KD needs a shared tokenizer/vocabulary"
+        )
+
+
+def kd_loss_fn(teacher, divergence: Callable, lm_weight: float) -> Callable:
+    """``loss_fn`` for :func:`fit`: (1 − w)·D(teacher ‖ student) + w·LM on response positions."""
+
+    def loss_fn(student, batch):
+        logits = _forward(student, batch)
+        with torch.no_grad():
+            teacher_logits = _forward(teacher, batch)
+        if logits.shape[-1] != teacher_logits.shape[-1]:
+            raise ValueError(f"student/teacher logits differ in vocabulary ({logits.shape[-1]} vs {teacher_logits.shape[-1]})")
+        s, _, mask = shift_for_causal_lm(logits, batch["input_ids"], batch["response_mask"])
+        t = teacher_logits[:, :-1]
+        kd = divergence(s.float(), t.float(), mask)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and lm_weight > 0):
+            total, count = token_nll(logits, batch["input_ids"], batch["response_mask"])
+        lm = total / count.clamp_min(1.0)
+        loss = (1.0 - lm_weight) * kd + lm_weight * lm if lm_weight > 0 else kd
+        return loss, {"kd_loss": kd.item(), "lm_loss": lm.item()}
+
+    return loss_fn
+
+
+def freeze(model):
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def distill_kd(student, teacher, train_items, dev_items, cfg: dict, kd_cfg: dict | None, pad_id: int, log=None):
+    """Word-level KD on ground-truth responses: (1 − lm_weight)·D + lm_weight·LM, teacher frozen.
+
+    ``kd_cfg``: ``objective`` (default ``fkl``), ``temperature`` (1.0), ``lm_weight`` (0.0), and ``beta`` /
+    ``alpha`` for ``jsd`` / ``sfkl``, ``srkl``. History gains ``kd_loss`` and ``lm_loss`` columns.
+    """
+    kd, divergence = resolve_kd_config(kd_cfg)
+    check_shared_vocab(student, teacher)
+    freeze(teacher)
+    loss_fn = kd_loss_fn(teacher, divergence, float(kd["lm_weight"]))
+    return fit(student, train_items, dev_items, cfg, pad_id, loss_fn, log, desc=f"kd[{kd['objective']}]")
+
+
+# --------------------------------------------------------------------------------- workflow entry points
+def _train_cfg(cfg: dict) -> dict:
+    """The ``train`` block, with the run seed as its default seed."""
+    return {"seed": cfg["seed"], **cfg["train"]}
+
+
+def save_trained(out_dir, model, tokenizer, history: pd.DataFrame | None = None) -> None:
+    from kdprivacy import io, models
+
+    models.save_model(model, tokenizer, out_dir)
+    if history is not None:
+        io.write_csv(history, Path(out_dir) / "train_log.csv")
+
+
+def train_tokenizer_from_cfg(cfg: dict, manifest_path):
+    from kdprivacy import models
+
+    return models.train_tokenizer(pool_texts(manifest_path, cfg["pools"]), cfg["vocab_size"], cfg.get("min_frequency", 2))
+
+
+def pretrain_from_cfg(cfg: dict, manifest_path, tokenizer_dir, log=None):
+    """Build ``cfg.spec`` from scratch and train it on all tokens of ``cfg.pools`` (0 epochs = random init)."""
+    from kdprivacy import models
+
+    refuse_secret_pools(cfg["pools"], "base pretraining")
+    tokenizer = models.load_tokenizer(str(tokenizer_dir))
+    items = load_items(manifest_path, cfg["pools"], tokenizer, cfg["max_length"], cfg["max_prompt_length"])
+    model = models.build_from_scratch(cfg["spec"], tokenizer, cfg["max_length"], cfg["seed"])
+    model, history = sft(model, items, None, _train_cfg(cfg), tokenizer.pad_token_id, log, on="all", desc="pretrain")
+    return model, tokenizer, history
+
+
+def train_teacher_from_cfg(cfg: dict, manifest_path, log=None):
+    """SFT of ``cfg.base`` on the private pool (the members), dev pool for dev loss."""
+    from kdprivacy import models
+
+    model, tokenizer = models.load_base(cfg["base"])
+    encode = functools.partial(
+        load_items, manifest_path, tokenizer=tokenizer, max_length=cfg["max_length"],
+        max_prompt_length=cfg["max_prompt_length"],
+    )
+    train, dev = encode(["private"]), encode(["dev"])
+    model, history = sft(model, train, dev, _train_cfg(cfg), tokenizer.pad_token_id, log, desc="teacher")
+    return model, tokenizer, history
+
+
+STUDENT_METHODS = ("nokd", "kd")
+
+
+def train_student_from_cfg(cfg: dict, manifest_path, log=None):
+    """No-KD (SFT on public) or word-level KD (on public) student; asserts it reads public/dev only."""
+    from kdprivacy import models
+
+    method = cfg["method"]
+    if method not in STUDENT_METHODS:
+        raise ValueError(f"unknown student method {method!r}; choose one of {list(STUDENT_METHODS)}")
+    model, tokenizer = models.load_base(cfg["base"])
+    manifest = read_manifest(manifest_path)
+    pools = {"train": "public", "dev": "dev"}
+    assert_student_pools(manifest, [], pools=pools.values())
+
+    def encode(pool):
+        return encode_frame(tokenizer, select_pools(manifest, [pool]), cfg["max_length"], cfg["max_prompt_length"])
+
+    train, dev = encode(pools["train"]), encode(pools["dev"])
+    assert_student_pools(manifest, [item.id for item in (*train, *dev)])
+    train_cfg = _train_cfg(cfg)
+    if method == "nokd":
+        model, history = sft(model, train, dev, train_cfg, tokenizer.pad_token_id, log, desc="student[nokd]")
+    else:
+        if not cfg.get("teacher"):
+            raise ValueError("method 'kd' needs a teacher")
+        teacher, teacher_tokenizer = models.load_base(cfg["teacher"])
+        models.assert_same_vocabulary(teacher_tokenizer, tokenizer)
+        model, history = distill_kd(model, teacher, train, dev, train_cfg, cfg.get("kd"), tokenizer.pad_token_id, log)
+    return model, tokenizer, history

@@ -1,0 +1,26 @@
+"""Snakemake script: build a base model from scratch and pretrain it on all tokens of non-secret pools."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 - injected by Snakemake
+from kdprivacy import runtime
+
+log = runtime.start(snakemake)  # noqa: F821
+
+from kdprivacy import io, provenance, training  # noqa: E402
+
+cfg = snakemake.params.cfg  # noqa: F821
+code = snakemake.params.code  # noqa: F821
+runtime.seed_everything(cfg["seed"])
+model, tokenizer, history = training.pretrain_from_cfg(
+    cfg, snakemake.input.manifest, snakemake.input.tokenizer, log  # noqa: F821
+)
+with io.atomic_dir(snakemake.output.dir) as tmp:  # noqa: F821
+    training.save_trained(tmp, model, tokenizer, history)
+    provenance.write(
+        tmp / "provenance.json",
+        params={"cfg": cfg, "code": code},
+        inputs=dict(snakemake.input.items()),  # noqa: F821
+        rule=snakemake.rule,  # noqa: F821
+    )

@@ -1,0 +1,173 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from kdprivacy import scoring
+from kdprivacy.encoding import Encoded
+
+PAD = 0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run faster on one thread (and do not fight parallel jobs for the 2 cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_layer=2, n_embd=32, n_head=2, n_positions=64))
+    return m.eval()
+
+
+def make_items(seed=0, n=7):
+    rng = np.random.default_rng(seed)
+    items = []
+    for i in range(n):
+        p = int(rng.integers(1, 9))
+        r = int(rng.integers(1, 12))
+        items.append(
+            Encoded(
+                f"ex{i}",
+                tuple(int(t) for t in rng.integers(1, 50, p)),
+                tuple(int(t) for t in rng.integers(1, 50, r)),
+            )
+        )
+    return items
+
+
+def reference(model, item):
+    """Independent float64 computation: full-vocab log_softmax at every position of the unpadded sequence."""
+    ids = torch.tensor([list(item.prompt_ids + item.response_ids)])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0].double()
+    logp_all = torch.log_softmax(logits, dim=-1)
+    lp, mus, sigmas = [], [], []
+    start = len(item.prompt_ids)
+    for t in range(max(start, 1), ids.shape[1]):
+        row = logp_all[t - 1]
+        p = row.exp()
+        mu = float((p * row).sum())
+        second = float((p * row * row).sum())
+        lp.append(float(row[ids[0, t]]))
+        mus.append(mu)
+        sigmas.append(math.sqrt(max(second - mu * mu, 0.0)))
+    return np.array(lp), np.array(mus), np.array(sigmas)
+
+
+def test_matches_float64_reference(model):
+    items = make_items()
+    frame = scoring.score_examples(model, items, batch_size=3, pad_id=PAD, position_chunk=5)
+    assert list(frame.columns) == scoring.SCORE_COLUMNS
+    assert frame["id"].tolist() == [it.id for it in items]  # input order preserved
+    for item, row in zip(items, frame.itertuples(index=False)):
+        lp, mu, sigma = reference(model, item)
+        assert row.n_tokens == len(item.response_ids) == len(lp)
+        assert row.token_logprobs.dtype == np.float32
+        np.testing.assert_allclose(row.token_logprobs, lp, atol=1e-5)
+        np.testing.assert_allclose(row.token_mu, mu, atol=1e-5)
+        np.testing.assert_allclose(row.token_sigma, sigma, atol=1e-5)
+
+
+def test_batch_and_padding_invariance(model):
+    items = make_items(seed=1, n=6)
+    batched = scoring.score_examples(model, items, batch_size=6, pad_id=PAD)
+    for item, row in zip(items, batched.itertuples(index=False)):
+        alone = scoring.score_examples(model, [item], batch_size=1, pad_id=PAD).iloc[0]
+        for column in ("token_logprobs", "token_mu", "token_sigma"):
+            np.testing.assert_allclose(getattr(row, column), alone[column], atol=1e-5)
+
+
+def test_full_logits_path_equals_head_path(model, caplog):
+    items = make_items(seed=2, n=5)
+    with caplog.at_level("WARNING"):
+        auto = scoring.score_examples(model, items, batch_size=2, pad_id=PAD, position_chunk=3)
+    assert "full logits" not in caplog.text  # the memory-bounded LM-head path was used
+    full = scoring.score_examples(model, items, batch_size=2, pad_id=PAD, head_mode="full")
+    for a, f in zip(auto.itertuples(index=False), full.itertuples(index=False)):
+        np.testing.assert_allclose(a.token_logprobs, f.token_logprobs, atol=1e-6)
+        np.testing.assert_allclose(a.token_sigma, f.token_sigma, atol=1e-6)
+
+
+def test_head_hook_is_removed(model):
+    head = model.get_output_embeddings()
+    scoring.score_examples(model, make_items(n=2), batch_size=2, pad_id=PAD)
+    assert not head._forward_pre_hooks
+    ids = torch.tensor([[1, 2, 3]])
+    assert model(input_ids=ids).logits.shape == (1, 3, 50)
+
+
+def test_zero_response_tokens_kept(model):
+    # A response at position 0 has no predictable first token: kept with n_tokens 0, never dropped.
+    items = [Encoded("empty", (), (7,)), Encoded("normal", (3, 4), (5, 6))]
+    frame = scoring.score_examples(model, items, batch_size=2, pad_id=PAD)
+    assert frame["id"].tolist() == ["empty", "normal"]
+    assert frame["n_tokens"].tolist() == [0, 2]
+    assert len(frame.loc[0, "token_logprobs"]) == 0
+
+
+def test_token_statistics_handles_minus_inf():
+    logits = torch.tensor([[0.0, 0.0, -math.inf], [5.0, -math.inf, -math.inf]])
+    lp, mu, sigma = scoring.token_statistics(logits, torch.tensor([0, 0]))
+    assert torch.isfinite(mu).all() and torch.isfinite(sigma).all()
+    np.testing.assert_allclose(lp.numpy(), [math.log(0.5), 0.0], atol=1e-6)
+    np.testing.assert_allclose(mu.numpy(), [math.log(0.5), 0.0], atol=1e-6)
+    np.testing.assert_allclose(sigma.numpy(), [0.0, 0.0], atol=1e-6)
+
+
+def manifest(n_private=30, n_nonmember=25):
+    rows = [{"id": f"p{i:03d}", "pool": "private", "category": "open_qa"} for i in range(n_private)]
+    rows += [{"id": f"n{i:03d}", "pool": "nonmember", "category": "open_qa"} for i in range(n_nonmember)]
+    rows += [{"id": f"u{i:03d}", "pool": "public", "category": "open_qa"} for i in range(10)]
+    return pd.DataFrame(rows).sample(frac=1.0, random_state=3).reset_index(drop=True)
+
+
+def test_evaluation_set_deterministic_and_labelled():
+    m = manifest()
+    a = scoring.evaluation_set(m, 10, 8, seed=5)
+    b = scoring.evaluation_set(m.sample(frac=1.0, random_state=9), 10, 8, seed=5)
+    pd.testing.assert_frame_equal(a, b)  # independent of manifest row order
+    assert (a.label == 1).sum() == 10 and (a.label == 0).sum() == 8
+    assert set(a.loc[a.label == 1, "pool"]) == {"private"}
+    assert set(a.loc[a.label == 0, "pool"]) == {"nonmember"}
+    assert a.loc[a.label == 1, "id"].is_monotonic_increasing
+    c = scoring.evaluation_set(m, 10, 8, seed=6)
+    assert set(c.id) != set(a.id)
+    full = scoring.evaluation_set(m, None, None, seed=0)
+    assert len(full) == 55
+
+
+def test_evaluation_set_needs_both_pools():
+    m = manifest(n_nonmember=0)
+    with pytest.raises(ValueError, match="both pools"):
+        scoring.evaluation_set(m, None, None, seed=0)
+
+
+class SoftcappedGPT2(GPT2LMHeadModel):
+    """Post-processes the LM-head output (like Gemma-2 soft-capping): the hidden-state path is unusable."""
+
+    def forward(self, *args, **kwargs):
+        out = super().forward(*args, **kwargs)
+        out.logits = 3.0 * torch.tanh(out.logits / 3.0)
+        return out
+
+
+def test_post_processed_logits_fall_back_to_full_logits(model, caplog):
+    capped = SoftcappedGPT2(model.config).eval()
+    capped.load_state_dict(model.state_dict())
+    items = make_items(seed=4, n=4)
+    with caplog.at_level("WARNING"):
+        frame = scoring.score_examples(capped, items, batch_size=2, pad_id=PAD)
+    assert "full logits" in caplog.text
+    for item, row in zip(items, frame.itertuples(index=False)):
+        lp, _, sigma = reference(capped, item)
+        np.testing.assert_allclose(row.token_logprobs, lp, atol=1e-5)
+        np.testing.assert_allclose(row.token_sigma, sigma, atol=1e-5)

@@ -1,0 +1,315 @@
+"""Training loop, losses, KD and pool guards on tiny from-scratch models and inline toy data."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+import runpy
+import types
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from kdprivacy import models, training
+from kdprivacy.encoding import collate, encode_frame
+
+LOG = logging.getLogger("test")
+WORDS = "river stone apple quiet lamp orbit violet seven marble cloud tiger paper honey window maple".split()
+POOL_SIZES = {"private": 16, "nonmember": 16, "public": 16, "dev": 8, "pretrain": 16}
+SPEC = {"arch": "gpt2", "n_layer": 2, "d_model": 64, "n_head": 4}
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _manifest(seed: int = 0) -> pd.DataFrame:
+    rng = random.Random(seed)
+    rows = []
+    for pool, n in POOL_SIZES.items():
+        for i in range(n):
+            rows.append(
+                {
+                    "id": f"{pool}-{i:03d}",
+                    "pool": pool,
+                    "category": rng.choice(["open_qa", "brainstorming"]),
+                    "instruction": f"List words about the {rng.choice(WORDS)}.",
+                    "context": rng.choice(["", f"The {rng.choice(WORDS)} is near."]),
+                    "response": " ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 10))) + ".",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _select(manifest, *pools):
+    return manifest[manifest.pool.isin(pools)].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads; one thread is faster and steadier on a busy 2-core box."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def manifest():
+    return _manifest()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(manifest):
+    texts = [f"{r.instruction} {r.context} {r.response}" for r in _select(manifest, "public", "pretrain").itertuples()]
+    return models.train_tokenizer(texts, vocab_size=300)
+
+
+@pytest.fixture(scope="module")
+def items(manifest, tokenizer):
+    return {pool: encode_frame(tokenizer, _select(manifest, pool), 96, 48) for pool in POOL_SIZES}
+
+
+def _model(tokenizer, seed=0, **spec):
+    return models.build_from_scratch({**SPEC, **spec}, tokenizer, max_positions=96, seed=seed)
+
+
+def _states_equal(a, b) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# ---------------------------------------------------------------------------------------------- losses
+def _manual_nll(model, batch, mask_key):
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, -1)
+    total, count = 0.0, 0
+    ids, mask = batch["input_ids"], batch[mask_key]
+    for b in range(ids.shape[0]):
+        for t in range(1, ids.shape[1]):
+            if mask[b, t]:
+                total -= logp[b, t - 1, ids[b, t]].item()
+                count += 1
+    return total / count, count
+
+
+def test_lm_loss_counts_response_tokens_only(tokenizer, items):
+    model = _model(tokenizer).eval()
+    batch = collate(items["private"][:3], tokenizer.pad_token_id)
+    loss, stats = training.lm_loss(model, batch, on="response")
+    want, count = _manual_nll(model, batch, "response_mask")
+    assert count == sum(len(it.response_ids) for it in items["private"][:3])
+    assert loss.item() == pytest.approx(want, rel=1e-5)
+    assert stats["lm_loss"] == pytest.approx(loss.item())
+    all_loss, _ = training.lm_loss(model, batch, on="all")
+    want_all, count_all = _manual_nll(model, batch, "attention_mask")
+    assert count_all == sum(it.length - 1 for it in items["private"][:3])
+    assert all_loss.item() == pytest.approx(want_all, rel=1e-5)
+    # a batch with the response mask cleared scores nothing (prompt tokens are never targets)
+    no_response = {**batch, "response_mask": torch.zeros_like(batch["response_mask"])}
+    assert training.lm_loss(model, no_response)[0].item() == 0.0
+    with pytest.raises(ValueError):
+        training.lm_loss(model, batch, on="prompt")
+
+
+def test_mean_nll_is_token_weighted(tokenizer, items):
+    model = _model(tokenizer).eval()
+    subset = items["dev"][:5]
+    sums = []
+    for item in subset:
+        nll, n = _manual_nll(model, collate([item], tokenizer.pad_token_id), "response_mask")
+        sums.append((nll * n, n))
+    want = sum(s for s, _ in sums) / sum(n for _, n in sums)
+    assert training.mean_nll(model, subset, 2, tokenizer.pad_token_id) == pytest.approx(want, rel=1e-5)
+
+
+def test_padding_does_not_change_loss(tokenizer, items):
+    model = _model(tokenizer).eval()
+    short = min(items["private"], key=lambda it: it.length)
+    long_ = max(items["private"], key=lambda it: it.length)
+    alone = training.mean_nll(model, [short], 1, tokenizer.pad_token_id)
+    nll, n = _manual_nll(model, collate([short, long_], tokenizer.pad_token_id), "response_mask")
+    nll_long, n_long = _manual_nll(model, collate([long_], tokenizer.pad_token_id), "response_mask")
+    assert (nll * n - nll_long * n_long) / (n - n_long) == pytest.approx(alone, rel=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------ loop
+def test_sft_memorizes_members(tokenizer, items):
+    pad = tokenizer.pad_token_id
+    model = _model(tokenizer)
+    before = training.mean_nll(model, items["private"], 16, pad)
+    cfg = {"epochs": 20, "lr": 5e-3, "batch_size": 4, "scheduler": "cosine", "warmup_ratio": 0.05, "seed": 0}
+    model, history = training.sft(model, items["private"], items["dev"], cfg, pad, LOG)
+    members = training.mean_nll(model, items["private"], 16, pad)
+    held_out = training.mean_nll(model, items["nonmember"], 16, pad)
+    assert members < 0.5 * before
+    assert members < held_out - 0.5, (members, held_out)
+    assert list(history["epoch"]) == list(range(1, 21))
+    assert history["step"].iloc[-1] == 20 * 4
+    assert {"train_loss", "dev_loss", "lr", "lm_loss", "selected"} <= set(history.columns)
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    assert history["selected"].tolist() == [False] * 19 + [True]
+    assert history["dev_loss"].iloc[-1] == pytest.approx(training.mean_nll(model, items["dev"], 8, pad), rel=1e-6)
+    assert not model.training
+
+
+def test_best_dev_restores_best_epoch(tokenizer, items):
+    """Gradient *ascent* on the dev items: dev loss rises every epoch, so epoch 1 is the best."""
+    pad = tokenizer.pad_token_id
+
+    def ascent(model, batch):
+        loss, stats = training.lm_loss(model, batch)
+        return -loss, stats
+
+    cfg = {"epochs": 3, "lr": 1e-3, "batch_size": 4, "scheduler": "constant", "select": "best_dev", "seed": 1}
+    best, history = training.fit(_model(tokenizer), items["dev"], items["dev"], cfg, pad, ascent, LOG)
+    assert history["dev_loss"].is_monotonic_increasing
+    assert history["selected"].tolist() == [True, False, False]
+    one_epoch, _ = training.fit(_model(tokenizer), items["dev"], None, {**cfg, "epochs": 1, "select": "last"}, pad, ascent)
+    assert _states_equal(best, one_epoch)
+    assert training.mean_nll(best, items["dev"], 8, pad) == pytest.approx(history["dev_loss"].min(), rel=1e-6)
+    with pytest.raises(ValueError, match="dev"):
+        training.fit(_model(tokenizer), items["dev"], None, cfg, pad, ascent)
+
+
+def test_training_is_deterministic(tokenizer, items):
+    pad = tokenizer.pad_token_id
+    cfg = {"epochs": 2, "lr": 1e-3, "batch_size": 8, "seed": 3}
+    runs = []
+    for seed in (3, 3, 4):
+        torch.manual_seed(1000 + len(runs))  # the caller's RNG state must not matter
+        model = _model(tokenizer, dropout=0.1)  # dropout consumes torch RNG: must be seeded by fit
+        runs.append(training.sft(model, items["public"], items["dev"], {**cfg, "seed": seed}, pad)[0])
+    assert _states_equal(runs[0], runs[1])
+    assert not _states_equal(runs[0], runs[2])
+
+
+def test_zero_epochs_and_config_validation(tokenizer, items):
+    pad = tokenizer.pad_token_id
+    model = _model(tokenizer)
+    init = copy.deepcopy(model)
+    model, history = training.sft(model, items["pretrain"], None, {"epochs": 0, "lr": 1e-3, "batch_size": 4}, pad)
+    assert history.empty and _states_equal(model, init)
+    with pytest.raises(ValueError, match="unknown keys"):
+        training.resolve_train_config({"epochs": 1, "lr": 1e-3, "batch_size": 4, "lr_schedule": "cosine"})
+    with pytest.raises(ValueError, match="missing"):
+        training.resolve_train_config({"epochs": 1, "lr": 1e-3})
+    with pytest.raises(ValueError, match="scheduler"):
+        training.resolve_train_config({"epochs": 1, "lr": 1e-3, "batch_size": 4, "scheduler": "step"})
+
+
+def test_lr_schedules():
+    cos = training.lr_lambda("cosine", total_steps=10, warmup_steps=0)
+    assert cos(0) == 1.0 and cos(5) == pytest.approx(0.5) and cos(10) == pytest.approx(0.0)
+    lin = training.lr_lambda("linear", total_steps=12, warmup_steps=2)
+    assert lin(0) < lin(1) < lin(2) == 1.0 and lin(7) == pytest.approx(0.5)
+    assert training.lr_lambda("constant", 10, 0)(9) == 1.0
+
+
+# -------------------------------------------------------------------------------------------------- KD
+def test_kd_loss_is_zero_for_identical_teacher(tokenizer, items):
+    student = _model(tokenizer).eval()
+    teacher = training.freeze(copy.deepcopy(student))
+    kd, divergence = training.resolve_kd_config({"objective": "fkl"})
+    batch = collate(items["public"][:4], tokenizer.pad_token_id)
+    loss, stats = training.kd_loss_fn(teacher, divergence, kd["lm_weight"])(student, batch)
+    assert abs(loss.item()) < 1e-6 and abs(stats["kd_loss"]) < 1e-6
+    assert stats["lm_loss"] > 1.0  # the LM part is still reported
+    # lm_weight mixes in the LM loss
+    loss_mix, _ = training.kd_loss_fn(teacher, divergence, 0.5)(student, batch)
+    assert loss_mix.item() == pytest.approx(0.5 * stats["lm_loss"], rel=1e-5)
+
+
+def test_distill_kd_moves_student_toward_teacher(tokenizer, items):
+    pad = tokenizer.pad_token_id
+    teacher = _model(tokenizer, seed=1)
+    teacher, _ = training.sft(teacher, items["private"], None, {"epochs": 5, "lr": 3e-3, "batch_size": 8}, pad)
+    student = _model(tokenizer, seed=2, n_layer=1)
+    cfg = {"epochs": 4, "lr": 3e-3, "batch_size": 8, "seed": 0}
+    for objective, extra in [("fkl", {}), ("jsd", {"beta": 0.5}), ("srkl", {"alpha": 0.1})]:
+        run_student = copy.deepcopy(student)
+        run_student, history = training.distill_kd(
+            run_student, teacher, items["public"], items["dev"], cfg, {"objective": objective, **extra}, pad, LOG
+        )
+        assert "kd_loss" in history and history["kd_loss"].iloc[-1] < history["kd_loss"].iloc[0], objective
+        assert not any(p.requires_grad for p in teacher.parameters())
+    with pytest.raises(ValueError, match="takes"):
+        training.distill_kd(copy.deepcopy(student), teacher, items["public"], None, cfg, {"beta": 0.5}, pad)
+
+
+def test_kd_refuses_different_vocabulary(tokenizer, items, manifest):
+    other_tok = models.train_tokenizer([r.response for r in _select(manifest, "public").itertuples()], 280)
+    student = _model(tokenizer)
+    teacher = models.build_from_scratch(SPEC, other_tok, 96, 0)
+    with pytest.raises(ValueError, match="vocabulary"):
+        training.distill_kd(student, teacher, items["public"], None, {"epochs": 1, "lr": 1e-3, "batch_size": 4}, {}, 0)
+
+
+# ----------------------------------------------------------------------------------------------- pools
+def test_student_pool_guard(manifest):
+    public_ids = list(_select(manifest, "public", "dev").id)
+    training.assert_student_pools(manifest, public_ids, pools=["public", "dev"])
+    for pool in ("private", "nonmember"):
+        leaked = public_ids + [_select(manifest, pool).id.iloc[0]]
+        with pytest.raises(AssertionError, match=pool):
+            training.assert_student_pools(manifest, leaked)
+    with pytest.raises(AssertionError, match="not in the manifest"):
+        training.assert_student_pools(manifest, ["made-up-id"])
+    with pytest.raises(AssertionError, match="private"):
+        training.assert_student_pools(manifest, [], pools=["public", "private"])
+    with pytest.raises(ValueError, match="nonmember"):
+        training.refuse_secret_pools(["public", "nonmember"], "tokenizer")
+
+
+# --------------------------------------------------------------------------------- scripts end to end
+def _run_script(name, tmp_path, cfg, inputs, rule):
+    out = tmp_path / rule
+    smk = types.SimpleNamespace(
+        scriptdir=str(REPO / "scripts"),
+        params=types.SimpleNamespace(cfg=cfg, code="test-code"),
+        input=types.SimpleNamespace(**inputs, items=lambda: inputs.items()),
+        output=types.SimpleNamespace(dir=str(out)),
+        log=[],
+        threads=1,
+        rule=rule,
+    )
+    runpy.run_path(str(REPO / "scripts" / name), init_globals={"snakemake": smk}, run_name="__main__")
+    return out
+
+
+def test_scripts_end_to_end(tmp_path, manifest):
+    import json
+
+    manifest_path = tmp_path / "manifest.parquet"
+    manifest.to_parquet(manifest_path, index=False)
+    common = {"max_length": 96, "max_prompt_length": 48, "seed": 0}
+    train = {"epochs": 1, "lr": 3e-3, "batch_size": 8}
+
+    with pytest.raises(ValueError, match="private"):
+        _run_script("train_tokenizer.py", tmp_path, {"vocab_size": 300, "min_frequency": 2, "pools": ["public", "private"]},
+                    {"manifest": str(manifest_path)}, "bad_tokenizer")
+    tok_dir = _run_script("train_tokenizer.py", tmp_path, {"vocab_size": 300, "min_frequency": 2, "pools": ["pretrain", "public"]},
+                          {"manifest": str(manifest_path)}, "tokenizer")
+    prov = json.loads((tok_dir / "provenance.json").read_text())
+    assert prov["params"] == {"cfg": {"vocab_size": 300, "min_frequency": 2, "pools": ["pretrain", "public"]}, "code": "test-code"}
+    assert set(prov["inputs"]) == {"manifest"}
+
+    base_cfg = {"spec": SPEC, "train": train, "pools": ["pretrain"], **common}
+    base = _run_script("pretrain_base.py", tmp_path, base_cfg, {"manifest": str(manifest_path), "tokenizer": str(tok_dir)}, "base")
+    assert (base / "model.safetensors").is_file() and len(pd.read_csv(base / "train_log.csv")) == 1
+
+    base_ref = {"name_or_path": str(base), "revision": None, "dtype": "float32", "trust_remote_code": False}
+    teacher = _run_script("train_teacher.py", tmp_path, {"base": base_ref, "train": train, **common},
+                          {"manifest": str(manifest_path), "base": str(base)}, "teacher")
+    log = pd.read_csv(teacher / "train_log.csv")
+    assert set(log.columns) >= {"epoch", "step", "train_loss", "dev_loss", "lr"}
+    assert json.loads((teacher / "provenance.json").read_text())["rule"] == "teacher"
+
+    student_cfg = {"base": base_ref, "method": "nokd", "teacher": None, "train": train, "kd": None, **common}
+    nokd = _run_script("train_student.py", tmp_path, student_cfg, {"manifest": str(manifest_path), "base": str(base)}, "nokd")
+    assert (nokd / "train_log.csv").is_file()
+    kd_cfg = {**student_cfg, "method": "kd", "teacher": {"name_or_path": str(teacher)}, "kd": {"objective": "fkl"}}
+    kd = _run_script("train_student.py", tmp_path, kd_cfg,
+                     {"manifest": str(manifest_path), "base": str(base), "teacher": str(teacher)}, "kd")
+    assert "kd_loss" in pd.read_csv(kd / "train_log.csv").columns
+    models.load_model(str(kd))
