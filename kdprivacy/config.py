@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 PUBLIC_POOLS = ("pretrain", "public", "dev")
-STUDENT_METHODS = ("nokd", "kd")
 Name = Annotated[str, Field(pattern=NAME)]
 PosInt = Annotated[int, Field(ge=1)]
 PosFloat = Annotated[float, Field(gt=0)]
@@ -157,17 +156,130 @@ class Teacher(Strict):
     train: Train = Train()
 
 
+OBJECTIVES = ("fkl", "rkl", "jsd", "tvd", "sfkl", "srkl")
+STUDENT_METHODS = ("nokd", "kd", "seqkd", "imitkd", "gkd", "minillm", "distillm")
+SGO_PARAM = {"imitkd": "sgo_ratio", "gkd": "lmbda"}  # the student-generated-output fraction of a method
+
+
 class KD(Strict):
-    objective: Literal["fkl"] = "fkl"
+    """The token-level divergence (kd, imitkd, seqkd with loss kd); gkd/distillm set theirs in their block."""
+
+    objective: Literal["fkl", "rkl", "jsd", "tvd", "sfkl", "srkl"] = "fkl"
     temperature: PosFloat = 1.0
     lm_weight: Fraction = 0.0
+    beta: Fraction | None = Field(None, description="generalized JSD mixing weight (jsd only)")
+    alpha: Fraction | None = Field(None, description="skew (sfkl/srkl only)")
+
+    @model_validator(mode="after")
+    def _hparams(self) -> KD:
+        if self.beta is not None and self.objective != "jsd":
+            raise ValueError(f"beta only applies to objective jsd (objective is {self.objective})")
+        if self.alpha is not None and self.objective not in ("sfkl", "srkl"):
+            raise ValueError(f"alpha only applies to sfkl/srkl (objective is {self.objective})")
+        return self
+
+
+class Generation(Strict):
+    """Sampling for student-generated outputs or teacher generations (batched, KV cache)."""
+
+    max_new_tokens: PosInt | None = Field(None, description="null = max_length - max_prompt_length")
+    do_sample: bool = True
+    temperature: PosFloat = 1.0
+    top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
+    top_k: Annotated[int, Field(ge=0)] = 0
+    batch_size: PosInt | None = Field(None, description="null = train.batch_size")
+
+
+class SeqKDParams(Strict):
+    loss: Literal["ce", "kd"] = "ce"
+
+
+class ImitKDParams(Strict):
+    sgo_ratio: Fraction = 1.0
+    buffer_capacity: PosInt = 1000
+
+
+class GKDParams(Strict):
+    lmbda: Fraction = 0.5
+    beta: Fraction = 0.5
+
+
+class MiniLLMParams(Strict):
+    alpha: Fraction = 0.2
+    clip_eps: PosFloat = 0.2
+    lm_weight: Annotated[float, Field(ge=0)] = 1.0
+    ppo_epochs: PosInt = 1
+    length_norm: bool = True
+    single_step_reg: bool = True
+    whiten: bool = True
+
+
+class DistiLLMParams(Strict):
+    skew: Fraction = 0.1
+    init_threshold: Fraction = 0.2
+    threshold_step: Fraction = 0.1
+    loss_eps: Annotated[float, Field(ge=0)] = 0.1
+    buffer_capacity: PosInt = 1000
+
+
+METHOD_BLOCKS = ("seqkd", "imitkd", "gkd", "minillm", "distillm")
 
 
 class Student(Strict):
     base: Name
-    method: Literal["nokd", "kd"]
+    method: Literal["nokd", "kd", "seqkd", "imitkd", "gkd", "minillm", "distillm"]
+    init: Literal["base", "init"] = Field(
+        "base", description="start from the pretrained base, or from the family's init student (public SFT)"
+    )
     train: Train = Train()
     kd: KD = KD()
+    generation: Generation = Generation()
+    seqkd: SeqKDParams = SeqKDParams()
+    imitkd: ImitKDParams = ImitKDParams()
+    gkd: GKDParams = GKDParams()
+    minillm: MiniLLMParams = MiniLLMParams()
+    distillm: DistiLLMParams = DistiLLMParams()
+
+    @model_validator(mode="after")
+    def _method_block(self) -> Student:
+        stray = [b for b in METHOD_BLOCKS if b in self.model_fields_set and b != self.method]
+        if stray:
+            raise ValueError(f"block(s) {stray} given but method is {self.method}")
+        return self
+
+    @property
+    def uses_teacher(self) -> bool:
+        return self.method != "nokd"
+
+    @property
+    def method_params(self) -> dict[str, Any] | None:
+        block = getattr(self, self.method, None) if self.method in METHOD_BLOCKS else None
+        return block.model_dump(mode="json") if block is not None else None
+
+
+class Init(Strict):
+    """The "init" student of the DistiLLM/MiniLLM practice: the student base fine-tuned on public data."""
+
+    train: Train = Train(epochs=2)
+
+
+class ObjectiveAblation(Strict):
+    """Paper Fig. 3: copies of a ``kd`` student, one per KD objective."""
+
+    student: Name
+    values: Annotated[list[Literal["fkl", "rkl", "jsd", "tvd", "sfkl", "srkl"]], Field(min_length=1)]
+
+
+class SgoAblation(Strict):
+    """Paper Fig. 4: copies of an imitkd/gkd student, one per fraction of student-generated outputs."""
+
+    student: Name
+    values: Annotated[list[Fraction], Field(min_length=1)]
+
+
+class Ablations(Strict):
+    objective: ObjectiveAblation | None = None
+    sgo_ratio: SgoAblation | None = None
 
 
 class Family(Strict):
@@ -176,6 +288,11 @@ class Family(Strict):
     bases: dict[Name, Base]
     teacher: Teacher
     students: dict[Name, Student] = Field(default_factory=dict)
+    init: Init = Init()
+    teacher_generation: Generation = Field(
+        Generation(), description="how the teacher answers the public prompts for SeqKD (one artifact per seed)"
+    )
+    ablations: Ablations = Ablations()
 
     @model_validator(mode="after")
     def _refs(self) -> Family:
@@ -186,6 +303,18 @@ class Family(Strict):
                 raise ValueError(f"{who}.base '{base}' is not one of bases: {sorted(self.bases)}")
         if "teacher" in self.students:
             raise ValueError("a student may not be named 'teacher'")
+        abl = self.ablations
+        if abl.objective is not None:
+            target = self.students.get(abl.objective.student)
+            if target is None or target.method != "kd":
+                raise ValueError(f"ablations.objective.student '{abl.objective.student}' must name a kd student")
+        if abl.sgo_ratio is not None:
+            target = self.students.get(abl.sgo_ratio.student)
+            if target is None or target.method not in SGO_PARAM:
+                raise ValueError(
+                    f"ablations.sgo_ratio.student '{abl.sgo_ratio.student}' must name a student of method "
+                    f"{sorted(SGO_PARAM)}"
+                )
         kinds = {b.from_scratch is None for b in self.bases.values()}
         if len(kinds) > 1:
             raise ValueError(
@@ -196,6 +325,27 @@ class Family(Strict):
     @property
     def from_scratch(self) -> bool:
         return all(b.from_scratch is not None for b in self.bases.values())
+
+    def all_students(self) -> dict[str, tuple[Student, str | None, Any]]:
+        """Configured students plus ablation copies: name -> (student, ablation axis, axis value).
+
+        Copies are named ``<student>.obj-<objective>`` and ``<student>.sgo-<ratio>``.
+        """
+        out: dict[str, tuple[Student, str | None, Any]] = {n: (s, None, None) for n, s in self.students.items()}
+        abl = self.ablations
+        if abl.objective is not None:
+            base = self.students[abl.objective.student]
+            for value in abl.objective.values:
+                kd = base.kd.model_copy(update={"objective": value, "beta": None, "alpha": None})
+                out[f"{abl.objective.student}.obj-{value}"] = (base.model_copy(update={"kd": kd}), "objective", value)
+        if abl.sgo_ratio is not None:
+            base = self.students[abl.sgo_ratio.student]
+            key = SGO_PARAM[base.method]
+            for value in abl.sgo_ratio.values:
+                block = getattr(base, base.method).model_copy(update={key: value})
+                copy = base.model_copy(update={base.method: block})
+                out[f"{abl.sgo_ratio.student}.sgo-{value:g}"] = (copy, "sgo_ratio", value)
+        return out
 
 
 # ---------------------------------------------------------------- evaluation

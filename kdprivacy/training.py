@@ -82,6 +82,35 @@ def assert_student_pools(manifest: pd.DataFrame, ids: Iterable[str], pools: Iter
         raise AssertionError(f"{len(unknown)} student item ids are not in the manifest, e.g. {sorted(unknown)[:5]}")
 
 
+def pool_guard(manifest: pd.DataFrame, pools: Sequence[str] = ("public",), what: str = "student data") -> Callable:
+    """A reusable check, built once from the manifest: ``check(ids)`` raises ``AssertionError`` unless every id
+    belongs to one of ``pools`` (a subset of the student pools). Secret ids are named by pool.
+
+    Used on everything a student trains on that is *derived* from prompts (student-generated outputs, teacher
+    generations): those must come from public prompts only, so their ids must all be public.
+    """
+    pools = list(pools)
+    bad_pools = sorted(set(pools) - set(STUDENT_POOLS))
+    if not pools or bad_pools:
+        raise AssertionError(f"{what}: allowed pools must be a non-empty subset of {list(STUDENT_POOLS)}, got {pools}")
+    by_pool = manifest.groupby("pool")["id"].agg(set)
+    allowed = set().union(*(by_pool.get(pool, set()) for pool in pools))
+    secret = {pool: by_pool.get(pool, set()) for pool in SECRET_POOLS}
+
+    def check(ids: Iterable[str]) -> None:
+        outside = set(ids) - allowed
+        if not outside:
+            return
+        leaked = {pool: sorted(outside & found) for pool, found in secret.items() if outside & found}
+        if leaked:
+            counts = {pool: len(found) for pool, found in leaked.items()}
+            sample = {pool: found[:5] for pool, found in leaked.items()}
+            raise AssertionError(f"{what} contains secret examples {counts}, e.g. {sample}")
+        raise AssertionError(f"{what}: {len(outside)} ids are not in pools {pools}, e.g. {sorted(outside)[:5]}")
+
+    return check
+
+
 def pool_texts(manifest_path, pools: Sequence[str]) -> list[str]:
     """Formatted prompt + response of every row in ``pools`` (tokenizer training corpus)."""
     refuse_secret_pools(pools, "tokenizer/pretraining text")
@@ -115,8 +144,23 @@ def _target_mask(batch: dict[str, torch.Tensor], on: str) -> torch.Tensor:
     raise ValueError(f"on must be 'response' or 'all', got {on!r}")
 
 
+def model_device(model) -> torch.device:
+    device = getattr(model, "device", None)
+    if isinstance(device, torch.device):
+        return device
+    return next(model.parameters()).device
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """Tensors of ``batch`` moved to ``device``; other values (flags, rollouts) are passed through."""
+    return {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
+
+
 def _forward(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    device = model_device(model)
+    return model(
+        input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device), use_cache=False
+    ).logits
 
 
 def lm_loss(model, batch: dict[str, torch.Tensor], on: str = "response") -> tuple[torch.Tensor, dict]:
@@ -137,7 +181,7 @@ def mean_nll(model, items: Sequence[Encoded], batch_size: int, pad_id: int, on: 
     total, count = 0.0, 0.0
     try:
         for idx in length_sorted_batches(items, batch_size):
-            batch = collate([items[i] for i in idx], pad_id)
+            batch = to_device(collate([items[i] for i in idx], pad_id), model_device(model))
             s, n = token_nll(_forward(model, batch), batch["input_ids"], _target_mask(batch, on))
             total += s.item()
             count += n.item()
@@ -217,6 +261,8 @@ def fit(
     loss_fn: Callable[[torch.nn.Module, dict], tuple[torch.Tensor, dict]],
     log: logging.Logger | None = None,
     desc: str = "train",
+    make_batch: Callable[[list[Encoded]], dict] | None = None,
+    on_epoch_end: Callable[[int, dict], dict | None] | None = None,
 ) -> tuple[torch.nn.Module, pd.DataFrame]:
     """Train ``model`` on ``train_items`` with ``loss_fn``; returns the model and a per-epoch history.
 
@@ -225,6 +271,13 @@ def fit(
     once per optimizer step. History columns: ``epoch, step, train_loss, dev_loss, lr, selected`` plus the
     per-epoch mean of every stat ``loss_fn`` reports (``dev_loss`` = response-token NLL on ``dev_items``).
     ``select="best_dev"`` restores the epoch with the lowest dev loss at the end; ``"last"`` keeps the last.
+
+    Hooks for KD methods that build their own data (:mod:`kdprivacy.distillation`):
+    ``make_batch(items) -> batch`` replaces ``collate(items, pad_id)`` (e.g. to sample student outputs for
+    the batch's prompts; non-tensor values such as flags ride along), and ``on_epoch_end(epoch, row) ->
+    dict`` runs after the epoch's dev loss is in ``row`` and adds columns to it (e.g. a schedule's state).
+    Stats a ``loss_fn`` reports are averaged over *all* batches of the epoch, so a stat must be reported by
+    every batch (report 0/1 to get a fraction). Batch tensors are moved to the model's device.
     """
     cfg = resolve_train_config(cfg)
     log = log or logging.getLogger("kdprivacy")
@@ -239,6 +292,8 @@ def fit(
     schedule = lr_lambda(cfg["scheduler"], total_steps, int(float(cfg["warmup_ratio"]) * total_steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     torch.manual_seed(int(cfg["seed"]))
+    make_batch = make_batch or functools.partial(collate, pad_id=pad_id)
+    device = model_device(model)
 
     rows: list[dict] = []
     best_loss, best_state, best_epoch = math.inf, None, None
@@ -250,7 +305,7 @@ def fit(
             model.train()
             loss_sum, stat_sums, n_batches = 0.0, {}, 0
             for idx in batch_indices(len(train_items), batch_size, shuffle=True, seed=int(cfg["seed"]) + epoch):
-                batch = collate([train_items[i] for i in idx], pad_id)
+                batch = to_device(make_batch([train_items[i] for i in idx]), device)
                 loss, stats = loss_fn(model, batch)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"{desc}: non-finite loss {loss.item()} at epoch {epoch} step {step}")
@@ -271,6 +326,8 @@ def fit(
             row["dev_loss"] = mean_nll(model, dev_items, int(cfg["eval_batch_size"]), pad_id) if dev_items else math.nan
             row["lr"] = lr
             row.update({key: value / max(n_batches, 1) for key, value in stat_sums.items()})
+            if on_epoch_end is not None:
+                row.update(on_epoch_end(epoch, dict(row)) or {})
             rows.append(row)
             if cfg["select"] == "best_dev" and row["dev_loss"] < best_loss:
                 best_loss, best_epoch = row["dev_loss"], epoch
@@ -413,16 +470,30 @@ def train_teacher_from_cfg(cfg: dict, manifest_path, log=None):
     return model, tokenizer, history
 
 
-STUDENT_METHODS = ("nokd", "kd")
+STUDENT_METHODS = ("nokd", "kd", "seqkd", "imitkd", "gkd", "minillm", "distillm")
 
 
-def train_student_from_cfg(cfg: dict, manifest_path, log=None):
-    """No-KD (SFT on public) or word-level KD (on public) student; asserts it reads public/dev only."""
-    from kdprivacy import models
+def train_student_from_cfg(cfg: dict, manifest_path, log=None, teacher_generations_path=None):
+    """A student trained with ``cfg["method"]`` (:mod:`kdprivacy.distillation`) on the public pool, dev pool
+    for dev loss. Returns ``(model, tokenizer, history)``.
+
+    ``cfg`` keys: ``base`` (model ref), ``teacher`` (model ref; None for ``nokd``), ``method``, ``train``,
+    ``kd`` (objective/temperature/lm_weight/beta/alpha), ``generation`` (max_new_tokens, do_sample,
+    temperature, top_p, top_k, batch_size), ``method_params`` (per method, see
+    ``distillation.METHOD_PARAM_DEFAULTS``), ``seed``, ``max_length``, ``max_prompt_length``.
+    ``teacher_generations_path``: the SeqKD artifact of ``scripts/generate_teacher.py`` (seqkd only).
+
+    Guarantee (asserted, pitfalls.md): the student reads public/dev examples only; every student-generated
+    batch and every teacher generation has a **public** id.
+    """
+    from kdprivacy import distillation, models
 
     method = cfg["method"]
     if method not in STUDENT_METHODS:
         raise ValueError(f"unknown student method {method!r}; choose one of {list(STUDENT_METHODS)}")
+    if (method == "seqkd") != (teacher_generations_path is not None):
+        raise ValueError("teacher generations are needed by seqkd and only by seqkd "
+                         f"(method {method!r}, generations {teacher_generations_path!r})")
     model, tokenizer = models.load_base(cfg["base"])
     manifest = read_manifest(manifest_path)
     pools = {"train": "public", "dev": "dev"}
@@ -433,13 +504,22 @@ def train_student_from_cfg(cfg: dict, manifest_path, log=None):
 
     train, dev = encode(pools["train"]), encode(pools["dev"])
     assert_student_pools(manifest, [item.id for item in (*train, *dev)])
-    train_cfg = _train_cfg(cfg)
-    if method == "nokd":
-        model, history = sft(model, train, dev, train_cfg, tokenizer.pad_token_id, log, desc="student[nokd]")
-    else:
+    generated_guard = pool_guard(manifest, [pools["train"]], f"{method} generated training data")
+    teacher_generations = None
+    if teacher_generations_path is not None:
+        teacher_generations = distillation.read_generations(teacher_generations_path)
+        pool_guard(manifest, [pools["train"]], "teacher generations")([item.id for item in teacher_generations])
+    teacher = None
+    needs_teacher = method not in distillation.TEACHER_FREE and not (
+        method == "seqkd" and distillation.resolve_method_params("seqkd", cfg.get("method_params"))["loss"] == "ce"
+    )
+    if needs_teacher:
         if not cfg.get("teacher"):
-            raise ValueError("method 'kd' needs a teacher")
+            raise ValueError(f"method {method!r} needs a teacher")
         teacher, teacher_tokenizer = models.load_base(cfg["teacher"])
         models.assert_same_vocabulary(teacher_tokenizer, tokenizer)
-        model, history = distill_kd(model, teacher, train, dev, train_cfg, cfg.get("kd"), tokenizer.pad_token_id, log)
+    model, history = distillation.train_method(
+        method, model, teacher, train, dev, cfg, tokenizer.pad_token_id, log, teacher_generations,
+        eos_id=tokenizer.eos_token_id, guard=generated_guard,
+    )
     return model, tokenizer, history

@@ -1,5 +1,7 @@
 # Helpers shared by all rules: the validated config, paths, code versions and input functions.
 # Validation runs before any job: a bad config stops here with a message naming the key.
+import re
+
 from kdprivacy.config import ConfigError, validate_config
 from kdprivacy.provenance import code_version
 
@@ -14,12 +16,19 @@ SEEDS = CFG.seeds
 FAMILIES = CFG.families
 
 
+STUDENTS = {family: fam.all_students() for family, fam in FAMILIES.items()}
+
+
+def alternatives(names):
+    return "|".join(re.escape(n) for n in sorted(names)) or "__none__"
+
+
 wildcard_constraints:
-    family="|".join(FAMILIES),
+    family=alternatives(FAMILIES),
     seed=r"\d+",
-    base="|".join({b for f in FAMILIES.values() for b in f.bases}),
-    model="|".join(["teacher"] + sorted({s for f in FAMILIES.values() for s in f.students})),
-    student="|".join(sorted({s for f in FAMILIES.values() for s in f.students}) or ["__none__"]),
+    base=alternatives({b for f in FAMILIES.values() for b in f.bases}),
+    model=alternatives({"teacher"} | {s for students in STUDENTS.values() for s in students}),
+    student=alternatives({s for students in STUDENTS.values() for s in students}),
 
 
 def code(script, *modules):
@@ -67,7 +76,7 @@ def data_lengths():
 
 
 def all_models():
-    """(family, seed, model, role, method, base) for every trained model, in a fixed order."""
+    """Every trained model, in a fixed order, with the columns the tables carry."""
     rows = []
     for family, fam in FAMILIES.items():
         for seed in SEEDS:
@@ -79,9 +88,11 @@ def all_models():
                     "role": "teacher",
                     "method": "teacher",
                     "base": fam.teacher.base,
+                    "ablation": None,
+                    "ablation_value": None,
                 }
             )
-            for name, student in fam.students.items():
+            for name, (student, axis, value) in STUDENTS[family].items():
                 rows.append(
                     {
                         "family": family,
@@ -90,6 +101,8 @@ def all_models():
                         "role": "student",
                         "method": student.method,
                         "base": student.base,
+                        "ablation": axis,
+                        "ablation_value": value,
                     }
                 )
     return rows
@@ -144,31 +157,87 @@ def teacher_cfg(wildcards):
 
 
 def student(wildcards):
-    return FAMILIES[wildcards.family].students[wildcards.student]
+    return STUDENTS[wildcards.family][wildcards.student][0]
+
+
+def init_dir(family, seed, base):
+    return f"{R}/{family}/seed{seed}/init/{base}"
+
+
+def student_start(wildcards):
+    """Where a student starts: its pretrained base, or the family's init student of that base."""
+    s = student(wildcards)
+    if s.init == "init":
+        path = init_dir(wildcards.family, wildcards.seed, s.base)
+        return {"name_or_path": path, "revision": None, "dtype": "float32", "trust_remote_code": False}, [
+            path
+        ]
+    return base_ref(wildcards.family, s.base), base_inputs(wildcards.family, s.base)
 
 
 def student_base_input(wildcards):
-    return base_inputs(wildcards.family, student(wildcards).base)
+    return student_start(wildcards)[1]
 
 
 def student_teacher_input(wildcards):
     """Only methods that query the teacher depend on it (No-KD does not rerun when the teacher changes)."""
-    if student(wildcards).method == "nokd":
+    s = student(wildcards)
+    if not s.uses_teacher or (s.method == "seqkd" and s.seqkd.loss == "ce"):
         return []
     return [model_dir(wildcards.family, wildcards.seed, "teacher")]
 
 
+def student_generations_input(wildcards):
+    if student(wildcards).method != "seqkd":
+        return []
+    return [f"{R}/{wildcards.family}/seed{wildcards.seed}/generations/teacher.parquet"]
+
+
+def teacher_ref(family, seed):
+    return {"name_or_path": model_dir(family, seed, "teacher")}
+
+
 def student_cfg(wildcards):
     s = student(wildcards)
-    uses_teacher = s.method != "nokd"
     return {
-        "base": base_ref(wildcards.family, s.base),
+        "base": student_start(wildcards)[0],
+        "init": s.init,
         "method": s.method,
-        "teacher": (
-            {"name_or_path": model_dir(wildcards.family, wildcards.seed, "teacher")} if uses_teacher else None
-        ),
+        "teacher": teacher_ref(wildcards.family, wildcards.seed) if s.uses_teacher else None,
         "train": dump(s.train),
-        "kd": dump(s.kd) if uses_teacher else None,
+        "kd": dump(s.kd) if s.uses_teacher else None,
+        "generation": dump(s.generation) if s.method in ("imitkd", "gkd", "minillm", "distillm") else None,
+        "method_params": s.method_params,
+        "seed": int(wildcards.seed),
+        **data_lengths(),
+    }
+
+
+def init_base_input(wildcards):
+    return base_inputs(wildcards.family, wildcards.base)
+
+
+def init_cfg(wildcards):
+    """The init student is a No-KD fine-tune of the base on public data with the family's init settings."""
+    fam = FAMILIES[wildcards.family]
+    return {
+        "base": base_ref(wildcards.family, wildcards.base),
+        "method": "nokd",
+        "teacher": None,
+        "train": dump(fam.init.train),
+        "kd": None,
+        "generation": None,
+        "method_params": None,
+        "seed": int(wildcards.seed),
+        **data_lengths(),
+    }
+
+
+def teacher_generation_cfg(wildcards):
+    fam = FAMILIES[wildcards.family]
+    return {
+        "teacher": teacher_ref(wildcards.family, wildcards.seed),
+        "generation": dump(fam.teacher_generation),
         "seed": int(wildcards.seed),
         **data_lengths(),
     }

@@ -26,6 +26,7 @@ rule train_student:
         manifest=rules.prepare_data.output.manifest,
         base=student_base_input,
         teacher=student_teacher_input,
+        generations=student_generations_input,
     output:
         dir=directory(f"{R}/{{family}}/seed{{seed}}/models/{{student}}"),
     log:
@@ -40,3 +41,44 @@ rule train_student:
         code=code("train_student.py", "models", "training"),
     script:
         "../scripts/train_student.py"
+
+
+rule train_init:
+    input:
+        manifest=rules.prepare_data.output.manifest,
+        base=init_base_input,
+    output:
+        dir=directory(f"{R}/{{family}}/seed{{seed}}/init/{{base}}"),
+    log:
+        f"{R}/logs/train_init/{{family}}/seed{{seed}}/{{base}}.log",
+    benchmark:
+        f"{R}/benchmarks/train_init/{{family}}/seed{{seed}}/{{base}}.tsv"
+    conda:
+        ENV
+    threads: 4
+    params:
+        cfg=init_cfg,
+        code=code("train_student.py", "models", "training"),
+    script:
+        "../scripts/train_student.py"
+
+
+rule generate_teacher:
+    input:
+        manifest=rules.prepare_data.output.manifest,
+        teacher=f"{R}/{{family}}/seed{{seed}}/models/teacher",
+    output:
+        generations=f"{R}/{{family}}/seed{{seed}}/generations/teacher.parquet",
+        provenance=f"{R}/{{family}}/seed{{seed}}/generations/teacher.parquet.provenance.json",
+    log:
+        f"{R}/logs/generate_teacher/{{family}}/seed{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/generate_teacher/{{family}}/seed{{seed}}.tsv"
+    conda:
+        ENV
+    threads: 4
+    params:
+        cfg=teacher_generation_cfg,
+        code=code("generate_teacher.py", "distillation"),
+    script:
+        "../scripts/generate_teacher.py"

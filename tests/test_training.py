@@ -184,6 +184,46 @@ def test_training_is_deterministic(tokenizer, items):
     assert not _states_equal(runs[0], runs[2])
 
 
+def test_fit_hooks(tokenizer, items):
+    """``make_batch`` builds each batch (extra keys ride along); ``on_epoch_end`` adds history columns."""
+    pad = tokenizer.pad_token_id
+    seen = []
+
+    def make_batch(batch_items):
+        seen.append([it.id for it in batch_items])
+        return {**collate(batch_items, pad), "flag": "sgo"}
+
+    def loss_fn(model, batch):
+        assert batch["flag"] == "sgo"
+        return training.lm_loss(model, batch)
+
+    def on_epoch_end(epoch, row):
+        assert row["epoch"] == epoch and row["dev_loss"] > 0
+        return {"epoch_sq": epoch**2}
+
+    cfg = {"epochs": 2, "lr": 1e-3, "batch_size": 8, "seed": 5}
+    hooked, hist = training.fit(_model(tokenizer), items["public"], items["dev"], cfg, pad, loss_fn,
+                                make_batch=make_batch, on_epoch_end=on_epoch_end)
+    assert hist["epoch_sq"].tolist() == [1, 4]
+    assert len(seen) == 4 and sorted(sum(seen[:2], [])) == sorted(it.id for it in items["public"])
+    plain, _ = training.fit(_model(tokenizer), items["public"], items["dev"], cfg, pad, training.lm_loss)
+    assert _states_equal(hooked, plain)  # the default batch is exactly collate(items, pad_id)
+
+
+def test_pool_guard(manifest):
+    guard = training.pool_guard(manifest, ["public"], "generated data")
+    guard(list(_select(manifest, "public").id))
+    with pytest.raises(AssertionError, match="generated data contains secret examples.*private"):
+        guard(["public-000", "private-001"])
+    with pytest.raises(AssertionError, match="not in pools"):
+        guard(["dev-000"])
+    with pytest.raises(AssertionError, match="not in pools"):
+        guard(["made-up"])
+    training.pool_guard(manifest, ["public", "dev"])(["dev-000", "public-001"])
+    with pytest.raises(AssertionError, match="subset"):
+        training.pool_guard(manifest, ["nonmember"])
+
+
 def test_zero_epochs_and_config_validation(tokenizer, items):
     pad = tokenizer.pad_token_id
     model = _model(tokenizer)
@@ -262,13 +302,13 @@ def test_student_pool_guard(manifest):
 
 
 # --------------------------------------------------------------------------------- scripts end to end
-def _run_script(name, tmp_path, cfg, inputs, rule):
+def _run_script(name, tmp_path, cfg, inputs, rule, output=None):
     out = tmp_path / rule
     smk = types.SimpleNamespace(
         scriptdir=str(REPO / "scripts"),
         params=types.SimpleNamespace(cfg=cfg, code="test-code"),
         input=types.SimpleNamespace(**inputs, items=lambda: inputs.items()),
-        output=types.SimpleNamespace(dir=str(out)),
+        output=types.SimpleNamespace(**(output or {"dir": str(out)})),
         log=[],
         threads=1,
         rule=rule,
@@ -313,3 +353,27 @@ def test_scripts_end_to_end(tmp_path, manifest):
                      {"manifest": str(manifest_path), "base": str(base), "teacher": str(teacher)}, "kd")
     assert "kd_loss" in pd.read_csv(kd / "train_log.csv").columns
     models.load_model(str(kd))
+
+    # SeqKD: the teacher answers the public prompts; the student trains on those answers
+    gens_path = tmp_path / "generations" / "teacher.parquet"
+    gen_cfg = {"teacher": {"name_or_path": str(teacher)}, "generation": {"max_new_tokens": 8, "batch_size": 8}, **common}
+    _run_script("generate_teacher.py", tmp_path, gen_cfg, {"manifest": str(manifest_path), "teacher": str(teacher)},
+                "generate_teacher", output={"generations": str(gens_path)})
+    gens = pd.read_parquet(gens_path)
+    assert list(gens.columns) == ["id", "prompt_ids", "response_ids", "response_text"]
+    assert set(gens["id"]) == set(_select(manifest, "public").id)
+    gen_prov = json.loads((gens_path.parent / "teacher.parquet.provenance.json").read_text())
+    assert gen_prov["rule"] == "generate_teacher" and gen_prov["params"]["summary"]["n"] == len(gens)
+    assert set(gen_prov["inputs"]) == {"manifest", "teacher"}
+    seqkd_cfg = {**kd_cfg, "method": "seqkd", "method_params": {"loss": "ce"}, "generation": {"max_new_tokens": 8}}
+    seqkd = _run_script("train_student.py", tmp_path, seqkd_cfg,
+                        {"manifest": str(manifest_path), "base": str(base), "teacher": str(teacher),
+                         "generations": str(gens_path)}, "seqkd")
+    assert "frac_differs_from_gt" in pd.read_csv(seqkd / "train_log.csv").columns
+    assert "generations" in json.loads((seqkd / "provenance.json").read_text())["inputs"]
+    # an on-policy method through the script: the mechanism columns reach train_log.csv
+    gkd_cfg = {**kd_cfg, "method": "gkd", "method_params": {"lmbda": 1.0}, "generation": {"max_new_tokens": 8}}
+    gkd = _run_script("train_student.py", tmp_path, gkd_cfg,
+                      {"manifest": str(manifest_path), "base": str(base), "teacher": str(teacher), "generations": []},
+                      "gkd")
+    assert pd.read_csv(gkd / "train_log.csv")["frac_sgo_batches"].tolist() == [1.0]

@@ -14,12 +14,14 @@ import pandas as pd
 import pytest
 import yaml
 
+from kdprivacy.config import load_yaml
+
 pytestmark = pytest.mark.workflow
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "configs" / "smoke.yaml"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-MODELS = ("teacher", "nokd-small", "kd-small")
+MODELS = ("teacher", *load_yaml(str(SMOKE)).families["gpt2"].all_students())
 
 
 def smk(workdir: Path, *args: str, configfile: Path = SMOKE, check: bool = True) -> subprocess.CompletedProcess:
@@ -85,6 +87,30 @@ def test_tables_figure_and_provenance(run_dir):
         prov = yaml.safe_load((mdir / "provenance.json").read_text())
         assert prov["params"]["cfg"]["seed"] == 0 and prov["params"]["code"]
         assert prov["inputs"]["manifest"]["sha256"] and "torch" in prov["packages"]
+
+
+def test_ablation_axes_land_in_tables(run_dir):
+    mia = pd.read_csv(run_dir / "results" / "tables" / "mia.csv")
+    axes = mia.dropna(subset=["ablation"]).groupby("ablation")["ablation_value"].agg(lambda v: sorted(set(v)))
+    assert sorted(axes["objective"]) == ["rkl", "tvd"]
+    assert sorted(float(v) for v in axes["sgo_ratio"]) == [0.0, 0.5]
+    assert mia.loc[mia["model"] == "kd-small.obj-rkl", "method"].eq("kd").all()
+
+
+def test_kd_method_mechanisms_are_alive(run_dir):
+    models = run_dir / "results" / "gpt2" / "seed0" / "models"
+    log = {m: pd.read_csv(models / m / "train_log.csv") for m in MODELS if m != "teacher"}
+    assert (log["seqkd-small"]["frac_differs_from_gt"] > 0.5).all()
+    assert (log["imitkd-small"]["frac_sgo_batches"] == 1.0).all()
+    assert (log["imitkd-small.sgo-0"]["frac_sgo_batches"] == 0.0).all()
+    assert (log["gkd-small"]["n_sgo_generated"] > 0).all()
+    assert log["minillm-small"]["reward"].notna().all() and log["minillm-small"]["clip_frac"].between(0, 1).all()
+    assert "sgo_threshold" in log["distillm-small"] and log["distillm-small"]["sgo_threshold"].notna().all()
+    prov = yaml.safe_load((models / "gkd-small" / "provenance.json").read_text())
+    assert prov["params"]["cfg"]["init"] == "init" and "/init/small" in prov["params"]["cfg"]["base"]["name_or_path"]
+    generations = pd.read_parquet(run_dir / "results" / "gpt2" / "seed0" / "generations" / "teacher.parquet")
+    manifest = pd.read_parquet(run_dir / "results" / "data" / "manifest.parquet").set_index("id")
+    assert set(manifest.loc[generations["id"], "pool"]) == {"public"}
 
 
 def test_report_builds(run_dir):

@@ -1,0 +1,341 @@
+"""The six KD methods (plus No-KD) on a tiny teacher/student: each runs, and its history shows the mechanism."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+
+import pandas as pd
+import pytest
+import torch
+
+from kdprivacy import distillation, generation, models, training
+from kdprivacy.encoding import Encoded, encode_frame
+
+LOG = logging.getLogger("test")
+WORDS = "river stone apple quiet lamp orbit violet seven marble cloud tiger paper honey window maple".split()
+POOL_SIZES = {"private": 16, "nonmember": 8, "public": 16, "dev": 8, "pretrain": 8}
+SPEC = {"arch": "gpt2", "n_layer": 2, "d_model": 32, "n_head": 4}
+MAX_LENGTH, MAX_PROMPT = 96, 48
+NEW_TOKENS = 10
+
+
+def _manifest(seed: int = 0) -> pd.DataFrame:
+    rng = random.Random(seed)
+    rows = []
+    for pool, n in POOL_SIZES.items():
+        for i in range(n):
+            rows.append(
+                {
+                    "id": f"{pool}-{i:03d}",
+                    "pool": pool,
+                    "category": "open_qa",
+                    "instruction": f"List words about the {rng.choice(WORDS)}.",
+                    "context": rng.choice(["", f"The {rng.choice(WORDS)} is near."]),
+                    "response": " ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 8))) + ".",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _select(manifest, *pools):
+    return manifest[manifest.pool.isin(pools)].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def manifest():
+    return _manifest()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(manifest):
+    texts = [f"{r.instruction} {r.context} {r.response}" for r in _select(manifest, "public", "pretrain").itertuples()]
+    return models.train_tokenizer(texts, vocab_size=300)
+
+
+@pytest.fixture(scope="module")
+def items(manifest, tokenizer):
+    return {pool: encode_frame(tokenizer, _select(manifest, pool), MAX_LENGTH, MAX_PROMPT) for pool in POOL_SIZES}
+
+
+def _model(tokenizer, seed=0, **spec):
+    return models.build_from_scratch({**SPEC, **spec}, tokenizer, max_positions=MAX_LENGTH, seed=seed)
+
+
+@pytest.fixture(scope="module")
+def teacher(tokenizer, items):
+    model, _ = training.sft(_model(tokenizer, seed=1), items["private"], None,
+                            {"epochs": 6, "lr": 5e-3, "batch_size": 8}, tokenizer.pad_token_id)
+    return training.freeze(model)
+
+
+@pytest.fixture(scope="module")
+def student0(tokenizer):
+    return _model(tokenizer, seed=2).eval()
+
+
+def _cfg(method, epochs=2, batch_size=4, params=None, kd=None, lr=3e-3, **gen):
+    return {
+        "method": method,
+        "train": {"epochs": epochs, "lr": lr, "batch_size": batch_size},
+        "kd": kd,
+        "generation": {"max_new_tokens": NEW_TOKENS, **gen},
+        "method_params": params,
+        "seed": 0,
+        "max_length": MAX_LENGTH,
+        "max_prompt_length": MAX_PROMPT,
+    }
+
+
+def _run(method, student0, teacher, items, tokenizer, cfg, **kw):
+    return distillation.train_method(
+        method, copy.deepcopy(student0), teacher, kw.pop("train", items["public"]), items["dev"], cfg,
+        tokenizer.pad_token_id, LOG, eos_id=tokenizer.eos_token_id, **kw,
+    )
+
+
+def _teacher_generations(teacher, items, tokenizer):
+    tokens = generation.generate(teacher, items["public"], NEW_TOKENS, 8, tokenizer.pad_token_id,
+                                 tokenizer.eos_token_id, do_sample=True, seed=0)
+    return generation.with_responses(items["public"], tokens, MAX_LENGTH)
+
+
+# ------------------------------------------------------------------------------------- config / units
+def test_registry_and_config_validation():
+    assert tuple(distillation.METHODS) == ("nokd", "kd", "seqkd", "imitkd", "gkd", "minillm", "distillm")
+    assert set(distillation.METHOD_PARAM_DEFAULTS) == set(distillation.METHODS)
+    assert distillation.resolve_method_params("gkd", None) == {"lmbda": 0.5, "beta": 0.5}
+    assert distillation.resolve_method_params("gkd", {"lmbda": 0.2, "beta": None})["lmbda"] == 0.2
+    with pytest.raises(ValueError, match="unknown keys"):
+        distillation.resolve_method_params("gkd", {"lambda": 0.5})
+    with pytest.raises(ValueError, match="sgo_ratio"):
+        distillation.resolve_method_params("imitkd", {"sgo_ratio": 1.5})
+    with pytest.raises(ValueError, match="loss"):
+        distillation.resolve_method_params("seqkd", {"loss": "mse"})
+    with pytest.raises(ValueError, match="unknown student method"):
+        distillation.resolve_method_params("dpo", None)
+    gen = distillation.resolve_generation_config(None, 96, 48, 8)
+    assert gen["max_new_tokens"] == 48 and gen["batch_size"] == 8 and gen["do_sample"] is True
+    with pytest.raises(ValueError, match="unknown keys"):
+        distillation.resolve_generation_config({"num_beams": 4}, 96, 48, 8)
+    with pytest.raises(ValueError, match="unknown student method"):
+        distillation.train_method("dpo", None, None, [], [], {}, 0)
+    with pytest.raises(ValueError, match="only used by seqkd"):
+        distillation.train_method("kd", None, None, [], [], {}, 0, teacher_generations=[])
+
+
+def test_adaptive_threshold_schedule():
+    step = distillation.adaptive_threshold
+    assert step(0.2, prev_loss=1.0, curr_loss=1.2, step=0.1, eps=0.1) == pytest.approx(0.3)  # worse by 0.2 > eps
+    assert step(0.2, prev_loss=1.0, curr_loss=1.1, step=0.1, eps=0.1) == 0.2  # worse by exactly eps: no raise
+    assert step(0.2, prev_loss=1.0, curr_loss=0.7, step=0.1, eps=0.0) == 0.2  # better
+    assert step(0.2, prev_loss=1.0, curr_loss=1.0001, step=0.1, eps=0.0) == pytest.approx(0.3)
+    assert step(0.95, prev_loss=1.0, curr_loss=2.0, step=0.1, eps=0.1) == 1.0  # capped
+    assert step(0.2, prev_loss=math.nan, curr_loss=2.0, step=0.1, eps=0.1) == 0.2
+
+
+def test_future_mean_rewards():
+    rewards = torch.tensor([[1.0, 2.0, 3.0, 9.0], [4.0, 5.0, 0.0, 0.0]])
+    mask = torch.tensor([[1, 1, 1, 0], [0, 1, 1, 1]])
+    norm = distillation.future_mean_rewards(rewards, mask, length_norm=True)
+    assert norm.tolist() == [[2.5, 3.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
+    raw = distillation.future_mean_rewards(rewards, mask, length_norm=False)
+    assert raw.tolist() == [[5.0, 3.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
+    rewards[1] = torch.tensor([0.0, 1.0, 2.0, 6.0])
+    assert distillation.future_mean_rewards(rewards, mask)[1].tolist() == [0.0, 4.0, 6.0, 0.0]
+
+
+def test_replay_buffer():
+    buffer = distillation.ReplayBuffer(3, seed=0)
+    with pytest.raises(ValueError, match="empty"):
+        buffer.sample(2)
+    buffer.push([Encoded(f"e{i}", (1,), (2,)) for i in range(5)])
+    assert len(buffer) == 3 and [it.id for it in buffer.items] == ["e2", "e3", "e4"]  # FIFO eviction
+    drawn = buffer.sample(2)
+    assert len(drawn) == 2 and len({it.id for it in drawn}) == 2 and {it.id for it in drawn} <= {"e2", "e3", "e4"}
+    assert len(buffer.sample(10)) == 3
+
+
+# ------------------------------------------------------------------------------------------ methods
+def test_seqkd_trains_on_teacher_outputs(student0, teacher, items, tokenizer):
+    gens = _teacher_generations(teacher, items, tokenizer)
+    differs = distillation.fraction_differing(gens, items["public"])
+    assert differs > 0.5
+    before = training.mean_nll(student0, gens, 8, tokenizer.pad_token_id)
+    model, history = _run("seqkd", student0, teacher, items, tokenizer, _cfg("seqkd", epochs=5, lr=1e-2),
+                          teacher_generations=gens)
+    assert (history["frac_differs_from_gt"] == differs).all() and (history["n_train"] == len(gens)).all()
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    assert training.mean_nll(model, gens, 8, tokenizer.pad_token_id) < before - 0.5
+    # loss="kd": the divergence to the teacher on the teacher's outputs goes down
+    _, kd_hist = _run("seqkd", student0, teacher, items, tokenizer,
+                      _cfg("seqkd", epochs=3, params={"loss": "kd"}), teacher_generations=gens)
+    assert kd_hist["kd_loss"].iloc[-1] < kd_hist["kd_loss"].iloc[0]
+    # generations must answer exactly the training prompts
+    with pytest.raises(ValueError, match="exactly the training prompts"):
+        _run("seqkd", student0, teacher, items, tokenizer, _cfg("seqkd"), teacher_generations=gens[:-1])
+    with pytest.raises(ValueError, match="needs teacher_generations"):
+        _run("seqkd", student0, teacher, items, tokenizer, _cfg("seqkd"))
+
+
+def test_kd_and_nokd_dispatch(student0, teacher, items, tokenizer):
+    _, hist = _run("kd", student0, teacher, items, tokenizer, _cfg("kd", epochs=3, kd={"objective": "rkl"}))
+    assert hist["kd_loss"].iloc[-1] < hist["kd_loss"].iloc[0]
+    _, hist = _run("nokd", student0, None, items, tokenizer, _cfg("nokd", epochs=2))
+    assert "kd_loss" not in hist and hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
+
+
+def test_imitkd_replay_buffer_and_sgo_ratio(student0, teacher, items, tokenizer):
+    _, hist = _run("imitkd", student0, teacher, items, tokenizer,
+                   _cfg("imitkd", params={"sgo_ratio": 1.0, "buffer_capacity": 6}))
+    assert hist["frac_sgo_batches"].tolist() == [1.0, 1.0]
+    assert hist["buffer_size"].tolist() == [6, 6]  # 16 samples per epoch, capacity 6
+    assert hist["n_sgo_generated"].tolist() == [16, 16]
+    assert ((hist["sgo_mean_len"] >= 1) & (hist["sgo_mean_len"] <= NEW_TOKENS)).all()
+    assert hist["kd_loss"].notna().all()
+    _, half = _run("imitkd", student0, teacher, items, tokenizer,
+                   _cfg("imitkd", epochs=3, batch_size=2, params={"sgo_ratio": 0.5}))
+    frac = half["frac_sgo_batches"].mean()  # 24 seeded decisions
+    assert 0.25 <= frac <= 0.75
+    assert half["n_sgo_generated"].sum() == round(frac * 24) * 2
+
+
+def test_gkd_on_policy_fraction(student0, teacher, items, tokenizer):
+    _, off = _run("gkd", student0, teacher, items, tokenizer, _cfg("gkd", params={"lmbda": 0.0}))
+    assert off["frac_sgo_batches"].tolist() == [0.0, 0.0] and off["n_sgo_generated"].sum() == 0
+    _, on = _run("gkd", student0, teacher, items, tokenizer, _cfg("gkd", params={"lmbda": 1.0, "beta": 0.5}))
+    assert on["frac_sgo_batches"].tolist() == [1.0, 1.0] and on["n_sgo_generated"].tolist() == [16, 16]
+    assert (on["kd_loss"] > 0).all()
+    _, mixed = _run("gkd", student0, teacher, items, tokenizer, _cfg("gkd", epochs=3, batch_size=2))
+    assert 0.25 <= mixed["frac_sgo_batches"].mean() <= 0.75  # lmbda = 0.5 by default
+
+
+def test_minillm_policy_gradient_stats(student0, teacher, items, tokenizer):
+    _, hist = _run("minillm", student0, teacher, items, tokenizer, _cfg("minillm", lr=1e-3))
+    for column in ("reward", "rev_kl", "clip_frac", "sample_len", "pg_loss", "reg_loss", "lm_loss", "mean_w"):
+        assert column in hist and hist[column].map(math.isfinite).all(), column
+    assert hist["clip_frac"].between(0, 1).all()
+    assert (hist["rev_kl"] > 0).all()
+    assert hist["sample_len"].between(1, NEW_TOKENS).all()
+    assert hist["n_sgo_generated"].tolist() == [16, 16]
+    # teacher mixing makes the importance weights q/p̃ differ from 1 (and PPO clipping engage)
+    assert (hist["mean_w"] - 1).abs().max() > 1e-3 and hist["clip_frac"].max() > 0
+    # without mixing (alpha = 0) the sampler is the student: w = 1, ratio = 1 on first use, nothing clipped
+    _, pure = _run("minillm", student0, teacher, items, tokenizer, _cfg("minillm", epochs=1, params={"alpha": 0.0}))
+    assert pure["mean_w"].iloc[0] == pytest.approx(1.0, abs=1e-4) and pure["clip_frac"].iloc[0] == 0.0
+    # rollouts reused for two steps: the second use sees the updated policy (ratio != 1)
+    _, reuse = _run("minillm", student0, teacher, items, tokenizer,
+                    _cfg("minillm", epochs=1, params={"alpha": 0.0, "ppo_epochs": 2}, lr=5e-3))
+    assert reuse["n_sgo_generated"].iloc[0] == 8 and reuse["clip_frac"].iloc[0] > 0
+
+
+def test_distillm_threshold_rises_when_dev_loss_worsens(student0, teacher, items, tokenizer, monkeypatch):
+    losses = iter(range(1, 100))
+    monkeypatch.setattr(training, "mean_nll", lambda *a, **k: float(next(losses)))  # dev loss +1 every epoch
+    params = {"init_threshold": 0.0, "threshold_step": 0.5, "loss_eps": 0.1, "buffer_capacity": 100}
+    _, hist = _run("distillm", student0, teacher, items, tokenizer, _cfg("distillm", epochs=3, params=params))
+    assert hist["sgo_threshold"].tolist() == [0.0, 0.5, 1.0]
+    assert hist["sgo_threshold_next"].tolist() == [0.5, 1.0, 1.0]
+    assert hist["frac_sgo_batches"].iloc[0] == 0.0 and hist["frac_sgo_batches"].iloc[2] == 1.0
+    assert hist["n_sgo_generated"].iloc[0] == 0 and hist["n_sgo_generated"].iloc[2] > 0
+    # buffer below capacity: every SGO batch is freshly generated
+    assert (hist["frac_fresh_batches"] == hist["frac_sgo_batches"]).all()
+    assert hist["buffer_size"].iloc[-1] == hist["n_sgo_generated"].sum()
+    assert "kd_loss" in hist
+
+    flat = iter([1.0] * 100)
+    monkeypatch.setattr(training, "mean_nll", lambda *a, **k: next(flat))  # dev loss never worsens
+    _, steady = _run("distillm", student0, teacher, items, tokenizer,
+                     _cfg("distillm", epochs=2, batch_size=2, params={"init_threshold": 0.5}))
+    assert steady["sgo_threshold"].tolist() == [0.5, 0.5]
+    assert 0.1 <= steady["frac_sgo_batches"].mean() <= 0.9
+
+
+def test_distillm_replays_from_a_full_buffer(student0, teacher, items, tokenizer, monkeypatch):
+    monkeypatch.setattr(training, "mean_nll", lambda *a, **k: 1.0)
+    params = {"init_threshold": 1.0, "buffer_capacity": 4}
+    _, hist = _run("distillm", student0, teacher, items, tokenizer, _cfg("distillm", epochs=2, params=params))
+    assert hist["frac_sgo_batches"].tolist() == [1.0, 1.0]
+    # once full, fresh generation only with probability φ·(1 − progress): some batches are replays
+    assert hist["frac_fresh_batches"].mean() < 1.0 and hist["buffer_size"].iloc[-1] == 4
+
+
+@pytest.mark.parametrize("method", ["imitkd", "gkd", "minillm", "distillm"])
+def test_guard_rejects_secret_ids_in_generated_data(method, manifest, student0, teacher, items, tokenizer):
+    guard = training.pool_guard(manifest, ["public"], "student-generated outputs")
+    leaky = items["public"][:6] + items["private"][:2]
+    params = {"imitkd": {"sgo_ratio": 1.0}, "gkd": {"lmbda": 1.0}, "minillm": {},
+              "distillm": {"init_threshold": 1.0}}[method]
+    with pytest.raises(AssertionError, match="private"):
+        _run(method, student0, teacher, items, tokenizer, _cfg(method, epochs=1, batch_size=8, params=params),
+             train=leaky, guard=guard)
+    _run(method, student0, teacher, items, tokenizer, _cfg(method, epochs=1, batch_size=8, params=params),
+         train=items["public"][:8], guard=guard)  # public only: fine
+
+
+def test_guard_rejects_secret_teacher_generations(manifest, student0, teacher, items, tokenizer):
+    guard = training.pool_guard(manifest, ["public"], "teacher generations")
+    gens = _teacher_generations(teacher, items, tokenizer)
+    leaked = gens[:-1] + [Encoded(items["nonmember"][0].id, gens[-1].prompt_ids, gens[-1].response_ids)]
+    with pytest.raises(AssertionError, match="nonmember"):
+        _run("seqkd", student0, teacher, items, tokenizer, _cfg("seqkd", epochs=1), teacher_generations=leaked,
+             guard=guard)
+    with pytest.raises(AssertionError, match="not in pools"):
+        guard([items["dev"][0].id])  # dev prompts are not SeqKD data either
+    with pytest.raises(AssertionError, match="subset"):
+        training.pool_guard(manifest, ["public", "private"])
+
+
+def test_train_student_from_cfg_all_methods_and_artifact_guard(tmp_path, manifest, tokenizer, teacher, student0):
+    manifest_path = tmp_path / "manifest.parquet"
+    manifest.to_parquet(manifest_path, index=False)
+    for name, model in (("teacher", teacher), ("base", student0)):
+        models.save_model(model, tokenizer, tmp_path / name)
+    ref = lambda name: {"name_or_path": str(tmp_path / name)}  # noqa: E731
+    gen_cfg = {"teacher": ref("teacher"), "generation": {"max_new_tokens": NEW_TOKENS, "batch_size": 8},
+               "seed": 0, "max_length": MAX_LENGTH, "max_prompt_length": MAX_PROMPT}
+    frame, summary = distillation.generate_teacher_from_cfg(gen_cfg, manifest_path, LOG)
+    assert list(frame.columns) == distillation.GENERATION_COLUMNS
+    assert set(frame["id"]) == set(_select(manifest, "public").id) and summary["n"] == 16
+    assert summary["frac_differs_from_gt"] > 0.5 and summary["pools"] == ["public"]
+    gens_path = tmp_path / "gens.parquet"
+    frame.to_parquet(gens_path, index=False)
+
+    base_cfg = {**_cfg("seqkd", epochs=1, batch_size=8), "base": ref("base"), "teacher": ref("teacher")}
+    for method in ("seqkd", "gkd"):
+        cfg = {**base_cfg, "method": method}
+        path = gens_path if method == "seqkd" else None
+        model, tok, hist = training.train_student_from_cfg(cfg, manifest_path, LOG, teacher_generations_path=path)
+        assert len(hist) == 1 and tok.pad_token_id == tokenizer.pad_token_id
+    with pytest.raises(ValueError, match="only by seqkd"):
+        training.train_student_from_cfg({**base_cfg, "method": "kd"}, manifest_path, LOG,
+                                        teacher_generations_path=gens_path)
+    with pytest.raises(ValueError, match="needed by seqkd"):
+        training.train_student_from_cfg(base_cfg, manifest_path, LOG)
+
+    leaked = frame.copy()
+    leaked.loc[0, "id"] = _select(manifest, "private").id.iloc[0]
+    leaked_path = tmp_path / "leaked.parquet"
+    leaked.to_parquet(leaked_path, index=False)
+    with pytest.raises(AssertionError, match="teacher generations contains secret examples"):
+        training.train_student_from_cfg(base_cfg, manifest_path, LOG, teacher_generations_path=leaked_path)
+
+
+def test_fixed_divergence_methods_ignore_kd_objective(student0, teacher, items, tokenizer):
+    """gkd/distillm take beta/skew from method_params; a kd block written for another objective is fine."""
+    kd = {"objective": "fkl", "temperature": 1.0, "lm_weight": 0.0, "beta": 0.9, "alpha": None}
+    _, hist = _run("gkd", student0, teacher, items, tokenizer,
+                   _cfg("gkd", epochs=1, batch_size=8, kd=kd, params={"lmbda": 0.0, "beta": 0.5}))
+    assert hist["kd_loss"].map(math.isfinite).all() and (hist["kd_loss"] > 0).all()
+    with pytest.raises(ValueError, match="unknown keys"):
+        _run("gkd", student0, teacher, items, tokenizer, _cfg("gkd", epochs=1, kd={"objectve": "fkl"}))

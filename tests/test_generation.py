@@ -1,0 +1,158 @@
+"""Batched, seeded, KV-cached generation and MiniLLM's teacher-mixed sampling on tiny from-scratch models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kdprivacy import generation, memorization, models
+from kdprivacy.encoding import Encoded
+
+WORDS = "river stone apple quiet lamp orbit violet seven marble cloud tiger paper honey window maple".split()
+SPEC = {"arch": "gpt2", "n_layer": 2, "d_model": 32, "n_head": 4}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    texts = [" ".join(WORDS[(i * 7 + j) % len(WORDS)] for j in range(12)) for i in range(60)]
+    return models.train_tokenizer(texts, vocab_size=300)
+
+
+def _model(tokenizer, seed=0, **spec):
+    return models.build_from_scratch({**SPEC, **spec}, tokenizer, max_positions=64, seed=seed).eval()
+
+
+def _items(n=7):
+    # prompts of different lengths (left padding matters), token ids well inside the vocabulary
+    return [Encoded(f"ex-{i}", tuple(5 + (i * 13 + j * 7) % 250 for j in range(2 + i % 5)), ()) for i in range(n)]
+
+
+def test_greedy_batched_equals_unbatched_and_hf_generate(tokenizer):
+    items = _items()
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    for arch in ("gpt2", "llama"):
+        model = _model(tokenizer, arch=arch)
+        batched = generation.generate(model, items, 10, 3, pad, eos, do_sample=False)
+        alone = [generation.generate(model, [item], 10, 1, pad, eos, do_sample=False)[0] for item in items]
+        assert batched == alone, arch
+        # same tokens as Hugging Face's own greedy generate (KV cache + left-padding positions are right)
+        hf = memorization.greedy_generate(model, items, 10, 4, pad, eos)
+        assert batched == [tuple(t) for t in hf], arch
+        assert all(isinstance(t, tuple) and 1 <= len(t) <= 10 for t in batched)
+
+
+def test_seeded_sampling_is_reproducible_and_seed_dependent(tokenizer):
+    model = _model(tokenizer)
+    items = _items()
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    torch.manual_seed(123)
+    global_state = torch.get_rng_state()
+    a = generation.generate(model, items, 12, 3, pad, eos, do_sample=True, seed=1)
+    assert torch.equal(torch.get_rng_state(), global_state), "sampling must not consume torch's global RNG"
+    b = generation.generate(model, items, 12, 3, pad, eos, do_sample=True, seed=1)
+    c = generation.generate(model, list(reversed(items)), 12, 7, pad, eos, do_sample=True, seed=1)[::-1]
+    d = generation.generate(model, items, 12, 3, pad, eos, do_sample=True, seed=2)
+    assert a == b == c  # same seed: same tokens, whatever the batch size and order
+    assert a != d
+    assert sum(x != y for x, y in zip(a, d)) >= len(items) - 1
+    greedy = generation.generate(model, items, 12, 3, pad, eos, do_sample=False)
+    assert a != greedy
+    # a repeated id draws a different sample per occurrence (not a copy)
+    twice = generation.generate(model, [items[0], items[0]], 12, 2, pad, eos, do_sample=True, seed=1)
+    assert twice[0] == a[0] and twice[1] != twice[0]
+
+
+def test_eos_cut_keeps_eos(tokenizer):
+    model = _model(tokenizer)
+    items = _items(4)
+    pad = tokenizer.pad_token_id
+    for do_sample in (False, True):
+        free = generation.generate(model, items, 12, 4, pad, None, do_sample=do_sample, seed=5)
+        assert all(len(t) == 12 for t in free)  # no EOS: exactly max_new_tokens
+        eos = free[0][3]  # pretend the 4th token of the first row is EOS
+        cut = generation.generate(model, items, 12, 4, pad, eos, do_sample=do_sample, seed=5)
+        for full, short in zip(free, cut):
+            want = full[: full.index(eos) + 1] if eos in full else full
+            assert short == want
+        assert cut[0][-1] == eos and len(cut[0]) <= 4
+    assert generation.cut_after_eos([4, 2, 9, 2], 2) == (4, 2)
+    assert generation.cut_after_eos([4, 9], 2) == (4, 9)
+
+
+def test_generation_restores_mode_and_validates(tokenizer):
+    model = _model(tokenizer).train()
+    generation.generate(model, _items(2), 3, 2, tokenizer.pad_token_id, tokenizer.eos_token_id, do_sample=True)
+    assert model.training
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        generation.generate(model, _items(2), 0, 2, 1, 0, do_sample=False)
+    with pytest.raises(ValueError, match="temperature"):
+        generation.generate(model, _items(2), 2, 2, 1, 0, do_sample=True, temperature=0.0)
+    with pytest.raises(ValueError, match="empty prompt"):
+        generation.generate(model, [Encoded("e", (), ())], 2, 2, 1, 0, do_sample=False)
+
+
+def test_warp_logits_top_k_top_p():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    kept = lambda warped: torch.isfinite(warped[0]).tolist()  # noqa: E731
+    assert kept(generation.warp_logits(logits, top_k=2)) == [True, True, False, False]
+    assert kept(generation.warp_logits(logits, top_p=0.6)) == [True, True, False, False]  # 0.5 < 0.6: crossing kept
+    assert kept(generation.warp_logits(logits, top_p=0.5)) == [True, False, False, False]
+    assert kept(generation.warp_logits(logits, top_p=0.01)) == [True, False, False, False]  # never empty
+    assert kept(generation.warp_logits(logits)) == [True] * 4
+    probs = torch.softmax(generation.warp_logits(logits, temperature=0.5), -1)
+    assert probs[0, 0] > 0.5  # sharper
+
+
+def test_mixed_sampling_endpoints_follow_student_and_teacher(tokenizer):
+    student, teacher = _model(tokenizer, seed=0), _model(tokenizer, seed=1, n_layer=1)
+    items = _items()
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    kw = dict(max_new_tokens=10, batch_size=3, pad_id=pad, eos_id=eos, seed=4)
+    s = generation.generate(student, items, do_sample=True, **kw)
+    t = generation.generate(teacher, items, do_sample=True, **kw)
+    assert s != t
+    assert generation.mixed_sample(student, teacher, items, 0.0, **kw) == s
+    assert generation.mixed_sample(student, teacher, items, 1.0, **kw) == t
+    half = generation.mixed_sample(student, teacher, items, 0.5, **kw)
+    assert half != s and half != t
+    with pytest.raises(ValueError, match="alpha"):
+        generation.mixed_sample(student, teacher, items, 1.5, **kw)
+
+
+def test_mixed_sampling_draws_from_the_mixture(tokenizer):
+    """First-token frequencies over many seeded draws match (1 − α)·q + α·p, not q or p alone."""
+    student, teacher = _model(tokenizer, seed=0), _model(tokenizer, seed=3)
+    prompt = Encoded("p", (11, 42, 77), ())
+    n, alpha, warp = 800, 0.5, dict(temperature=0.5, top_k=4)
+    draws = generation.mixed_sample(student, teacher, [prompt] * n, alpha, 1, 200, tokenizer.pad_token_id, None,
+                                    seed=0, **warp)
+    counts = torch.bincount(torch.tensor([d[0] for d in draws]), minlength=len(tokenizer)).double() / n
+    with torch.no_grad():
+        ids = torch.tensor([prompt.prompt_ids])
+        q = torch.softmax(generation.warp_logits(student(input_ids=ids).logits[0, -1:], **warp), -1)[0].double()
+        p = torch.softmax(generation.warp_logits(teacher(input_ids=ids).logits[0, -1:], **warp), -1)[0].double()
+    mix = (1 - alpha) * q + alpha * p
+    tv = lambda a, b: 0.5 * (a - b).abs().sum().item()  # noqa: E731
+    assert tv(q, p) > 0.3  # the two models really disagree
+    assert tv(counts, mix) < 0.08  # sampling noise at n = 800 is about 0.03-0.05
+    assert tv(counts, mix) < tv(counts, q) / 2 and tv(counts, mix) < tv(counts, p) / 2
+
+
+def test_with_responses():
+    items = [Encoded("a", (1, 2, 3), (9,)), Encoded("b", (4,), ())]
+    out = generation.with_responses(items, [(5, 6, 7, 8), [0]], max_length=5)
+    assert out == [Encoded("a", (1, 2, 3), (5, 6)), Encoded("b", (4,), (0,))]
+    with pytest.raises(ValueError, match="responses"):
+        generation.with_responses(items, [(5,)], max_length=5)
+    with pytest.raises(ValueError, match="empty"):
+        generation.with_responses(items[:1], [()], max_length=5)
+    with pytest.raises(ValueError, match="no room"):
+        generation.with_responses(items[:1], [(1,)], max_length=3)
