@@ -3,31 +3,60 @@
 Sign convention (fixed once, for every attack): **higher score = more likely a member**. Metrics use the
 scores as they are; an AUC below 0.5 is reported as is, never flipped (pitfalls.md).
 
-Notation for one example with response tokens ``t = 1..n``: ``l_t = log p(x_t | x_<t)`` (``token_logprobs``),
-``mu_t``/``sigma_t`` the mean/std of ``log p(.)`` under the model's next-token distribution, ``NLL = -(1/n)
-sum_t l_t`` the mean token negative log-likelihood, ``m = ceil(k * n)`` (k a fraction, e.g. 0.2).
+Notation for one example with response tokens ``t = 1..n`` under a model ``M``: ``l_t = log p_M(x_t | x_<t)``
+(``token_logprobs``), ``mu_t``/``sigma_t`` the mean/std of ``log p_M(.)`` under the model's next-token
+distribution, ``NLL_M = -(1/n) sum_t l_t`` the mean token negative log-likelihood over *that model's own*
+response tokens (a reference model with another tokenizer has another ``n``), ``m = ceil(k * n)`` (k a
+fraction, e.g. 0.2). ``T`` is the target model.
 
-==========  ============================================================================================
-attack      score
-==========  ============================================================================================
-loss        ``-NLL = mean_t l_t``
-min_k       mean of the ``m`` smallest ``l_t`` (log-probabilities, not probabilities)
-min_k_pp    mean of the ``m`` smallest ``z_t = (l_t - mu_t) / max(sigma_t, SIGMA_EPS)``
-zlib        ``-NLL / len(zlib.compress(text.encode("utf-8")))`` with ``text`` the sample's response text
-            (the ground-truth sample, never a model generation); the length is in bytes and always > 0,
-            so the division keeps "higher = member".
-==========  ============================================================================================
+================  ======================================================================================
+attack            score (higher = member)
+================  ======================================================================================
+loss              ``-NLL_T = mean_t l_t``
+min_k             mean of the ``m`` smallest ``l_t`` (log-probabilities, not probabilities)
+min_k_pp          mean of the ``m`` smallest ``z_t = (l_t - mu_t) / max(sigma_t, SIGMA_EPS)``
+zlib              ``-NLL_T / len(zlib.compress(text.encode("utf-8")))`` with ``text`` the sample's response
+                  text (the ground-truth sample, never a model generation); the length is in bytes and
+                  always > 0, so the division keeps "higher = member".
+ref_<name>        ``NLL_ref - NLL_T`` with ``ref`` the reference score table called ``<name>``: e.g.
+                  ``ref_external`` (an independent pretrained LM; paper: StableLM-3B), ``ref_pretrained``
+                  (the teacher's pretrained base before SFT), ``ref_nokd`` (the No-KD student: what remains
+                  is what the teacher transferred). A member is easier for the target than for the
+                  reference, so its score is larger.
+mope              ``mean_k (NLL_{T + eps_k} - NLL_T)``, ``eps_k ~ N(0, sigma^2)`` on the weights (MoPe, Li et
+                  al. 2023; table from :func:`kdprivacy.perturb.mope_scores`). Members sit in sharper
+                  minima: the loss rises more under perturbation, so the score (an NLL *increase*) is
+                  larger for members -- used as is.
+rmia              RMIA (Zarifzadeh et al. 2024), offline, see below; a fraction in ``[0, 1]``.
+================  ======================================================================================
+
+RMIA, precisely. ``Pr(x | M) = exp(-NLL_M(x))``, the per-token geometric-mean probability of the response
+(the sequence probability itself underflows and is not comparable across lengths). With reference models
+``R_1..R_r`` (all OUT models for the members: the pretrained base, the No-KD student, an external LM)::
+
+    Pr_out(x) = (1/r) sum_j Pr(x | R_j)
+    Pr(x)     = (1 + a)/2 * Pr_out(x) + (1 - a)/2          # offline scaling; a = 1 (default): Pr_out
+    LR(x)     = Pr(x | T) / Pr(x)
+    rmia(x)   = (1/|Z|) #{ z in Z : LR(x) / LR(z) > gamma }   # gamma = 1 by default
+
+``Z`` is the population sample: public/dev examples (:func:`kdprivacy.scoring.population_set`), never a
+member or non-member, scored by the target and by every reference model; ``Pr(z)`` uses the same formula
+(as in privacytrustlab/ml_privacy_meter). Computed in log space: ``log LR(x) = -NLL_T(x) -
+log Pr(x)`` with a log-mean-exp over the references; the comparison is strict (``>``), so ties with a
+population example do not count.
 
 ``ceil(k * n)`` is computed as ``ceil(round(k * n, 9))`` so that float noise (``0.2 * 15 =
 3.0000000000000004``) does not add a token; it is at least 1 whenever ``n >= 1`` and ``k > 0``.
-An example with ``n == 0`` scored tokens gets a NaN score for every attack (it is kept, never dropped;
-the metrics refuse NaN scores loudly). Encoding guarantees ``n >= 1``.
+An example with ``n == 0`` scored tokens (under the target or a reference it needs) gets a NaN score (it is
+kept, never dropped; the metrics refuse NaN scores loudly). Encoding guarantees ``n >= 1``. With
+``short_tokens`` set, :func:`compute_attacks` adds a boolean ``short`` column: fewer than ``short_tokens``
+scored tokens under any model the attack reads (the target, and the references for ``ref_*``/``rmia``).
+
+Every table an attack reads besides the target's must hold exactly the target's example ids (in any
+order); a mismatch is an error, never an inner join.
 
 Extension point: an attack is an entry of :data:`ATTACKS`, a function ``(scores, context) -> np.ndarray``
-returning one score per row of ``scores``. Attacks needing more than the target model's token statistics
-(reference-model attacks: ``NLL_ref - NLL_target``; MoPe: perturbed-model NLLs) add the extra score table
-they need as a field of :class:`AttackContext`, read it aligned by ``id`` in their function, and register
-themselves in ``ATTACKS``; :func:`compute_attacks` needs no change.
+returning one score per row of ``scores``. Extra inputs travel in :class:`AttackContext`.
 """
 
 from __future__ import annotations
@@ -35,7 +64,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -44,6 +73,24 @@ SIGMA_EPS = 1e-6
 """Floor for ``sigma_t`` in Min-K%++: a (near-)deterministic next-token distribution has sigma ~ 0."""
 
 REQUIRED_COLUMNS = ("id", "n_tokens", "token_logprobs", "token_mu", "token_sigma")
+REFERENCE_COLUMNS = ("id", "n_tokens", "token_logprobs")
+REF_PREFIX = "ref_"
+
+
+@dataclass(frozen=True)
+class RMIASettings:
+    """``a``: offline scaling in ``[0, 1]`` (1 = plain average of the references); ``gamma > 0``: the
+    likelihood-ratio threshold; ``references``: names of the reference tables to use (None = all given)."""
+
+    a: float = 1.0
+    gamma: float = 1.0
+    references: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        if not 0 <= self.a <= 1:
+            raise ValueError(f"rmia a must be in [0, 1], got {self.a}")
+        if not self.gamma > 0:
+            raise ValueError(f"rmia gamma must be > 0, got {self.gamma}")
 
 
 @dataclass(frozen=True)
@@ -52,6 +99,11 @@ class AttackContext:
 
     texts: Mapping[str, str]
     min_k: float = 0.2
+    references: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+    population: pd.DataFrame | None = None
+    reference_populations: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+    mope: pd.DataFrame | None = None
+    rmia: RMIASettings = RMIASettings()
 
 
 def n_lowest(n: int, k: float) -> int:
@@ -74,9 +126,40 @@ def _mean_lowest(values: np.ndarray, k: float) -> float:
     return float(np.sort(values)[:m].mean())
 
 
+def mean_nll(scores: pd.DataFrame) -> np.ndarray:
+    """Per-row mean token NLL (float64) over the table's own response tokens; NaN for 0 tokens."""
+    return np.array([-_mean(lp) for lp in _per_example(scores, "token_logprobs")])
+
+
+def _check_table(table: pd.DataFrame, what: str, columns=REFERENCE_COLUMNS) -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"{what} lacks columns {missing}")
+    if table["id"].duplicated().any():
+        raise ValueError(f"{what}: ids are not unique")
+    lengths = np.array([len(values) for values in table["token_logprobs"]], dtype=np.int64)
+    if not np.array_equal(lengths, table["n_tokens"].to_numpy(dtype=np.int64)):
+        raise ValueError(f"{what}: n_tokens disagrees with the length of token_logprobs")
+
+
+def aligned(table: pd.DataFrame, ids: Sequence[str], what: str) -> pd.DataFrame:
+    """``table`` reordered to ``ids``; its ids must be exactly ``ids`` (no extra, none missing)."""
+    if table["id"].duplicated().any():
+        raise ValueError(f"{what}: ids are not unique")
+    have, want = set(table["id"]), set(ids)
+    if have != want:
+        missing, extra = sorted(want - have), sorted(have - want)
+        raise ValueError(
+            f"{what} scores different examples than the target: {len(missing)} missing (e.g. {missing[:3]}), "
+            f"{len(extra)} extra (e.g. {extra[:3]})"
+        )
+    return table.set_index("id").loc[list(ids)].reset_index()
+
+
+# ------------------------------------------------------------------------------------ target-only attacks
 def loss_score(scores: pd.DataFrame, context: AttackContext) -> np.ndarray:
     """``-NLL``: mean token log-probability."""
-    return np.array([_mean(lp) for lp in _per_example(scores, "token_logprobs")])
+    return -mean_nll(scores)
 
 
 def min_k_score(scores: pd.DataFrame, context: AttackContext) -> np.ndarray:
@@ -114,6 +197,101 @@ def zlib_score(scores: pd.DataFrame, context: AttackContext) -> np.ndarray:
     return loss_score(scores, context) / lengths
 
 
+# --------------------------------------------------------------------------------- reference attacks
+def _reference(context: AttackContext, name: str, ids: Sequence[str]) -> pd.DataFrame:
+    if name not in context.references:
+        raise ValueError(
+            f"attack {REF_PREFIX}{name} needs a reference score table named {name!r}; "
+            f"given: {sorted(context.references)}"
+        )
+    return aligned(context.references[name], ids, f"reference {name!r}")
+
+
+def ref_score(scores: pd.DataFrame, context: AttackContext, name: str) -> np.ndarray:
+    """``NLL_ref - NLL_target`` per example (each over its own model's response tokens)."""
+    ref = _reference(context, name, scores["id"].tolist())
+    return mean_nll(ref) - mean_nll(scores)
+
+
+def mope_score(scores: pd.DataFrame, context: AttackContext) -> np.ndarray:
+    """The MoPe table's ``mope`` column (mean NLL increase under weight noise), aligned by id."""
+    if context.mope is None:
+        raise ValueError("attack mope needs a MoPe table (kdprivacy.perturb.mope_scores)")
+    for column in ("id", "mope"):
+        if column not in context.mope.columns:
+            raise ValueError(f"MoPe table lacks column {column!r}")
+    return aligned(context.mope, scores["id"].tolist(), "MoPe table")["mope"].to_numpy(dtype=np.float64)
+
+
+def _log_mean_exp(values: np.ndarray, axis: int) -> np.ndarray:
+    top = np.max(values, axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    out = np.log(np.mean(np.exp(values - top), axis=axis)) + np.squeeze(top, axis=axis)
+    return out
+
+
+def rmia_log_ratio(target_nll: np.ndarray, reference_nlls: np.ndarray, a: float = 1.0) -> np.ndarray:
+    """``log LR = log Pr(x|T) - log Pr(x)`` (module docstring); ``reference_nlls`` is ``[n, r]``."""
+    target_nll = np.asarray(target_nll, dtype=np.float64)
+    reference_nlls = np.asarray(reference_nlls, dtype=np.float64).reshape(target_nll.size, -1)
+    if reference_nlls.shape[1] < 1:
+        raise ValueError("rmia needs at least one reference model")
+    if not 0 <= a <= 1:
+        raise ValueError(f"rmia a must be in [0, 1], got {a}")
+    log_out = _log_mean_exp(-reference_nlls, axis=1)
+    with np.errstate(divide="ignore"):
+        log_px = np.logaddexp(np.log((1 + a) / 2) + log_out, np.log((1 - a) / 2))
+    return -target_nll - log_px
+
+
+def rmia_from_ratios(log_lr_x: np.ndarray, log_lr_z: np.ndarray, gamma: float = 1.0) -> np.ndarray:
+    """Fraction of population ``z`` with ``LR(x) / LR(z) > gamma`` (NaN where ``log_lr_x`` is NaN)."""
+    log_lr_x = np.asarray(log_lr_x, dtype=np.float64)
+    log_lr_z = np.sort(np.asarray(log_lr_z, dtype=np.float64))
+    if log_lr_z.size == 0:
+        raise ValueError("rmia needs a non-empty population")
+    if np.isnan(log_lr_z).any():
+        raise ValueError(f"{int(np.isnan(log_lr_z).sum())} population example(s) have no scored token")
+    # LR(x)/LR(z) > gamma  <=>  log LR(z) < log LR(x) - log gamma; count of sorted z strictly below.
+    counts = np.searchsorted(log_lr_z, log_lr_x - math.log(gamma), side="left").astype(np.float64)
+    out = counts / log_lr_z.size
+    out[np.isnan(log_lr_x)] = np.nan
+    return out
+
+
+def _rmia_names(context: AttackContext) -> list[str]:
+    names = list(context.rmia.references) if context.rmia.references is not None else list(context.references)
+    if not names:
+        raise ValueError("attack rmia needs at least one reference score table")
+    return names
+
+
+def rmia_score(scores: pd.DataFrame, context: AttackContext) -> np.ndarray:
+    """RMIA (module docstring) from the target/reference tables on the examples and on the population."""
+    if context.population is None:
+        raise ValueError("attack rmia needs the target's population score table")
+    ids = scores["id"].tolist()
+    population = context.population
+    _check_table(population, "target population table")
+    z_ids = population["id"].tolist()
+    overlap = set(z_ids) & set(ids)
+    if overlap:
+        raise ValueError(f"{len(overlap)} population example(s) are also evaluated members/non-members")
+    names = _rmia_names(context)
+    ref_x, ref_z = [], []
+    for name in names:
+        ref_x.append(mean_nll(_reference(context, name, ids)))
+        if name not in context.reference_populations:
+            raise ValueError(f"attack rmia needs the population score table of reference {name!r}")
+        table = context.reference_populations[name]
+        _check_table(table, f"population table of reference {name!r}")
+        ref_z.append(mean_nll(aligned(table, z_ids, f"population table of reference {name!r}")))
+    a, gamma = context.rmia.a, context.rmia.gamma
+    log_lr_x = rmia_log_ratio(mean_nll(scores), np.stack(ref_x, axis=1), a)
+    log_lr_z = rmia_log_ratio(mean_nll(population), np.stack(ref_z, axis=1), a)
+    return rmia_from_ratios(log_lr_x, log_lr_z, gamma)
+
+
 Attack = Callable[[pd.DataFrame, AttackContext], np.ndarray]
 
 ATTACKS: dict[str, Attack] = {
@@ -121,40 +299,97 @@ ATTACKS: dict[str, Attack] = {
     "min_k": min_k_score,
     "min_k_pp": min_k_pp_score,
     "zlib": zlib_score,
+    "mope": mope_score,
+    "rmia": rmia_score,
 }
 
 
-def compute_attacks(
-    scores: pd.DataFrame, texts: Mapping[str, str], attacks: Sequence[str], min_k: float = 0.2
-) -> pd.DataFrame:
-    """Long table ``id, attack, score``: every requested attack scores every row of ``scores``.
+def resolve(name: str) -> Attack:
+    """The attack function of ``name``: an entry of :data:`ATTACKS` or ``ref_<reference name>``."""
+    if name in ATTACKS:
+        return ATTACKS[name]
+    if name.startswith(REF_PREFIX) and len(name) > len(REF_PREFIX):
+        ref_name = name[len(REF_PREFIX) :]
+        return lambda scores, context: ref_score(scores, context, ref_name)
+    raise ValueError(f"unknown attack {name!r}; known: {sorted(ATTACKS)} and ref_<reference name>")
 
-    Rows are grouped by attack (in the requested order), ids in the order of ``scores``.
+
+def _short(scores: pd.DataFrame, context: AttackContext, name: str, short_tokens: int) -> np.ndarray:
+    ids = scores["id"].tolist()
+    short = scores["n_tokens"].to_numpy(dtype=np.int64) < short_tokens
+    if name.startswith(REF_PREFIX):
+        refs = [name[len(REF_PREFIX) :]]
+    elif name == "rmia":
+        refs = _rmia_names(context)
+    else:
+        refs = []
+    for ref in refs:
+        short |= _reference(context, ref, ids)["n_tokens"].to_numpy(dtype=np.int64) < short_tokens
+    return short
+
+
+def compute_attacks(
+    scores: pd.DataFrame,
+    texts: Mapping[str, str],
+    attacks: Sequence[str],
+    min_k: float = 0.2,
+    references: Mapping[str, pd.DataFrame] | None = None,
+    population: pd.DataFrame | None = None,
+    reference_populations: Mapping[str, pd.DataFrame] | None = None,
+    mope: pd.DataFrame | None = None,
+    rmia: RMIASettings | Mapping | None = None,
+    short_tokens: int | None = None,
+) -> pd.DataFrame:
+    """Long table ``id, attack, score`` (+ ``short`` when ``short_tokens`` is set).
+
+    Every requested attack scores every row of ``scores``; rows are grouped by attack (in the requested
+    order), ids in the order of ``scores``. ``references`` maps a name to a reference model's score table
+    (attack ``ref_<name>``; also RMIA's references); ``population``/``reference_populations`` are the
+    target's and the references' score tables on the population sample (RMIA); ``mope`` is a table ``id,
+    mope``; ``rmia`` an :class:`RMIASettings` or a mapping of its fields.
     """
-    unknown = [name for name in attacks if name not in ATTACKS]
-    if unknown:
-        raise ValueError(f"unknown attack(s) {unknown}; known: {sorted(ATTACKS)}")
     if len(set(attacks)) != len(attacks):
         raise ValueError(f"attacks listed twice: {list(attacks)}")
-    missing = [c for c in REQUIRED_COLUMNS if c not in scores.columns]
-    if missing:
-        raise ValueError(f"score table lacks columns {missing}")
-    if scores["id"].duplicated().any():
-        raise ValueError("score table ids are not unique")
-    lengths = np.array([len(values) for values in scores["token_logprobs"]], dtype=np.int64)
-    if not np.array_equal(lengths, scores["n_tokens"].to_numpy(dtype=np.int64)):
-        raise ValueError("n_tokens disagrees with the length of token_logprobs")
+    functions = [resolve(name) for name in attacks]
+    _check_table(scores, "score table", REQUIRED_COLUMNS)
     if not 0 < min_k <= 1:
         raise ValueError(f"min_k must be in (0, 1], got {min_k}")
-    context = AttackContext(texts=texts, min_k=min_k)
+    references = dict(references or {})
+    for name, table in references.items():
+        _check_table(table, f"reference {name!r}")
+    if rmia is None:
+        rmia = RMIASettings()
+    elif not isinstance(rmia, RMIASettings):
+        rmia = dict(rmia)
+        if rmia.get("references") is not None:
+            rmia["references"] = tuple(rmia["references"])
+        rmia = RMIASettings(**rmia)
+    context = AttackContext(
+        texts=texts,
+        min_k=min_k,
+        references=references,
+        population=population,
+        reference_populations=dict(reference_populations or {}),
+        mope=mope,
+        rmia=rmia,
+    )
     ids = scores["id"].tolist()
     frames = []
-    for name in attacks:
-        values = np.asarray(ATTACKS[name](scores, context), dtype=np.float64)
+    for name, function in zip(attacks, functions):
+        values = np.asarray(function(scores, context), dtype=np.float64)
         if values.shape != (len(ids),):
             raise RuntimeError(f"attack {name} returned shape {values.shape}, expected ({len(ids)},)")
-        frames.append(pd.DataFrame({"id": ids, "attack": name, "score": values}))
+        frame = pd.DataFrame({"id": ids, "attack": name, "score": values})
+        if short_tokens is not None:
+            frame["short"] = _short(scores, context, name, int(short_tokens))
+        frames.append(frame)
     if not frames:
-        return pd.DataFrame({"id": pd.Series(dtype=object), "attack": pd.Series(dtype=object),
-                             "score": pd.Series(dtype=np.float64)})
+        columns = {
+            "id": pd.Series(dtype=object),
+            "attack": pd.Series(dtype=object),
+            "score": pd.Series(dtype=np.float64),
+        }
+        if short_tokens is not None:
+            columns["short"] = pd.Series(dtype=bool)
+        return pd.DataFrame(columns)
     return pd.concat(frames, ignore_index=True)

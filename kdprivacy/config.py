@@ -349,6 +349,14 @@ class Family(Strict):
 
 
 # ---------------------------------------------------------------- evaluation
+class Population(Strict):
+    """Examples that are neither members nor non-members, scored by every model for RMIA's comparison."""
+
+    pools: list[Literal["dev", "public", "pretrain"]] = ["dev"]
+    max_examples: PosInt = 1000
+    seed: int = 0
+
+
 class Evaluation(Strict):
     """Which members/non-members every model is scored on (the same examples for all models)."""
 
@@ -356,14 +364,85 @@ class Evaluation(Strict):
     max_nonmembers: PosInt | None = None
     sample_seed: int = 0
     batch_size: PosInt = 32
+    population: Population = Population()
+
+
+ATTACK_NAMES = ("loss", "min_k", "min_k_pp", "zlib", "ref_external", "ref_pretrained", "ref_nokd", "mope", "rmia")
+AttackName = Literal["loss", "min_k", "min_k_pp", "zlib", "ref_external", "ref_pretrained", "ref_nokd", "mope", "rmia"]
+
+
+class ExternalReference(Strict):
+    """An independent reference LM for ``ref_external``: a hub name/local path, or a base this workflow builds
+    (``family`` + ``base``; the demo's offline stand-in for the paper's StableLM-3B)."""
+
+    name_or_path: str | None = None
+    revision: str | None = None
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    trust_remote_code: bool = False
+    family: Name | None = None
+    base: Name | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> ExternalReference:
+        if (self.name_or_path is None) == (self.family is None or self.base is None):
+            raise ValueError("give either name_or_path, or family and base")
+        return self
+
+
+class RMIA(Strict):
+    """RMIA (Zarifzadeh et al. 2024) with the workflow's reference models; see kdprivacy/attacks.py."""
+
+    a: Fraction = 1.0
+    gamma: PosFloat = 1.0
+    references: list[Literal["external", "pretrained", "nokd"]] | None = Field(
+        None, description="null = every reference the attack list scores"
+    )
+
+
+class MoPe(Strict):
+    k: PosInt = 10
+    sigma: PosFloat = 0.005
+    seed: int = 0
+    batch_size: PosInt | None = Field(None, description="null = evaluation.batch_size")
+
+
+class Blind(Strict):
+    """A bag-of-words member/non-member classifier that never queries a model (distribution-shift check)."""
+
+    enabled: bool = True
+    folds: Annotated[int, Field(ge=2)] = 5
+    seed: int = 0
+    features: Literal["tfidf", "hashing"] = "tfidf"
+    ngram_max: PosInt = 2
+    C: PosFloat = 1.0
 
 
 class Attacks(Strict):
-    names: list[Literal["loss", "min_k", "min_k_pp", "zlib"]] = ["loss", "min_k", "min_k_pp", "zlib"]
+    names: list[AttackName] = ["loss", "min_k", "min_k_pp", "zlib", "ref_pretrained", "ref_nokd", "mope", "rmia"]
     min_k: Annotated[float, Field(gt=0, le=1)] = 0.2
-    fprs: list[Annotated[float, Field(gt=0, lt=1)]] = [0.01, 0.001]
+    fprs: list[Annotated[float, Field(gt=0, lt=1)]] = [0.05, 0.01, 0.001]
     n_bootstrap: Annotated[int, Field(ge=0)] = 1000
     bootstrap_seed: int = 0
+    short_tokens: PosInt = Field(5, description="responses with fewer scored tokens are flagged and counted")
+    roc_max_points: PosInt = 400
+    external_reference: ExternalReference | None = None
+    rmia: RMIA = RMIA()
+    mope: MoPe = MoPe()
+    blind: Blind = Blind()
+
+    @model_validator(mode="after")
+    def _needs(self) -> Attacks:
+        if "ref_external" in self.names and self.external_reference is None:
+            raise ValueError("attack ref_external needs attacks.external_reference")
+        if len(set(self.names)) != len(self.names):
+            raise ValueError(f"attack names repeat: {self.names}")
+        if "rmia" in self.names and not self.reference_names:
+            raise ValueError("rmia needs at least one reference attack (ref_external, ref_pretrained, ref_nokd)")
+        return self
+
+    @property
+    def reference_names(self) -> list[str]:
+        return [n.removeprefix("ref_") for n in self.names if n.startswith("ref_")]
 
 
 class Memorization(Strict):
@@ -385,6 +464,14 @@ class Config(Strict):
     def _seeds(self) -> Config:
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct: {self.seeds}")
+        if "ref_nokd" in self.attacks.names:
+            lacking = [f for f, fam in self.families.items() if not any(s.method == "nokd" for s in fam.students.values())]
+            if lacking:
+                raise ValueError(f"attack ref_nokd needs a nokd student in every family; missing in {lacking}")
+        ext = self.attacks.external_reference
+        if ext is not None and ext.family is not None:
+            if ext.family not in self.families or ext.base not in self.families[ext.family].bases:
+                raise ValueError(f"attacks.external_reference: no base '{ext.base}' in family '{ext.family}'")
         return self
 
 

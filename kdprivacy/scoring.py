@@ -21,6 +21,18 @@ gathered at response positions before the chunked ``log_softmax``).
 Every example is kept: one with no scorable response token gets ``n_tokens == 0`` and empty lists. The
 first token of a sequence is never scorable (nothing predicts it), so a response starting at position 0
 loses its first token; the prompt template makes that impossible in practice.
+
+Any causal LM can be scored, whatever its tokenizer: each model tokenizes the same manifest text itself
+(:func:`kdprivacy.encoding.encode_frame`), so a reference model with a different vocabulary yields its own
+per-token statistics over its own response tokens; per-example quantities (mean NLL) are then comparable
+example by example (reference attacks in :mod:`kdprivacy.attacks`), token positions are not.
+
+Short responses are kept and *counted*: :func:`short_counts` reports how many examples have no scored token
+(every attack is then NaN and the metrics refuse it loudly) and how many have fewer than ``short_tokens``
+(Min-K% reduces to a handful of tokens there; the attacks flag them, the metrics count them as ``n_short``).
+
+:func:`mean_nll` is the lighter variant (target log-probabilities only) used by MoPe's repeated passes.
+:func:`population_set` picks the public/dev examples a calibrated attack (RMIA) compares against.
 """
 
 from __future__ import annotations
@@ -40,6 +52,11 @@ log = logging.getLogger(__name__)
 SCORE_COLUMNS = ["id", "n_tokens", "token_logprobs", "token_mu", "token_sigma"]
 MEMBER_POOL = "private"
 NONMEMBER_POOL = "nonmember"
+POPULATION_POOLS = ("dev",)
+"""Default pools of the RMIA population. ``public`` is allowed but is the students' training data (see
+:func:`population_set`); ``private``/``nonmember`` are never allowed."""
+DEFAULT_SHORT_TOKENS = 5
+"""A response with fewer scored tokens than this is flagged "short" (Min-K% at k=0.2 then uses one token)."""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -81,6 +98,53 @@ def evaluation_set(
     members = members.assign(label=1)
     nonmembers = nonmembers.assign(label=0)
     return pd.concat([members, nonmembers], ignore_index=True)
+
+
+def population_set(
+    manifest: pd.DataFrame,
+    pools: Sequence[str] = POPULATION_POOLS,
+    max_examples: int | None = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The population sample ``z`` of a calibrated attack (RMIA): examples that are neither members nor
+    non-members, sorted by id and (when more than ``max_examples``) subsampled with a generator seeded by
+    ``(seed, 2)``; rows stay in id order, so every model scores the same population.
+
+    ``pools`` may name ``dev``, ``public`` and ``pretrain`` only. ``dev`` (the default) is unseen by every
+    model; ``public`` is the students' (and the No-KD control's) *training* data, so for a student target
+    its population examples are training examples -- allowed for the teacher-only analyses, but not the
+    default.
+    """
+    pools = list(pools)
+    if not pools:
+        raise ValueError("population pools must not be empty")
+    forbidden = sorted({MEMBER_POOL, NONMEMBER_POOL} & set(pools))
+    if forbidden:
+        raise ValueError(
+            f"population pools may not include {forbidden}: population examples must be "
+            "neither members nor non-members"
+        )
+    unknown = sorted(set(pools) - {"dev", "public", "pretrain"})
+    if unknown:
+        raise ValueError(f"unknown population pool(s) {unknown}; allowed: dev, public, pretrain")
+    if manifest["id"].duplicated().any():
+        raise ValueError("manifest ids are not unique")
+    frame = _subsample(
+        manifest[manifest["pool"].isin(pools)], max_examples, np.random.default_rng([int(seed), 2])
+    )
+    if frame.empty:
+        raise ValueError(f"the population pools {pools} hold no examples")
+    return frame
+
+
+def short_counts(n_tokens, short_tokens: int = DEFAULT_SHORT_TOKENS) -> dict[str, int]:
+    """``{"n_examples", "n_empty" (no scored token), "n_short" (< short_tokens tokens, empty included)}``."""
+    n = np.asarray(n_tokens, dtype=np.int64)
+    return {
+        "n_examples": int(n.size),
+        "n_empty": int((n == 0).sum()),
+        "n_short": int((n < short_tokens).sum()),
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -148,19 +212,11 @@ def _forward_hidden(model, head, batch) -> torch.Tensor | None:
     return hidden
 
 
-def score_examples(
-    model,
-    items: Sequence[Encoded],
-    batch_size: int,
-    pad_id: int,
-    position_chunk: int = 512,
-    head_mode: str = "auto",
-) -> pd.DataFrame:
-    """Score the response tokens of ``items``; one row per item, in input order (columns ``SCORE_COLUMNS``).
+def _iterate_response_statistics(model, items, batch_size, pad_id, position_chunk, head_mode, statistic):
+    """Run the model over ``items`` and yield ``(item index, tuple of float32 arrays)`` per item.
 
-    ``position_chunk`` bounds how many response positions go through the LM head and ``log_softmax`` at
-    once (peak extra memory ~ ``position_chunk x vocab`` floats). ``head_mode``: ``"auto"`` (hidden states
-    through the LM head, verified; falls back to full logits) or ``"full"`` (always use the model's logits).
+    ``statistic(logits [n, V], targets [n]) -> tuple of [n] tensors`` is applied chunk by chunk to the
+    response positions (see the module docstring for the memory bound).
     """
     if head_mode not in ("auto", "full"):
         raise ValueError(f"head_mode must be 'auto' or 'full', got {head_mode!r}")
@@ -173,8 +229,6 @@ def score_examples(
     device = model_device(model)
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     use_head = head_mode == "auto" and isinstance(head, torch.nn.Module)
-    empty = np.zeros(0, dtype=np.float32)
-    results: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = [None] * len(items)
 
     with torch.inference_mode():
         for batch_idx in encoding.length_sorted_batches(items, batch_size):
@@ -196,29 +250,81 @@ def score_examples(
             rows, cols = target_mask.nonzero(as_tuple=True)  # row-major: each row's positions in order
             gathered = states[rows, cols]  # [N, H] or [N, V]
             gathered_targets = targets[rows, cols]
-            parts: list[list[torch.Tensor]] = [[], [], []]
+            parts: list[list[torch.Tensor]] | None = None
             for start in range(0, gathered.shape[0], position_chunk):
                 chunk = gathered[start : start + position_chunk]
                 logits = head(chunk) if hidden is not None else chunk
-                for part, value in zip(
-                    parts, token_statistics(logits, gathered_targets[start : start + position_chunk])
-                ):
-                    part.append(value.cpu())
-            flat = [torch.cat(p).numpy().astype(np.float32) if p else empty for p in parts]
+                values = statistic(logits, gathered_targets[start : start + position_chunk])
+                if parts is None:
+                    parts = [[] for _ in values]
+                for part, value in zip(parts, values):
+                    part.append(value.float().cpu())
             counts = torch.bincount(rows, minlength=len(batch_idx)).cpu().tolist()
+            flat = [torch.cat(p).numpy().astype(np.float32) for p in parts] if parts else None
             offset = 0
             for slot, n in zip(batch_idx, counts):
-                results[slot] = tuple(f[offset : offset + n].copy() for f in flat)  # type: ignore[assignment]
+                if flat is None:
+                    yield slot, None
+                else:
+                    yield slot, tuple(f[offset : offset + n].copy() for f in flat)
                 offset += n
 
+
+def score_examples(
+    model,
+    items: Sequence[Encoded],
+    batch_size: int,
+    pad_id: int,
+    position_chunk: int = 512,
+    head_mode: str = "auto",
+) -> pd.DataFrame:
+    """Score the response tokens of ``items``; one row per item, in input order (columns ``SCORE_COLUMNS``).
+
+    ``position_chunk`` bounds how many response positions go through the LM head and ``log_softmax`` at
+    once (peak extra memory ~ ``position_chunk x vocab`` floats). ``head_mode``: ``"auto"`` (hidden states
+    through the LM head, verified; falls back to full logits) or ``"full"`` (always use the model's logits).
+    """
+    empty = np.zeros(0, dtype=np.float32)
+    results: list[tuple[np.ndarray, ...]] = [(empty, empty, empty)] * len(items)
+    for slot, values in _iterate_response_statistics(
+        model, items, batch_size, pad_id, position_chunk, head_mode, token_statistics
+    ):
+        if values is not None:
+            results[slot] = values
     frame = pd.DataFrame(
         {
-            "id": ids,
-            "n_tokens": [len(r[0]) for r in results],  # type: ignore[index]
-            "token_logprobs": [r[0] for r in results],  # type: ignore[index]
-            "token_mu": [r[1] for r in results],  # type: ignore[index]
-            "token_sigma": [r[2] for r in results],  # type: ignore[index]
+            "id": [item.id for item in items],
+            "n_tokens": [len(r[0]) for r in results],
+            "token_logprobs": [r[0] for r in results],
+            "token_mu": [r[1] for r in results],
+            "token_sigma": [r[2] for r in results],
         }
     )
     frame["n_tokens"] = frame["n_tokens"].astype("int64")
     return frame[SCORE_COLUMNS]
+
+
+def _target_logprob(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor]:
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return (logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1),)
+
+
+def mean_nll(
+    model,
+    items: Sequence[Encoded],
+    batch_size: int,
+    pad_id: int,
+    position_chunk: int = 512,
+    head_mode: str = "auto",
+) -> np.ndarray:
+    """Per-item mean negative log-likelihood of the response tokens (float64; NaN for 0 tokens).
+
+    Same forward pass and masking as :func:`score_examples` without mu/sigma: ``-mean(token_logprobs)``.
+    """
+    out = np.full(len(items), np.nan, dtype=np.float64)
+    for slot, values in _iterate_response_statistics(
+        model, items, batch_size, pad_id, position_chunk, head_mode, _target_logprob
+    ):
+        if values is not None and values[0].size:
+            out[slot] = -float(values[0].astype(np.float64).mean())
+    return out

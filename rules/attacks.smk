@@ -1,4 +1,5 @@
-# Membership inference: one scoring pass per model over members and non-members, then every attack.
+# Membership inference: one scoring pass per model (members, non-members and an RMIA population), the
+# reference models, MoPe, every attack with bootstrap CIs, and the model-free blind baseline.
 
 
 rule score_model:
@@ -7,6 +8,7 @@ rule score_model:
         model=f"{R}/{{family}}/seed{{seed}}/models/{{model}}",
     output:
         scores=f"{R}/{{family}}/seed{{seed}}/scores/{{model}}.parquet",
+        population=f"{R}/{{family}}/seed{{seed}}/scores/{{model}}.population.parquet",
     log:
         f"{R}/logs/score_model/{{family}}/seed{{seed}}/{{model}}.log",
     benchmark:
@@ -21,20 +23,81 @@ rule score_model:
         "../scripts/score_model.py"
 
 
+rule score_reference:
+    input:
+        manifest=rules.prepare_data.output.manifest,
+        model=reference_input,
+    output:
+        scores=f"{R}/{{family}}/references/{{ref}}.parquet",
+        population=f"{R}/{{family}}/references/{{ref}}.population.parquet",
+    log:
+        f"{R}/logs/score_reference/{{family}}/{{ref}}.log",
+    benchmark:
+        f"{R}/benchmarks/score_reference/{{family}}/{{ref}}.tsv"
+    conda:
+        ENV
+    threads: 4
+    params:
+        cfg=reference_scoring_cfg,
+        code=code("score_model.py", "scoring", "models"),
+    script:
+        "../scripts/score_model.py"
+
+
+rule mope:
+    input:
+        manifest=rules.prepare_data.output.manifest,
+        model=f"{R}/{{family}}/seed{{seed}}/models/{{model}}",
+    output:
+        mope=f"{R}/{{family}}/seed{{seed}}/mope/{{model}}.parquet",
+    log:
+        f"{R}/logs/mope/{{family}}/seed{{seed}}/{{model}}.log",
+    benchmark:
+        f"{R}/benchmarks/mope/{{family}}/seed{{seed}}/{{model}}.tsv"
+    conda:
+        ENV
+    threads: 4
+    params:
+        cfg=mope_cfg,
+        code=code("mope.py", "perturb", "scoring", "models"),
+    script:
+        "../scripts/mope.py"
+
+
 rule attack_metrics:
     input:
-        scores=rules.score_model.output.scores,
-        manifest=rules.prepare_data.output.manifest,
+        unpack(attack_inputs),
     output:
         per_example=f"{R}/{{family}}/seed{{seed}}/attacks/{{model}}.parquet",
         metrics=f"{R}/{{family}}/seed{{seed}}/attacks/{{model}}.metrics.csv",
+        per_category=f"{R}/{{family}}/seed{{seed}}/attacks/{{model}}.category.csv",
+        roc=f"{R}/{{family}}/seed{{seed}}/attacks/{{model}}.roc.csv",
     log:
         f"{R}/logs/attack_metrics/{{family}}/seed{{seed}}/{{model}}.log",
     localrule: True
     conda:
         ENV
     params:
-        cfg=dump(CFG.attacks),
-        code=code("attack_metrics.py", "attacks", "metrics"),
+        cfg=attack_cfg(),
+        code=code("attack_metrics.py", "attacks", "metrics", "scoring"),
     script:
         "../scripts/attack_metrics.py"
+
+
+rule blind_baseline:
+    input:
+        manifest=rules.prepare_data.output.manifest,
+    output:
+        scores=f"{R}/blind/scores.parquet",
+        metrics=f"{R}/tables/blind_baseline.csv",
+        per_category=f"{R}/tables/blind_baseline_category.csv",
+    log:
+        f"{R}/logs/blind_baseline.log",
+    localrule: True
+    conda:
+        ENV
+    params:
+        cfg=blind_cfg(),
+        code=code("blind_baseline.py", "blind", "metrics", "scoring"),
+    script:
+        "../scripts/blind_baseline.py"

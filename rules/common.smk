@@ -25,6 +25,7 @@ def alternatives(names):
 
 wildcard_constraints:
     family=alternatives(FAMILIES),
+    ref="pretrained|external",
     seed=r"\d+",
     base=alternatives({b for f in FAMILIES.values() for b in f.bases}),
     model=alternatives({"teacher"} | {s for students in STUDENTS.values() for s in students}),
@@ -113,12 +114,22 @@ def all_model_dirs():
 
 
 def final_tables():
-    return [
-        f"{R}/tables/mia.csv",
-        f"{R}/tables/memorization.csv",
-        f"{R}/tables/data_card.csv",
-        f"{R}/tables/mia_auc_heatmap.csv",
+    tables = [
+        f"{R}/tables/{name}.csv"
+        for name in (
+            "mia",
+            "mia_pooled",
+            "mia_category",
+            "mia_paired",
+            "mia_paired_pooled",
+            "memorization",
+            "data_card",
+            "mia_auc_heatmap",
+        )
     ]
+    if CFG.attacks.blind.enabled:
+        tables.append(f"{R}/tables/blind_baseline.csv")
+    return tables
 
 
 def final_figures():
@@ -244,14 +255,111 @@ def teacher_generation_cfg(wildcards):
 
 
 # ---------------------------------------------------------------- attacks rules
-def scoring_cfg(wildcards):
-    ev = CFG.evaluation
+def scoring_cfg(wildcards=None):
+    ev, att = CFG.evaluation, CFG.attacks
     return {
         "batch_size": ev.batch_size,
         "max_members": ev.max_members,
         "max_nonmembers": ev.max_nonmembers,
         "sample_seed": ev.sample_seed,
+        "population": dump(ev.population),
+        "short_tokens": att.short_tokens,
         **data_lengths(),
+    }
+
+
+def reference_model(family, ref):
+    """``pretrained``: the teacher's pretrained base (the paper's Ref-pretrained, for every model of the
+    family); ``external``: attacks.external_reference. Returns (how to load it, local inputs)."""
+    if ref == "pretrained":
+        base = FAMILIES[family].teacher.base
+        return base_ref(family, base), base_inputs(family, base)
+    ext = CFG.attacks.external_reference
+    if ext.family is not None:
+        return base_ref(ext.family, ext.base), base_inputs(ext.family, ext.base)
+    return {k: v for k, v in dump(ext).items() if k not in ("family", "base")}, []
+
+
+def reference_input(wildcards):
+    return reference_model(wildcards.family, wildcards.ref)[1]
+
+
+def reference_scoring_cfg(wildcards):
+    return {**scoring_cfg(), "model": reference_model(wildcards.family, wildcards.ref)[0]}
+
+
+def mope_cfg(wildcards):
+    ev, mope = CFG.evaluation, CFG.attacks.mope
+    return {
+        "k": mope.k,
+        "sigma": mope.sigma,
+        "seed": mope.seed,
+        "batch_size": mope.batch_size or ev.batch_size,
+        "max_members": ev.max_members,
+        "max_nonmembers": ev.max_nonmembers,
+        "sample_seed": ev.sample_seed,
+        "block": None,
+        **data_lengths(),
+    }
+
+
+def nokd_reference(family, model):
+    """The No-KD student a model is compared with: same base when there is one, else the family's first."""
+    students = FAMILIES[family].students
+    nokd = [n for n, s in students.items() if s.method == "nokd"]
+    base = FAMILIES[family].teacher.base if model == "teacher" else STUDENTS[family][model][0].base
+    same = [n for n in nokd if students[n].base == base]
+    return (same or nokd)[0]
+
+
+def attack_inputs(wildcards):
+    """The target's scores plus whatever its attacks read: reference scores, populations, MoPe."""
+    family, seed, model = wildcards.family, wildcards.seed, wildcards.model
+    scores = f"{R}/{family}/seed{seed}/scores"
+    inputs = {
+        "scores": f"{scores}/{model}.parquet",
+        "manifest": rules.prepare_data.output.manifest,
+    }
+    names = CFG.attacks.names
+    for ref in CFG.attacks.reference_names:
+        if ref == "nokd":
+            other = nokd_reference(family, model)
+            inputs["ref_nokd"] = f"{scores}/{other}.parquet"
+            inputs["population_nokd"] = f"{scores}/{other}.population.parquet"
+        else:
+            inputs[f"ref_{ref}"] = f"{R}/{family}/references/{ref}.parquet"
+            inputs[f"population_{ref}"] = f"{R}/{family}/references/{ref}.population.parquet"
+    if "rmia" in names:
+        inputs["population"] = f"{scores}/{model}.population.parquet"
+    if "mope" in names:
+        inputs["mope"] = f"{R}/{family}/seed{seed}/mope/{model}.parquet"
+    return inputs
+
+
+def attack_cfg():
+    att = CFG.attacks
+    return {
+        "names": att.names,
+        "min_k": att.min_k,
+        "fprs": att.fprs,
+        "n_bootstrap": att.n_bootstrap,
+        "bootstrap_seed": att.bootstrap_seed,
+        "short_tokens": att.short_tokens,
+        "roc_max_points": att.roc_max_points,
+        "rmia": dump(att.rmia),
+    }
+
+
+def blind_cfg():
+    ev, att = CFG.evaluation, CFG.attacks
+    return {
+        **{k: v for k, v in dump(att.blind).items() if k != "enabled"},
+        "max_members": ev.max_members,
+        "max_nonmembers": ev.max_nonmembers,
+        "sample_seed": ev.sample_seed,
+        "fprs": att.fprs,
+        "n_bootstrap": att.n_bootstrap,
+        "bootstrap_seed": att.bootstrap_seed,
     }
 
 

@@ -4,9 +4,15 @@
 rule aggregate:
     input:
         metrics=per_model("{R}/{family}/seed{seed}/attacks/{model}.metrics.csv"),
+        per_category=per_model("{R}/{family}/seed{seed}/attacks/{model}.category.csv"),
+        per_example=per_model("{R}/{family}/seed{seed}/attacks/{model}.parquet"),
         memorization=per_model("{R}/{family}/seed{seed}/memorization/{model}.parquet"),
     output:
         mia=f"{R}/tables/mia.csv",
+        mia_pooled=f"{R}/tables/mia_pooled.csv",
+        mia_category=f"{R}/tables/mia_category.csv",
+        mia_paired=f"{R}/tables/mia_paired.csv",
+        mia_paired_pooled=f"{R}/tables/mia_paired_pooled.csv",
         memorization=f"{R}/tables/memorization.csv",
     log:
         f"{R}/logs/aggregate.log",
@@ -15,6 +21,7 @@ rule aggregate:
         ENV
     params:
         models=all_models(),
+        cfg={"n_bootstrap": CFG.attacks.n_bootstrap, "bootstrap_seed": CFG.attacks.bootstrap_seed},
         code=code("aggregate.py", "metrics", "memorization"),
     script:
         "../scripts/aggregate.py"

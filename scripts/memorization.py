@@ -1,4 +1,14 @@
-"""Greedy-decode the shared evaluation prompts and match the first k tokens with the true responses."""
+"""Greedy-decode the shared evaluation prompts once; every memorization metric per example (members and
+non-members): positional match over the first k tokens, exact extraction, ROUGE-L, secret hits, exposure.
+
+Contract -- input: ``manifest``, ``model``; output: ``per_example`` (parquet, ``id, label, category`` +
+:data:`kdprivacy.memorization.MEMORIZATION_COLUMNS`), optional ``summary`` (csv,
+:func:`kdprivacy.memorization.memorization_summary`). cfg: ``first_k`` (32), ``rouge_threshold`` (0.5),
+``n_candidates`` (100; 0 = no exposure), ``max_members``, ``max_nonmembers``, ``sample_seed`` (also seeds the
+secret candidates), ``batch_size``, ``max_new_tokens`` (None = the longest reference), ``max_length``,
+``max_prompt_length``; optional ``rouge_stemmer`` (False), ``exposure_in_prompt`` (False),
+``n_bootstrap`` (1000), ``bootstrap_seed`` (0), ``dtype`` ("float32").
+"""
 
 import sys
 from pathlib import Path
@@ -11,7 +21,7 @@ log = runtime.start(snakemake)  # noqa: F821
 
 import pandas as pd  # noqa: E402
 
-from kdprivacy import encoding, io, memorization, models, provenance, scoring  # noqa: E402
+from kdprivacy import io, memorization, models, provenance, scoring, utility  # noqa: E402
 
 cfg = snakemake.params.cfg  # noqa: F821
 inp, out = snakemake.input, snakemake.output  # noqa: F821
@@ -24,16 +34,29 @@ log.info("evaluation set: %d members, %d non-members", n_members, len(evaluation
 tokenizer = models.load_tokenizer(inp.model)
 model = models.load_model(inp.model, dtype=cfg.get("dtype", "float32"))
 model.to(scoring.inference_device())
-items = encoding.encode_frame(tokenizer, evaluation, cfg["max_length"], cfg["max_prompt_length"])
 table = memorization.memorization_table(
-    model, items, k=cfg["first_k"], batch_size=cfg["batch_size"], pad_id=tokenizer.pad_token_id,
-    eos_id=tokenizer.eos_token_id,
+    model, tokenizer, evaluation,
+    k=cfg.get("first_k", memorization.DEFAULT_K),
+    batch_size=cfg["batch_size"],
+    max_length=cfg["max_length"],
+    max_prompt_length=cfg["max_prompt_length"],
+    rouge_threshold=cfg.get("rouge_threshold", memorization.DEFAULT_ROUGE_THRESHOLD),
+    n_candidates=cfg.get("n_candidates", memorization.DEFAULT_N_CANDIDATES),
+    candidate_seed=cfg["sample_seed"],
+    max_new_tokens=cfg.get("max_new_tokens"),
+    stemmer=utility.stemmer_from_flag(cfg.get("rouge_stemmer", False)),
+    exposure_in_prompt=cfg.get("exposure_in_prompt", False),
 )
 table = evaluation[["id", "label", "category"]].merge(table, on="id", how="left", validate="one_to_one")
 if len(table) != len(evaluation) or table["n_compared"].isna().any():
     raise RuntimeError("memorization lost examples")
-log.info("memorization summary: %s", memorization.summarize_memorization(table))
+summary = memorization.memorization_summary(
+    table, n_bootstrap=cfg.get("n_bootstrap", 1000), seed=cfg.get("bootstrap_seed", 0)
+)
+log.info("memorization summary:\n%s", summary.to_string(index=False))
 io.write_parquet(table, out.per_example)
+if "summary" in out.keys():
+    io.write_csv(summary, out.summary)
 provenance.write(
     f"{out.per_example}.provenance.json",
     params={"cfg": cfg, "code": snakemake.params.code},  # noqa: F821

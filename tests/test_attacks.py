@@ -96,8 +96,13 @@ def test_zlib_needs_every_text():
 
 def test_zero_tokens_give_nan_not_dropped():
     frame = pd.DataFrame(
-        {"id": ["e"], "n_tokens": [0], "token_logprobs": [np.zeros(0, np.float32)],
-         "token_mu": [np.zeros(0, np.float32)], "token_sigma": [np.zeros(0, np.float32)]}
+        {
+            "id": ["e"],
+            "n_tokens": [0],
+            "token_logprobs": [np.zeros(0, np.float32)],
+            "token_mu": [np.zeros(0, np.float32)],
+            "token_sigma": [np.zeros(0, np.float32)],
+        }
     )
     out = attacks.compute_attacks(frame, {"e": "text"}, ["loss", "min_k", "min_k_pp", "zlib"])
     assert len(out) == 4
@@ -109,3 +114,279 @@ def test_inconsistent_n_tokens_rejected():
     frame.loc[0, "n_tokens"] = 4
     with pytest.raises(ValueError, match="n_tokens"):
         attacks.compute_attacks(frame, TEXTS, ["loss"])
+
+
+# ------------------------------------------------------------------------------------------------------
+# Tiny models with *different tokenizers*: every attack against an independent float64 computation.
+# ------------------------------------------------------------------------------------------------------
+import torch  # noqa: E402
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    OPTConfig,
+    OPTForCausalLM,
+)  # noqa: E402
+
+from kdprivacy import data, encoding, models, scoring  # noqa: E402
+
+MAX_LEN, MAX_PROMPT = 96, 48
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def frames():
+    raw = data.generate_synthetic(60, seed=3)
+    raw.insert(0, "id", [f"x{i:03d}" for i in range(len(raw))])
+    return raw.iloc[:14].reset_index(drop=True), raw.iloc[14:24].reset_index(drop=True), raw
+
+
+@pytest.fixture(scope="module")
+def tokenizers(frames):
+    corpus = (frames[2]["instruction"] + " " + frames[2]["response"]).tolist()
+    tok_a = models.train_tokenizer(corpus, vocab_size=300)
+    tok_b = models.train_tokenizer(corpus[::-1][:30], vocab_size=280)  # another vocabulary
+    assert not models.same_vocabulary(tok_a, tok_b)
+    return tok_a, tok_b
+
+
+def _tiny(kind, tok, seed):
+    torch.manual_seed(seed)
+    v = len(tok)
+    if kind == "gpt2":
+        m = GPT2LMHeadModel(GPT2Config(vocab_size=v, n_layer=2, n_embd=32, n_head=2, n_positions=128))
+    elif kind == "opt":
+        m = OPTForCausalLM(
+            OPTConfig(
+                vocab_size=v,
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                ffn_dim=64,
+                max_position_embeddings=128,
+                word_embed_proj_dim=32,
+            )
+        )
+    else:
+        m = LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=v,
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                num_key_value_heads=2,
+                intermediate_size=64,
+                max_position_embeddings=128,
+            )
+        )
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def setup(frames, tokenizers):
+    tok_a, tok_b = tokenizers
+    spec = {"target": ("gpt2", tok_a, 0), "ext": ("opt", tok_b, 1), "pre": ("llama", tok_a, 2)}
+    out = {}
+    for name, (kind, tok, seed) in spec.items():
+        model = _tiny(kind, tok, seed)
+        tables = []
+        for frame in frames[:2]:
+            items = encoding.encode_frame(tok, frame, MAX_LEN, MAX_PROMPT)
+            tables.append(
+                (items, scoring.score_examples(model, items, batch_size=4, pad_id=tok.pad_token_id))
+            )
+        out[name] = (model, tok, tables)
+    return out
+
+
+def _reference_stats(model, item):
+    """float64, unbatched, full-vocab log_softmax: (logprobs, mu, sigma) of the response tokens."""
+    m64 = model.double() if next(model.parameters()).dtype != torch.float64 else model
+    ids = torch.tensor([list(item.prompt_ids + item.response_ids)])
+    with torch.no_grad():
+        logp = torch.log_softmax(m64(input_ids=ids).logits[0].double(), dim=-1)
+    model.float()
+    start = len(item.prompt_ids)
+    lp = np.array([float(logp[t - 1, ids[0, t]]) for t in range(start, ids.shape[1])])
+    p = logp[start - 1 : ids.shape[1] - 1].exp()
+    mu = (p * logp[start - 1 : ids.shape[1] - 1]).sum(-1).numpy()
+    var = (p * (logp[start - 1 : ids.shape[1] - 1] - torch.tensor(mu)[:, None]) ** 2).sum(-1).numpy()
+    return lp, mu, np.sqrt(var)
+
+
+def _lowest_mean(values, k):
+    m = max(1, math.ceil(k * len(values) - 1e-9))
+    return float(np.mean(np.sort(values)[:m]))
+
+
+def test_every_attack_matches_float64_reference(setup, frames):
+    members = frames[0]
+    texts = dict(zip(members.id, members.response))
+    target_model, _, target_tables = setup["target"]
+    items, target = target_tables[0]
+    refs = {name: setup[name][2][0][1] for name in ("ext", "pre")}
+    pops = {name: setup[name][2][1][1] for name in ("ext", "pre")}
+    # the external reference tokenizes the same texts differently: its own token counts
+    assert refs["ext"]["id"].tolist() == target["id"].tolist()
+    assert refs["ext"]["n_tokens"].tolist() != target["n_tokens"].tolist()
+    shuffled = {k: v.sample(frac=1.0, random_state=0) for k, v in refs.items()}  # alignment is by id
+    names = ["loss", "min_k", "min_k_pp", "zlib", "ref_ext", "ref_pre", "rmia"]
+    rmia_cfg = {"a": 0.6, "gamma": 1.02}
+    out = attacks.compute_attacks(
+        target,
+        texts,
+        names,
+        min_k=0.2,
+        references=shuffled,
+        population=target_tables[1][1],
+        reference_populations=pops,
+        rmia=rmia_cfg,
+    )
+
+    def nll64(model, item_list):
+        return np.array([-_reference_stats(model, it)[0].mean() for it in item_list])
+
+    expected = {name: [] for name in names}
+    for item in items:
+        lp, mu, sigma = _reference_stats(target_model, item)
+        expected["loss"].append(lp.mean())
+        expected["min_k"].append(_lowest_mean(lp, 0.2))
+        expected["min_k_pp"].append(_lowest_mean((lp - mu) / np.maximum(sigma, attacks.SIGMA_EPS), 0.2))
+        expected["zlib"].append(lp.mean() / len(zlib.compress(texts[item.id].encode("utf-8"))))
+    nll_t = nll64(target_model, items)
+    ref_nll = {}
+    for name in ("ext", "pre"):
+        model, _, tables = setup[name]
+        ref_nll[name] = (nll64(model, tables[0][0]), nll64(model, tables[1][0]))
+        expected[f"ref_{name}"] = ref_nll[name][0] - nll_t
+    # RMIA by brute force in probability space
+    nll_tz = nll64(target_model, target_tables[1][0])
+    a, gamma = rmia_cfg["a"], rmia_cfg["gamma"]
+
+    def lr(p_target, p_refs):
+        return p_target / ((1 + a) / 2 * np.mean(p_refs) + (1 - a) / 2)
+
+    lr_x = [lr(np.exp(-nll_t[i]), [np.exp(-ref_nll[r][0][i]) for r in ref_nll]) for i in range(len(items))]
+    lr_z = [lr(np.exp(-nll_tz[j]), [np.exp(-ref_nll[r][1][j]) for r in ref_nll]) for j in range(len(nll_tz))]
+    expected["rmia"] = [sum(x / z > gamma for z in lr_z) / len(lr_z) for x in lr_x]
+    for name in names:
+        np.testing.assert_allclose(
+            scores_of_list(out, name), expected[name], rtol=2e-5, atol=2e-5, err_msg=name
+        )
+    assert 0 < np.ptp(expected["rmia"])  # a non-degenerate case
+
+
+def scores_of_list(frame, attack):
+    return frame.loc[frame.attack == attack, "score"].to_numpy()
+
+
+def test_reference_ids_must_match(setup, frames):
+    _, _, tables = setup["target"]
+    target = tables[0][1]
+    ref = setup["ext"][2][0][1]
+    texts = dict(zip(frames[0].id, frames[0].response))
+    with pytest.raises(ValueError, match="different examples.*1 missing"):
+        attacks.compute_attacks(target, texts, ["ref_ext"], references={"ext": ref.iloc[1:]})
+    extra = pd.concat([ref, setup["ext"][2][1][1].iloc[:1]], ignore_index=True)
+    with pytest.raises(ValueError, match="1 extra"):
+        attacks.compute_attacks(target, texts, ["ref_ext"], references={"ext": extra})
+    with pytest.raises(ValueError, match="reference score table named 'nokd'"):
+        attacks.compute_attacks(target, texts, ["ref_nokd"], references={"ext": ref})
+    with pytest.raises(ValueError, match="population"):
+        attacks.compute_attacks(target, texts, ["rmia"], references={"ext": ref})
+    # the population must not contain evaluated examples
+    with pytest.raises(ValueError, match="also evaluated"):
+        attacks.compute_attacks(
+            target,
+            texts,
+            ["rmia"],
+            references={"ext": ref},
+            population=target,
+            reference_populations={"ext": ref},
+        )
+
+
+def test_ref_attack_hand_values_and_auc_below_half():
+    target = pd.DataFrame(
+        {
+            "id": ["m1", "m2", "n1", "n2"],
+            "n_tokens": [2, 1, 1, 3],
+            "token_logprobs": [
+                np.array([-1.0, -3.0]),
+                np.array([-1.0]),
+                np.array([-0.5]),
+                np.array([-0.1, -0.2, -0.3]),
+            ],
+            "token_mu": [np.zeros(2), np.zeros(1), np.zeros(1), np.zeros(3)],
+            "token_sigma": [np.ones(2), np.ones(1), np.ones(1), np.ones(3)],
+        }
+    )
+    ref = pd.DataFrame(
+        {
+            "id": ["n2", "n1", "m2", "m1"],
+            "n_tokens": [1, 1, 1, 1],
+            "token_logprobs": [np.array([-5.0]), np.array([-4.0]), np.array([-0.5]), np.array([-1.0])],
+        }
+    )
+    out = attacks.compute_attacks(target, {}, ["ref_x"], references={"x": ref}, short_tokens=2)
+    s = dict(zip(out.id, out.score))
+    assert s == pytest.approx({"m1": 1.0 - 2.0, "m2": 0.5 - 1.0, "n1": 4.0 - 0.5, "n2": 5.0 - 0.2})
+    # short: fewer than 2 tokens under the target *or* the reference (the reference has 1 token each)
+    assert out["short"].all()
+    from kdprivacy import metrics
+
+    labels = [1, 1, 0, 0]
+    auc = metrics.roc_auc(out.score, labels)
+    assert auc == 0.0  # members score lower: reported as is, never flipped
+    summary = metrics.summarize_attacks(out.assign(label=labels), fprs=(0.5,), n_bootstrap=20)
+    assert summary.auc.item() == 0.0 and summary.auc_ci_high.item() <= 0.5
+    assert summary.n_short.item() == 4
+
+
+def test_short_flag_target_only_attacks():
+    frame = table()  # n_tokens 5, 2, 1
+    out = attacks.compute_attacks(frame, TEXTS, ["loss", "min_k"], short_tokens=2)
+    assert out["short"].tolist() == [False, False, True] * 2
+    assert "short" not in attacks.compute_attacks(frame, TEXTS, ["loss"]).columns
+
+
+def test_mope_attack_reads_table_by_id():
+    frame = table()
+    mope = pd.DataFrame({"id": ["c", "a", "b"], "mope": [3.0, 1.0, 2.0]})
+    out = attacks.compute_attacks(frame, TEXTS, ["mope"], mope=mope)
+    assert out.score.tolist() == [1.0, 2.0, 3.0]
+    with pytest.raises(ValueError, match="MoPe table scores different examples"):
+        attacks.compute_attacks(frame, TEXTS, ["mope"], mope=mope.iloc[:2])
+    with pytest.raises(ValueError, match="needs a MoPe table"):
+        attacks.compute_attacks(frame, TEXTS, ["mope"])
+
+
+def test_rmia_ratio_details():
+    # a = 1: LR = p_T / mean_ref p_ref; gamma compares strictly.
+    nll_t = np.array([1.0, 2.0])
+    refs = np.array([[1.0, 3.0], [2.0, 2.0]])
+    log_lr = attacks.rmia_log_ratio(nll_t, refs, a=1.0)
+    expected = np.log(np.exp(-nll_t) / np.exp(-refs).mean(axis=1))
+    np.testing.assert_allclose(log_lr, expected)
+    # a = 0: Pr(x) = (Pr_out + 1) / 2
+    np.testing.assert_allclose(
+        attacks.rmia_log_ratio(nll_t, refs, a=0.0),
+        np.log(np.exp(-nll_t) / ((np.exp(-refs).mean(axis=1) + 1) / 2)),
+    )
+    z = np.log(np.array([0.5, 1.0, 2.0]))
+    x = np.log(np.array([1.0, 3.0, 0.1]))
+    assert attacks.rmia_from_ratios(x, z, gamma=1.0).tolist() == pytest.approx(
+        [1 / 3, 1.0, 0.0]
+    )  # tie: not >
+    assert attacks.rmia_from_ratios(x, z, gamma=1.9).tolist() == pytest.approx([1 / 3, 2 / 3, 0.0])
+    assert math.isnan(attacks.rmia_from_ratios(np.array([np.nan]), z)[0])
+    with pytest.raises(ValueError):
+        attacks.RMIASettings(a=1.5)

@@ -171,3 +171,180 @@ def test_post_processed_logits_fall_back_to_full_logits(model, caplog):
         lp, _, sigma = reference(capped, item)
         np.testing.assert_allclose(row.token_logprobs, lp, atol=1e-5)
         np.testing.assert_allclose(row.token_sigma, sigma, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------- mean NLL, population
+def test_mean_nll_matches_reference(model):
+    items = make_items(seed=5, n=6) + [Encoded("empty", (), (7,))]
+    nll = scoring.mean_nll(model, items, batch_size=3, pad_id=PAD, position_chunk=4)
+    full = scoring.score_examples(model, items, batch_size=3, pad_id=PAD)
+    for item, value, lp in zip(items[:-1], nll, full.token_logprobs):
+        ref_lp, _, _ = reference(model, item)
+        assert value == pytest.approx(-ref_lp.mean(), abs=1e-5)
+        assert value == pytest.approx(-np.mean(lp.astype(np.float64)), abs=1e-6)
+    assert math.isnan(nll[-1])  # no scored token: NaN, kept in place
+
+
+def test_population_set():
+    m = manifest()
+    m = pd.concat(
+        [m, pd.DataFrame([{"id": f"d{i:03d}", "pool": "dev", "category": "open_qa"} for i in range(7)])],
+        ignore_index=True,
+    )
+    pop = scoring.population_set(m, max_examples=5, seed=1)
+    assert len(pop) == 5 and set(pop.pool) == {"dev"} and pop.id.is_monotonic_increasing
+    pd.testing.assert_frame_equal(
+        pop, scoring.population_set(m.sample(frac=1.0, random_state=2), max_examples=5, seed=1)
+    )
+    both = scoring.population_set(m, ["public", "dev"], None)
+    assert len(both) == 17
+    for bad in (["dev", "private"], ["nonmember"]):
+        with pytest.raises(ValueError, match="neither members nor non-members"):
+            scoring.population_set(m, bad)
+    with pytest.raises(ValueError, match="unknown population pool"):
+        scoring.population_set(m, ["devv"])
+
+
+def test_short_counts():
+    assert scoring.short_counts([0, 1, 4, 5, 30], short_tokens=5) == {
+        "n_examples": 5,
+        "n_empty": 1,
+        "n_short": 3,
+    }
+
+
+# ------------------------------------------------------------------------------------- scripts end to end
+import runpy  # noqa: E402
+import types  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from kdprivacy import data, models  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_script(name, cfg, inputs, outputs, rule="test"):
+    smk = types.SimpleNamespace(
+        scriptdir=str(REPO / "scripts"),
+        params=types.SimpleNamespace(cfg=cfg, code="test-code"),
+        input=types.SimpleNamespace(**inputs, items=lambda: inputs.items()),
+        output=types.SimpleNamespace(**outputs, items=lambda: outputs.items()),
+        log=[],
+        threads=1,
+        rule=rule,
+    )
+    runpy.run_path(str(REPO / "scripts" / name), init_globals={"snakemake": smk}, run_name="__main__")
+
+
+def test_scripts_score_reference_population_mope_attacks(tmp_path):
+    split = {"seed": 0, "nonmember": 12, "dev": 8, "private": 12, "public": 10}
+    man = data.build_manifest(data.generate_synthetic(60, seed=2), split, seed=0)
+    man_path = tmp_path / "manifest.parquet"
+    man.to_parquet(man_path, index=False)
+    corpus = (man.instruction + " " + man.response).tolist()
+    dirs = {}
+    for name, arch, vocab, seed in (
+        ("target", "gpt2", 300, 0),
+        ("ext", "opt", 270, 1),
+        ("pre", "llama", 300, 2),
+    ):
+        tok = models.train_tokenizer(corpus if name != "ext" else corpus[:30], vocab_size=vocab)
+        net = models.build_from_scratch(
+            {"arch": arch, "n_layer": 2, "d_model": 32, "n_head": 2}, tok, 128, seed
+        )
+        dirs[name] = tmp_path / name
+        models.save_model(net, tok, dirs[name])
+    cfg = {
+        "batch_size": 4,
+        "max_members": None,
+        "max_nonmembers": 10,
+        "sample_seed": 0,
+        "max_length": 96,
+        "max_prompt_length": 48,
+        "short_tokens": 12,
+        "population": {"pools": ["dev"], "max_examples": 6, "seed": 0},
+    }
+    for name in dirs:
+        run_script(
+            "score_model.py",
+            cfg,
+            {"manifest": str(man_path), "model": str(dirs[name])},
+            {
+                "scores": str(tmp_path / f"{name}.parquet"),
+                "population": str(tmp_path / f"{name}.pop.parquet"),
+            },
+        )
+    target = pd.read_parquet(tmp_path / "target.parquet")
+    ext = pd.read_parquet(tmp_path / "ext.parquet")
+    assert len(target) == 22 and target.label.sum() == 12  # 12 members, 10 of 12 non-members
+    assert target.id.tolist() == ext.id.tolist()  # same examples, whatever the tokenizer
+    assert target.n_tokens.tolist() != ext.n_tokens.tolist()
+    pop = pd.read_parquet(tmp_path / "target.pop.parquet")
+    assert len(pop) == 6 and set(pop.pool) == {"dev"} and not set(pop.id) & set(target.id)
+    assert (tmp_path / "target.parquet.provenance.json").is_file()
+
+    mope_cfg = {**cfg, "k": 2, "sigma": 0.01, "seed": 0, "block": None}
+    run_script(
+        "mope.py",
+        mope_cfg,
+        {"manifest": str(man_path), "model": str(dirs["target"])},
+        {"mope": str(tmp_path / "mope.parquet")},
+    )
+    mope = pd.read_parquet(tmp_path / "mope.parquet")
+    assert mope.id.tolist() == target.id.tolist() and mope.mope.notna().all()
+    assert mope.n_tokens.tolist() == target.n_tokens.tolist()
+    run_script(
+        "mope.py",
+        {**mope_cfg, "block": 1},
+        {"manifest": str(man_path), "model": str(dirs["target"])},
+        {"mope": str(tmp_path / "mope_block1.parquet")},
+    )
+    assert not np.allclose(pd.read_parquet(tmp_path / "mope_block1.parquet").mope, mope.mope)
+
+    names = ["loss", "min_k", "min_k_pp", "zlib", "ref_ext", "ref_pre", "rmia", "mope"]
+    attack_cfg = {
+        "names": names,
+        "min_k": 0.2,
+        "fprs": [0.05, 0.01],
+        "n_bootstrap": 20,
+        "bootstrap_seed": 0,
+        "short_tokens": 12,
+        "rmia": {"a": 1.0, "gamma": 1.0},
+        "roc_max_points": 50,
+    }
+    inputs = {
+        "scores": str(tmp_path / "target.parquet"),
+        "manifest": str(man_path),
+        "ref_ext": str(tmp_path / "ext.parquet"),
+        "ref_pre": str(tmp_path / "pre.parquet"),
+        "population": str(tmp_path / "target.pop.parquet"),
+        "population_ext": str(tmp_path / "ext.pop.parquet"),
+        "population_pre": str(tmp_path / "pre.pop.parquet"),
+        "mope": str(tmp_path / "mope.parquet"),
+    }
+    outputs = {k: str(tmp_path / f"attacks.{k}") for k in ("per_example", "metrics", "per_category", "roc")}
+    run_script("attack_metrics.py", attack_cfg, inputs, outputs)
+    per_example = pd.read_parquet(outputs["per_example"])
+    assert per_example.columns.tolist() == ["id", "label", "category", "n_tokens", "attack", "score", "short"]
+    assert len(per_example) == 22 * len(names) and per_example.score.notna().all()
+    summary = pd.read_csv(outputs["metrics"])
+    assert summary.attack.tolist() == names
+    assert (summary.n_members == 12).all() and (summary.n_nonmembers == 10).all()
+    # short: < 12 tokens under any model the attack reads -> ref attacks count at least the target's
+    counts = dict(zip(summary.attack, summary.n_short))
+    assert counts["loss"] == int((target.n_tokens < 12).sum())
+    assert counts["ref_ext"] >= counts["loss"] and counts["rmia"] >= counts["ref_ext"]
+    assert summary["tpr_at_fpr_0.05"].isna().all()  # 10 non-members < 20
+    by_category = pd.read_csv(outputs["per_category"])
+    assert set(by_category.attack) == set(names)
+    assert by_category.groupby("attack")[["n_members", "n_nonmembers"]].sum().eq([12, 10]).all().all()
+    roc = pd.read_csv(outputs["roc"])
+    assert set(roc.attack) == set(names) and roc.fpr.between(0, 1).all()
+    # a missing reference table is an error, never a silent skip
+    with pytest.raises(ValueError, match="reference score table named 'nokd'"):
+        run_script(
+            "attack_metrics.py",
+            {**attack_cfg, "names": ["ref_nokd"]},
+            inputs,
+            {"per_example": str(tmp_path / "x.parquet"), "metrics": str(tmp_path / "x.csv")},
+        )
