@@ -446,10 +446,42 @@ class Attacks(Strict):
 
 
 class Memorization(Strict):
-    first_k: PosInt = 32
+    """Greedy decoding from each member's/non-member's prompt, once per model; every metric derives from it."""
+
+    first_k: PosInt = Field(32, description="the paper's positional match over the first k response tokens")
     max_members: PosInt | None = 1000
     max_nonmembers: PosInt | None = 1000
     batch_size: PosInt = 32
+    max_new_tokens: PosInt | None = Field(None, description="null = max(first_k, longest reference)")
+    rouge_threshold: Fraction = Field(0.5, description="approximate memorization: ROUGE-L F above this")
+    rouge_stemmer: bool = False
+    n_candidates: Annotated[int, Field(ge=0)] = Field(100, description="canary exposure candidates (0 = off)")
+    exposure_in_prompt: bool = False
+    n_bootstrap: Annotated[int, Field(ge=0)] = 1000
+    inheritance_thresholds: list[Fraction] = [0.5, 0.75, 0.9, 0.9999]
+
+
+class Utility(Strict):
+    """ROUGE-L (x100) of greedy responses on held-out dev prompts: privacy read against utility."""
+
+    enabled: bool = True
+    max_examples: PosInt | None = 500
+    batch_size: PosInt = 32
+    max_new_tokens: PosInt | None = None
+    rouge_stemmer: bool = False
+
+
+class Blocks(Strict):
+    """Per-block risk: MoPe with noise in one decoder block at a time (paper Fig. 7)."""
+
+    enabled: bool = True
+    k: PosInt = 10
+    sigmas: Annotated[list[PosFloat], Field(min_length=1)] = [0.01]
+    seed: int = 0
+    max_members: PosInt | None = 500
+    max_nonmembers: PosInt | None = 500
+    batch_size: PosInt | None = None
+    n_bootstrap: Annotated[int, Field(ge=0)] = 1000
 
 
 class Config(Strict):
@@ -459,6 +491,8 @@ class Config(Strict):
     evaluation: Evaluation = Evaluation()
     attacks: Attacks = Attacks()
     memorization: Memorization = Memorization()
+    utility: Utility = Utility()
+    blocks: Blocks = Blocks()
 
     @model_validator(mode="after")
     def _seeds(self) -> Config:

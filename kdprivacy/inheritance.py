@@ -204,7 +204,8 @@ def membership_memorization_correlation(
     """Rank correlations of attack scores with memorization outcomes (``CORRELATION_COLUMNS``).
 
     ``attack_scores``: long ``id, attack, score``; ``per_example``: one model's memorization table with
-    ``label``. Joined by id (every attacked id must have a memorization row). Rows with a NaN score or
+    ``label``. Joined on the memorization sample, which may be a subset of the attacked examples (both come
+from ``scoring.evaluation_set`` with the same seed); every memorized id must have been attacked. Rows with a NaN score or
     memorization value are left out of that cell; ``secret_*``/``exposure`` use only learnable secrets
     (subset ``secret_learnable``). Metrics absent from the table are skipped.
     """
@@ -219,15 +220,15 @@ def membership_memorization_correlation(
         raise ValueError(f"unknown group(s) {unknown}")
     if per_example["id"].duplicated().any():
         raise ValueError("memorization table has duplicate ids")
-    missing = set(attack_scores["id"]) - set(per_example["id"])
+    missing = set(per_example["id"]) - set(attack_scores["id"])
     if missing:
-        raise ValueError(f"{len(missing)} attacked example(s) have no memorization row")
+        raise ValueError(f"{len(missing)} memorization example(s) were never attacked")
     rows = []
     for attack in dict.fromkeys(attack_scores["attack"]):
         scores = attack_scores.loc[attack_scores["attack"] == attack, ["id", "score"]]
         if scores["id"].duplicated().any():
             raise ValueError(f"attack {attack}: an id is scored twice")
-        joined = scores.merge(per_example.drop(columns=["score"], errors="ignore"), on="id", how="left")
+        joined = scores.merge(per_example.drop(columns=["score"], errors="ignore"), on="id", how="inner")
         for metric in metric_names:
             if metric not in joined.columns:
                 continue

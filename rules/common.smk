@@ -17,6 +17,7 @@ FAMILIES = CFG.families
 
 
 STUDENTS = {family: fam.all_students() for family, fam in FAMILIES.items()}
+COLLECTED_NAMES = ("memorization_summary", "inheritance", "membership_vs_memorization", "utility", "blocks")
 
 
 def alternatives(names):
@@ -26,6 +27,7 @@ def alternatives(names):
 wildcard_constraints:
     family=alternatives(FAMILIES),
     ref="pretrained|external",
+    table=alternatives(COLLECTED_NAMES),
     seed=r"\d+",
     base=alternatives({b for f in FAMILIES.values() for b in f.bases}),
     model=alternatives({"teacher"} | {s for students in STUDENTS.values() for s in students}),
@@ -129,7 +131,7 @@ def final_tables():
     ]
     if CFG.attacks.blind.enabled:
         tables.append(f"{R}/tables/blind_baseline.csv")
-    return tables
+    return tables + [f"{R}/tables/{name}.csv" for name in collected_tables()]
 
 
 def final_figures():
@@ -367,15 +369,80 @@ def blind_cfg():
 def memorization_cfg(wildcards):
     mem, ev = CFG.memorization, CFG.evaluation
     return {
-        "first_k": mem.first_k,
-        "max_members": mem.max_members,
-        "max_nonmembers": mem.max_nonmembers,
-        "batch_size": mem.batch_size,
+        **{k: v for k, v in dump(mem).items() if k != "inheritance_thresholds"},
         "sample_seed": ev.sample_seed,
+        "bootstrap_seed": CFG.attacks.bootstrap_seed,
+        **data_lengths(),
+    }
+
+
+def inheritance_inputs(wildcards):
+    run = f"{R}/{wildcards.family}/seed{wildcards.seed}"
+    return {
+        "teacher": f"{run}/memorization/teacher.parquet",
+        "student": f"{run}/memorization/{wildcards.student}.parquet",
+        "student_attacks": f"{run}/attacks/{wildcards.student}.parquet",
+        "teacher_attacks": f"{run}/attacks/teacher.parquet",
+    }
+
+
+def inheritance_cfg():
+    return {
+        "thresholds": CFG.memorization.inheritance_thresholds,
+        "n_bootstrap": CFG.memorization.n_bootstrap,
+        "bootstrap_seed": CFG.attacks.bootstrap_seed,
+    }
+
+
+def utility_cfg(wildcards):
+    return {
+        **{k: v for k, v in dump(CFG.utility).items() if k != "enabled"},
+        "sample_seed": CFG.evaluation.sample_seed,
+        "n_bootstrap": CFG.memorization.n_bootstrap,
+        "bootstrap_seed": CFG.attacks.bootstrap_seed,
+        **data_lengths(),
+    }
+
+
+def blocks_cfg(wildcards):
+    blk = CFG.blocks
+    return {
+        **{k: v for k, v in dump(blk).items() if k != "enabled"},
+        "batch_size": blk.batch_size or CFG.evaluation.batch_size,
+        "sample_seed": CFG.evaluation.sample_seed,
+        "bootstrap_seed": CFG.attacks.bootstrap_seed,
         **data_lengths(),
     }
 
 
 # ---------------------------------------------------------------- report rules
-def per_model(pattern):
-    return [pattern.format(R=R, **m) for m in all_models()]
+def per_model(pattern, role=None):
+    return [pattern.format(R=R, **m) for m in all_models() if role is None or m["role"] == role]
+
+
+# Per-model tables stacked into results/tables/<name>.csv, with the model's key columns in front.
+# name -> (per-model path pattern, which models: None = all, "student" = students only, enabled?)
+COLLECTED = {
+    "memorization_summary": ("{R}/{family}/seed{seed}/memorization/{model}.summary.csv", None, True),
+    "inheritance": ("{R}/{family}/seed{seed}/inheritance/{model}.csv", "student", True),
+    "membership_vs_memorization": (
+        "{R}/{family}/seed{seed}/inheritance/{model}.correlation.csv",
+        "student",
+        True,
+    ),
+    "utility": ("{R}/{family}/seed{seed}/utility/{model}.summary.csv", None, CFG.utility.enabled),
+    "blocks": ("{R}/{family}/seed{seed}/blocks/{model}.csv", None, CFG.blocks.enabled),
+}
+
+
+def collected_tables():
+    return [name for name, (_, role, enabled) in COLLECTED.items() if enabled and per_model("x", role)]
+
+
+def collect_inputs(wildcards):
+    pattern, role, _ = COLLECTED[wildcards.table]
+    return per_model(pattern, role)
+
+
+def collect_models(wildcards):
+    return [m for m in all_models() if COLLECTED[wildcards.table][1] in (None, m["role"])]

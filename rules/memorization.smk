@@ -1,4 +1,5 @@
-# Memorization (the paper's metric): greedy decoding from the prompt, first k response tokens matched.
+# Memorization (one greedy pass per model: the paper's positional match, exact and approximate
+# extraction, secrets and canary exposure), teacher-to-student inheritance, utility, per-block risk.
 
 
 rule memorization:
@@ -7,6 +8,7 @@ rule memorization:
         model=f"{R}/{{family}}/seed{{seed}}/models/{{model}}",
     output:
         per_example=f"{R}/{{family}}/seed{{seed}}/memorization/{{model}}.parquet",
+        summary=f"{R}/{{family}}/seed{{seed}}/memorization/{{model}}.summary.csv",
     log:
         f"{R}/logs/memorization/{{family}}/seed{{seed}}/{{model}}.log",
     benchmark:
@@ -19,3 +21,62 @@ rule memorization:
         code=code("memorization.py", "memorization", "models"),
     script:
         "../scripts/memorization.py"
+
+
+rule inheritance:
+    input:
+        unpack(inheritance_inputs),
+    output:
+        inheritance=f"{R}/{{family}}/seed{{seed}}/inheritance/{{student}}.csv",
+        correlation=f"{R}/{{family}}/seed{{seed}}/inheritance/{{student}}.correlation.csv",
+    log:
+        f"{R}/logs/inheritance/{{family}}/seed{{seed}}/{{student}}.log",
+    localrule: True
+    conda:
+        ENV
+    params:
+        cfg=inheritance_cfg(),
+        code=code("inheritance.py", "inheritance"),
+    script:
+        "../scripts/inheritance.py"
+
+
+rule utility:
+    input:
+        manifest=rules.prepare_data.output.manifest,
+        model=f"{R}/{{family}}/seed{{seed}}/models/{{model}}",
+    output:
+        per_example=f"{R}/{{family}}/seed{{seed}}/utility/{{model}}.parquet",
+        summary=f"{R}/{{family}}/seed{{seed}}/utility/{{model}}.summary.csv",
+    log:
+        f"{R}/logs/utility/{{family}}/seed{{seed}}/{{model}}.log",
+    benchmark:
+        f"{R}/benchmarks/utility/{{family}}/seed{{seed}}/{{model}}.tsv"
+    conda:
+        ENV
+    threads: 4
+    params:
+        cfg=utility_cfg,
+        code=code("utility.py", "utility", "models"),
+    script:
+        "../scripts/utility.py"
+
+
+rule block_mope:
+    input:
+        manifest=rules.prepare_data.output.manifest,
+        model=f"{R}/{{family}}/seed{{seed}}/models/{{model}}",
+    output:
+        per_block=f"{R}/{{family}}/seed{{seed}}/blocks/{{model}}.csv",
+    log:
+        f"{R}/logs/block_mope/{{family}}/seed{{seed}}/{{model}}.log",
+    benchmark:
+        f"{R}/benchmarks/block_mope/{{family}}/seed{{seed}}/{{model}}.tsv"
+    conda:
+        ENV
+    threads: 4
+    params:
+        cfg=blocks_cfg,
+        code=code("block_mope.py", "blocks", "models"),
+    script:
+        "../scripts/block_mope.py"

@@ -47,3 +47,20 @@ rule heatmap:
         code=code("heatmap.py", "plots"),
     script:
         "../scripts/heatmap.py"
+
+
+rule collect:
+    input:
+        collect_inputs,
+    output:
+        table=f"{R}/tables/{{table}}.csv",
+    log:
+        f"{R}/logs/collect/{{table}}.log",
+    localrule: True
+    conda:
+        ENV
+    params:
+        models=collect_models,
+        code=code("collect.py", "io"),
+    script:
+        "../scripts/collect.py"

@@ -149,13 +149,6 @@ def test_correlation_noisy_positive_and_nan_handling():
     assert out.loc[("exposure", "all"), "n"] == n - 10 - 20  # NaN and secret-in-prompt rows left out
 
 
-def test_correlation_requires_memorization_rows():
-    mem = pd.DataFrame({"id": ["a"], "label": [1], "match_rate": [0.5]})
-    scores = pd.DataFrame({"id": ["a", "b"], "attack": "loss", "score": [1.0, 2.0]})
-    with pytest.raises(ValueError, match="no memorization row"):
-        inheritance.membership_memorization_correlation(scores, mem)
-
-
 # ------------------------------------------------------------------------------------ the workflow script
 class Named(dict):
     """Stands in for Snakemake's named lists (attribute access, keys(), items())."""
@@ -195,3 +188,15 @@ def test_inheritance_script(tmp_path, with_teacher_attacks):
     teacher_self = corr.query("model == 'teacher' and metric == 'match_rate' and group == 'all'")
     if with_teacher_attacks:
         assert teacher_self.spearman.item() == pytest.approx(1.0)  # scores are the teacher's match rates
+
+
+def test_correlation_uses_the_memorization_subsample():
+    """Memorization may score fewer examples than the attacks; the join keeps the memorized ones."""
+    attacked = pd.DataFrame({"id": list("abcdef"), "attack": "loss", "score": [6, 5, 4, 3, 2, 1.0]})
+    memorized = pd.DataFrame({"id": list("abc"), "label": [1, 1, 0], "match_rate": [0.9, 0.5, 0.1]})
+    table = inheritance.membership_memorization_correlation(attacked, memorized, metric_names=["match_rate"],
+                                                            groups=["all"])
+    assert table["n"].item() == 3 and table["spearman"].item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="never attacked"):
+        inheritance.membership_memorization_correlation(attacked[attacked.id != "a"], memorized,
+                                                        metric_names=["match_rate"])
