@@ -125,6 +125,9 @@ class Base(Strict):
     revision: str | None = None
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     trust_remote_code: bool = False
+    n_params: PosFloat | None = Field(
+        None, description="approximate parameter count of a hub model (e.g. 1.5e9); sizes job resources"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> Base:
@@ -326,6 +329,16 @@ class Family(Strict):
     def from_scratch(self) -> bool:
         return all(b.from_scratch is not None for b in self.bases.values())
 
+    def n_params(self, base: str, vocab_size: int | None = None) -> float:
+        """Approximate parameter count of a base (from its spec, or its ``n_params``; 1e9 if unknown)."""
+        spec = self.bases[base]
+        if spec.from_scratch is None:
+            return spec.n_params or 1e9
+        fs = spec.from_scratch
+        vocab = vocab_size or self.tokenizer.train.vocab_size
+        d_ff = fs.d_ff or 4 * fs.d_model
+        return float(fs.n_layer * (4 * fs.d_model**2 + 2 * fs.d_model * d_ff) + vocab * fs.d_model)
+
     def all_students(self) -> dict[str, tuple[Student, str | None, Any]]:
         """Configured students plus ablation copies: name -> (student, ablation axis, axis value).
 
@@ -484,6 +497,22 @@ class Blocks(Strict):
     n_bootstrap: Annotated[int, Field(ge=0)] = 1000
 
 
+class Resources(Strict):
+    """Portable job needs (a SLURM profile maps them to partitions/accounts). Memory and runtime scale with
+    the parameter count of the models a job holds; memory grows with each retry (``attempt``)."""
+
+    gpu: Annotated[int, Field(ge=0)] = Field(0, description="GPUs per heavy job (training, generation, scoring)")
+    train_gpus: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="GPUs per training job (>1 = data parallel in one job); null = gpu"
+    )
+    threads: PosInt = 4
+    mem_mb_min: PosInt = 2000
+    runtime_min: PosInt = Field(30, description="minutes for the smallest job")
+    minutes_per_billion: Annotated[float, Field(ge=0)] = Field(
+        20, description="minutes per billion parameters for inference jobs (training: ten times that)"
+    )
+
+
 class Config(Strict):
     seeds: Annotated[list[int], Field(min_length=1)] = [0]
     data: Data = Data()
@@ -493,6 +522,7 @@ class Config(Strict):
     memorization: Memorization = Memorization()
     utility: Utility = Utility()
     blocks: Blocks = Blocks()
+    resources: Resources = Resources()
 
     @model_validator(mode="after")
     def _seeds(self) -> Config:

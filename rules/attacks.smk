@@ -15,7 +15,11 @@ rule score_model:
         f"{R}/benchmarks/score_model/{{family}}/seed{{seed}}/{{model}}.tsv"
     conda:
         ENV
-    threads: 4
+    threads: CFG.resources.threads
+    resources:
+        mem_mb=mem_mb("infer"),
+        runtime=runtime("infer"),
+        gpu=gpus("infer"),
     params:
         cfg=scoring_cfg,
         code=code("score_model.py", "scoring", "models"),
@@ -36,7 +40,11 @@ rule score_reference:
         f"{R}/benchmarks/score_reference/{{family}}/{{ref}}.tsv"
     conda:
         ENV
-    threads: 4
+    threads: CFG.resources.threads
+    resources:
+        mem_mb=mem_mb("reference"),
+        runtime=runtime("reference"),
+        gpu=gpus("reference"),
     params:
         cfg=reference_scoring_cfg,
         code=code("score_model.py", "scoring", "models"),
@@ -56,7 +64,11 @@ rule mope:
         f"{R}/benchmarks/mope/{{family}}/seed{{seed}}/{{model}}.tsv"
     conda:
         ENV
-    threads: 4
+    threads: CFG.resources.threads
+    resources:
+        mem_mb=mem_mb("infer"),
+        runtime=runtime("infer"),
+        gpu=gpus("infer"),
     params:
         cfg=mope_cfg,
         code=code("mope.py", "perturb", "scoring", "models"),

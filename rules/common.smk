@@ -115,6 +115,58 @@ def all_model_dirs():
     return [model_dir(m["family"], m["seed"], m["model"]) for m in all_models()]
 
 
+# ---------------------------------------------------------------- resources
+def _gb(n):
+    return n / 1e9
+
+
+def job_params(wildcards, rule_kind):
+    """Parameters held by a job: the model it trains/scores (+ the teacher for methods that query it)."""
+    fam = FAMILIES[wildcards.family]
+    if rule_kind == "reference":
+        return fam.n_params(fam.teacher.base)
+    model = getattr(wildcards, "model", None) or getattr(wildcards, "student", None)
+    base = getattr(wildcards, "base", None)
+    if base is None:
+        base = fam.teacher.base if model in (None, "teacher") else STUDENTS[wildcards.family][model][0].base
+    n = fam.n_params(base)
+    if (
+        rule_kind == "train"
+        and model not in (None, "teacher")
+        and STUDENTS[wildcards.family][model][0].uses_teacher
+    ):
+        n += fam.n_params(fam.teacher.base) / 4  # frozen teacher: weights only, no optimizer state
+    return n
+
+
+def mem_mb(rule_kind):
+    """Training holds weights, gradients and AdamW state (~16 bytes/param) plus activations; inference ~4."""
+    per_param = 24 if rule_kind == "train" else 6
+
+    def fn(wildcards, attempt):
+        return int(
+            max(CFG.resources.mem_mb_min, 2000 + job_params(wildcards, rule_kind) * per_param / 1e6) * attempt
+        )
+
+    return fn
+
+
+def runtime(rule_kind):
+    def fn(wildcards, attempt):
+        res = CFG.resources
+        minutes = res.runtime_min + res.minutes_per_billion * _gb(job_params(wildcards, rule_kind)) * (
+            10 if rule_kind == "train" else 1
+        )
+        return int(minutes * attempt)
+
+    return fn
+
+
+def gpus(rule_kind):
+    res = CFG.resources
+    return res.train_gpus if rule_kind == "train" and res.train_gpus is not None else res.gpu
+
+
 def final_tables():
     tables = [
         f"{R}/tables/{name}.csv"

@@ -15,7 +15,11 @@ rule memorization:
         f"{R}/benchmarks/memorization/{{family}}/seed{{seed}}/{{model}}.tsv"
     conda:
         ENV
-    threads: 4
+    threads: CFG.resources.threads
+    resources:
+        mem_mb=mem_mb("infer"),
+        runtime=runtime("infer"),
+        gpu=gpus("infer"),
     params:
         cfg=memorization_cfg,
         code=code("memorization.py", "memorization", "models"),
@@ -54,7 +58,11 @@ rule utility:
         f"{R}/benchmarks/utility/{{family}}/seed{{seed}}/{{model}}.tsv"
     conda:
         ENV
-    threads: 4
+    threads: CFG.resources.threads
+    resources:
+        mem_mb=mem_mb("infer"),
+        runtime=runtime("infer"),
+        gpu=gpus("infer"),
     params:
         cfg=utility_cfg,
         code=code("utility.py", "utility", "models"),
@@ -74,7 +82,11 @@ rule block_mope:
         f"{R}/benchmarks/block_mope/{{family}}/seed{{seed}}/{{model}}.tsv"
     conda:
         ENV
-    threads: 4
+    threads: CFG.resources.threads
+    resources:
+        mem_mb=mem_mb("infer"),
+        runtime=runtime("infer"),
+        gpu=gpus("infer"),
     params:
         cfg=blocks_cfg,
         code=code("block_mope.py", "blocks", "models"),

@@ -30,7 +30,11 @@ rule pretrain_base:
         f"{R}/benchmarks/pretrain_base/{{family}}/{{base}}.tsv"
     conda:
         ENV
-    threads: 4
+    threads: CFG.resources.threads
+    resources:
+        mem_mb=mem_mb("train"),
+        runtime=runtime("train"),
+        gpu=gpus("train"),
     params:
         cfg=pretrain_cfg,
         code=code("pretrain_base.py", "models", "training"),

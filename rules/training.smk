@@ -13,7 +13,11 @@ rule train_teacher:
         f"{R}/benchmarks/train_teacher/{{family}}/seed{{seed}}.tsv"
     conda:
         ENV
-    threads: 4
+    threads: CFG.resources.threads
+    resources:
+        mem_mb=mem_mb("train"),
+        runtime=runtime("train"),
+        gpu=gpus("train"),
     params:
         cfg=teacher_cfg,
         code=code("train_teacher.py", "models", "training"),
@@ -35,7 +39,11 @@ rule train_student:
         f"{R}/benchmarks/train_student/{{family}}/seed{{seed}}/{{student}}.tsv"
     conda:
         ENV
-    threads: 4
+    threads: CFG.resources.threads
+    resources:
+        mem_mb=mem_mb("train"),
+        runtime=runtime("train"),
+        gpu=gpus("train"),
     params:
         cfg=student_cfg,
         code=code("train_student.py", "models", "training"),
@@ -55,7 +63,11 @@ rule train_init:
         f"{R}/benchmarks/train_init/{{family}}/seed{{seed}}/{{base}}.tsv"
     conda:
         ENV
-    threads: 4
+    threads: CFG.resources.threads
+    resources:
+        mem_mb=mem_mb("train"),
+        runtime=runtime("train"),
+        gpu=gpus("train"),
     params:
         cfg=init_cfg,
         code=code("train_student.py", "models", "training"),
@@ -76,7 +88,11 @@ rule generate_teacher:
         f"{R}/benchmarks/generate_teacher/{{family}}/seed{{seed}}.tsv"
     conda:
         ENV
-    threads: 4
+    threads: CFG.resources.threads
+    resources:
+        mem_mb=mem_mb("infer"),
+        runtime=runtime("infer"),
+        gpu=gpus("infer"),
     params:
         cfg=teacher_generation_cfg,
         code=code("generate_teacher.py", "distillation"),
