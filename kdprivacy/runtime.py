@@ -49,4 +49,7 @@ def start(snakemake: Any) -> logging.Logger:
     logger = setup_logging(log_path)
     set_threads(snakemake.threads)
     logger.info("rule %s, threads %s", snakemake.rule, snakemake.threads)
+    scheduler = {k: os.environ[k] for k in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES") if k in os.environ}
+    if scheduler:
+        logger.info("environment: %s", " ".join(f"{k}={v}" for k, v in scheduler.items()))
     return logger

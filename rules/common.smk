@@ -2,7 +2,7 @@
 # Validation runs before any job: a bad config stops here with a message naming the key.
 import re
 
-from kdprivacy.config import ConfigError, validate_config
+from kdprivacy.config import SGO_PARAM, ConfigError, validate_config
 from kdprivacy.provenance import code_version
 
 try:
@@ -11,6 +11,9 @@ except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
 R = "results"
+CONFIG_NAME = (
+    ", ".join(str(p) for p in workflow.config_settings.configfiles) or "config.yaml (embedded default)"
+)
 ENV = "../envs/kdprivacy.yaml"
 SEEDS = CFG.seeds
 FAMILIES = CFG.families
@@ -183,11 +186,19 @@ def final_tables():
     ]
     if CFG.attacks.blind.enabled:
         tables.append(f"{R}/tables/blind_baseline.csv")
-    return tables + [f"{R}/tables/{name}.csv" for name in collected_tables()]
+    tables += [f"{R}/tables/{name}.csv" for name in collected_tables()]
+    return tables + [
+        f"{R}/tables/findings.csv",
+        f"{R}/tables/paper_comparison.csv",
+        f"{R}/tables/paper_claims.csv",
+    ]
 
 
 def final_figures():
-    return [f"{R}/figures/mia_auc_heatmap.png"]
+    outs = [f"{R}/figures/mia_auc_heatmap.png", f"{R}/summary.md"]
+    for value in figure_outputs().values():
+        outs += value if isinstance(value, list) else [value]
+    return outs
 
 
 # ---------------------------------------------------------------- models rules
@@ -498,3 +509,101 @@ def collect_inputs(wildcards):
 
 def collect_models(wildcards):
     return [m for m in all_models() if COLLECTED[wildcards.table][1] in (None, m["role"])]
+
+
+# ---------------------------------------------------------------- figures, findings, paper comparison
+FIG = f"{R}/figures"
+
+
+def student_bases():
+    return sorted(
+        {f"{family}/{s.base}" for family, students in STUDENTS.items() for s, _, _ in students.values()}
+    )
+
+
+def ablation_sources():
+    """The student each ablation copies, and that student's own axis value (the figures' reference)."""
+    out = {}
+    for family, fam in FAMILIES.items():
+        abl, entry = fam.ablations, {}
+        if abl.objective is not None:
+            src = fam.students[abl.objective.student]
+            entry["objective"] = {"student": abl.objective.student, "objective": src.kd.objective}
+        if abl.sgo_ratio is not None:
+            src = fam.students[abl.sgo_ratio.student]
+            value = getattr(getattr(src, src.method), SGO_PARAM[src.method])
+            entry["sgo_ratio"] = {"student": abl.sgo_ratio.student, "value": value}
+        if entry:
+            out[family] = entry
+    return out
+
+
+def figure(name, caption, category):
+    return report(f"{FIG}/{name}.png", caption=f"../report/{caption}.rst", category=category)
+
+
+def figure_outputs():
+    """Only the figures this config can fill are declared (and shown in the report)."""
+    mi, mem = "Membership inference", "Memorization"
+    outs = {
+        "methods": [
+            figure(f"mia_auc_{fb.replace('/', '_')}", "mia_auc_methods", mi) for fb in student_bases()
+        ],
+        "baselines": figure("mia_auc_baselines", "mia_auc_baselines", mi),
+        "category": figure("risk_by_category", "risk_by_category", mi),
+        "roc": figure("roc_loglog", "roc_loglog", mi),
+        "memorization_rate": figure("memorization_rate", "memorization_rate", mem),
+        "memorization_gap": figure("memorization_gap", "memorization_gap", mem),
+        "membership_vs_memorization": figure("membership_vs_memorization", "membership_vs_memorization", mem),
+    }
+    if CFG.utility.enabled:
+        outs["utility"] = figure("utility_rouge_l", "utility_rouge_l", "Utility")
+        outs["privacy_utility"] = figure("privacy_vs_utility", "privacy_vs_utility", "Utility")
+    if CFG.blocks.enabled:
+        outs["blocks"] = figure("blocks_mope", "blocks_mope", "Per-block risk")
+    if any(f.ablations.objective for f in FAMILIES.values()):
+        outs["objective"] = figure("ablation_objective", "ablation_objective", "Ablations")
+    if any(f.ablations.sgo_ratio for f in FAMILIES.values()):
+        outs["sgo"] = figure("ablation_sgo", "ablation_sgo", "Ablations")
+    return outs
+
+
+def optional_tables(*names):
+    """Tables the report rules read; utility/blocks only when those stages run."""
+    enabled = {
+        "utility": CFG.utility.enabled,
+        "blocks": CFG.blocks.enabled,
+        "blind_baseline": CFG.attacks.blind.enabled,
+    }
+    return {n: f"{R}/tables/{n}.csv" for n in names if enabled.get(n, True)}
+
+
+def figure_inputs(wildcards):
+    return {
+        **optional_tables("mia", "mia_category", "memorization", "memorization_summary", "utility", "blocks"),
+        "roc": per_model("{R}/{family}/seed{seed}/attacks/{model}.roc.csv"),
+    }
+
+
+def figures_cfg():
+    return {"attacks": CFG.attacks.names, "student_bases": student_bases(), "sources": ablation_sources()}
+
+
+def findings_inputs(wildcards):
+    return optional_tables("mia", "mia_paired", "memorization", "blind_baseline", "mia_category", "blocks")
+
+
+def findings_cfg():
+    sizes = {family: {base: fam.n_params(base) for base in fam.bases} for family, fam in FAMILIES.items()}
+    return {"attacks": CFG.attacks.names, "sources": ablation_sources(), "base_sizes": sizes}
+
+
+def paper_cfg():
+    """Map our runs to the paper's cells by hub model name; from-scratch families map to nothing."""
+    from kdprivacy import paper
+
+    names = {
+        family: {base: spec.name_or_path for base, spec in fam.bases.items() if spec.name_or_path}
+        for family, fam in FAMILIES.items()
+    }
+    return {"paper": paper.mapping_from_names(names)}

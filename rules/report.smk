@@ -64,3 +64,78 @@ rule collect:
         code=code("collect.py", "io"),
     script:
         "../scripts/collect.py"
+
+
+rule figures:
+    input:
+        unpack(figure_inputs),
+    output:
+        **figure_outputs(),
+    log:
+        f"{R}/logs/figures.log",
+    localrule: True
+    conda:
+        ENV
+    params:
+        models=all_models(),
+        cfg=figures_cfg(),
+        code=code("figures.py", "plots"),
+    script:
+        "../scripts/figures.py"
+
+
+rule findings:
+    input:
+        unpack(findings_inputs),
+    output:
+        findings=f"{R}/tables/findings.csv",
+    log:
+        f"{R}/logs/findings.log",
+    localrule: True
+    conda:
+        ENV
+    params:
+        cfg=findings_cfg(),
+        code=code("findings.py", "findings"),
+    script:
+        "../scripts/findings.py"
+
+
+rule paper_comparison:
+    input:
+        **optional_tables("mia", "findings", "memorization", "utility"),
+    output:
+        comparison=f"{R}/tables/paper_comparison.csv",
+        claims=f"{R}/tables/paper_claims.csv",
+    log:
+        f"{R}/logs/paper_comparison.log",
+    localrule: True
+    conda:
+        ENV
+    params:
+        cfg=paper_cfg(),
+        code=code("paper_comparison.py", "paper", "findings"),
+    script:
+        "../scripts/paper_comparison.py"
+
+
+rule summary:
+    input:
+        findings=rules.findings.output.findings,
+        claims=rules.paper_comparison.output.claims,
+        comparison=rules.paper_comparison.output.comparison,
+        mia=f"{R}/tables/mia.csv",
+        tables=final_tables(),
+        figures=[f for f in final_figures() if not f.endswith("summary.md")],
+    output:
+        summary=f"{R}/summary.md",
+    log:
+        f"{R}/logs/summary.log",
+    localrule: True
+    conda:
+        ENV
+    params:
+        cfg={"config_name": CONFIG_NAME},
+        code=code("summary.py", "findings"),
+    script:
+        "../scripts/summary.py"

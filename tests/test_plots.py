@@ -33,8 +33,9 @@ def test_heatmap_annotations_equal_table_and_missing_blank(tmp_path):
 
 def test_heatmap_orders_and_duplicates(tmp_path):
     table = mia_table()
-    drawn = plots.heatmap(table, "row", "col", "auc", tmp_path / "h.png", col_order=["zlib", "loss", "min_k"],
-                          fmt="{:.3f}")
+    drawn = plots.heatmap(
+        table, "row", "col", "auc", tmp_path / "h.png", col_order=["zlib", "loss", "min_k"], fmt="{:.3f}"
+    )
     assert list(drawn.values.columns) == ["zlib", "loss", "min_k"]
     assert (drawn.texts["min_k"] == "").all()
     assert drawn.texts.loc["gpt2/teacher", "loss"] == "0.912"
@@ -58,3 +59,336 @@ def test_auc_by_model_averages_seeds():
     assert out.attack.tolist() == ["loss", "loss", "zlib"]
     assert out.auc.tolist() == pytest.approx([0.85, 0.5, 0.7])
     assert out.n_seeds.tolist() == [2, 2, 1]
+
+
+# ============================================================================ study figures
+import matplotlib.pyplot as plt  # noqa: E402
+
+KEY = ["family", "seed", "model", "role", "method", "base", "ablation", "ablation_value"]
+
+
+def model(name, method, base, role="student", ablation=None, value=None, family="gpt2", seed=0):
+    return dict(
+        family=family,
+        seed=seed,
+        model=name,
+        role=role,
+        method=method,
+        base=base,
+        ablation=ablation,
+        ablation_value=value,
+    )
+
+
+def mia_rows(spec):
+    """``spec``: list of (model dict, attack, auc, half-width of the CI)."""
+    return pd.DataFrame(
+        [
+            {**m, "attack": a, "auc": auc, "auc_ci_low": auc - h, "auc_ci_high": auc + h}
+            for m, a, auc, h in spec
+        ]
+    )
+
+
+TEACHER = model("teacher", "teacher", "teacher", role="teacher")
+NOKD_S, KD_S, MINI_S = (
+    model("nokd-s", "nokd", "s"),
+    model("kd-s", "kd", "s"),
+    model("minillm-s", "minillm", "s"),
+)
+NOKD_L, KD_L = model("nokd-l", "nokd", "l"), model("kd-l", "kd", "l")
+
+
+def study_mia():
+    spec = [(TEACHER, "loss", 0.91, 0.03), (TEACHER, "zlib", 0.88, 0.03)]
+    spec += [
+        (NOKD_S, "loss", 0.501, 0.05),
+        (NOKD_S, "zlib", 0.49, 0.05),
+        (KD_S, "loss", 0.62, 0.05),
+        (KD_S, "zlib", 0.58, 0.05),
+        (MINI_S, "loss", 0.53, 0.05),
+    ]  # minillm-s has no zlib row
+    spec += [
+        (NOKD_L, "loss", 0.5, 0.05),
+        (NOKD_L, "zlib", 0.51, 0.05),
+        (KD_L, "loss", 0.71, 0.05),
+        (KD_L, "zlib", 0.66, 0.05),
+    ]
+    spec += [
+        (model("kd-s.obj-rkl", "kd", "s", ablation="objective", value="rkl"), "loss", 0.55, 0.02),
+        (model("kd-s.obj-fkl", "kd", "s", ablation="objective", value="fkl"), "loss", 0.63, 0.02),
+    ]
+    return mia_rows(spec)
+
+
+class Capture:
+    """Records the line data of every figure written through kdprivacy.io (then writes it as usual)."""
+
+    def __init__(self, monkeypatch):
+        self.lines, self.texts = [], []
+        original = plots.io.write_figure
+
+        def spy(fig, path, **kwargs):
+            for ax in fig.axes:
+                self.lines += [
+                    (
+                        line.get_label(),
+                        np.asarray(line.get_xdata(), float),
+                        np.asarray(line.get_ydata(), float),
+                    )
+                    for line in ax.lines
+                ]
+                for container in ax.containers:  # errorbar(): the label sits on the container
+                    data = getattr(container, "lines", (None,))[0]
+                    if data is not None:
+                        self.lines.append(
+                            (
+                                container.get_label(),
+                                np.asarray(data.get_xdata(), float),
+                                np.asarray(data.get_ydata(), float),
+                            )
+                        )
+                self.texts += [t.get_text() for t in ax.texts]
+            original(fig, path, **kwargs)
+
+        monkeypatch.setattr(plots.io, "write_figure", spy)
+
+
+def test_method_heatmaps_share_scale_and_equal_table(tmp_path):
+    mia = study_mia()
+    vmin, vmax = plots.shared_auc_scale(mia)
+    # largest student distance from 0.5: kd-l loss 0.71 -> 0.21 -> rounded up to 0.25
+    assert (vmin, vmax) == pytest.approx((0.25, 0.75))
+    small = plots.method_heatmap(mia, "gpt2", "s", tmp_path / "s.png", vmin, vmax, ["zlib", "loss"])
+    large = plots.method_heatmap(mia, "gpt2", "l", tmp_path / "l.png", vmin, vmax, ["zlib", "loss"])
+    assert (tmp_path / "s.png").stat().st_size > 0 and (tmp_path / "l.png").stat().st_size > 0
+    assert list(small.values.index) == ["nokd", "kd", "minillm"]  # method order, ablation copies excluded
+    assert list(small.values.columns) == ["zlib", "loss"]
+    assert small.values.loc["kd", "loss"] == 0.62 and small.texts.loc["kd", "loss"] == "0.62"
+    assert large.values.loc["kd", "zlib"] == 0.66 and list(large.values.index) == ["nokd", "kd"]
+    assert np.isnan(small.values.loc["minillm", "zlib"]) and small.texts.loc["minillm", "zlib"] == ""
+    students = mia[(mia.role == "student") & mia.ablation.isna() & (mia.base == "s")]
+    for r in students.itertuples():
+        assert small.values.loc[r.method, r.attack] == r.auc
+    assert plots.method_heatmap(mia, "gpt2", "xl", tmp_path / "x.png") is None
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_method_heatmap_means_seeds_and_names_shared_methods(tmp_path):
+    rows = [
+        (model("kd-s", "kd", "s", seed=0), "loss", 0.6, 0.1),
+        (model("kd-s", "kd", "s", seed=1), "loss", 0.7, 0.1),
+        (model("kd-s-lr", "kd", "s"), "loss", 0.55, 0.1),
+    ]
+    drawn = plots.method_heatmap(mia_rows(rows), "gpt2", "s", tmp_path / "h.png")
+    assert drawn.values.loc["kd (kd-s)", "loss"] == pytest.approx(0.65)
+    assert drawn.values.loc["kd (kd-s-lr)", "loss"] == 0.55
+
+
+def test_baselines_heatmap(tmp_path):
+    drawn = plots.baselines_heatmap(study_mia(), tmp_path / "b.png")
+    assert list(drawn.values.index) == ["gpt2/teacher", "gpt2/nokd-s", "gpt2/nokd-l"]
+    assert drawn.values.loc["gpt2/teacher", "zlib"] == 0.88
+    assert drawn.texts.loc["gpt2/nokd-l", "zlib"] == "0.51"
+    only_kd = study_mia()
+    only_kd = only_kd[only_kd.method == "kd"]
+    assert plots.baselines_heatmap(only_kd, tmp_path / "none.png") is None
+
+
+def memo_summary():
+    rows = []
+    for m, rate, gap in ((TEACHER, 0.12, 0.05), (KD_S, 0.06, 0.01), (NOKD_S, 0.04, 0.0)):
+        for metric, scale in (("match_rate", 1.0), ("exact_k", 0.5), ("exposure", 10.0)):
+            rows.append(
+                {
+                    **m,
+                    "metric": metric,
+                    "subset": "all",
+                    "member_rate": rate * scale,
+                    "member_ci_low": rate * scale - 0.01,
+                    "member_ci_high": rate * scale + 0.01,
+                    "gap": gap * scale,
+                    "gap_ci_low": gap * scale - 0.01,
+                    "gap_ci_high": gap * scale + 0.01,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_memorization_heatmaps(tmp_path):
+    table = memo_summary()
+    rate = plots.memorization_heatmap(table, tmp_path / "rate.png")
+    assert list(rate.values.columns) == ["match_rate", "exact_k"]  # exposure is not on the 0..1 scale
+    assert list(rate.values.index) == ["teacher", "nokd-s", "kd-s"]
+    assert rate.values.loc["kd-s", "match_rate"] == 0.06 and rate.texts.loc["teacher", "exact_k"] == "0.060"
+    gap = plots.memorization_heatmap(table, tmp_path / "gap.png", value="gap")
+    assert gap.values.loc["teacher", "match_rate"] == 0.05 and gap.texts.loc["kd-s", "match_rate"] == "+0.010"
+    assert plots.memorization_heatmap(table, tmp_path / "no.png", metrics=("secret_hit",)) is None
+    assert not (tmp_path / "no.png").exists()
+
+
+def test_utility_bars_and_privacy_vs_utility(tmp_path):
+    util = pd.DataFrame(
+        [
+            {**m, "category": c, "rouge_l": v, "rouge_l_ci_low": v - 1, "rouge_l_ci_high": v + 1}
+            for m, v in ((TEACHER, 27.0), (KD_S, 21.5), (NOKD_S, 20.0))
+            for c in ("ALL", "open_qa")
+        ]
+    )
+    util.loc[util.category == "open_qa", "rouge_l"] = 99.0
+    drawn = plots.utility_bars(util, tmp_path / "u.png")
+    assert dict(zip(drawn.model, drawn.rouge_l)) == {"teacher": 27.0, "nokd-s": 20.0, "kd-s": 21.5}
+    assert drawn.ci_low.tolist() == [26.0, 19.0, 20.5]
+    pu = plots.privacy_vs_utility(study_mia(), util, tmp_path / "pu.png")
+    best = pu.set_index("model")
+    assert best.loc["teacher", "best_attack"] == "loss" and best.loc["teacher", "auc"] == 0.91
+    assert best.loc["nokd-s", "best_attack"] == "loss" and best.loc["kd-s", "rouge_l"] == 21.5
+    assert "minillm-s" not in best.index  # no utility row: no point
+    assert plots.utility_bars(util[util.category == "open_qa"], tmp_path / "none.png") is None
+
+
+def blocks_table(seeds=(0,)):
+    rows = []
+    for seed in seeds:
+        for m, aucs in ((TEACHER, [0.55, 0.7, 0.6]), (KD_S, [0.5, 0.52])):
+            for b, auc in enumerate(aucs):
+                auc = auc + 0.02 * seed
+                rows.append(
+                    {
+                        **m,
+                        "seed": seed,
+                        "block": b,
+                        "sigma": 0.01,
+                        "auc": auc,
+                        "auc_ci_low": auc - 0.04,
+                        "auc_ci_high": auc + 0.04,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_block_curves_points_equal_table(tmp_path, monkeypatch):
+    cap = Capture(monkeypatch)
+    table = blocks_table()
+    drawn = plots.block_curves(table, tmp_path / "blocks.png")
+    assert (tmp_path / "blocks.png").is_file()
+    merged = table.merge(drawn, on=["model", "block"], suffixes=("", "_drawn"))
+    assert len(merged) == len(table)
+    assert np.allclose(merged.auc, merged.auc_drawn)
+    lines = {label: (x, y) for label, x, y in cap.lines if label in ("teacher", "kd-s")}
+    assert lines["teacher"][0].tolist() == [0, 1, 2]
+    assert lines["teacher"][1].tolist() == pytest.approx([0.55, 0.7, 0.6])
+    assert lines["kd-s"][1].tolist() == pytest.approx([0.5, 0.52])
+    # two seeds: mean, interval = envelope of the per-seed intervals
+    two = plots.block_curves(blocks_table((0, 1)), tmp_path / "b2.png").set_index(["model", "block"])
+    assert two.loc[("teacher", 1), "auc"] == pytest.approx(0.71)
+    assert two.loc[("teacher", 1), "ci_low"] == pytest.approx(0.66)
+    assert two.loc[("teacher", 1), "ci_high"] == pytest.approx(0.76)
+    assert two.loc[("teacher", 1), "n_seeds"] == 2
+    assert plots.block_curves(table.iloc[0:0], tmp_path / "none.png") is None
+
+
+def test_objective_ablation_values_equal_table(tmp_path, monkeypatch):
+    cap = Capture(monkeypatch)
+    mia = study_mia()
+    drawn = plots.objective_ablation(mia, tmp_path / "obj.png")
+    assert set(drawn.objective) == {"rkl", "fkl"}
+    got = dict(zip(drawn.objective, drawn.auc))
+    assert got == {"rkl": 0.55, "fkl": 0.63}
+    # with the source student under its own objective (not already an ablation value)
+    only_rkl = mia[mia.ablation_value.astype(object) != "fkl"]
+    with_src = plots.objective_ablation(
+        only_rkl,
+        tmp_path / "obj2.png",
+        sources={"gpt2": {"objective": {"student": "kd-s", "objective": "fkl"}}},
+    )
+    got = with_src.set_index(["objective", "attack"]).auc
+    assert got[("fkl", "loss")] == 0.62 and got[("fkl", "zlib")] == 0.58 and got[("rkl", "loss")] == 0.55
+    assert plots.objective_ablation(mia[mia.ablation.isna()], tmp_path / "none.png") is None
+    assert not (tmp_path / "none.png").exists()
+
+
+def sgo_mia():
+    spec = []
+    for ratio, auc in ((0.0, 0.52), (0.5, 0.58), (1.0, 0.66)):
+        m = model(f"imitkd-s.sgo-{ratio:g}", "imitkd", "s", ablation="sgo_ratio", value=str(ratio))
+        spec += [(m, "loss", auc, 0.03), (m, "zlib", auc - 0.05, 0.03)]
+    return pd.concat([study_mia(), mia_rows(spec)], ignore_index=True)
+
+
+def test_sgo_ablation_y_values_equal_table(tmp_path, monkeypatch):
+    cap = Capture(monkeypatch)
+    drawn = plots.sgo_ablation(sgo_mia(), tmp_path / "sgo.png", attack_order=["loss", "zlib"])
+    loss = drawn[drawn.attack == "loss"]
+    assert loss.ratio.tolist() == [0.0, 0.5, 1.0] and loss.auc.tolist() == [0.52, 0.58, 0.66]
+    lines = {label: y for label, _, y in cap.lines if label in ("loss", "zlib")}
+    assert lines["loss"].tolist() == pytest.approx([0.52, 0.58, 0.66])
+    assert lines["zlib"].tolist() == pytest.approx([0.47, 0.53, 0.61])
+    assert plots.sgo_ablation(study_mia(), tmp_path / "none.png") is None
+
+
+def category_table():
+    rows = []
+    for m, base_auc in ((TEACHER, 0.8), (KD_S, 0.6), (NOKD_S, 0.5)):
+        for c, shift in (("creative_writing", 0.1), ("classification", -0.05), ("open_qa", 0.0)):
+            for attack in ("loss", "zlib"):
+                auc = base_auc + shift
+                rows.append(
+                    {
+                        **m,
+                        "attack": attack,
+                        "category": c,
+                        "auc": auc,
+                        "auc_ci_low": auc - 0.1,
+                        "auc_ci_high": auc + 0.1,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_category_risk(tmp_path, monkeypatch):
+    cap = Capture(monkeypatch)
+    table = category_table()
+    drawn = plots.category_risk(table, tmp_path / "cat.png", "loss")
+    assert list(dict.fromkeys(drawn.category)) == ["creative_writing", "open_qa", "classification"]
+    got = drawn.set_index(["model", "category"]).auc
+    for r in table[table.attack == "loss"].itertuples():
+        assert got[(r.model, r.category)] == pytest.approx(r.auc)
+    teacher_line = next(x for label, x, _ in cap.lines if label == "teacher")
+    assert teacher_line.tolist() == pytest.approx([0.9, 0.8, 0.75])
+    assert plots.category_risk(table, tmp_path / "none.png", "mope") is None
+
+
+def test_roc_curves_log_log(tmp_path):
+    rows = []
+    for m, pts in (
+        (TEACHER, [(0, 0), (0, 0.2), (0.01, 0.3), (0.1, 0.8), (1, 1)]),
+        (KD_S, [(0, 0), (0.05, 0.06), (1, 1)]),
+    ):
+        rows += [{**m, "attack": "loss", "fpr": f, "tpr": t, "threshold": 0.0} for f, t in pts]
+    roc = pd.DataFrame(rows)
+    drawn = plots.roc_curves(roc, tmp_path / "roc.png", "loss")
+    assert (drawn.fpr > 0).all() and (drawn.tpr > 0).all()
+    assert drawn[drawn.model == "teacher"].fpr.tolist() == [0.01, 0.1, 1.0]
+    assert plots.roc_curves(roc, tmp_path / "none.png", "zlib") is None
+
+
+def test_membership_vs_memorization_scatter(tmp_path):
+    memo = pd.DataFrame(
+        [
+            {**m, "member_rate": r, "member_rate_ci_low": r - 0.01, "member_rate_ci_high": r + 0.01}
+            for m, r in ((TEACHER, 0.2), (KD_S, 0.05), (MINI_S, 0.08), (NOKD_S, 0.03))
+        ]
+    )
+    drawn = plots.membership_vs_memorization(study_mia(), memo, tmp_path / "mm.png", "loss").set_index(
+        "model"
+    )
+    assert "teacher" not in drawn.index
+    assert drawn.loc["minillm-s", "auc"] == 0.53 and drawn.loc["minillm-s", "member_rate"] == 0.08
+    assert plots.membership_vs_memorization(study_mia(), memo, tmp_path / "none.png", "mope") is None
+
+
+def test_placeholder(tmp_path):
+    plots.placeholder(tmp_path / "p.png", "Objective ablation", "no ablation rows")
+    assert (tmp_path / "p.png").stat().st_size > 0
+    assert not plt.get_fignums()

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Stand up a real single-node SLURM 22.05 cluster (with a fake GPU), run configs/smoke.yaml through the
+# SLURM executor with profiles/slurm, check the results, and stop the daemons by pid (slurm-ci.md).
+# Usage: .ci/slurm-smoke.sh [workdir]   (root, Debian; installs slurm-wlm with apt when missing)
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+work=${1:-$(mktemp -d /tmp/kdprivacy-slurm.XXXXXX)}
+state=$(mktemp -d /tmp/slurm-state.XXXXXX)
+host=$(hostname -s)
+py=${PYTHON:-$repo/.venv/bin/python}
+
+if ! command -v slurmctld >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slurm-wlm >/dev/null
+fi
+
+stop() {
+  for pidfile in "$state/slurmd.pid" "$state/slurmctld.pid" /run/munge/munged.pid; do
+    [ -f "$pidfile" ] || continue
+    pid=$(cat "$pidfile")
+    kill "$pid" 2>/dev/null || continue
+    for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+}
+trap stop EXIT
+
+install -d -o munge -g munge /run/munge
+[ -f /run/munge/munged.pid ] && kill -0 "$(cat /run/munge/munged.pid)" 2>/dev/null || runuser -u munge -- /usr/sbin/munged
+munge -n | unmunge >/dev/null
+
+[ -e /dev/fakegpu0 ] || mknod /dev/fakegpu0 c 1 3
+node=$(slurmd -C | head -n 1)
+mem_total=$(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo)
+node=$(echo "$node" | sed -E "s/RealMemory=[0-9]+/RealMemory=$((mem_total * 8 / 10))/")
+mkdir -p /etc/slurm
+cat > /etc/slurm/slurm.conf <<CONF
+ClusterName=citest
+SlurmctldHost=$host
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+MpiDefault=none
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+SchedulerType=sched/backfill
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+ReturnToService=2
+StateSaveLocation=$state/ctld
+SlurmdSpoolDir=$state/d
+SlurmctldPidFile=$state/slurmctld.pid
+SlurmdPidFile=$state/slurmd.pid
+SlurmctldLogFile=$state/slurmctld.log
+SlurmdLogFile=$state/slurmd.log
+GresTypes=gpu
+$node Gres=gpu:1 State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+CONF
+echo "NodeName=$host Name=gpu File=/dev/fakegpu0" > /etc/slurm/gres.conf
+mkdir -p "$state/ctld" "$state/d"
+slurmctld -i
+slurmd
+for _ in $(seq 60); do [ "$(sinfo -h -N -o %t 2>/dev/null | head -n1)" = "idle" ] && break; sleep 1; done
+sinfo -N
+
+echo "== smoke config through the SLURM executor in $work"
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+timeout 2400 "$py" -m snakemake -s "$repo/Snakefile" -d "$work" --configfile "$repo/configs/smoke.yaml" \
+  --profile "$repo/profiles/slurm" --executor slurm --jobs 2 \
+  --slurm-status-command squeue --slurm-init-seconds-before-status-checks 10 \
+  --config resources='{gpu: 1, threads: 1}'
+
+echo "== checking results"
+"$py" - "$work" <<'PY'
+import sys
+from pathlib import Path
+import pandas as pd
+work = Path(sys.argv[1])
+mia = pd.read_csv(work / "results/tables/mia.csv")
+assert len(mia) > 0 and mia["auc"].between(0, 1).all(), mia
+assert (work / "results/figures/mia_auc_heatmap.png").stat().st_size > 0
+logs = list((work / ".snakemake" / "slurm_logs").rglob("*.log"))
+assert logs, "no SLURM job logs: jobs did not go through SLURM"
+gpu_logs = [p for p in logs if "train_teacher" in str(p)]
+assert gpu_logs, "no train_teacher SLURM log"
+print(f"ok: {len(mia)} MIA rows, {len(logs)} SLURM job logs")
+PY
+grep -h "SLURM_JOB_ID=" "$work"/results/logs/train_teacher/*/*.log | grep -q "CUDA_VISIBLE_DEVICES=0" \
+  || { echo "train_teacher did not run as a SLURM job with a GPU allocated"; exit 1; }
+echo "== SLURM smoke run passed"
