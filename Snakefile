@@ -21,6 +21,12 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+
+
+# Every rule runs in this image under --sdm apptainer (README: build it once, point the profile at it).
+container: CFG.container
+
+
 include: "rules/data.smk"
 include: "rules/models.smk"
 include: "rules/training.smk"

@@ -101,6 +101,20 @@ class Train(Strict):
     warmup_ratio: Fraction = 0.0
     scheduler: Literal["cosine", "linear", "constant"] = "cosine"
     select: Literal["last", "best_dev"] = "last"
+    # Preemption safety: a killed job resumes from <output>.resume when rerun. Does not change results.
+    checkpoint_every_steps: Annotated[int, Field(ge=0)] = Field(0, description="0 = at epoch ends only")
+    checkpoint_every_minutes: Annotated[float, Field(ge=0)] = Field(0.0, description="0 = off")
+
+
+class Lora(Strict):
+    """LoRA via peft (paper LLaMA setting: r 16, alpha 64, dropout 0.1); outputs are merged checkpoints."""
+
+    r: PosInt = 16
+    alpha: PosFloat = 64
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    target_modules: Literal["all-linear"] | list[str] | None = Field(
+        None, description="null = peft's default for the architecture"
+    )
 
 
 class FromScratch(Strict):
@@ -157,6 +171,10 @@ class Pretrain(Strict):
 class Teacher(Strict):
     base: Name
     train: Train = Train()
+    lora: Lora | None = None
+    quantization: Literal["8bit", "4bit"] | None = Field(
+        None, description="load the frozen teacher (KD, generation) with bitsandbytes"
+    )
 
 
 OBJECTIVES = ("fkl", "rkl", "jsd", "tvd", "sfkl", "srkl")
@@ -235,6 +253,7 @@ class Student(Strict):
         "base", description="start from the pretrained base, or from the family's init student (public SFT)"
     )
     train: Train = Train()
+    lora: Lora | None = None
     kd: KD = KD()
     generation: Generation = Generation()
     seqkd: SeqKDParams = SeqKDParams()
@@ -264,6 +283,7 @@ class Init(Strict):
     """The "init" student of the DistiLLM/MiniLLM practice: the student base fine-tuned on public data."""
 
     train: Train = Train(epochs=2)
+    lora: Lora | None = None
 
 
 class ObjectiveAblation(Strict):
@@ -514,6 +534,10 @@ class Resources(Strict):
 
 
 class Config(Strict):
+    container: str = Field(
+        "kdprivacy.sif",
+        description="image for --sdm apptainer: build it with `apptainer build kdprivacy.sif containers/kdprivacy.def`",
+    )
     seeds: Annotated[list[int], Field(min_length=1)] = [0]
     data: Data = Data()
     families: Annotated[dict[Name, Family], Field(min_length=1)]

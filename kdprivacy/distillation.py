@@ -226,6 +226,23 @@ class ReplayBuffer:
             raise ValueError("cannot sample from an empty replay buffer")
         return self.rng.sample(list(self.items), k=min(int(n), len(self.items)))
 
+    def state_dict(self) -> dict:
+        """Contents (as plain tuples) and sampling RNG, for checkpoint/resume."""
+        return {"items": [_item_tuple(item) for item in self.items], "rng": self.rng.getstate()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.items.clear()
+        self.items.extend(_item_from_tuple(t) for t in state["items"])
+        self.rng.setstate(_as_random_state(state["rng"]))
+
+
+def _item_tuple(item: Encoded) -> tuple:
+    return (item.id, tuple(item.prompt_ids), tuple(item.response_ids))
+
+
+def _item_from_tuple(t) -> Encoded:
+    return Encoded(str(t[0]), tuple(int(x) for x in t[1]), tuple(int(x) for x in t[2]))
+
 
 class StudentSampler:
     """Samples student outputs (SGO) for a batch's prompts: seeded per call, guarded, with counters."""
@@ -255,8 +272,17 @@ class StudentSampler:
         self.check(items)  # prompts first: nothing is generated for a secret prompt
         g = self.gen
         tokens = generation.generate(
-            student, items, g["max_new_tokens"], g["batch_size"], self.pad_id, self.eos_id, bool(g["do_sample"]),
-            float(g["temperature"]), float(g["top_p"]), int(g["top_k"]), self.next_seed(),
+            sampling_model(student),
+            items,
+            g["max_new_tokens"],
+            g["batch_size"],
+            self.pad_id,
+            self.eos_id,
+            bool(g["do_sample"]),
+            float(g["temperature"]),
+            float(g["top_p"]),
+            int(g["top_k"]),
+            self.next_seed(),
         )
         out = generation.with_responses(items, tokens, self.max_length)
         self.check(out)
@@ -265,6 +291,65 @@ class StudentSampler:
 
     def mean_length(self) -> float:
         return self.n_tokens / self.n_sequences if self.n_sequences else math.nan
+
+    def state_dict(self) -> dict:
+        """The call counter (it sets the next sampling seed) and the epoch's counts, for checkpoint/resume."""
+        return {"calls": self.calls, "n_sequences": self.n_sequences, "n_tokens": self.n_tokens}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.calls, self.n_sequences, self.n_tokens = (
+            int(state["calls"]),
+            state["n_sequences"],
+            state["n_tokens"],
+        )
+
+
+class MethodState:
+    """What a method keeps between batches, for :func:`kdprivacy.training.fit`'s checkpoints: named parts,
+    each a ``random.Random``, a plain ``dict`` (restored in place) or an object with ``state_dict`` /
+    ``load_state_dict`` (replay buffers, samplers, MiniLLM's rollout)."""
+
+    def __init__(self, **parts):
+        self.parts = parts
+
+    def state_dict(self) -> dict:
+        out = {}
+        for name, part in self.parts.items():
+            if isinstance(part, random.Random):
+                out[name] = part.getstate()
+            elif isinstance(part, dict):
+                out[name] = dict(part)
+            else:
+                out[name] = part.state_dict()
+        return out
+
+    def load_state_dict(self, state: dict) -> None:
+        missing = sorted(set(self.parts) - set(state))
+        if missing:
+            raise ValueError(f"method state lacks {missing}")
+        for name, part in self.parts.items():
+            if isinstance(part, random.Random):
+                part.setstate(_as_random_state(state[name]))
+            elif isinstance(part, dict):
+                part.clear()
+                part.update(state[name])
+            else:
+                part.load_state_dict(state[name])
+
+
+def _as_random_state(state):
+    """``random.Random.getstate()`` tuples may come back from a checkpoint as lists: rebuild the tuples."""
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
+
+
+def sampling_model(model):
+    """The module to decode with: a LoRA (peft) student's underlying transformers model, whose layers carry
+    the adapter in place (same outputs; its ``forward`` exposes the KV-cache argument by name, which
+    :mod:`kdprivacy.generation` looks for), else the model itself."""
+    from kdprivacy import models
+
+    return model.get_base_model() if models.is_lora(model) else model
 
 
 def _decision_rng(seed: int, method: str) -> random.Random:
@@ -302,18 +387,39 @@ def _prepare_teacher(student, teacher, method: str):
 
 
 # ------------------------------------------------------------------------------------------ methods
-def nokd(student, teacher, train_items, dev_items, cfg, pad_id, log=None, **_):
+def nokd(student, teacher, train_items, dev_items, cfg, pad_id, log=None, *, resume=None, on_step=None, **_):
     """No-KD control: SFT on public ground truth; the teacher is never touched."""
     setup = _Setup("nokd", cfg)
-    return training.sft(student, train_items, dev_items, setup.train, pad_id, log, desc="student[nokd]")
+    return training.sft(
+        student,
+        train_items,
+        dev_items,
+        setup.train,
+        pad_id,
+        log,
+        desc="student[nokd]",
+        resume=resume,
+        on_step=on_step,
+    )
 
 
-def kd(student, teacher, train_items, dev_items, cfg, pad_id, log=None, **_):
+def kd(student, teacher, train_items, dev_items, cfg, pad_id, log=None, *, resume=None, on_step=None, **_):
     """Word-level KD on public ground truth (:func:`kdprivacy.training.distill_kd`; ``kd`` block)."""
     setup = _Setup("kd", cfg)
     if teacher is None:
         raise ValueError("method 'kd' needs a teacher")
-    return training.distill_kd(student, teacher, train_items, dev_items, setup.train, setup.kd_cfg, pad_id, log)
+    return training.distill_kd(
+        student,
+        teacher,
+        train_items,
+        dev_items,
+        setup.train,
+        setup.kd_cfg,
+        pad_id,
+        log,
+        resume=resume,
+        on_step=on_step,
+    )
 
 
 def fraction_differing(generated: Sequence[Encoded], ground_truth: Sequence[Encoded]) -> float:
@@ -327,8 +433,21 @@ def fraction_differing(generated: Sequence[Encoded], ground_truth: Sequence[Enco
     return sum(item.response_ids != truth[item.id] for item in generated) / len(generated)
 
 
-def seqkd(student, teacher, train_items, dev_items, cfg, pad_id, log=None, *, teacher_generations=None,
-          guard=None, **_):
+def seqkd(
+    student,
+    teacher,
+    train_items,
+    dev_items,
+    cfg,
+    pad_id,
+    log=None,
+    *,
+    teacher_generations=None,
+    guard=None,
+    resume=None,
+    on_step=None,
+    **_,
+):
     """SeqKD: train on the teacher's generations for the public prompts (``teacher_generations``, one per
     training prompt id). ``method_params.loss``: ``"ce"`` = LM loss on the teacher outputs (no teacher
     model needed), ``"kd"`` = ``kd.objective`` against the teacher on the teacher outputs.
@@ -368,11 +487,36 @@ def seqkd(student, teacher, train_items, dev_items, cfg, pad_id, log=None, *, te
     def on_epoch_end(epoch, row):
         return {"frac_differs_from_gt": differs, "n_train": len(generated)}
 
-    return training.fit(student, generated, dev_items, setup.train, pad_id, loss_fn, log,
-                        desc=f"student[seqkd-{setup.params['loss']}]", on_epoch_end=on_epoch_end)
+    return training.fit(
+        student,
+        generated,
+        dev_items,
+        setup.train,
+        pad_id,
+        loss_fn,
+        log,
+        desc=f"student[seqkd-{setup.params['loss']}]",
+        on_epoch_end=on_epoch_end,
+        resume=resume,
+        on_step=on_step,
+    )
 
 
-def imitkd(student, teacher, train_items, dev_items, cfg, pad_id, log=None, *, eos_id=None, guard=None, **_):
+def imitkd(
+    student,
+    teacher,
+    train_items,
+    dev_items,
+    cfg,
+    pad_id,
+    log=None,
+    *,
+    eos_id=None,
+    guard=None,
+    resume=None,
+    on_step=None,
+    **_,
+):
     """ImitKD: SGO batches (probability ``sgo_ratio``) come from a replay buffer of student samples;
     ``kd.objective`` (default forward KL) against the teacher.
 
@@ -400,11 +544,38 @@ def imitkd(student, teacher, train_items, dev_items, cfg, pad_id, log=None, *, e
         sampler.reset_counts()
         return extra
 
-    return training.fit(student, train_items, dev_items, setup.train, pad_id, loss_fn, log,
-                        desc=f"student[imitkd-{kd_cfg['objective']}]", make_batch=make_batch, on_epoch_end=on_epoch_end)
+    return training.fit(
+        student,
+        train_items,
+        dev_items,
+        setup.train,
+        pad_id,
+        loss_fn,
+        log,
+        desc=f"student[imitkd-{kd_cfg['objective']}]",
+        make_batch=make_batch,
+        on_epoch_end=on_epoch_end,
+        state=MethodState(rng=rng, buffer=buffer, sampler=sampler),
+        resume=resume,
+        on_step=on_step,
+    )
 
 
-def gkd(student, teacher, train_items, dev_items, cfg, pad_id, log=None, *, eos_id=None, guard=None, **_):
+def gkd(
+    student,
+    teacher,
+    train_items,
+    dev_items,
+    cfg,
+    pad_id,
+    log=None,
+    *,
+    eos_id=None,
+    guard=None,
+    resume=None,
+    on_step=None,
+    **_,
+):
     """GKD (TRL ``GKDTrainer`` semantics): with probability ``lmbda`` a batch is replaced by fresh student
     samples for its prompts; loss = generalized JSD(``beta``) with ``kd.temperature`` (``kd.objective`` is
     not used). History: ``frac_sgo_batches``, ``n_sgo_generated``, ``sgo_mean_len``.
@@ -427,9 +598,21 @@ def gkd(student, teacher, train_items, dev_items, cfg, pad_id, log=None, *, eos_
         sampler.reset_counts()
         return extra
 
-    return training.fit(student, train_items, dev_items, setup.train, pad_id, loss_fn, log,
-                        desc=f"student[gkd-jsd{setup.params['beta']}]", make_batch=make_batch,
-                        on_epoch_end=on_epoch_end)
+    return training.fit(
+        student,
+        train_items,
+        dev_items,
+        setup.train,
+        pad_id,
+        loss_fn,
+        log,
+        desc=f"student[gkd-jsd{setup.params['beta']}]",
+        make_batch=make_batch,
+        on_epoch_end=on_epoch_end,
+        state=MethodState(rng=rng, sampler=sampler),
+        resume=resume,
+        on_step=on_step,
+    )
 
 
 # ---------------------------------------------------------------------------------------- DistiLLM
@@ -441,7 +624,21 @@ def adaptive_threshold(threshold: float, prev_loss: float, curr_loss: float, ste
     return threshold
 
 
-def distillm(student, teacher, train_items, dev_items, cfg, pad_id, log=None, *, eos_id=None, guard=None, **_):
+def distillm(
+    student,
+    teacher,
+    train_items,
+    dev_items,
+    cfg,
+    pad_id,
+    log=None,
+    *,
+    eos_id=None,
+    guard=None,
+    resume=None,
+    on_step=None,
+    **_,
+):
     """DistiLLM: skewed reverse KL ``srkl(alpha=skew)`` with the adaptive off-policy schedule.
 
     The schedule implemented (per batch, ``r ~ U(0, 1)`` from a seeded RNG, ``φ`` the SGO probability,
@@ -511,8 +708,21 @@ def distillm(student, teacher, train_items, dev_items, cfg, pad_id, log=None, *,
         sampler.reset_counts()
         return extra
 
-    return training.fit(student, train_items, dev_items, setup.train, pad_id, loss_fn, log,
-                        desc="student[distillm]", make_batch=make_batch, on_epoch_end=on_epoch_end)
+    return training.fit(
+        student,
+        train_items,
+        dev_items,
+        setup.train,
+        pad_id,
+        loss_fn,
+        log,
+        desc="student[distillm]",
+        make_batch=make_batch,
+        on_epoch_end=on_epoch_end,
+        state=MethodState(rng=rng, buffer=buffer, sampler=sampler, schedule=state),
+        resume=resume,
+        on_step=on_step,
+    )
 
 
 # ----------------------------------------------------------------------------------------- MiniLLM
@@ -557,8 +767,17 @@ class _MiniLLM:
             self.sampler.check(items)
             g = self.gen
             tokens = generation.mixed_sample(
-                self.student, self.teacher, items, self.p["alpha"], g["max_new_tokens"], g["batch_size"],
-                self.pad_id, self.eos_id, float(g["temperature"]), float(g["top_p"]), int(g["top_k"]),
+                sampling_model(self.student),
+                self.teacher,
+                items,
+                self.p["alpha"],
+                g["max_new_tokens"],
+                g["batch_size"],
+                self.pad_id,
+                self.eos_id,
+                float(g["temperature"]),
+                float(g["top_p"]),
+                int(g["top_k"]),
                 self.sampler.next_seed(),
             )
             samples = generation.with_responses(items, tokens, self.setup.max_length)
@@ -579,6 +798,19 @@ class _MiniLLM:
             self.uses = 0
         self.uses += 1
         return {**collate(items, self.pad_id), "rollout": self.rollout}
+
+    def state_dict(self) -> dict:
+        """Sampler counters and, while it is still to be reused (``ppo_epochs`` > 1), the current rollout."""
+        keep = self.rollout is not None and self.uses < int(self.p["ppo_epochs"])
+        return {
+            "sampler": self.sampler.state_dict(),
+            "uses": self.uses,
+            "rollout": self.rollout if keep else None,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state["sampler"])
+        self.uses, self.rollout = int(state["uses"]), state["rollout"]
 
     def _rollout_constants(self, logits: torch.Tensor, rollout: dict) -> dict:
         """q_old, rewards, importance weights and advantages, fixed at the rollout's first use."""
@@ -630,7 +862,21 @@ class _MiniLLM:
         return loss, stats
 
 
-def minillm(student, teacher, train_items, dev_items, cfg, pad_id, log=None, *, eos_id=None, guard=None, **_):
+def minillm(
+    student,
+    teacher,
+    train_items,
+    dev_items,
+    cfg,
+    pad_id,
+    log=None,
+    *,
+    eos_id=None,
+    guard=None,
+    resume=None,
+    on_step=None,
+    **_,
+):
     """MiniLLM: policy-gradient reverse KL on teacher-mixed samples (see the module docstring).
 
     History (epoch means): ``reward`` (per-token mean of r_t per rollout sequence; a Monte Carlo estimate of
@@ -652,8 +898,21 @@ def minillm(student, teacher, train_items, dev_items, cfg, pad_id, log=None, *, 
         state.sampler.reset_counts()
         return extra
 
-    return training.fit(student, train_items, dev_items, setup.train, pad_id, state.loss_fn, log,
-                        desc="student[minillm]", make_batch=state.make_batch, on_epoch_end=on_epoch_end)
+    return training.fit(
+        student,
+        train_items,
+        dev_items,
+        setup.train,
+        pad_id,
+        state.loss_fn,
+        log,
+        desc="student[minillm]",
+        make_batch=state.make_batch,
+        on_epoch_end=on_epoch_end,
+        state=state,
+        resume=resume,
+        on_step=on_step,
+    )
 
 
 # ---------------------------------------------------------------------------------------- registry
@@ -682,19 +941,36 @@ def train_method(
     *,
     eos_id: int | None = None,
     guard: Callable | None = None,
+    resume=None,
+    on_step: Callable[[int], None] | None = None,
 ) -> tuple[torch.nn.Module, pd.DataFrame]:
     """Train ``student`` with ``method``; ``cfg`` is the student cfg (``train``, ``kd``, ``generation``,
     ``method_params``, ``seed``, ``max_length``, ``max_prompt_length``; other keys are ignored).
 
     ``guard(ids)`` is run on every batch of generated data and on ``teacher_generations``; ``eos_id``
-    defaults to the student's ``config.eos_token_id``.
+    defaults to the student's ``config.eos_token_id``. ``resume`` (:class:`kdprivacy.checkpoint.Resume`) and
+    ``on_step`` go to :func:`kdprivacy.training.fit`; every method checkpoints its own state with the loop
+    (SGO decision RNG, replay buffer, sampler counter, DistiLLM's schedule, MiniLLM's live rollout), so a
+    resumed run continues exactly.
     """
     if method not in METHODS:
         raise ValueError(f"unknown student method {method!r}; choose one of {list(METHODS)}")
     if teacher_generations is not None and method != "seqkd":
         raise ValueError(f"teacher_generations are only used by seqkd, not {method!r}")
-    return METHODS[method](student, teacher, train_items, dev_items, cfg, pad_id, log,
-                           teacher_generations=teacher_generations, eos_id=eos_id, guard=guard)
+    return METHODS[method](
+        student,
+        teacher,
+        train_items,
+        dev_items,
+        cfg,
+        pad_id,
+        log,
+        teacher_generations=teacher_generations,
+        eos_id=eos_id,
+        guard=guard,
+        resume=resume,
+        on_step=on_step,
+    )
 
 
 # ------------------------------------------------------------------------------ teacher generations

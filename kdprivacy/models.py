@@ -4,11 +4,26 @@
 - Models built from scratch are plain Hugging Face GPT-2 / OPT / LLaMA configurations, so every later step
   (training, scoring, generation, perturbation) treats them exactly like pretrained checkpoints.
 - Loading never reaches a hub by accident: a ``name_or_path`` that looks like a path must exist.
+- Frozen models (a KD teacher, the teacher answering SeqKD prompts) may be loaded quantized:
+  ``quantization="8bit"`` / ``"4bit"`` through ``transformers.BitsAndBytesConfig`` (bitsandbytes; works on
+  CPU with bitsandbytes >= 0.48 and on CUDA). Trained models are never quantized.
+- LoRA (peft): :func:`apply_lora` wraps a model for training; :func:`merge_lora` merges the trained adapter
+  into the weights. A LoRA-trained model is saved as an ordinary, **merged** Hugging Face checkpoint (every
+  downstream step loads it with :func:`load_model` like any other model; MoPe/per-block perturbations see
+  the merged weights) plus the adapter alone in ``<dir>/adapter/`` (``adapter_config.json`` +
+  ``adapter_model.safetensors``) for provenance. :func:`load_model` also accepts an adapter-only directory
+  (``adapter_config.json`` without ``config.json``): it loads the base named there and merges.
+- Device: models are loaded onto :func:`default_device` (``$KDPRIVACY_DEVICE``, else ``cuda:$LOCAL_RANK``
+  when CUDA is available, else the CPU).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import sys
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -18,6 +33,10 @@ EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
 ARCHITECTURES = ("gpt2", "opt", "llama")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+QUANTIZATIONS = (None, "8bit", "4bit")
+MODEL_REF_KEYS = ("name_or_path", "revision", "dtype", "trust_remote_code", "quantization")
+ADAPTER_DIR = "adapter"
+LORA_DEFAULTS = {"r": 16, "alpha": 64, "dropout": 0.1, "target_modules": None}
 
 
 # --------------------------------------------------------------------------------------------- tokenizers
@@ -150,46 +169,263 @@ def _check_local(name_or_path: str, what: str) -> None:
         raise FileNotFoundError(f"{what} directory {str(name_or_path)!r} does not exist")
 
 
-def load_model(name_or_path: str, revision: str | None = None, dtype: str = "float32", trust_remote_code: bool = False):
-    """``AutoModelForCausalLM`` in eval mode. ``dtype`` is ``float32`` | ``float16`` | ``bfloat16`` | ``auto``."""
+def default_device() -> torch.device:
+    """``$KDPRIVACY_DEVICE`` if set; else ``cuda:$LOCAL_RANK`` (0 outside torchrun) when CUDA is available;
+    else the CPU. Data-parallel ranks thus each load onto their own GPU."""
+    env = os.environ.get("KDPRIVACY_DEVICE")
+    if env:
+        return torch.device(env)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def quantization_config(quantization: str | None, dtype: str = "float32"):
+    """``BitsAndBytesConfig`` for ``"8bit"`` (LLM.int8, outliers kept in 16 bit) or ``"4bit"`` (NF4, compute
+    in ``dtype``; ``auto`` -> bfloat16 on CUDA, float32 on CPU); None for ``None``.
+
+    The output embedding (``lm_head``) stays unquantized (transformers' default), so logits keep full width.
+    """
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"unknown quantization {quantization!r}; choose one of {list(QUANTIZATIONS)}")
+    if quantization is None:
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    compute = DTYPES.get(dtype) or (torch.bfloat16 if torch.cuda.is_available() else torch.float32)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute)
+
+
+def is_quantized(model) -> bool:
+    """True for a model loaded with bitsandbytes quantization (frozen: it cannot be trained or moved)."""
+    return bool(
+        getattr(model, "is_quantized", False)
+        or getattr(model, "hf_quantizer", None) is not None
+        or getattr(model, "is_loaded_in_8bit", False)
+        or getattr(model, "is_loaded_in_4bit", False)
+    )
+
+
+def load_model(
+    name_or_path: str,
+    revision: str | None = None,
+    dtype: str = "float32",
+    trust_remote_code: bool = False,
+    quantization: str | None = None,
+    device: str | torch.device | None = None,
+):
+    """``AutoModelForCausalLM`` in eval mode on ``device`` (None = :func:`default_device`).
+
+    ``dtype`` is ``float32`` | ``float16`` | ``bfloat16`` | ``auto``; ``quantization`` is None | ``"8bit"`` |
+    ``"4bit"`` (frozen models only, see :func:`quantization_config`). A directory holding only a LoRA
+    adapter (``adapter_config.json``, no ``config.json``) is loaded as its base plus the merged adapter.
+    """
     from transformers import AutoModelForCausalLM
 
     if dtype != "auto" and dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {[*DTYPES, 'auto']}")
+    qconfig = quantization_config(quantization, dtype)
     _check_local(name_or_path, "model")
+    device = torch.device(device) if device is not None else default_device()
     path = Path(str(name_or_path)).expanduser()
     if path.is_dir() and not (path / "config.json").is_file():
+        if (path / "adapter_config.json").is_file():
+            return _load_adapter_dir(path, dtype, trust_remote_code, quantization, device)
         raise ValueError(f"{str(path)!r} is not a model directory (no config.json)")
+    kwargs = {
+        "revision": revision,
+        "dtype": DTYPES.get(dtype, "auto"),
+        "trust_remote_code": trust_remote_code,
+    }
+    if qconfig is not None:
+        # bitsandbytes layers are placed at load time and cannot be moved afterwards
+        kwargs.update(quantization_config=qconfig, device_map={"": str(device)})
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            name_or_path, revision=revision, dtype=DTYPES.get(dtype, "auto"), trust_remote_code=trust_remote_code
-        )
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
     except OSError as err:
         raise OSError(f"cannot load model {name_or_path!r} (revision {revision}): {err}") from err
+    if qconfig is None and device.type != "cpu":
+        model.to(device)
     model.eval()
     return model
 
 
-def load_base(cfg: dict):
-    """``(model, tokenizer)`` from a ``{"name_or_path", "revision", "dtype", "trust_remote_code"}`` dict."""
-    allowed = {"name_or_path", "revision", "dtype", "trust_remote_code"}
-    unknown = sorted(set(cfg) - allowed)
+def _load_adapter_dir(path: Path, dtype, trust_remote_code, quantization, device):
+    """A PEFT adapter directory: its base (``base_model_name_or_path``) + the adapter, merged."""
+    from peft import PeftModel
+
+    if quantization is not None:
+        raise ValueError(
+            f"{str(path)!r} is a LoRA adapter; merge it into full-precision weights before "
+            "quantizing (save the merged model and load that)"
+        )
+    base_name = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base_name:
+        raise ValueError(f"{str(path)!r}: adapter_config.json names no base_model_name_or_path")
+    base = load_model(base_name, dtype=dtype, trust_remote_code=trust_remote_code, device=device)
+    with _quiet_peft():
+        model = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
+    model.eval()
+    return model
+
+
+def load_base(cfg: dict, device: str | torch.device | None = None):
+    """``(model, tokenizer)`` from a model ref ``{"name_or_path", "revision", "dtype", "trust_remote_code",
+    "quantization"}`` (all but ``name_or_path`` optional; ``quantization`` only for frozen models)."""
+    unknown = sorted(set(cfg) - set(MODEL_REF_KEYS))
     if unknown:
-        raise ValueError(f"model config has unknown keys {unknown}; allowed: {sorted(allowed)}")
+        raise ValueError(f"model config has unknown keys {unknown}; allowed: {sorted(MODEL_REF_KEYS)}")
     name = cfg["name_or_path"]
     revision = cfg.get("revision")
     remote = bool(cfg.get("trust_remote_code", False))
-    model = load_model(name, revision=revision, dtype=cfg.get("dtype", "float32"), trust_remote_code=remote)
+    model = load_model(
+        name,
+        revision=revision,
+        dtype=cfg.get("dtype") or "float32",
+        trust_remote_code=remote,
+        quantization=cfg.get("quantization"),
+        device=device,
+    )
     tokenizer = load_tokenizer(name, revision=revision, trust_remote_code=remote)
     return model, tokenizer
+
+
+def refuse_quantized(cfg: dict, what: str) -> None:
+    """Trained models are loaded in full precision: a ``quantization`` on their ref is a config error."""
+    if (cfg or {}).get("quantization") is not None:
+        raise ValueError(
+            f"{what} is trained and cannot be loaded quantized ({cfg['quantization']!r}); "
+            "quantization is for frozen models (the KD teacher, teacher generation)"
+        )
+
+
+# --------------------------------------------------------------------------------------------------- LoRA
+def resolve_lora_config(lora: dict | None) -> dict | None:
+    """The ``lora`` block with defaults (None = full fine-tuning).
+
+    ``r`` (16), ``alpha`` (64), ``dropout`` (0.1), ``target_modules`` (None = peft's default for the
+    architecture: GPT-2 ``c_attn``, OPT/LLaMA ``q_proj, v_proj``; ``"all-linear"`` = every linear layer but
+    the output head; or a list of module names).
+    """
+    if lora is None:
+        return None
+    unknown = sorted(set(lora) - set(LORA_DEFAULTS))
+    if unknown:
+        raise ValueError(f"lora config has unknown keys {unknown}; allowed {sorted(LORA_DEFAULTS)}")
+    out = {**LORA_DEFAULTS, **{k: v for k, v in lora.items() if v is not None}}
+    out["target_modules"] = lora.get("target_modules")
+    if int(out["r"]) < 1 or float(out["alpha"]) <= 0 or not 0.0 <= float(out["dropout"]) < 1.0:
+        raise ValueError(f"lora needs r >= 1, alpha > 0 and dropout in [0, 1), got {out}")
+    target = out["target_modules"]
+    if target is not None and not (
+        target == "all-linear"
+        or (isinstance(target, (list, tuple)) and target and all(isinstance(t, str) for t in target))
+    ):
+        raise ValueError(f"lora.target_modules must be null, 'all-linear' or a list of names, got {target!r}")
+    out["target_modules"] = list(target) if isinstance(target, (list, tuple)) else target
+    return out
+
+
+def apply_lora(model, lora: dict | None, seed: int = 0):
+    """``model`` wrapped by peft for LoRA training (only the adapter is trainable); unchanged for None.
+
+    The adapter's random initialisation is seeded by ``seed`` without touching the caller's RNG.
+    """
+    lora = resolve_lora_config(lora)
+    if lora is None:
+        return model
+    if is_quantized(model):
+        raise ValueError(
+            "LoRA training on a quantized base is not supported (the merged model must be full "
+            "precision); load the base unquantized"
+        )
+    from peft import LoraConfig, get_peft_model
+
+    model_type = getattr(model.config, "model_type", "")
+    config = LoraConfig(
+        r=int(lora["r"]),
+        lora_alpha=float(lora["alpha"]),
+        lora_dropout=float(lora["dropout"]),
+        target_modules=lora["target_modules"],
+        bias="none",
+        task_type="CAUSAL_LM",
+        fan_in_fan_out=model_type == "gpt2",  # GPT-2's Conv1D stores weights transposed
+    )
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices), _quiet_peft():
+        torch.manual_seed(int(seed))
+        peft_model = get_peft_model(model, config)
+    return peft_model
+
+
+@contextlib.contextmanager
+def _quiet_peft():
+    """peft calls a transformers property that transformers 5 deprecates; that warning is not ours to fix."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
+def is_lora(model) -> bool:
+    """True for a peft-wrapped model (cheap: never imports peft itself)."""
+    if "peft" not in sys.modules:
+        return False
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)
+
+
+def merge_lora(model):
+    """A LoRA-wrapped model merged into plain weights (the adapter is kept, see :func:`lora_adapter`, and
+    written by :func:`save_model` to ``<dir>/adapter``); any other model is returned unchanged."""
+    if not is_lora(model):
+        return model
+    from peft import get_peft_model_state_dict
+
+    config = model.peft_config["default"]
+    state = {
+        k: v.detach().to("cpu", copy=True).contiguous() for k, v in get_peft_model_state_dict(model).items()
+    }
+    was_training = model.training
+    with _quiet_peft():
+        merged = model.merge_and_unload()
+    merged.train(was_training)
+    merged._kdprivacy_lora_adapter = (config, state)
+    return merged
+
+
+def lora_adapter(model):
+    """``(peft LoraConfig, adapter state dict)`` of a model made by :func:`merge_lora`, else None."""
+    return getattr(model, "_kdprivacy_lora_adapter", None)
+
+
+def save_adapter(config, state: dict, out_dir) -> None:
+    """An adapter directory in peft's format (``PeftModel.from_pretrained`` loads it)."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(str(out))
+    save_file(state, str(out / "adapter_model.safetensors"), metadata={"format": "pt"})
 
 
 def save_model(model, tokenizer, out_dir) -> None:
     """Weights (safetensors), config, generation config and tokenizer into ``out_dir``.
 
     The caller makes it atomic by passing the temporary directory of :func:`kdprivacy.io.atomic_dir`.
+    A model that was trained with LoRA must be merged first (:func:`merge_lora`); its adapter goes to
+    ``out_dir/adapter`` as well.
     """
+    if is_lora(model):
+        raise ValueError(
+            "merge the LoRA adapter (models.merge_lora) before saving: outputs are merged checkpoints"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    adapter = lora_adapter(model)
+    if adapter is not None:
+        save_adapter(*adapter, out / ADAPTER_DIR)

@@ -11,10 +11,15 @@ from the tokenizer/base pretraining may read private or non-member examples.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
+import os
+import pickle
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -24,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from kdprivacy import data, objectives
+from kdprivacy import checkpoint, data, objectives
 from kdprivacy.encoding import (
     Encoded,
     batch_indices,
@@ -172,10 +177,10 @@ def lm_loss(model, batch: dict[str, torch.Tensor], on: str = "response") -> tupl
 
 
 @torch.no_grad()
-def mean_nll(model, items: Sequence[Encoded], batch_size: int, pad_id: int, on: str = "response") -> float:
-    """Token-weighted mean NLL of the response tokens of ``items`` (eval mode; training mode restored)."""
-    if not items:
-        return float("nan")
+def nll_sums(
+    model, items: Sequence[Encoded], batch_size: int, pad_id: int, on: str = "response"
+) -> tuple[float, float]:
+    """Summed response-token NLL of ``items`` and the token count (eval mode; training mode restored)."""
     was_training = model.training
     model.eval()
     total, count = 0.0, 0.0
@@ -187,7 +192,228 @@ def mean_nll(model, items: Sequence[Encoded], batch_size: int, pad_id: int, on: 
             count += n.item()
     finally:
         model.train(was_training)
+    return total, count
+
+
+def mean_nll(model, items: Sequence[Encoded], batch_size: int, pad_id: int, on: str = "response") -> float:
+    """Token-weighted mean NLL of the response tokens of ``items`` (eval mode; training mode restored)."""
+    if not items:
+        return float("nan")
+    total, count = nll_sums(model, items, batch_size, pad_id, on)
     return total / max(count, 1.0)
+
+
+# ------------------------------------------------------------------------------------------ data parallel
+class DataParallel:
+    """This process's place in a data-parallel run (``torchrun`` / :func:`launch_data_parallel` environment:
+    ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``); a no-op for a single process.
+
+    Design (minimal intrusion; the model is never wrapped): every rank holds the full model on its own
+    device (``cuda:LOCAL_RANK``; gloo on CPU); each global batch of ``batch_size`` items is split across the
+    ranks (``idx[rank::world]``), each rank's loss is weighted by its share, and after ``backward`` the
+    trainable gradients are averaged with bucketed all-reduces, so every rank takes the same optimizer step
+    and the parameters stay identical (broadcast from rank 0 at the start, verified equal at the end).
+    ``batch_size``, steps per epoch and the learning-rate schedule mean the same as on one device. Seeds are
+    **not** offset by rank (pitfalls.md): SGO decisions drawn from seeded RNGs agree on every rank, and
+    generated samples are seeded per example id (:mod:`kdprivacy.generation`), so sharding does not change
+    them. Dev loss is summed over rank shards. Only rank 0 writes checkpoints and outputs; each rank's RNG,
+    partial epoch sums and KD-method state (its own replay buffer, its own share of samples) are checkpointed.
+
+    The one numeric difference from one device: the batch loss is the share-weighted mean of per-rank
+    losses. For a loss that is a mean over sequences this is exactly the whole batch's loss; the token-
+    weighted response NLL (SFT) and the KD divergences weight sequences slightly differently.
+    """
+
+    BUCKET_BYTES = 64 * 2**20
+
+    def __init__(self):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if self.world > 1:
+            init_distributed()
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    def shard(self, idx: Sequence[int]) -> tuple[list[int], float]:
+        """This rank's part of a batch and its loss weight (its share × world; 0 for a padding item)."""
+        if not self.active:
+            return list(idx), 1.0
+        mine = list(idx[self.rank :: self.world])
+        if not mine:  # a tail batch smaller than the world: take part with zero weight
+            return [idx[0]], 0.0
+        return mine, len(mine) * self.world / len(idx)
+
+    def broadcast_params(self, params: Sequence[torch.Tensor]) -> None:
+        import torch.distributed as dist
+
+        with torch.no_grad():
+            for p in params:
+                dist.broadcast(p.data, src=0)
+
+    def sync_grads(self, params: Sequence[torch.Tensor]) -> None:
+        """Average gradients over ranks (missing gradients count as zero) in ~64 MiB buckets."""
+        if not self.active:
+            return
+        import torch.distributed as dist
+        from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        buckets: dict[tuple, list[list[torch.Tensor]]] = {}
+        for p in params:
+            key = (p.grad.dtype, p.grad.device)
+            groups = buckets.setdefault(key, [[]])
+            if sum(g.numel() * g.element_size() for g in groups[-1]) >= self.BUCKET_BYTES:
+                groups.append([])
+            groups[-1].append(p.grad)
+        for groups in buckets.values():
+            for grads in groups:
+                flat = _flatten_dense_tensors(grads)
+                dist.all_reduce(flat)
+                flat /= self.world
+                for grad, synced in zip(grads, _unflatten_dense_tensors(flat, grads)):
+                    grad.copy_(synced)
+
+    def _tensor(self, values: Sequence[float]) -> torch.Tensor:
+        device = torch.device("cuda", self.local_rank) if torch.cuda.is_available() else torch.device("cpu")
+        return torch.tensor(list(values), dtype=torch.float64, device=device)
+
+    def sum(self, values: Sequence[float]) -> list[float]:
+        if not self.active:
+            return list(values)
+        import torch.distributed as dist
+
+        t = self._tensor(values)
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def any(self, *flags: bool) -> list[bool]:
+        if not self.active:
+            return [bool(f) for f in flags]
+        import torch.distributed as dist
+
+        t = self._tensor([float(bool(f)) for f in flags])
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return [bool(v) for v in t.tolist()]
+
+    def gather(self, obj) -> list:
+        """``obj`` of every rank (as CPU objects), in rank order, on every rank."""
+        if not self.active:
+            return [obj]
+        import torch.distributed as dist
+
+        out: list = [None] * self.world
+        dist.all_gather_object(out, checkpoint.to_cpu(obj))
+        return out
+
+    def assert_in_sync(self, params: Sequence[torch.Tensor]) -> None:
+        """Raise if the ranks' parameters differ (per-parameter float64 checksums compared across ranks)."""
+        if not self.active or not params:
+            return
+        import torch.distributed as dist
+
+        with torch.no_grad():
+            sums = torch.stack([p.detach().double().sum().cpu() for p in params])
+        high, low = self._tensor(sums.tolist()), self._tensor((-sums).tolist())
+        dist.all_reduce(high, op=dist.ReduceOp.MAX)
+        dist.all_reduce(low, op=dist.ReduceOp.MAX)
+        if not torch.equal(high, -low):
+            raise RuntimeError("data-parallel ranks ended with different parameters")
+
+    def barrier(self) -> None:
+        if self.active:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+def init_distributed() -> None:
+    """Join the process group of a ``torchrun`` launch (NCCL on CUDA, gloo on CPU), once."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl")
+    else:
+        dist.init_process_group("gloo")
+
+
+def is_main_process() -> bool:
+    """Rank 0 (or no data parallelism): the process that writes outputs."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def finish_distributed() -> None:
+    """Barrier and leave the process group (end of a data-parallel script); no-op otherwise."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def in_worker() -> bool:
+    """True inside a ``torchrun``-launched rank."""
+    return "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
+
+
+def data_parallel_size(snakemake) -> int:
+    """How many data-parallel processes a training script should run: the rule's ``resources.gpu`` (absent or
+    0 -> 1), capped at the visible CUDA devices (``CUDA_VISIBLE_DEVICES``: what SLURM's ``--gpus`` gives);
+    1 without CUDA or inside a worker."""
+    if in_worker() or not torch.cuda.is_available():
+        return 1
+    resources = getattr(snakemake, "resources", None)
+    wanted = int(getattr(resources, "gpu", 0) or 0) if resources is not None else 0
+    return max(1, min(wanted, torch.cuda.device_count()))
+
+
+LAUNCHER = Path(__file__).resolve().parents[1] / "scripts" / "launch.py"
+
+
+def launch_data_parallel(
+    snakemake, script: str | os.PathLike, nproc: int, log: logging.Logger | None = None
+) -> None:
+    """Run ``script`` as ``nproc`` data-parallel ranks of one job, through ``torchrun`` (single node)::
+
+        python -m torch.distributed.run --standalone --nproc_per_node=<nproc> scripts/launch.py <snakemake.pkl> <script>
+
+    ``scripts/launch.py`` unpickles the job's ``snakemake`` object and runs the script in each rank (whose
+    ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` make :func:`fit` data-parallel). Output and errors of the ranks go
+    to the rule's log; a failing rank fails the job (``CalledProcessError``).
+    """
+    log = log or logging.getLogger("kdprivacy")
+    with tempfile.TemporaryDirectory(prefix="kdprivacy-launch-") as tmp:
+        pkl = Path(tmp) / "snakemake.pkl"
+        pkl.write_bytes(pickle.dumps(snakemake, protocol=4))
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={int(nproc)}",
+            str(LAUNCHER),
+            str(pkl),
+            str(Path(script).resolve()),
+        ]
+        log.info("data-parallel launch on %d GPUs: %s", nproc, " ".join(cmd))
+        sys.stderr.flush()
+        try:
+            sink = sys.stderr.fileno()  # the rule's log (runtime.start redirects stderr there)
+        except (AttributeError, OSError, ValueError):
+            sink = None
+        subprocess.run(cmd, check=True, stdout=sink, stderr=sink)
+
+
+def worker_threads(threads: int) -> int:
+    """CPU threads per rank: the job's threads shared by its ranks."""
+    return max(1, int(threads) // max(1, int(os.environ.get("WORLD_SIZE", "1"))))
 
 
 # ---------------------------------------------------------------------------------------------- the loop
@@ -199,6 +425,10 @@ TRAIN_DEFAULTS = {
     "select": "last",
     "eval_batch_size": None,  # -> batch_size
     "seed": 0,
+    # Preemption (kdprivacy.checkpoint): mid-epoch checkpoints every N optimizer steps / M minutes (0 = off;
+    # epoch ends are always checkpointed when a resume dir is given). They never change results.
+    "checkpoint_every_steps": 0,
+    "checkpoint_every_minutes": 0.0,
 }
 TRAIN_REQUIRED = ("epochs", "lr", "batch_size")
 SCHEDULERS = ("cosine", "linear", "constant")
@@ -224,6 +454,8 @@ def resolve_train_config(cfg: dict) -> dict:
         raise ValueError(f"bad epochs/batch_size/lr in {cfg}")
     if not 0.0 <= float(out["warmup_ratio"]) < 1.0:
         raise ValueError(f"warmup_ratio must be in [0, 1), got {out['warmup_ratio']}")
+    if int(out["checkpoint_every_steps"] or 0) < 0 or float(out["checkpoint_every_minutes"] or 0) < 0:
+        raise ValueError("checkpoint_every_steps/checkpoint_every_minutes must be >= 0")
     return out
 
 
@@ -252,6 +484,24 @@ def make_optimizer(model, lr: float, weight_decay: float) -> torch.optim.Optimiz
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
 
 
+def trainable_parameters(model) -> list[tuple[str, torch.nn.Parameter]]:
+    """``(name, parameter)`` of every parameter that trains (all of them, or the LoRA adapter)."""
+    return [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+
+
+def _snapshot(params: Sequence[tuple[str, torch.nn.Parameter]]) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in params}
+
+
+def _restore(params: Sequence[tuple[str, torch.nn.Parameter]], state: dict[str, torch.Tensor]) -> None:
+    missing = sorted({name for name, _ in params} - set(state))
+    if missing:
+        raise ValueError(f"saved parameters lack {missing[:5]} ({len(missing)} in all)")
+    with torch.no_grad():
+        for name, p in params:
+            p.copy_(state[name].to(p.device))
+
+
 def fit(
     model,
     train_items: Sequence[Encoded],
@@ -263,6 +513,10 @@ def fit(
     desc: str = "train",
     make_batch: Callable[[list[Encoded]], dict] | None = None,
     on_epoch_end: Callable[[int, dict], dict | None] | None = None,
+    *,
+    state=None,
+    resume: checkpoint.Resume | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> tuple[torch.nn.Module, pd.DataFrame]:
     """Train ``model`` on ``train_items`` with ``loss_fn``; returns the model and a per-epoch history.
 
@@ -271,6 +525,8 @@ def fit(
     once per optimizer step. History columns: ``epoch, step, train_loss, dev_loss, lr, selected`` plus the
     per-epoch mean of every stat ``loss_fn`` reports (``dev_loss`` = response-token NLL on ``dev_items``).
     ``select="best_dev"`` restores the epoch with the lowest dev loss at the end; ``"last"`` keeps the last.
+    Only parameters with ``requires_grad`` train (all of them, or a LoRA adapter, see
+    :func:`kdprivacy.models.apply_lora`).
 
     Hooks for KD methods that build their own data (:mod:`kdprivacy.distillation`):
     ``make_batch(items) -> batch`` replaces ``collate(items, pad_id)`` (e.g. to sample student outputs for
@@ -278,6 +534,15 @@ def fit(
     dict`` runs after the epoch's dev loss is in ``row`` and adds columns to it (e.g. a schedule's state).
     Stats a ``loss_fn`` reports are averaged over *all* batches of the epoch, so a stat must be reported by
     every batch (report 0/1 to get a fraction). Batch tensors are moved to the model's device.
+
+    Preemption (:mod:`kdprivacy.checkpoint`): with ``resume`` the loop checkpoints into ``resume.dir`` at
+    every epoch end, every ``cfg.checkpoint_every_steps`` steps / ``cfg.checkpoint_every_minutes`` minutes,
+    and on SIGTERM/SIGUSR1 (then raises :class:`kdprivacy.checkpoint.Preempted`); a call that finds a
+    checkpoint of the same run continues from it. ``state`` (an object with ``state_dict()`` /
+    ``load_state_dict()``) is the caller's own state saved with it (a KD method's RNGs and buffers).
+    ``on_step(step)`` runs after every optimizer step (and its checkpoint, if one was due).
+
+    Data parallel: under ``torchrun`` (``WORLD_SIZE > 1``) see :class:`DataParallel`.
     """
     cfg = resolve_train_config(cfg)
     log = log or logging.getLogger("kdprivacy")
@@ -285,9 +550,13 @@ def fit(
         raise ValueError("select='best_dev' needs dev items")
     if not train_items and cfg["epochs"] > 0:
         raise ValueError("no training items")
+    ddp = DataParallel()
     epochs, batch_size = int(cfg["epochs"]), int(cfg["batch_size"])
     steps_per_epoch = math.ceil(len(train_items) / batch_size)
     total_steps = epochs * steps_per_epoch
+    params = trainable_parameters(model)
+    if ddp.active:
+        ddp.broadcast_params([p for _, p in params])
     optimizer = make_optimizer(model, float(cfg["lr"]), float(cfg["weight_decay"]))
     schedule = lr_lambda(cfg["scheduler"], total_steps, int(float(cfg["warmup_ratio"]) * total_steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
@@ -297,52 +566,168 @@ def fit(
 
     rows: list[dict] = []
     best_loss, best_state, best_epoch = math.inf, None, None
-    step = 0
-    progress = tqdm(total=total_steps, desc=desc, file=sys.stderr, mininterval=10.0, dynamic_ncols=False)
+    step, start_epoch, skip = 0, 1, 0
+    partial = {"loss_sum": 0.0, "stat_sums": {}, "n_batches": 0, "lr": float(optimizer.param_groups[0]["lr"])}
+
+    ckpt = None
+    if resume is not None:
+        identity = {
+            "desc": desc,
+            "n_train": len(train_items),
+            "n_dev": len(dev_items or ()),
+            "total_steps": total_steps,
+            "params": [name for name, _ in params],
+            "train": {k: v for k, v in cfg.items() if not k.startswith("checkpoint_every")},
+        }
+        ckpt = checkpoint.Checkpointer(
+            resume,
+            cfg["checkpoint_every_steps"],
+            cfg["checkpoint_every_minutes"],
+            identity,
+            rank=ddp.rank,
+            log=log,
+        )
+        saved = ckpt.load()
+        if saved is not None:
+            _restore(params, saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            rows = saved["rows"]
+            best_loss, best_epoch = saved["best_loss"], saved["best_epoch"]
+            best_state = saved["best_state"]
+            step = saved["step"]
+            per_rank = saved["per_rank"]
+            if len(per_rank) != ddp.world:
+                log.warning(
+                    "checkpoint was written by %d ranks, resuming on %d: RNG and method state of rank "
+                    "%d reused, so the run continues only approximately",
+                    len(per_rank),
+                    ddp.world,
+                    0,
+                )
+            mine = per_rank[ddp.rank % len(per_rank)]
+            checkpoint.set_rng_state(mine["rng"])
+            if state is not None and mine["method"] is not None:
+                state.load_state_dict(checkpoint.to_device(mine["method"], device))
+            if saved["epoch_done"]:
+                start_epoch = saved["epoch"] + 1
+            else:
+                start_epoch, skip = saved["epoch"], saved["batches_done"]
+                partial = mine["partial"]
+
+    def save(epoch: int, batches_done: int, epoch_done: bool) -> None:
+        per_rank = ddp.gather(
+            {
+                "rng": checkpoint.rng_state(),
+                "partial": partial if not epoch_done else None,
+                "method": state.state_dict() if state is not None else None,
+            }
+        )
+        ckpt.save(
+            {
+                "epoch": epoch,
+                "batches_done": batches_done,
+                "epoch_done": epoch_done,
+                "step": step,
+                "model": checkpoint.to_cpu(_snapshot(params)),
+                "optimizer": checkpoint.to_cpu(optimizer.state_dict()),
+                "scheduler": scheduler.state_dict(),
+                "rows": rows,
+                "best_loss": best_loss,
+                "best_epoch": best_epoch,
+                "best_state": checkpoint.to_cpu(best_state) if best_state is not None else None,
+                "per_rank": per_rank,
+            }
+        )
+        ddp.barrier()
+
+    progress = tqdm(
+        total=total_steps,
+        initial=step,
+        desc=desc,
+        file=sys.stderr,
+        mininterval=10.0,
+        dynamic_ncols=False,
+        disable=not is_main_process(),
+    )
     try:
-        for epoch in range(1, epochs + 1):
-            started = time.perf_counter()
-            model.train()
-            loss_sum, stat_sums, n_batches = 0.0, {}, 0
-            for idx in batch_indices(len(train_items), batch_size, shuffle=True, seed=int(cfg["seed"]) + epoch):
-                batch = to_device(make_batch([train_items[i] for i in idx]), device)
-                loss, stats = loss_fn(model, batch)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"{desc}: non-finite loss {loss.item()} at epoch {epoch} step {step}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg["grad_clip"] and cfg["grad_clip"] > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg["grad_clip"]))
-                lr = optimizer.param_groups[0]["lr"]
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                n_batches += 1
-                loss_sum += loss.item()
-                for key, value in stats.items():
-                    stat_sums[key] = stat_sums.get(key, 0.0) + float(value)
-                progress.update(1)
-            row = {"epoch": epoch, "step": step, "train_loss": loss_sum / max(n_batches, 1)}
-            row["dev_loss"] = mean_nll(model, dev_items, int(cfg["eval_batch_size"]), pad_id) if dev_items else math.nan
-            row["lr"] = lr
-            row.update({key: value / max(n_batches, 1) for key, value in stat_sums.items()})
-            if on_epoch_end is not None:
-                row.update(on_epoch_end(epoch, dict(row)) or {})
-            rows.append(row)
-            if cfg["select"] == "best_dev" and row["dev_loss"] < best_loss:
-                best_loss, best_epoch = row["dev_loss"], epoch
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            log.info(
-                "%s epoch %d/%d step %d: train_loss %.4f dev_loss %.4f lr %.3g (%.1f s)",
-                desc, epoch, epochs, step, row["train_loss"], row["dev_loss"], row["lr"],
-                time.perf_counter() - started,
-            )
+        with ckpt if ckpt is not None else contextlib.nullcontext():
+            for epoch in range(start_epoch, epochs + 1):
+                started = time.perf_counter()
+                model.train()
+                if skip == 0:
+                    partial = {"loss_sum": 0.0, "stat_sums": {}, "n_batches": 0, "lr": partial["lr"]}
+                order = batch_indices(
+                    len(train_items), batch_size, shuffle=True, seed=int(cfg["seed"]) + epoch
+                )
+                for b, idx in enumerate(order):
+                    if b < skip:
+                        continue
+                    mine, weight = ddp.shard(idx)
+                    batch = to_device(make_batch([train_items[i] for i in mine]), device)
+                    loss, stats = loss_fn(model, batch)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(
+                            f"{desc}: non-finite loss {loss.item()} at epoch {epoch} step {step}"
+                        )
+                    optimizer.zero_grad(set_to_none=True)
+                    (loss * weight if ddp.active else loss).backward()
+                    ddp.sync_grads([p for _, p in params])
+                    if cfg["grad_clip"] and cfg["grad_clip"] > 0:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg["grad_clip"]))
+                    partial["lr"] = optimizer.param_groups[0]["lr"]
+                    optimizer.step()
+                    scheduler.step()
+                    step += 1
+                    partial["n_batches"] += 1
+                    partial["loss_sum"] += loss.item() * weight  # share-weighted: ranks sum to the batch mean
+                    for key, value in stats.items():
+                        partial["stat_sums"][key] = partial["stat_sums"].get(key, 0.0) + float(value) * weight
+                    progress.update(1)
+                    if ckpt is not None:
+                        due, stop = ddp.any(ckpt.step_due(step), ckpt.stop_requested)
+                        if due or stop:
+                            save(epoch, b + 1, False)
+                        if stop:
+                            raise checkpoint.Preempted(
+                                f"{desc}: stopped by a signal at step {step}; checkpoint in " f"{ckpt.dir}"
+                            )
+                    if on_step is not None:
+                        on_step(step)
+                skip = 0
+                n_batches = max(partial["n_batches"], 1)
+                keys = list(partial["stat_sums"])
+                sums = ddp.sum([partial["loss_sum"], *(partial["stat_sums"][k] for k in keys)])
+                row = {"epoch": epoch, "step": step, "train_loss": sums[0] / ddp.world / n_batches}
+                row["dev_loss"] = _dev_loss(model, dev_items, int(cfg["eval_batch_size"]), pad_id, ddp)
+                row["lr"] = partial["lr"]
+                row.update({key: value / ddp.world / n_batches for key, value in zip(keys, sums[1:])})
+                if on_epoch_end is not None:
+                    row.update(on_epoch_end(epoch, dict(row)) or {})
+                rows.append(row)
+                if cfg["select"] == "best_dev" and row["dev_loss"] < best_loss:
+                    best_loss, best_epoch = row["dev_loss"], epoch
+                    best_state = _snapshot(params)
+                log.info(
+                    "%s epoch %d/%d step %d: train_loss %.4f dev_loss %.4f lr %.3g (%.1f s)",
+                    desc,
+                    epoch,
+                    epochs,
+                    step,
+                    row["train_loss"],
+                    row["dev_loss"],
+                    row["lr"],
+                    time.perf_counter() - started,
+                )
+                if ckpt is not None:
+                    save(epoch, steps_per_epoch, True)
     finally:
         progress.close()
 
+    ddp.assert_in_sync([p for _, p in params])
     selected = epochs
     if cfg["select"] == "best_dev" and best_state is not None:
-        model.load_state_dict(best_state)
+        _restore(params, best_state)
         selected = best_epoch
         log.info("%s: selected epoch %d (best dev loss %.4f)", desc, best_epoch, best_loss)
     model.eval()
@@ -351,9 +736,34 @@ def fit(
     return model, history
 
 
-def sft(model, train_items, dev_items, cfg: dict, pad_id: int, log=None, on: str = "response", desc: str = "sft"):
-    """Supervised fine-tuning (``on="response"``) or language-model pretraining (``on="all"``)."""
-    return fit(model, train_items, dev_items, cfg, pad_id, functools.partial(lm_loss, on=on), log, desc)
+def _dev_loss(model, dev_items, batch_size: int, pad_id: int, ddp: DataParallel) -> float:
+    """Response NLL on the dev items; under data parallelism each rank scores its shard and sums are reduced."""
+    if not dev_items:
+        return math.nan
+    if not ddp.active:
+        return mean_nll(model, dev_items, batch_size, pad_id)
+    shard = list(dev_items)[ddp.rank :: ddp.world]
+    total, count = nll_sums(model, shard, batch_size, pad_id) if shard else (0.0, 0.0)
+    total, count = ddp.sum([total, count])
+    return total / max(count, 1.0)
+
+
+def sft(
+    model,
+    train_items,
+    dev_items,
+    cfg: dict,
+    pad_id: int,
+    log=None,
+    on: str = "response",
+    desc: str = "sft",
+    **fit_kwargs,
+):
+    """Supervised fine-tuning (``on="response"``) or language-model pretraining (``on="all"``).
+    ``fit_kwargs``: ``resume``, ``on_step`` (see :func:`fit`)."""
+    return fit(
+        model, train_items, dev_items, cfg, pad_id, functools.partial(lm_loss, on=on), log, desc, **fit_kwargs
+    )
 
 
 # ------------------------------------------------------------------------------------------------ KD
@@ -411,7 +821,17 @@ def freeze(model):
     return model
 
 
-def distill_kd(student, teacher, train_items, dev_items, cfg: dict, kd_cfg: dict | None, pad_id: int, log=None):
+def distill_kd(
+    student,
+    teacher,
+    train_items,
+    dev_items,
+    cfg: dict,
+    kd_cfg: dict | None,
+    pad_id: int,
+    log=None,
+    **fit_kwargs,
+):
     """Word-level KD on ground-truth responses: (1 − lm_weight)·D + lm_weight·LM, teacher frozen.
 
     ``kd_cfg``: ``objective`` (default ``fkl``), ``temperature`` (1.0), ``lm_weight`` (0.0), and ``beta`` /
@@ -421,7 +841,17 @@ def distill_kd(student, teacher, train_items, dev_items, cfg: dict, kd_cfg: dict
     check_shared_vocab(student, teacher)
     freeze(teacher)
     loss_fn = kd_loss_fn(teacher, divergence, float(kd["lm_weight"]))
-    return fit(student, train_items, dev_items, cfg, pad_id, loss_fn, log, desc=f"kd[{kd['objective']}]")
+    return fit(
+        student,
+        train_items,
+        dev_items,
+        cfg,
+        pad_id,
+        loss_fn,
+        log,
+        desc=f"kd[{kd['objective']}]",
+        **fit_kwargs,
+    )
 
 
 # --------------------------------------------------------------------------------- workflow entry points
@@ -444,36 +874,85 @@ def train_tokenizer_from_cfg(cfg: dict, manifest_path):
     return models.train_tokenizer(pool_texts(manifest_path, cfg["pools"]), cfg["vocab_size"], cfg.get("min_frequency", 2))
 
 
-def pretrain_from_cfg(cfg: dict, manifest_path, tokenizer_dir, log=None):
-    """Build ``cfg.spec`` from scratch and train it on all tokens of ``cfg.pools`` (0 epochs = random init)."""
+def pretrain_from_cfg(
+    cfg: dict, manifest_path, tokenizer_dir, log=None, resume: checkpoint.Resume | None = None, on_step=None
+):
+    """Build ``cfg.spec`` from scratch and train it on all tokens of ``cfg.pools`` (0 epochs = random init).
+    The model trains on :func:`kdprivacy.models.default_device`; ``resume``, ``on_step``: see :func:`fit`."""
     from kdprivacy import models
 
     refuse_secret_pools(cfg["pools"], "base pretraining")
     tokenizer = models.load_tokenizer(str(tokenizer_dir))
     items = load_items(manifest_path, cfg["pools"], tokenizer, cfg["max_length"], cfg["max_prompt_length"])
     model = models.build_from_scratch(cfg["spec"], tokenizer, cfg["max_length"], cfg["seed"])
-    model, history = sft(model, items, None, _train_cfg(cfg), tokenizer.pad_token_id, log, on="all", desc="pretrain")
+    model = model.to(models.default_device())
+    model, history = sft(
+        model,
+        items,
+        None,
+        _train_cfg(cfg),
+        tokenizer.pad_token_id,
+        log,
+        on="all",
+        desc="pretrain",
+        resume=resume,
+        on_step=on_step,
+    )
     return model, tokenizer, history
 
 
-def train_teacher_from_cfg(cfg: dict, manifest_path, log=None):
-    """SFT of ``cfg.base`` on the private pool (the members), dev pool for dev loss."""
+def load_trainable(ref: dict, lora: dict | None, seed: int, what: str):
+    """``(model, tokenizer)`` to train: the model ref loaded in full precision (quantization refused),
+    wrapped for LoRA when ``lora`` is a block (:func:`kdprivacy.models.apply_lora`)."""
     from kdprivacy import models
 
-    model, tokenizer = models.load_base(cfg["base"])
+    models.refuse_quantized(ref, what)
+    model, tokenizer = models.load_base(ref)
+    return models.apply_lora(model, lora, seed=seed), tokenizer
+
+
+def train_teacher_from_cfg(
+    cfg: dict, manifest_path, log=None, resume: checkpoint.Resume | None = None, on_step=None
+):
+    """SFT of ``cfg.base`` on the private pool (the members), dev pool for dev loss.
+
+    ``cfg.lora`` (optional; None = full fine-tuning): LoRA block (:func:`kdprivacy.models.resolve_lora_config`);
+    the returned model is then merged (:func:`kdprivacy.models.merge_lora`). ``resume``, ``on_step``: see
+    :func:`fit`.
+    """
+    from kdprivacy import models
+
+    model, tokenizer = load_trainable(cfg["base"], cfg.get("lora"), int(cfg["seed"]), "the teacher base")
     encode = functools.partial(
         load_items, manifest_path, tokenizer=tokenizer, max_length=cfg["max_length"],
         max_prompt_length=cfg["max_prompt_length"],
     )
     train, dev = encode(["private"]), encode(["dev"])
-    model, history = sft(model, train, dev, _train_cfg(cfg), tokenizer.pad_token_id, log, desc="teacher")
-    return model, tokenizer, history
+    model, history = sft(
+        model,
+        train,
+        dev,
+        _train_cfg(cfg),
+        tokenizer.pad_token_id,
+        log,
+        desc="teacher",
+        resume=resume,
+        on_step=on_step,
+    )
+    return models.merge_lora(model), tokenizer, history
 
 
 STUDENT_METHODS = ("nokd", "kd", "seqkd", "imitkd", "gkd", "minillm", "distillm")
 
 
-def train_student_from_cfg(cfg: dict, manifest_path, log=None, teacher_generations_path=None):
+def train_student_from_cfg(
+    cfg: dict,
+    manifest_path,
+    log=None,
+    teacher_generations_path=None,
+    resume: checkpoint.Resume | None = None,
+    on_step=None,
+):
     """A student trained with ``cfg["method"]`` (:mod:`kdprivacy.distillation`) on the public pool, dev pool
     for dev loss. Returns ``(model, tokenizer, history)``.
 
@@ -482,6 +961,9 @@ def train_student_from_cfg(cfg: dict, manifest_path, log=None, teacher_generatio
     temperature, top_p, top_k, batch_size), ``method_params`` (per method, see
     ``distillation.METHOD_PARAM_DEFAULTS``), ``seed``, ``max_length``, ``max_prompt_length``.
     ``teacher_generations_path``: the SeqKD artifact of ``scripts/generate_teacher.py`` (seqkd only).
+    ``lora`` (optional; None = full fine-tuning): LoRA block; the returned student is merged. The teacher
+    ref may carry ``quantization`` (``"8bit"``/``"4bit"``): the frozen teacher is loaded quantized.
+    ``resume``: checkpoint/resume (:func:`fit`), including the method's own state; ``on_step``: :func:`fit`.
 
     Guarantee (asserted, pitfalls.md): the student reads public/dev examples only; every student-generated
     batch and every teacher generation has a **public** id.
@@ -492,9 +974,13 @@ def train_student_from_cfg(cfg: dict, manifest_path, log=None, teacher_generatio
     if method not in STUDENT_METHODS:
         raise ValueError(f"unknown student method {method!r}; choose one of {list(STUDENT_METHODS)}")
     if (method == "seqkd") != (teacher_generations_path is not None):
-        raise ValueError("teacher generations are needed by seqkd and only by seqkd "
-                         f"(method {method!r}, generations {teacher_generations_path!r})")
-    model, tokenizer = models.load_base(cfg["base"])
+        raise ValueError(
+            "teacher generations are needed by seqkd and only by seqkd "
+            f"(method {method!r}, generations {teacher_generations_path!r})"
+        )
+    model, tokenizer = load_trainable(
+        cfg["base"], cfg.get("lora"), int(cfg.get("seed", 0)), "the student base"
+    )
     manifest = read_manifest(manifest_path)
     pools = {"train": "public", "dev": "dev"}
     assert_student_pools(manifest, [], pools=pools.values())
@@ -519,7 +1005,18 @@ def train_student_from_cfg(cfg: dict, manifest_path, log=None, teacher_generatio
         teacher, teacher_tokenizer = models.load_base(cfg["teacher"])
         models.assert_same_vocabulary(teacher_tokenizer, tokenizer)
     model, history = distillation.train_method(
-        method, model, teacher, train, dev, cfg, tokenizer.pad_token_id, log, teacher_generations,
-        eos_id=tokenizer.eos_token_id, guard=generated_guard,
+        method,
+        model,
+        teacher,
+        train,
+        dev,
+        cfg,
+        tokenizer.pad_token_id,
+        log,
+        teacher_generations,
+        eos_id=tokenizer.eos_token_id,
+        guard=generated_guard,
+        resume=resume,
+        on_step=on_step,
     )
-    return model, tokenizer, history
+    return models.merge_lora(model), tokenizer, history

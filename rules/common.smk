@@ -11,6 +11,7 @@ except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
 R = "results"
+
 CONFIG_NAME = (
     ", ".join(str(p) for p in workflow.config_settings.configfiles) or "config.yaml (embedded default)"
 )
@@ -227,6 +228,7 @@ def teacher_cfg(wildcards):
     return {
         "base": base_ref(wildcards.family, fam.teacher.base),
         "train": dump(fam.teacher.train),
+        "lora": dump(fam.teacher.lora) if fam.teacher.lora else None,
         "seed": int(wildcards.seed),
         **data_lengths(),
     }
@@ -270,7 +272,11 @@ def student_generations_input(wildcards):
 
 
 def teacher_ref(family, seed):
-    return {"name_or_path": model_dir(family, seed, "teacher")}
+    """The frozen teacher as KD and generation load it (optionally 8-/4-bit)."""
+    return {
+        "name_or_path": model_dir(family, seed, "teacher"),
+        "quantization": FAMILIES[family].teacher.quantization,
+    }
 
 
 def student_cfg(wildcards):
@@ -281,6 +287,7 @@ def student_cfg(wildcards):
         "method": s.method,
         "teacher": teacher_ref(wildcards.family, wildcards.seed) if s.uses_teacher else None,
         "train": dump(s.train),
+        "lora": dump(s.lora) if s.lora else None,
         "kd": dump(s.kd) if s.uses_teacher else None,
         "generation": dump(s.generation) if s.method in ("imitkd", "gkd", "minillm", "distillm") else None,
         "method_params": s.method_params,
@@ -301,6 +308,7 @@ def init_cfg(wildcards):
         "method": "nokd",
         "teacher": None,
         "train": dump(fam.init.train),
+        "lora": dump(fam.init.lora) if fam.init.lora else None,
         "kd": None,
         "generation": None,
         "method_params": None,
@@ -515,10 +523,14 @@ def collect_models(wildcards):
 FIG = f"{R}/figures"
 
 
-def student_bases():
+def student_base_pairs():
     return sorted(
-        {f"{family}/{s.base}" for family, students in STUDENTS.items() for s, _, _ in students.values()}
+        {(family, s.base) for family, students in STUDENTS.items() for s, _, _ in students.values()}
     )
+
+
+def student_bases():
+    return [f"{family}/{base}" for family, base in student_base_pairs()]
 
 
 def ablation_sources():
@@ -547,7 +559,7 @@ def figure_outputs():
     mi, mem = "Membership inference", "Memorization"
     outs = {
         "methods": [
-            figure(f"mia_auc_{fb.replace('/', '_')}", "mia_auc_methods", mi) for fb in student_bases()
+            figure(f"mia_auc_{family}_{base}", "mia_auc_methods", mi) for family, base in student_base_pairs()
         ],
         "baselines": figure("mia_auc_baselines", "mia_auc_baselines", mi),
         "category": figure("risk_by_category", "risk_by_category", mi),

@@ -37,6 +37,6 @@ rule pretrain_base:
         gpu=gpus("train"),
     params:
         cfg=pretrain_cfg,
-        code=code("pretrain_base.py", "models", "training"),
+        code=code("pretrain_base.py", "models", "training", "checkpoint"),
     script:
         "../scripts/pretrain_base.py"

@@ -20,7 +20,7 @@ rule train_teacher:
         gpu=gpus("train"),
     params:
         cfg=teacher_cfg,
-        code=code("train_teacher.py", "models", "training"),
+        code=code("train_teacher.py", "models", "training", "checkpoint"),
     script:
         "../scripts/train_teacher.py"
 
@@ -46,7 +46,7 @@ rule train_student:
         gpu=gpus("train"),
     params:
         cfg=student_cfg,
-        code=code("train_student.py", "models", "training"),
+        code=code("train_student.py", "models", "training", "distillation", "checkpoint"),
     script:
         "../scripts/train_student.py"
 
@@ -70,7 +70,7 @@ rule train_init:
         gpu=gpus("train"),
     params:
         cfg=init_cfg,
-        code=code("train_student.py", "models", "training"),
+        code=code("train_student.py", "models", "training", "distillation", "checkpoint"),
     script:
         "../scripts/train_student.py"
 

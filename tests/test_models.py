@@ -149,3 +149,42 @@ def test_missing_or_invalid_model_dir(tmp_path):
         models.load_model(str(tmp_path / "empty"))
     with pytest.raises(ValueError, match="dtype"):
         models.load_model(str(tmp_path / "empty"), dtype="float8")
+
+
+def test_default_device(monkeypatch):
+    monkeypatch.setenv("KDPRIVACY_DEVICE", "cpu")
+    assert models.default_device() == torch.device("cpu")
+    monkeypatch.delenv("KDPRIVACY_DEVICE")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    expected = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    assert models.default_device() == expected
+
+
+def test_model_refs_accept_quantization_and_refuse_unknown_keys(tokenizer, tmp_path):
+    model = models.build_from_scratch({"arch": "gpt2", **SPEC}, tokenizer, 64, 0)
+    models.save_model(model, tokenizer, tmp_path / "m")
+    ref = {"name_or_path": str(tmp_path / "m"), "revision": None, "dtype": "float32", "trust_remote_code": False,
+           "quantization": None}
+    loaded, _ = models.load_base(ref)
+    assert not models.is_quantized(loaded) and not models.is_lora(loaded)
+    with pytest.raises(ValueError, match="unknown keys"):
+        models.load_base({**ref, "quant": "8bit"})
+    with pytest.raises(ValueError, match="quantization"):
+        models.quantization_config("2bit")
+    assert models.quantization_config(None) is None
+    models.refuse_quantized(ref, "the base")
+    with pytest.raises(ValueError, match="frozen"):
+        models.refuse_quantized({**ref, "quantization": "4bit"}, "the base")
+
+
+def test_save_model_refuses_an_unmerged_lora_model(tokenizer, tmp_path):
+    pytest.importorskip("peft")
+    model = models.build_from_scratch({"arch": "llama", **SPEC}, tokenizer, 64, 0)
+    wrapped = models.apply_lora(model, {"r": 2, "alpha": 4, "dropout": 0.0})
+    assert models.is_lora(wrapped) and models.apply_lora(model, None) is model
+    with pytest.raises(ValueError, match="merge"):
+        models.save_model(wrapped, tokenizer, tmp_path / "m")
+    merged = models.merge_lora(wrapped)
+    models.save_model(merged, tokenizer, tmp_path / "m")
+    assert (tmp_path / "m" / "adapter" / "adapter_config.json").is_file()
+    assert models.merge_lora(merged) is merged  # plain models pass through

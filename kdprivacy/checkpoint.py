@@ -1,0 +1,267 @@
+"""Resumable training: periodic checkpoints in a resume directory **outside** the final output.
+
+A long training rule (pretraining, teacher SFT, students) can be killed at any moment: preempted by SLURM,
+out of wall time, a node failure. :func:`kdprivacy.training.fit` then saves, every
+``train.checkpoint_every_steps`` optimizer steps, every ``train.checkpoint_every_minutes`` minutes, at every
+epoch end and when the process receives SIGTERM/SIGUSR1, everything that determines the rest of the run:
+
+- the trainable parameters (all of them for full fine-tuning; only the LoRA weights under LoRA), the
+  best-dev snapshot when ``select="best_dev"``;
+- the optimizer (AdamW moments) and the learning-rate scheduler;
+- where the loop stands: epoch, batches done in the epoch, global step, the epoch's partial sums, the
+  history rows of finished epochs;
+- every random state that training draws from (torch CPU/CUDA, Python, NumPy), per rank;
+- the KD method's own state (:mod:`kdprivacy.distillation`: SGO decision RNG, replay buffers, sampler
+  counters, DistiLLM's schedule, MiniLLM's current rollout), per rank.
+
+A rerun of the same job (same cfg, same code: the *fingerprint*) loads it and continues; on a deterministic
+CPU run the final weights are bit-identical to an uninterrupted run (``tests/test_resume.py``). A checkpoint
+whose fingerprint or run identity differs (the config or the code changed) is discarded, never mixed in.
+
+Layout: ``<resume_dir>/state.pt`` (one ``torch.save`` file, written to a temporary sibling and moved into
+place with ``os.replace``: a kill while saving leaves the previous checkpoint intact) and
+``<resume_dir>/state.json`` (a human-readable summary). The workflow scripts use ``<output dir>.resume``
+and delete it once the final output is in place. Only rank 0 writes; every rank reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log_ = logging.getLogger("kdprivacy")
+
+STATE_FILE = "state.pt"
+SUMMARY_FILE = "state.json"
+FORMAT_VERSION = 1
+SIGNALS = ("SIGTERM", "SIGUSR1")  # SLURM: scancel / time limit (TERM), `--signal=USR1@<s>` (USR1)
+
+
+class Preempted(RuntimeError):
+    """Raised by :func:`kdprivacy.training.fit` after it saved a checkpoint because a signal asked it to stop."""
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a training job keeps its checkpoint, and what it must match to be resumed.
+
+    ``fingerprint``: a digest of everything that defines the job (its cfg and code version, see
+    :func:`fingerprint`); a checkpoint written under another fingerprint is discarded.
+    """
+
+    dir: str | os.PathLike
+    fingerprint: str = ""
+
+    @property
+    def path(self) -> Path:
+        return Path(self.dir)
+
+
+def fingerprint(*parts: Any) -> str:
+    """A stable digest of JSON-serialisable parts (cfg dicts, a code version string). Checkpoint-frequency
+    keys (``checkpoint_every_*``) are dropped at every depth: they never change results."""
+
+    def strip(obj):
+        if isinstance(obj, dict):
+            return {k: strip(v) for k, v in obj.items() if not str(k).startswith("checkpoint_every")}
+        if isinstance(obj, (list, tuple)):
+            return [strip(v) for v in obj]
+        return obj
+
+    text = json.dumps([strip(p) for p in parts], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def resume_dir_for(output_dir: str | os.PathLike) -> Path:
+    """The default resume directory of a rule whose output is ``output_dir``: ``<output_dir>.resume``."""
+    out = Path(output_dir)
+    return out.with_name(out.name + ".resume")
+
+
+def clear(resume_dir: str | os.PathLike | None) -> None:
+    """Remove a resume directory (after the final output is in place)."""
+    if resume_dir is not None and Path(resume_dir).exists():
+        shutil.rmtree(resume_dir, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------ RNG state
+def rng_state() -> dict:
+    """Every global RNG training may draw from: torch CPU (and CUDA), Python ``random``, NumPy."""
+    import numpy as np
+
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    import numpy as np
+
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda = state["cuda"][: torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def to_cpu(obj: Any) -> Any:
+    """``obj`` with every tensor moved to the CPU (dicts, lists and tuples are rebuilt)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [to_cpu(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(to_cpu(v) for v in obj)
+    return obj
+
+
+def to_device(obj: Any, device: torch.device | str) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [to_device(v, device) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(to_device(v, device) for v in obj)
+    return obj
+
+
+# ------------------------------------------------------------------------------------- checkpointer
+class Checkpointer:
+    """Saves/loads the loop state of one :func:`~kdprivacy.training.fit` call.
+
+    ``every_steps`` (0 = off) and ``every_minutes`` (0 = off) add mid-epoch checkpoints to the ones at epoch
+    ends. ``identity``: what the loop itself must match (method, number of items, steps, train cfg); it is
+    stored next to the caller's fingerprint. Used as a context manager, it catches SIGTERM/SIGUSR1 (main
+    thread only) and sets :attr:`stop_requested`; the loop saves and raises :class:`Preempted`.
+    """
+
+    def __init__(
+        self,
+        resume: Resume,
+        every_steps: int = 0,
+        every_minutes: float = 0.0,
+        identity: Any = None,
+        rank: int = 0,
+        log: logging.Logger | None = None,
+    ):
+        self.resume = resume
+        self.dir = resume.path
+        self.every_steps = int(every_steps or 0)
+        self.every_seconds = 60.0 * float(every_minutes or 0.0)
+        self.identity = {"fingerprint": resume.fingerprint, "run": identity}
+        self.rank = int(rank)
+        self.log = log or log_
+        self.stop_requested = False
+        self.last_save = time.monotonic()
+        self._previous_handlers: dict = {}
+
+    # signals ---------------------------------------------------------------------------------------
+    def _handler(self, signum, frame):  # noqa: ARG002
+        self.stop_requested = True
+        self.log.warning("received signal %d: checkpointing after the current optimizer step", signum)
+
+    def __enter__(self) -> Checkpointer:
+        if threading.current_thread() is threading.main_thread():
+            for name in SIGNALS:
+                signum = getattr(signal, name, None)
+                if signum is not None:
+                    self._previous_handlers[signum] = signal.signal(signum, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers.clear()
+
+    # schedule --------------------------------------------------------------------------------------
+    def step_due(self, step: int) -> bool:
+        """Whether a mid-epoch checkpoint is due after optimizer step ``step`` (on this rank's clock)."""
+        if self.every_steps and step % self.every_steps == 0:
+            return True
+        return bool(self.every_seconds) and time.monotonic() - self.last_save >= self.every_seconds
+
+    # io --------------------------------------------------------------------------------------------
+    @property
+    def file(self) -> Path:
+        return self.dir / STATE_FILE
+
+    def save(self, state: dict) -> None:
+        """Write ``state`` atomically (rank 0 only; other ranks just reset their clock)."""
+        self.last_save = time.monotonic()
+        if self.rank != 0:
+            return
+        started = time.perf_counter()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        payload = {"version": FORMAT_VERSION, "identity": self.identity, **state}
+        fd, tmp = tempfile.mkstemp(prefix=f".{STATE_FILE}.", suffix=".tmp", dir=self.dir)
+        os.close(fd)
+        try:
+            torch.save(payload, tmp)
+            os.replace(tmp, self.file)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        summary = {
+            "epoch": state.get("epoch"),
+            "batches_done": state.get("batches_done"),
+            "epoch_done": state.get("epoch_done"),
+            "step": state.get("step"),
+            "fingerprint": self.resume.fingerprint,
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        tmp_json = self.dir / f".{SUMMARY_FILE}.tmp"
+        tmp_json.write_text(json.dumps(summary, indent=2) + "\n")
+        os.replace(tmp_json, self.dir / SUMMARY_FILE)
+        self.log.info(
+            "checkpoint: step %s (epoch %s, %s batches) -> %s in %.1f s",
+            state.get("step"),
+            state.get("epoch"),
+            state.get("batches_done"),
+            self.file,
+            time.perf_counter() - started,
+        )
+
+    def load(self) -> dict | None:
+        """The saved state, or None when there is none or it belongs to another job (that one is ignored and
+        overwritten by the next save)."""
+        if not self.file.is_file():
+            return None
+        try:
+            # Our own file (never downloaded): it holds Python RNG tuples and NumPy states, so not weights_only.
+            payload = torch.load(self.file, map_location="cpu", weights_only=False)
+        except Exception as err:  # noqa: BLE001 - a corrupt checkpoint means: start over
+            self.log.warning("checkpoint %s is unreadable (%s): starting from scratch", self.file, err)
+            return None
+        if payload.get("version") != FORMAT_VERSION or payload.get("identity") != self.identity:
+            self.log.warning(
+                "checkpoint %s belongs to another run (config, code or data changed): ignoring it", self.file
+            )
+            return None
+        self.log.info(
+            "resuming from checkpoint %s: step %s (epoch %s, %s batches done)",
+            self.file,
+            payload.get("step"),
+            payload.get("epoch"),
+            payload.get("batches_done"),
+        )
+        return payload

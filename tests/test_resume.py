@@ -1,0 +1,342 @@
+"""Preemption: a training job killed midway and rerun resumes from its checkpoint and ends with exactly the
+weights (and history) of an uninterrupted run (deterministic CPU runs, one thread)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import random
+import signal
+import types
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from kdprivacy import checkpoint, distillation, models, training
+from kdprivacy.encoding import encode_frame
+
+LOG = logging.getLogger("test")
+WORDS = "river stone apple quiet lamp orbit violet seven marble cloud tiger paper honey window maple".split()
+POOL_SIZES = {"private": 12, "nonmember": 4, "public": 12, "dev": 6, "pretrain": 8}
+SPEC = {"arch": "gpt2", "n_layer": 1, "d_model": 32, "n_head": 4, "dropout": 0.1}  # dropout: RNG must resume too
+MAX_LENGTH, MAX_PROMPT = 64, 40
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Killed(Exception):
+    """Stands in for SIGKILL / a node failure: the run stops between two optimizer steps."""
+
+
+def _kill_after(k: int):
+    def on_step(step):
+        if step == k:
+            raise Killed(step)
+
+    return on_step
+
+
+def _manifest(seed: int = 0) -> pd.DataFrame:
+    rng = random.Random(seed)
+    rows = []
+    for pool, n in POOL_SIZES.items():
+        for i in range(n):
+            rows.append({
+                "id": f"{pool}-{i:03d}", "pool": pool, "category": "open_qa",
+                "instruction": f"List words about the {rng.choice(WORDS)}.",
+                "context": rng.choice(["", f"The {rng.choice(WORDS)} is near."]),
+                "response": " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 7))) + ".",
+            })
+    return pd.DataFrame(rows)
+
+
+def _select(manifest, *pools):
+    return manifest[manifest.pool.isin(pools)].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def manifest():
+    return _manifest()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(manifest):
+    texts = [f"{r.instruction} {r.context} {r.response}" for r in _select(manifest, "public", "pretrain").itertuples()]
+    return models.train_tokenizer(texts, vocab_size=280)
+
+
+@pytest.fixture(scope="module")
+def items(manifest, tokenizer):
+    return {pool: encode_frame(tokenizer, _select(manifest, pool), MAX_LENGTH, MAX_PROMPT) for pool in POOL_SIZES}
+
+
+@pytest.fixture(scope="module")
+def teacher(tokenizer, items):
+    model = models.build_from_scratch({**SPEC, "dropout": 0.0}, tokenizer, MAX_LENGTH, seed=1)
+    model, _ = training.sft(model, items["private"], None, {"epochs": 3, "lr": 5e-3, "batch_size": 6},
+                            tokenizer.pad_token_id)
+    return training.freeze(model)
+
+
+def _student(tokenizer):
+    return models.build_from_scratch(SPEC, tokenizer, MAX_LENGTH, seed=2)
+
+
+def _equal(a, b) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _same_history(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), check_exact=True)
+
+
+# ------------------------------------------------------------------------------------------ fit (SFT)
+TRAIN = {"epochs": 2, "lr": 3e-3, "batch_size": 4, "checkpoint_every_steps": 2}  # 3 steps per epoch
+
+
+def _sft(tokenizer, items, resume=None, on_step=None, lora=None, **train):
+    model = models.apply_lora(_student(tokenizer), lora, seed=0)
+    return training.sft(model, items["public"], items["dev"], {**TRAIN, **train}, tokenizer.pad_token_id, LOG,
+                        resume=resume, on_step=on_step)
+
+
+@pytest.mark.parametrize("kill_at", [1, 3, 5])  # before any checkpoint, just before an epoch end's, mid-epoch
+def test_sft_resumes_exactly(tmp_path, tokenizer, items, kill_at):
+    reference, ref_history = _sft(tokenizer, items)
+    resume = checkpoint.Resume(tmp_path / "out.resume", "fp")
+    with pytest.raises(Killed):
+        _sft(tokenizer, items, resume, _kill_after(kill_at))
+    assert (tmp_path / "out.resume" / "state.pt").is_file() == (kill_at >= 2)
+    steps_seen = []
+    model, history = _sft(tokenizer, items, resume, steps_seen.append)
+    assert _equal(model, reference)
+    _same_history(history, ref_history)
+    # resumed after the last checkpoint (every 2 steps; epoch ends, i.e. after step 3, once the epoch's dev
+    # loss is in): steps before it are not redone
+    last_ckpt = max([0] + [s for s in range(1, kill_at + 1) if s % 2 == 0 or (s % 3 == 0 and s < kill_at)])
+    assert steps_seen == list(range(last_ckpt + 1, 7))
+    summary = json.loads((tmp_path / "out.resume" / "state.json").read_text())
+    assert summary["step"] == 6 and summary["epoch_done"]
+
+
+def test_best_dev_and_lora_resume_exactly(tmp_path, tokenizer, items):
+    pytest.importorskip("peft")
+    lora = {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": None}
+    kw = {"select": "best_dev", "epochs": 3, "lr": 2e-2}
+    reference, ref_history = _sft(tokenizer, items, lora=lora, **kw)
+    resume = checkpoint.Resume(tmp_path / "r", "fp")
+    with pytest.raises(Killed):
+        _sft(tokenizer, items, resume, _kill_after(7), lora=lora, **kw)
+    saved = torch.load(tmp_path / "r" / "state.pt", weights_only=False)
+    assert saved["model"] and all("lora_" in name for name in saved["model"])  # only the adapter is saved
+    model, history = _sft(tokenizer, items, resume, lora=lora, **kw)
+    assert _equal(model, reference)
+    _same_history(history, ref_history)
+    assert models.is_lora(model)
+
+
+def test_time_based_checkpoints(tmp_path, tokenizer, items):
+    resume = checkpoint.Resume(tmp_path / "r", "fp")
+    with pytest.raises(Killed):  # every_minutes tiny -> a checkpoint after every step
+        _sft(tokenizer, items, resume, _kill_after(4), checkpoint_every_steps=0, checkpoint_every_minutes=1e-9)
+    assert json.loads((tmp_path / "r" / "state.json").read_text())["step"] == 4
+
+
+def test_signal_saves_and_stops(tmp_path, tokenizer, items):
+    reference, _ = _sft(tokenizer, items)
+    resume = checkpoint.Resume(tmp_path / "r", "fp")
+
+    def preempt(step):
+        if step == 1:
+            os.kill(os.getpid(), signal.SIGUSR1)  # what SLURM's --signal=USR1@<s> sends before the time limit
+
+    previous = signal.getsignal(signal.SIGUSR1)
+    with pytest.raises(checkpoint.Preempted):
+        _sft(tokenizer, items, resume, preempt, checkpoint_every_steps=0)
+    assert signal.getsignal(signal.SIGUSR1) == previous  # handlers are restored
+    assert json.loads((tmp_path / "r" / "state.json").read_text())["step"] == 2  # the step after the signal
+    model, _ = _sft(tokenizer, items, resume)
+    assert _equal(model, reference)
+
+
+def test_checkpoint_of_another_run_is_ignored(tmp_path, tokenizer, items, caplog):
+    resume = checkpoint.Resume(tmp_path / "r", "old-config")
+    with pytest.raises(Killed):
+        _sft(tokenizer, items, resume, _kill_after(4), lr=1e-2)
+    reference, _ = _sft(tokenizer, items)
+    steps = []
+    with caplog.at_level(logging.WARNING):
+        model, _ = _sft(tokenizer, items, checkpoint.Resume(tmp_path / "r", "new-config"), steps.append)
+    assert steps[0] == 1 and "another run" in caplog.text and _equal(model, reference)
+    steps = []  # same fingerprint, different train settings: also another run
+    with caplog.at_level(logging.WARNING):
+        _sft(tokenizer, items, checkpoint.Resume(tmp_path / "r", "new-config"), steps.append, lr=1e-4)
+    assert steps[0] == 1
+
+
+def test_fingerprint_ignores_checkpoint_frequency():
+    cfg = {"train": {"lr": 1.0, "checkpoint_every_steps": 5}, "seed": 0}
+    same = {"train": {"lr": 1.0, "checkpoint_every_steps": 50, "checkpoint_every_minutes": 3}, "seed": 0}
+    assert checkpoint.fingerprint(cfg, "code") == checkpoint.fingerprint(same, "code")
+    assert checkpoint.fingerprint(cfg, "code") != checkpoint.fingerprint(cfg, "code2")
+    assert checkpoint.resume_dir_for("results/f/seed0/models/teacher") == Path("results/f/seed0/models/teacher.resume")
+
+
+# ------------------------------------------------------------------------------------- KD methods
+def _cfg(method, params=None, **train):
+    return {
+        "method": method, "train": {"epochs": 2, "lr": 3e-3, "batch_size": 4, "checkpoint_every_steps": 2, **train},
+        "kd": None, "generation": {"max_new_tokens": 6}, "method_params": params, "seed": 0,
+        "max_length": MAX_LENGTH, "max_prompt_length": MAX_PROMPT,
+    }
+
+
+METHOD_CASES = {
+    "kd": None,
+    "imitkd": {"sgo_ratio": 0.6, "buffer_capacity": 6},  # replay buffer + decision RNG + sampler seeds
+    "gkd": {"lmbda": 0.5},
+    "distillm": {"init_threshold": 0.6, "buffer_capacity": 4, "loss_eps": 0.0},  # schedule + buffer
+    "minillm": {"ppo_epochs": 2},  # a rollout reused across the kill
+}
+
+
+@pytest.mark.parametrize("method", list(METHOD_CASES))
+def test_kd_methods_resume_exactly(tmp_path, method, tokenizer, items, teacher):
+    cfg = _cfg(method, METHOD_CASES[method])
+
+    def run(resume=None, on_step=None):
+        return distillation.train_method(method, _student(tokenizer), teacher, items["public"], items["dev"], cfg,
+                                         tokenizer.pad_token_id, LOG, eos_id=tokenizer.eos_token_id,
+                                         resume=resume, on_step=on_step)
+
+    reference, ref_history = run()
+    resume = checkpoint.Resume(tmp_path / "r", "fp")
+    with pytest.raises(Killed):
+        run(resume, _kill_after(5))
+    model, history = run(resume)
+    assert _equal(model, reference)
+    _same_history(history, ref_history)
+    if method in ("imitkd", "gkd", "distillm"):
+        assert history["frac_sgo_batches"].sum() > 0  # the on-policy path actually ran
+
+
+# --------------------------------------------------------------------------------------- the scripts
+def _snakemake(tmp_path, cfg, inputs, out, rule):
+    return types.SimpleNamespace(
+        scriptdir=str(REPO / "scripts"), params=types.SimpleNamespace(cfg=cfg, code="test-code"),
+        input=types.SimpleNamespace(**inputs, items=lambda: inputs.items()),
+        output=types.SimpleNamespace(dir=str(out)), log=[], threads=1, rule=rule,
+    )
+
+
+def test_train_teacher_script_resumes_and_cleans_up(tmp_path, manifest, tokenizer):
+    import runpy
+
+    manifest_path = tmp_path / "manifest.parquet"
+    manifest.to_parquet(manifest_path, index=False)
+    base = tmp_path / "base"
+    models.save_model(_student(tokenizer), tokenizer, base)
+    cfg = {"base": {"name_or_path": str(base)}, "train": {"epochs": 2, "lr": 3e-3, "batch_size": 4,
+                                                          "checkpoint_every_steps": 2},
+           "seed": 0, "max_length": MAX_LENGTH, "max_prompt_length": MAX_PROMPT}
+    inputs = {"manifest": str(manifest_path), "base": str(base)}
+
+    def script(out):
+        smk = _snakemake(tmp_path, cfg, inputs, out, "train_teacher")
+        runpy.run_path(str(REPO / "scripts" / "train_teacher.py"), init_globals={"snakemake": smk}, run_name="__main__")
+
+    script(tmp_path / "reference")
+    # a job killed at step 3: the checkpoint sits in <output>.resume, the output does not exist yet
+    out = tmp_path / "teacher"
+    resume = checkpoint.Resume(checkpoint.resume_dir_for(out), checkpoint.fingerprint(cfg, "test-code"))
+    with pytest.raises(Killed):
+        training.train_teacher_from_cfg(copy.deepcopy(cfg), manifest_path, LOG, resume=resume, on_step=_kill_after(3))
+    assert (tmp_path / "teacher.resume" / "state.pt").is_file() and not out.exists()
+    script(out)  # the rerun resumes (same cfg and code -> same fingerprint) and removes the resume dir
+    assert not (tmp_path / "teacher.resume").exists()
+    a, b = models.load_model(str(out)), models.load_model(str(tmp_path / "reference"))
+    assert _equal(a, b)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "train_log.csv"), pd.read_csv(tmp_path / "reference" / "train_log.csv"))
+
+
+# ------------------------------------------------------------------------------ data parallel (gloo)
+def _item_mean_loss(model, batch):
+    """Mean over sequences of each one's mean response NLL: a loss whose share-weighted average over ranks
+    is exactly the whole batch's loss, so data-parallel and single-process training agree to rounding."""
+    from kdprivacy.encoding import shift_for_causal_lm
+
+    logits = training._forward(model, batch)
+    s, t, m = shift_for_causal_lm(logits, batch["input_ids"], batch["response_mask"])
+    nll = torch.nn.functional.cross_entropy(s.float().reshape(-1, s.shape[-1]), t.reshape(-1), reduction="none")
+    m = m.to(nll.dtype)
+    per_item = (nll.view(t.shape) * m).sum(-1) / m.sum(-1).clamp_min(1.0)
+    return per_item.mean(), {"n_items": float(len(per_item))}
+
+
+def _ddp_worker(rank, world, port, model_dir, items, dev, cfg, pad_id, out_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), KDPRIVACY_DEVICE="cpu")
+    torch.set_num_threads(1)
+
+    def run(**kw):
+        model = models.load_model(model_dir)
+        return training.fit(model, items, dev, cfg, pad_id, _item_mean_loss, LOG, "ddp", **kw)
+
+    model, history = run()
+    torch.save({"state": model.state_dict(), "history": history}, Path(out_dir) / f"reference{rank}.pt")
+    resume = checkpoint.Resume(Path(out_dir) / "resume", "fp")
+
+    try:
+        run(resume=resume, on_step=_kill_after(4))
+    except Killed:
+        pass
+    model, history = run(resume=resume)
+    torch.save({"state": model.state_dict(), "history": history}, Path(out_dir) / f"resumed{rank}.pt")
+    training.finish_distributed()
+
+
+def test_data_parallel_fit_matches_one_process_and_resumes(tmp_path, tokenizer, items):
+    """fit on two gloo ranks (torch.multiprocessing, CPU): both ranks end identical, equal to one process up
+    to rounding (uneven and empty shards included), and a killed data-parallel run resumes exactly."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    model_dir = tmp_path / "model"
+    models.save_model(models.build_from_scratch({**SPEC, "dropout": 0.0}, tokenizer, MAX_LENGTH, seed=2), tokenizer,
+                      model_dir)
+    train = items["public"] + items["pretrain"][:1]  # 13 items in batches of 6, 6, 1: rank 1 gets an empty,
+    # zero-weight share of the last one
+    cfg = {"epochs": 2, "lr": 3e-3, "batch_size": 6, "checkpoint_every_steps": 1}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    pad_id = tokenizer.pad_token_id
+    mp.spawn(_ddp_worker, args=(2, port, str(model_dir), train, items["dev"], cfg, pad_id, str(tmp_path)), nprocs=2,
+             join=True)
+
+    single, single_history = training.fit(models.load_model(str(model_dir)), train, items["dev"], cfg, pad_id,
+                                          _item_mean_loss, LOG, "single")
+    ranks = [torch.load(tmp_path / f"reference{r}.pt", weights_only=False) for r in range(2)]
+    resumed = [torch.load(tmp_path / f"resumed{r}.pt", weights_only=False) for r in range(2)]
+    for other in (ranks[1], *resumed):
+        assert all(torch.equal(ranks[0]["state"][k], v) for k, v in other["state"].items())
+        pd.testing.assert_frame_equal(ranks[0]["history"], other["history"], check_exact=True)
+    for name, value in single.state_dict().items():
+        torch.testing.assert_close(ranks[0]["state"][name], value, rtol=0, atol=1e-5, msg=name)
+    history = ranks[0]["history"]
+    assert history["step"].tolist() == single_history["step"].tolist() == [3, 6]
+    assert history["train_loss"].tolist() == pytest.approx(single_history["train_loss"].tolist(), abs=1e-5)
+    assert history["dev_loss"].tolist() == pytest.approx(single_history["dev_loss"].tolist(), abs=1e-5)
