@@ -66,12 +66,16 @@ slurmd
 for _ in $(seq 60); do [ "$(sinfo -h -N -o %t 2>/dev/null | head -n1)" = "idle" ] && break; sleep 1; done
 sinfo -N
 
+# The site template with this cluster's values filled in: one partition, "debug".
+profile=$(mktemp -d /tmp/slurm-profile.XXXXXX)
+sed -E 's/slurm_partition: "[^"]*"/slurm_partition: "debug"/' "$repo/profiles/slurm/config.yaml" > "$profile/config.yaml"
+
 echo "== smoke config through the SLURM executor in $work"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 timeout 2400 "$py" -m snakemake -s "$repo/Snakefile" -d "$work" --configfile "$repo/configs/smoke.yaml" \
-  --profile "$repo/profiles/slurm" --executor slurm --jobs 2 \
+  --profile "$profile" --executor slurm --jobs 2 \
   --slurm-status-command squeue --slurm-init-seconds-before-status-checks 10 \
-  --config resources='{gpu: 1, threads: 1}'
+  --config resources='{gpu: 0, train_gpus: 1, threads: 1}'
 
 echo "== checking results"
 "$py" - "$work" <<'PY'

@@ -1,1 +1,1 @@
-"""Side-by-side performance benchmarks of kdprivacy (``python -m benchmarks.run``; see benchmarks/README.md)."""
+"""Side-by-side performance benchmarks of kdprivacy: ``python -m benchmarks.run`` (see README.md here)."""

@@ -1,0 +1,288 @@
+"""Word-level KD training step vs TRL's ``GKDTrainer``; and what a cached teacher could save.
+
+Ours: :func:`kdprivacy.training.fit` with :func:`kdprivacy.training.kd_loss_fn` and the divergence of
+:func:`kdprivacy.training.resolve_kd_config` -- the body of :func:`kdprivacy.training.distill_kd` (the
+``kd`` student method) with its ``loss_fn`` wrapped to timestamp each step (the wrapper only reads the clock).
+
+Baseline: ``trl.experimental.gkd.GKDTrainer`` (installed TRL) with ``lmbda=0`` (off-policy: the ground-truth
+responses, as our ``kd`` method), ``seq_kd=False``, the same student/teacher weights, batch, examples, lr,
+AdamW weight decay, grad clip and cosine schedule; ``beta=0`` for forward KL (TRL's special case:
+KL(teacher || student)), ``beta=0.5`` for generalized JSD. A ``TrainerCallback`` timestamps each step. If TRL
+cannot be imported, :class:`GKDComputeLoss` -- a line-by-line copy of TRL's ``compute_loss`` +
+``generalized_jsd_loss`` in a plain loop -- stands in and the table says so.
+
+Throughput: examples/s over steady-state steps (the first ``kd_warmup_steps`` steps are excluded on both
+sides; setup, the last step and wrap-up are not counted on either side), median over ``kd_repeats``
+interleaved runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks import common
+from benchmarks.common import Row
+
+LR = 1e-3
+OBJECTIVES = {"fkl": ({"objective": "fkl"}, 0.0), "jsd": ({"objective": "jsd", "beta": 0.5}, 0.5)}
+
+
+def trl_available() -> bool:
+    try:
+        from trl.experimental.gkd import GKDConfig, GKDTrainer  # noqa: F401
+    except Exception:  # noqa: BLE001 - any import problem means: use the re-implementation
+        return False
+    return True
+
+
+def fixed_length_items(mode: dict, n: int, length: int, seed: int = 11):
+    """``n`` examples cut to exactly ``length`` tokens (longer ones only): every batch then has the same
+    shape whatever order a trainer shuffles them in, so both sides do the same work per step."""
+    from kdprivacy.encoding import Encoded
+
+    pool = common.items(mode, 3 * n, seed=seed)
+    out = [Encoded(i.id, i.prompt_ids, i.response_ids[: length - len(i.prompt_ids)])
+           for i in pool if i.length >= length and len(i.prompt_ids) < length - 4]
+    if len(out) < n:
+        raise RuntimeError(f"only {len(out)} of {3 * n} synthetic examples reach {length} tokens")
+    return out[:n]
+
+
+def _train_cfg(mode: dict, steps: int) -> dict:
+    return {"epochs": 1, "lr": LR, "batch_size": int(mode["kd_batch"]), "weight_decay": 0.01,
+            "grad_clip": 1.0, "scheduler": "cosine", "seed": 0}
+
+
+# --------------------------------------------------------------------------------------------- ours
+def ours_step_times(student, teacher, items, mode: dict, kd_cfg: dict, pad_id: int,
+                    teacher_seconds: list[float] | None = None) -> list[float]:
+    """Timestamps of each optimizer step of the library's KD loop (``distill_kd``'s body); with
+    ``teacher_seconds``, forward hooks on the teacher also record how long its forward takes in each step."""
+    from kdprivacy import training
+
+    kd, divergence = training.resolve_kd_config(kd_cfg)
+    training.check_shared_vocab(student, teacher)
+    training.freeze(teacher)
+    loss_fn = training.kd_loss_fn(teacher, divergence, float(kd["lm_weight"]))
+    stamps: list[float] = []
+    handles = []
+    if teacher_seconds is not None:
+        begun: list[float] = []
+
+        def done(*_):
+            teacher_seconds.append(time.perf_counter() - begun.pop())
+
+        handles = [teacher.register_forward_pre_hook(lambda *_: begun.append(time.perf_counter())),
+                   teacher.register_forward_hook(done)]
+
+    def timed(model, batch):
+        stamps.append(time.perf_counter())
+        return loss_fn(model, batch)
+
+    try:
+        training.fit(student, items, None, _train_cfg(mode, len(items)), pad_id, timed, desc="bench-kd")
+    finally:
+        for handle in handles:
+            handle.remove()
+    return stamps
+
+
+# --------------------------------------------------------------------------------------------- TRL
+def _trl_collate(pad_id: int):
+    from kdprivacy import encoding
+
+    def collate(features):
+        items = [encoding.Encoded(f["id"], tuple(f["prompt_ids"]), tuple(f["response_ids"]))
+                 for f in features]
+        batch = encoding.collate(items, pad_id)
+        labels = batch["input_ids"].masked_fill(batch["response_mask"] == 0, -100)
+        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "labels": labels}
+
+    return collate
+
+
+def trl_step_times(student, teacher, items, mode: dict, beta: float, tokenizer) -> list[float]:
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl.experimental.gkd import GKDConfig, GKDTrainer
+
+    stamps: list[float] = []
+
+    class Stamp(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            stamps.append(time.perf_counter())
+
+    data = Dataset.from_dict({
+        "id": [i.id for i in items], "prompt_ids": [list(i.prompt_ids) for i in items],
+        "response_ids": [list(i.response_ids) for i in items],
+    })
+    steps = -(-len(items) // int(mode["kd_batch"]))
+    with tempfile.TemporaryDirectory(prefix="kdp-bench-trl-") as tmp:
+        args = GKDConfig(
+            output_dir=tmp, per_device_train_batch_size=int(mode["kd_batch"]), max_steps=steps,
+            learning_rate=LR, weight_decay=0.01, max_grad_norm=1.0, lr_scheduler_type="cosine",
+            warmup_steps=0,
+            lmbda=0.0, beta=beta, temperature=1.0, seq_kd=False, max_length=int(mode["max_length"]),
+            logging_strategy="no", save_strategy="no", eval_strategy="no", report_to="none", use_cpu=True,
+            disable_tqdm=True, dataloader_num_workers=0, seed=0, bf16=False, fp16=False,
+        )
+        trainer = GKDTrainer(model=student, teacher_model=teacher, args=args, train_dataset=data,
+                             processing_class=tokenizer, data_collator=_trl_collate(tokenizer.pad_token_id),
+                             callbacks=[Stamp()])
+        with contextlib.redirect_stdout(io.StringIO()):  # Trainer prints its summary dict
+            trainer.train()
+    return stamps
+
+
+class GKDComputeLoss:
+    """Fallback when TRL is missing: TRL ``GKDTrainer.compute_loss``/``generalized_jsd_loss`` (v1.16) in a
+    plain AdamW loop (no Trainer overhead, so this baseline is *faster* than the real TRL)."""
+
+    @staticmethod
+    def generalized_jsd_loss(student_logits, teacher_logits, labels, beta):
+        student_log_probs = F.log_softmax(student_logits, dim=-1)
+        teacher_log_probs = F.log_softmax(teacher_logits, dim=-1)
+        if beta == 0:
+            jsd = F.kl_div(student_log_probs, teacher_log_probs, reduction="none", log_target=True)
+        elif beta == 1:
+            jsd = F.kl_div(teacher_log_probs, student_log_probs, reduction="none", log_target=True)
+        else:
+            b = torch.tensor(beta, dtype=student_log_probs.dtype)
+            mix = torch.logsumexp(torch.stack([student_log_probs + torch.log1p(-b),
+                                               teacher_log_probs + torch.log(b)]), dim=0)
+            jsd = (b * F.kl_div(mix, teacher_log_probs, reduction="none", log_target=True)
+                   + (1 - b) * F.kl_div(mix, student_log_probs, reduction="none", log_target=True))
+        mask = labels != -100
+        return jsd[mask].sum() / mask.sum().clamp_min(1)
+
+    @classmethod
+    def step_times(cls, student, teacher, items, mode: dict, beta: float, tokenizer) -> list[float]:
+        from kdprivacy import encoding, training
+
+        collate = _trl_collate(tokenizer.pad_token_id)
+        opt = training.make_optimizer(student, LR, 0.01)
+        teacher.eval()
+        student.train()
+        stamps = []
+        for idx in encoding.batch_indices(len(items), int(mode["kd_batch"]), shuffle=True, seed=0):
+            stamps.append(time.perf_counter())
+            batch = collate([{"id": items[i].id, "prompt_ids": items[i].prompt_ids,
+                              "response_ids": items[i].response_ids} for i in idx])
+            s = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            with torch.no_grad():
+                t = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            loss = cls.generalized_jsd_loss(s[:, :-1], t[:, :-1], batch["labels"][:, 1:], beta)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+            opt.step()
+        return stamps
+
+
+def steady_seconds_per_step(stamps: list[float], warmup: int) -> float:
+    """Mean step time between the start of step ``warmup`` and the start of the last step (``stamps`` = the
+    start of each step; the last step only closes the window, so neither side's wrap-up is counted)."""
+    warmup = min(warmup, len(stamps) - 2)
+    return (stamps[-1] - stamps[warmup]) / (len(stamps) - 1 - warmup)
+
+
+def same_loss(student, teacher, items, kd_cfg: dict, beta: float, pad_id: int) -> float:
+    """|ours - TRL formula| of the KD loss on one batch (the two sides optimise the same objective)."""
+    from kdprivacy import encoding, training
+
+    _, divergence = training.resolve_kd_config(kd_cfg)
+    batch = encoding.collate(items[:4], pad_id)
+    with torch.no_grad():
+        ours, _ = training.kd_loss_fn(teacher, divergence, 0.0)(student, batch)
+        s = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        t = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        labels = batch["input_ids"].masked_fill(batch["response_mask"] == 0, -100)
+        theirs = GKDComputeLoss.generalized_jsd_loss(s[:, :-1], t[:, :-1], labels[:, 1:], beta)
+    return abs(float(ours) - float(theirs))
+
+
+# --------------------------------------------------------------------------------------------- benchmark
+def bench_kd(mode: dict) -> tuple[list[Row], dict]:
+    tok = common.tokenizer(mode)
+    steps = int(mode["kd_warmup_steps"]) + int(mode["kd_steps"]) + 1
+    items = fixed_length_items(mode, steps * int(mode["kd_batch"]), int(mode["kd_length"]))
+    teacher0 = common.model(mode, mode["teacher"], seed=1)
+    student0 = common.model(mode, mode["student"], seed=2)
+    use_trl = trl_available()
+    baseline_name = "TRL GKDTrainer" if use_trl else "GKD compute_loss re-implementation (TRL not installed)"
+    warm = int(mode["kd_warmup_steps"])
+    rows, extra = [], {}
+    for name, (kd_cfg, beta) in OBJECTIVES.items():
+        per = {"ours": [], "baseline": []}
+        shares = []
+        for round_ in range(int(mode["kd_repeats"])):
+            order = ["ours", "baseline"] if round_ % 2 == 0 else ["baseline", "ours"]
+            for side in order:
+                student, teacher = copy.deepcopy(student0), copy.deepcopy(teacher0)
+                if side == "ours":
+                    teacher_s: list[float] = []
+                    stamps = ours_step_times(student, teacher, items, mode, kd_cfg, tok.pad_token_id,
+                                             teacher_s)
+                    w = min(warm, len(stamps) - 2)
+                    shares.append(sum(teacher_s[w:len(stamps) - 1]) / (stamps[-1] - stamps[w]))
+                elif use_trl:
+                    stamps = trl_step_times(student, teacher, items, mode, beta, tok)
+                else:
+                    stamps = GKDComputeLoss.step_times(student, teacher, items, mode, beta, tok)
+                per[side].append(steady_seconds_per_step(stamps, warm))
+        s_o, s_b = common.median(per["ours"]), common.median(per["baseline"])
+        best = min(per["baseline"]) / min(per["ours"])
+        bs = int(mode["kd_batch"])
+        ratio = s_b / s_o
+        diff = same_loss(copy.deepcopy(student0), copy.deepcopy(teacher0), items, kd_cfg, beta,
+                         tok.pad_token_id)
+        label = "forward KL" if name == "fkl" else "generalized JSD, beta 0.5"
+        rows.append(Row(
+            item=f"KD training step ({label})",
+            ours=f"{bs / s_o:.1f} ex/s",
+            baseline=f"{bs / s_b:.1f} ex/s "
+            + ("(TRL GKDTrainer)" if use_trl else "(TRL loss re-impl.; no TRL)"),
+            ratio=ratio, ratio_text=f"{ratio:.2f}x throughput", goal=">= 1.0x (aim higher)",
+            met=common.met(ratio >= 1.0),
+            notes=[
+                f"baseline: {baseline_name}, lmbda=0 (off-policy), beta={beta}; batch {bs}, "
+                f"{mode['kd_length']} tokens per example, {int(mode['kd_steps'])} steady steps after "
+                f"{warm} warm-up, student gpt2 "
+                f"{mode['student']['n_layer']}x{mode['student']['d_model']}, teacher gpt2 "
+                f"{mode['teacher']['n_layer']}x{mode['teacher']['d_model']}, vocab {len(tok)}",
+                f"s/step ours {', '.join(f'{x:.3f}' for x in per['ours'])}; "
+                f"baseline {', '.join(f'{x:.3f}' for x in per['baseline'])}; best-of-n ratio {best:.2f}x",
+                f"same objective: |our loss - TRL formula| on one batch = {diff:.1e}",
+            ],
+        ))
+        if name == "fkl":
+            extra["fkl_step_s"] = s_o
+            extra["teacher_share"] = common.median(shares)
+    extra["baseline_name"] = baseline_name
+    return rows, extra
+
+
+def row_cached_teacher(mode: dict, extra: dict) -> Row:
+    step, share = extra["fkl_step_s"], extra["teacher_share"]
+    bound = 1.0 / max(1.0 - share, 1e-9)
+    bs = int(mode["kd_batch"])
+    return Row(
+        item="off-policy KD, frozen teacher: cached top-k teacher logits",
+        ours="not in the library",
+        baseline=f"{bs / step:.1f} ex/s (teacher forward every step)",
+        ratio=None, ratio_text=f"<= {bound:.2f}x possible",
+        goal="optional cache; ratio + AUC change", met="no",
+        notes=[
+            (f"the teacher forward is {100 * share:.0f}% of a forward-KL step of the library's KD loop "
+             f"(forward hooks on the teacher, same steady steps, median of {int(mode['kd_repeats'])} runs): "
+             f"a cache that cost nothing would give at most {bound:.2f}x (Amdahl)"),
+            "AUC change: not measurable until the library can train from cached teacher logits",
+        ],
+    )
