@@ -551,7 +551,11 @@ def ablation_sources():
 
 
 def figure(name, caption, category):
-    return report(f"{FIG}/{name}.png", caption=f"../report/{caption}.rst", category=category)
+    return report(
+        f"{FIG}/{name}.png",
+        caption=os.path.join(workflow.basedir, "report", f"{caption}.rst"),
+        category=category,
+    )
 
 
 def figure_outputs():

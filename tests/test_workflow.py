@@ -53,7 +53,7 @@ def write_config(tmp_path: Path, edit) -> Path:
     raw = yaml.safe_load(SMOKE.read_text())
     edit(raw)
     path = tmp_path / "edited.yaml"
-    path.write_text(yaml.safe_dump(raw))
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 
 
@@ -159,8 +159,9 @@ def test_complete_run_has_nothing_to_do(run_dir):
 
 
 def test_student_hparam_change_reruns_only_that_student(run_dir, tmp_path):
+    # seqkd-small has no ablation copies (kd-small's objective copy would rightly follow kd-small's lr).
     def edit(raw):
-        raw["families"]["gpt2"]["students"]["kd-small"]["train"]["lr"] = 5e-4
+        raw["families"]["gpt2"]["students"]["seqkd-small"]["train"]["lr"] = 5e-4
 
     jobs = planned_jobs(smk(run_dir, "-n", configfile=write_config(tmp_path, edit)))
     assert jobs.get("train_student") == 1
@@ -217,3 +218,13 @@ def test_snakefmt_clean():
     proc = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "--line-length", "110",
                            str(REPO / "Snakefile"), str(REPO / "rules")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("name", ["paper-gpt2", "paper-opt", "paper-llama"])
+def test_paper_configs_plan_offline_with_the_slurm_profile(name, tmp_path):
+    """The full paper DAG plans offline (nothing touches the hub) and the SLURM profile applies to it."""
+    proc = smk(tmp_path, "-n", "--profile", str(REPO / "profiles" / "slurm"),
+               configfile=REPO / "configs" / f"{name}.yaml")
+    jobs = planned_jobs(proc)
+    assert jobs["train_student"] >= 14 and jobs["train_teacher"] >= 1 and jobs["attack_metrics"] >= 15
+    assert "slurm_partition=gpu" in proc.stdout + proc.stderr
