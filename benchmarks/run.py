@@ -100,7 +100,9 @@ def run(args) -> tuple[list[Row], dict]:
         result = _guard(rows, "kd", lambda: bench_kd.bench_kd(mode))
         if result:
             kd_rows, extra = result
-            rows += kd_rows + [bench_kd.row_cached_teacher(mode, extra)]
+            rows += kd_rows
+            row = _guard(rows, "cached teacher", lambda: bench_kd.bench_cached_teacher(mode, extra))
+            rows += [row] if row else []
     if "generation" in selected:
         rows += _guard(rows, "generation", lambda: bench_generation.bench_generation(mode)) or []
     if "demo" in selected:

@@ -190,6 +190,12 @@ class KD(Strict):
     lm_weight: Fraction = 0.0
     beta: Fraction | None = Field(None, description="generalized JSD mixing weight (jsd only)")
     alpha: Fraction | None = Field(None, description="skew (sfkl/srkl only)")
+    teacher_top_k: PosInt | None = Field(
+        None,
+        description="method kd only: cache the frozen teacher's top-k log-probs (+ the tail mass) of every "
+        "training position once, instead of a teacher forward every step; the divergence is then taken "
+        "between the (k+1)-bucket coarsenings of teacher and student (exact when k >= vocabulary)",
+    )
 
     @model_validator(mode="after")
     def _hparams(self) -> KD:
@@ -267,6 +273,9 @@ class Student(Strict):
         stray = [b for b in METHOD_BLOCKS if b in self.model_fields_set and b != self.method]
         if stray:
             raise ValueError(f"block(s) {stray} given but method is {self.method}")
+        if self.kd.teacher_top_k is not None and self.method != "kd":
+            raise ValueError(f"kd.teacher_top_k (cached teacher logits) needs fixed training data: method kd "
+                             f"only (method is {self.method})")
         return self
 
     @property

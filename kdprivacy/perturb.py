@@ -1,17 +1,25 @@
-"""MoPe (Li et al., 2023) and per-block perturbation: seeded Gaussian weight noise, applied in place.
+"""MoPe (Li et al., 2023) and per-block perturbation: seeded Gaussian weight noise, no reload, no copy.
 
 The authors' code reloaded the model from disk for each of the K perturbations (and L x K times for the
-per-block analysis). Here :func:`perturbed` adds seeded noise ``N(0, sigma^2)`` to the chosen parameters in
-place and restores them **bit-identically** on exit -- also when the block raises. Restoring by subtracting
-the regenerated noise is *not* bit-exact in floating point (``(w + e) - e != w`` in general), so the
-original values of the perturbed parameters are copied first (to ``backup_device``, the CPU by default) and
-copied back. Memory cost: one copy of the perturbed parameters only (the whole model for whole-model MoPe,
-one decoder block for per-block MoPe), in their own dtype; no reload from disk.
+per-block analysis). Here :func:`perturbed` makes the model compute with ``w + N(0, sigma^2)`` for the
+chosen parameters **without modifying them and without a copy of the model**: a forward pre-hook on every
+module that owns a chosen parameter swaps in ``w + noise`` for the duration of that module's forward (the
+noise regenerated from its seed), and a forward hook swaps the original back. The stored weights are never
+written, so they are bit-identical afterwards by construction -- also when the block raises -- and the
+extra memory is one module's perturbed weights at a time (not one model, as a backup for an in-place add
+would be: ``(w + e) - e != w`` in floating point, so an in-place add needs a copy to restore exactly). The
+price is regenerating each module's noise on every forward call (a few percent of a pass; less on GPU).
 
-Noise: parameter by parameter in ``named_parameters()`` order (shared/tied tensors once), drawn in float32
-from a ``torch.Generator`` on the parameter's device seeded with ``seed``, then added in the parameter's
-dtype. The same (model, seed, params, device) gives the same noise. Only floating-point parameters are
-perturbed (quantized integer weights are skipped); buffers are never touched.
+Noise: the ``i``-th chosen parameter (``named_parameters()`` order; shared/tied tensors once) draws float32
+``N(0, 1)`` from its own ``torch.Generator`` on its device seeded by ``(seed, i)`` (:func:`parameter_seed`),
+scaled by ``sigma`` and added in the parameter's dtype. The same (model, seed, params, device) gives the same
+noise, independent of batch size and of the order modules run in; a tied tensor (GPT-2's ``lm_head`` and
+``wte``) gets the same noise wherever it is used; and blocks of one architecture get the same draws
+(common random numbers: differences between blocks are not differences between noise draws). :func:`add_noise` writes that very noise in
+place (for a throw-away copy: the reload baseline and the float64 reference in the tests). Only
+floating-point parameters are perturbed (quantized integer weights are skipped); buffers are never touched.
+A chosen parameter that no module's forward reads (an unused one, or one read outside its module's
+forward) cannot be perturbed this way: :func:`perturbed` reports those after the block (warning).
 
 MoPe score (higher = member): ``mope(x) = (1/K) sum_k [NLL_{theta + eps_k}(x) - NLL_theta(x)]`` over the
 response tokens (mean token NLL, as every other attack). The published MoPe statistic is this increase of
@@ -63,41 +71,85 @@ def _select(model: torch.nn.Module, params: Iterable[str] | None) -> list[tuple[
     return chosen
 
 
+def parameter_seed(seed: int, position: int) -> int:
+    """The generator seed of the noise of the ``position``-th chosen parameter under run seed ``seed``."""
+    return int(np.random.SeedSequence([int(seed), int(position)]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def _noised(position: int, p: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
+    """``p + sigma * N(0, 1)`` (a new tensor, ``p``'s dtype) with the noise of :func:`parameter_seed`."""
+    gen = torch.Generator(device=p.device)
+    gen.manual_seed(parameter_seed(seed, position))
+    noise = torch.randn(p.shape, generator=gen, device=p.device, dtype=torch.float32)
+    return p.detach() + (noise * sigma).to(p.dtype)
+
+
+def _check_sigma(sigma: float) -> None:
+    if not sigma >= 0:
+        raise ValueError(f"sigma must be >= 0, got {sigma}")
+
+
+def add_noise(model: torch.nn.Module, sigma: float, seed: int, params: Iterable[str] | None = None) -> None:
+    """Write the noise of :func:`perturbed` into ``model``'s chosen parameters, in place, for good (no
+    restore): for a throw-away copy."""
+    _check_sigma(sigma)
+    with torch.no_grad():
+        for position, (_, p) in enumerate(_select(model, params)):
+            p.copy_(_noised(position, p, sigma, seed))
+
+
 @contextlib.contextmanager
 def perturbed(
     model: torch.nn.Module,
     sigma: float,
     seed: int,
     params: Iterable[str] | None = None,
-    backup_device: str | torch.device = "cpu",
 ) -> Iterator[torch.nn.Module]:
-    """Within the block, ``model``'s chosen parameters are ``w + N(0, sigma^2)``; restored bit-identically.
+    """Within the block, ``model`` computes with ``w + N(0, sigma^2)`` for the chosen parameters; the stored
+    weights are never modified (see the module docstring: hooks, noise, memory).
 
     ``params``: parameter names (as in ``model.named_parameters()``; e.g. :func:`block_params`), default
-    every floating-point parameter. See the module docstring for noise and memory.
+    every floating-point parameter.
     """
-    if not sigma >= 0:
-        raise ValueError(f"sigma must be >= 0, got {sigma}")
-    chosen = _select(model, params)
-    backups: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
+    _check_sigma(sigma)
+    selected = _select(model, params)
+    chosen = {id(p): name for name, p in selected}
+    position = {id(p): i for i, (_, p) in enumerate(selected)}
+    used: set[str] = set()
+    swapped: dict[int, tuple[torch.nn.Module, dict[str, torch.nn.Parameter]]] = {}
+    handles = []
+
+    def swap_in(module, _args):
+        originals = {}
+        for attr, p in module._parameters.items():
+            name = chosen.get(id(p)) if p is not None else None
+            if name is not None:
+                originals[attr] = p
+                with torch.no_grad():
+                    module._parameters[attr] = _noised(position[id(p)], p, sigma, seed)
+                used.add(name)
+        swapped[id(module)] = (module, originals)
+
+    def swap_out(module, *_):
+        _, originals = swapped.pop(id(module), (module, {}))
+        module._parameters.update(originals)
+
     try:
-        with torch.no_grad():
-            for _, p in chosen:
-                backups.append((p, p.detach().to(backup_device, copy=True)))
-            generators: dict[torch.device, torch.Generator] = {}
-            for _, p in chosen:
-                gen = generators.get(p.device)
-                if gen is None:
-                    gen = torch.Generator(device=p.device)
-                    gen.manual_seed(int(seed))
-                    generators[p.device] = gen
-                noise = torch.randn(p.shape, generator=gen, device=p.device, dtype=torch.float32)
-                p.add_((noise * sigma).to(p.dtype))
+        for module in model.modules():
+            if any(p is not None and id(p) in chosen for p in module._parameters.values()):
+                handles.append(module.register_forward_pre_hook(swap_in))
+                handles.append(module.register_forward_hook(swap_out, always_call=True))
         yield model
     finally:
-        with torch.no_grad():
-            for p, saved in backups:
-                p.copy_(saved)
+        for handle in handles:
+            handle.remove()
+        for module, originals in list(swapped.values()):  # a forward interrupted between the two hooks
+            module._parameters.update(originals)
+        swapped.clear()
+    unused = sorted(set(chosen.values()) - used)
+    if used and unused:
+        log.warning("%d chosen parameter(s) were never read by their module's forward and stayed "
+                    "unperturbed, e.g. %s", len(unused), unused[:3])
 
 
 def mope_scores(

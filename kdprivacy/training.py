@@ -767,7 +767,7 @@ def sft(
 
 
 # ------------------------------------------------------------------------------------------------ KD
-KD_DEFAULTS = {"objective": "fkl", "temperature": 1.0, "lm_weight": 0.0}
+KD_DEFAULTS = {"objective": "fkl", "temperature": 1.0, "lm_weight": 0.0, "teacher_top_k": None}
 
 
 def resolve_kd_config(kd_cfg: dict | None) -> tuple[dict, Callable]:
@@ -780,6 +780,8 @@ def resolve_kd_config(kd_cfg: dict | None) -> tuple[dict, Callable]:
         raise ValueError(f"kd config has unknown keys {unknown}")
     if not 0.0 <= float(kd["lm_weight"]) <= 1.0:
         raise ValueError(f"lm_weight must be in [0, 1], got {kd['lm_weight']}")
+    if kd["teacher_top_k"] is not None and int(kd["teacher_top_k"]) < 1:
+        raise ValueError(f"teacher_top_k must be >= 1 or None, got {kd['teacher_top_k']}")
     divergence = objectives.get_objective(kd["objective"], temperature=float(kd["temperature"]), **hparams)
     return kd, divergence
 
@@ -814,6 +816,106 @@ def kd_loss_fn(teacher, divergence: Callable, lm_weight: float) -> Callable:
     return loss_fn
 
 
+# ------------------------------------------------------------------------------- cached teacher logits
+def coarsen(logits: torch.Tensor, index: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Log-probabilities of the ``k + 1`` buckets "each token of ``index``" and "every other token" under
+    ``softmax(logits / temperature)``: ``[..., V]`` logits, ``[..., k]`` indices -> ``[..., k + 1]``.
+
+    Any divergence between two such coarsenings (same buckets) is a divergence between distributions, and by
+    the data-processing inequality never exceeds the one between the full distributions; with every token
+    in ``index`` the tail bucket is empty (``-inf``) and the divergence is the full one.
+    """
+    logp = torch.log_softmax(logits.float() / float(temperature), dim=-1)
+    index = index.long()
+    top = logp.gather(-1, index)
+    # the tail summed directly over the other tokens (not 1 - sum(top): that cancels catastrophically when
+    # the top-k hold almost all the mass); -inf exactly when no token is left
+    tail = torch.logsumexp(logp.scatter(-1, index, float("-inf")), dim=-1, keepdim=True)
+    return torch.cat([top, tail], dim=-1)
+
+
+def target_positions(item: Encoded) -> tuple[int, int]:
+    """``[start, stop)`` of ``item``'s response targets in the shifted frame (:func:`collate` then
+    ``shift_for_causal_lm``): the positions whose logits predict a response token."""
+    length = len(item.prompt_ids) + len(item.response_ids)
+    return max(0, len(item.prompt_ids) - 1), max(0, length - 1)
+
+
+class TeacherCache:
+    """The frozen teacher's top-``k`` coarsened log-probabilities (:func:`coarsen`) at every response target
+    position of every item, computed once (teacher in eval mode, batched, no gradient).
+
+    Per item: ``index`` ``[n, k]`` (int32) and ``logp`` ``[n, k + 1]`` (float32), ``n`` its response target
+    positions; memory ``n * (8k + 4)`` bytes per item. :meth:`attach` adds them to a collated batch as
+    ``teacher_index`` ``[B, T-1, k]`` and ``teacher_logp`` ``[B, T-1, k + 1]`` (zeros off the target mask).
+    """
+
+    def __init__(self, teacher, items: Sequence[Encoded], k: int, temperature: float, batch_size: int,
+                 pad_id: int, log: logging.Logger | None = None):
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        vocab = teacher.get_output_embeddings().weight.shape[0]
+        self.k = min(int(k), int(vocab))
+        self.temperature = float(temperature)
+        self.entries: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        device = model_device(teacher)
+        was_training = teacher.training
+        teacher.eval()
+        start = time.perf_counter()
+        try:
+            with torch.no_grad():
+                for begin in tqdm(range(0, len(items), batch_size), desc=f"teacher cache[top-{self.k}]",
+                                  disable=None):
+                    chunk = list(items[begin : begin + batch_size])
+                    batch = to_device(collate(chunk, pad_id), device)
+                    logits = _forward(teacher, batch)[:, :-1]
+                    for row, item in enumerate(chunk):
+                        lo, hi = target_positions(item)
+                        rows = logits[row, lo:hi].float()
+                        index = rows.topk(self.k, dim=-1).indices
+                        self.entries[item.id] = (index.to("cpu", torch.int32),
+                                                 coarsen(rows, index, self.temperature).cpu())
+        finally:
+            teacher.train(was_training)
+        if log is not None:
+            mb = sum(i.numel() * 4 + p.numel() * 4 for i, p in self.entries.values()) / 2**20
+            log.info("teacher cache: top-%d of %d tokens at %d positions of %d items (%.1f MB) in %.1f s",
+                     self.k, vocab, sum(len(i) for i, _ in self.entries.values()), len(self.entries), mb,
+                     time.perf_counter() - start)
+
+    def attach(self, batch: dict, items: Sequence[Encoded]) -> dict:
+        width = batch["input_ids"].shape[1] - 1
+        index = torch.zeros((len(items), width, self.k), dtype=torch.long)
+        logp = torch.zeros((len(items), width, self.k + 1), dtype=torch.float32)
+        for row, item in enumerate(items):
+            if item.id not in self.entries:
+                raise KeyError(f"item {item.id!r} is not in the teacher cache")
+            lo, hi = target_positions(item)
+            cached_index, cached_logp = self.entries[item.id]
+            index[row, lo:hi] = cached_index.long()
+            logp[row, lo:hi] = cached_logp
+        batch["teacher_index"], batch["teacher_logp"] = index, logp
+        return batch
+
+
+def cached_kd_loss_fn(divergence: Callable, temperature: float, lm_weight: float) -> Callable:
+    """:func:`kd_loss_fn` against a :class:`TeacherCache` (batch keys ``teacher_index``/``teacher_logp``):
+    the divergence between the coarsened teacher and the student coarsened on the same buckets.
+    ``divergence`` must be built with temperature 1 (the temperature is applied when coarsening)."""
+
+    def loss_fn(student, batch):
+        logits = _forward(student, batch)
+        s, _, mask = shift_for_causal_lm(logits, batch["input_ids"], batch["response_mask"])
+        kd = divergence(coarsen(s, batch["teacher_index"], temperature), batch["teacher_logp"], mask)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and lm_weight > 0):
+            total, count = token_nll(logits, batch["input_ids"], batch["response_mask"])
+        lm = total / count.clamp_min(1.0)
+        loss = (1.0 - lm_weight) * kd + lm_weight * lm if lm_weight > 0 else kd
+        return loss, {"kd_loss": kd.item(), "lm_loss": lm.item()}
+
+    return loss_fn
+
+
 def freeze(model):
     model.eval()
     for p in model.parameters():
@@ -834,24 +936,27 @@ def distill_kd(
 ):
     """Word-level KD on ground-truth responses: (1 − lm_weight)·D + lm_weight·LM, teacher frozen.
 
-    ``kd_cfg``: ``objective`` (default ``fkl``), ``temperature`` (1.0), ``lm_weight`` (0.0), and ``beta`` /
-    ``alpha`` for ``jsd`` / ``sfkl``, ``srkl``. History gains ``kd_loss`` and ``lm_loss`` columns.
+    ``kd_cfg``: ``objective`` (default ``fkl``), ``temperature`` (1.0), ``lm_weight`` (0.0), ``beta`` /
+    ``alpha`` for ``jsd`` / ``sfkl``, ``srkl``, and ``teacher_top_k`` (None: a teacher forward every step;
+    k: a :class:`TeacherCache` computed once). History gains ``kd_loss`` and ``lm_loss`` columns.
     """
     kd, divergence = resolve_kd_config(kd_cfg)
     check_shared_vocab(student, teacher)
     freeze(teacher)
-    loss_fn = kd_loss_fn(teacher, divergence, float(kd["lm_weight"]))
-    return fit(
-        student,
-        train_items,
-        dev_items,
-        cfg,
-        pad_id,
-        loss_fn,
-        log,
-        desc=f"kd[{kd['objective']}]",
-        **fit_kwargs,
-    )
+    if kd["teacher_top_k"] is None:
+        loss_fn = kd_loss_fn(teacher, divergence, float(kd["lm_weight"]))
+        return fit(student, train_items, dev_items, cfg, pad_id, loss_fn, log, desc=f"kd[{kd['objective']}]",
+                   **fit_kwargs)
+    # cached teacher: one teacher pass over the training data, then no teacher forward in the loop
+    temperature = float(kd["temperature"])
+    hparams = {key: kd[key] for key in ("beta", "alpha") if kd.get(key) is not None}
+    cache = TeacherCache(teacher, train_items, int(kd["teacher_top_k"]), temperature,
+                         int(cfg.get("batch_size", 16)), pad_id, log)
+    loss_fn = cached_kd_loss_fn(objectives.get_objective(kd["objective"], temperature=1.0, **hparams),
+                                temperature, float(kd["lm_weight"]))
+    return fit(student, train_items, dev_items, cfg, pad_id, loss_fn, log,
+               desc=f"kd[{kd['objective']}, cached top-{cache.k}]",
+               make_batch=lambda items: cache.attach(collate(items, pad_id), items), **fit_kwargs)
 
 
 # --------------------------------------------------------------------------------- workflow entry points
@@ -866,6 +971,41 @@ def save_trained(out_dir, model, tokenizer, history: pd.DataFrame | None = None)
     models.save_model(model, tokenizer, out_dir)
     if history is not None:
         io.write_csv(history, Path(out_dir) / "train_log.csv")
+
+
+def run_job(snakemake, script, log: logging.Logger, train: Callable, fingerprint_extra: Sequence = ()) -> None:
+    """The body every training script shares (``pretrain_base``, ``train_teacher``, ``train_student``).
+
+    With more than one GPU for the job (:func:`data_parallel_size`) it relaunches ``script`` as data-parallel
+    ranks through ``torchrun``; otherwise (or inside a rank) it pins threads, seeds from ``params.cfg["seed"]``,
+    opens the resume directory (``params.resume_dir``, default ``<output.dir>.resume``) fingerprinted by
+    ``cfg``, the code version and ``fingerprint_extra``, calls ``train(cfg, resume) -> (model, tokenizer,
+    history)``, and on the main process writes ``output.dir`` atomically (model, ``train_log.csv``,
+    ``provenance.json``) and clears the resume directory.
+    """
+    from kdprivacy import io, provenance, runtime
+
+    nproc = data_parallel_size(snakemake)
+    if nproc > 1:
+        launch_data_parallel(snakemake, script, nproc, log)
+        return
+    cfg, code = snakemake.params.cfg, snakemake.params.code
+    runtime.set_threads(worker_threads(snakemake.threads))
+    runtime.seed_everything(cfg["seed"])
+    resume_dir = getattr(snakemake.params, "resume_dir", None) or checkpoint.resume_dir_for(snakemake.output.dir)
+    resume = checkpoint.Resume(resume_dir, checkpoint.fingerprint(cfg, code, *fingerprint_extra))
+    model, tokenizer, history = train(cfg, resume)
+    if is_main_process():
+        with io.atomic_dir(snakemake.output.dir) as tmp:
+            save_trained(tmp, model, tokenizer, history)
+            provenance.write(
+                tmp / "provenance.json",
+                params={"cfg": cfg, "code": code},
+                inputs=dict(snakemake.input.items()),
+                rule=snakemake.rule,
+            )
+        checkpoint.clear(resume_dir)
+    finish_distributed()
 
 
 def train_tokenizer_from_cfg(cfg: dict, manifest_path):

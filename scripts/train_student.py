@@ -19,7 +19,7 @@ from kdprivacy import runtime
 
 log = runtime.start(snakemake)  # noqa: F821
 
-from kdprivacy import checkpoint, io, provenance, training  # noqa: E402
+from kdprivacy import training  # noqa: E402
 
 
 def optional_input(name):
@@ -33,34 +33,15 @@ def optional_input(name):
     return paths[0] if paths else None
 
 
-def main():
-    cfg = snakemake.params.cfg  # noqa: F821
-    code = snakemake.params.code  # noqa: F821
-    runtime.set_threads(training.worker_threads(snakemake.threads))  # noqa: F821
-    runtime.seed_everything(cfg["seed"])
-    resume_dir = getattr(snakemake.params, "resume_dir", None) or checkpoint.resume_dir_for(snakemake.output.dir)  # noqa: F821
-    generations = optional_input("generations")
-    resume = checkpoint.Resume(resume_dir, checkpoint.fingerprint(cfg, code, generations))
+GENERATIONS = optional_input("generations")
+
+
+def train(cfg, resume):
     # Base and teacher are loaded from cfg; local dirs are also named inputs so the DAG orders them.
-    model, tokenizer, history = training.train_student_from_cfg(
-        cfg, snakemake.input.manifest, log, teacher_generations_path=generations, resume=resume  # noqa: F821
+    return training.train_student_from_cfg(
+        cfg, snakemake.input.manifest, log, teacher_generations_path=GENERATIONS, resume=resume  # noqa: F821
     )
-    if training.is_main_process():
-        with io.atomic_dir(snakemake.output.dir) as tmp:  # noqa: F821
-            training.save_trained(tmp, model, tokenizer, history)
-            provenance.write(
-                tmp / "provenance.json",
-                params={"cfg": cfg, "code": code},
-                inputs=dict(snakemake.input.items()),  # noqa: F821
-                rule=snakemake.rule,  # noqa: F821
-            )
-        checkpoint.clear(resume_dir)
-    training.finish_distributed()
 
 
 if __name__ == "__main__":
-    nproc = training.data_parallel_size(snakemake)  # noqa: F821
-    if nproc > 1:
-        training.launch_data_parallel(snakemake, __file__, nproc, log)  # noqa: F821
-    else:
-        main()
+    training.run_job(snakemake, __file__, log, train, fingerprint_extra=(GENERATIONS,))  # noqa: F821

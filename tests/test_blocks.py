@@ -1,3 +1,5 @@
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -74,12 +76,25 @@ def test_block_mope_leaves_weights_bit_identical(arch, monkeypatch):
     items, labels = make_items()
     before = snapshot(model)
     real = scoring.mean_nll
-    touched = []  # per call: the parameter names that differ from the originals
+    touched = []  # per call: the parameters a forward computed with perturbed values (swapped in by hooks)
 
     def watching(model_, items_, *args, **kwargs):
-        current = dict(model_.named_parameters())
-        touched.append({n for n, p in current.items() if not torch.equal(p.detach(), before[n])})
-        return real(model_, items_, *args, **kwargs)
+        # the stored weights are never written, not even during a perturbed pass
+        assert all(torch.equal(p.detach(), before[n]) for n, p in model_.named_parameters())
+        seen = set()
+
+        def probe(module, *_, prefix):
+            seen.update(f"{prefix}{attr}" for attr, p in module._parameters.items()
+                        if p is not None and not isinstance(p, torch.nn.Parameter))
+
+        handles = [m.register_forward_pre_hook(functools.partial(probe, prefix=f"{name}." if name else ""))
+                   for name, m in model_.named_modules()]
+        try:
+            return real(model_, items_, *args, **kwargs)
+        finally:
+            for h in handles:
+                h.remove()
+            touched.append(seen)
 
     monkeypatch.setattr(scoring, "mean_nll", watching)
     per_block, per_example = blocks.block_mope(model, items, labels, k=2, sigmas=[0.05], seed=3, batch_size=4,

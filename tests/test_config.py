@@ -91,3 +91,16 @@ def test_defaults_filled():
     del raw["attacks"]
     cfg = validate_config(raw)
     assert cfg.attacks.min_k == 0.2 and cfg.families["gpt2"].students["kd-small"].kd.objective == "fkl"
+
+
+def test_teacher_cache_only_for_offline_kd():
+    raw = demo()
+    students = raw["families"]["gpt2"]["students"]
+    students["kd-small"]["kd"]["teacher_top_k"] = 64
+    assert validate_config(copy.deepcopy(raw)).families["gpt2"].students["kd-small"].kd.teacher_top_k == 64
+    students["imitkd-small"]["kd"] = {"teacher_top_k": 64}
+    msg = _error(raw)
+    assert "imitkd-small" in msg and "teacher_top_k" in msg and "method kd only" in msg
+    del students["imitkd-small"]["kd"]
+    students["kd-small"]["kd"]["teacher_top_k"] = 0
+    assert "families.gpt2.students.kd-small.kd.teacher_top_k" in _error(raw)

@@ -5,67 +5,40 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import random
 
-import pandas as pd
 import pytest
 import torch
 
 from kdprivacy import distillation, generation, models, training
 from kdprivacy.encoding import Encoded, encode_frame
 
+import toy
+
 LOG = logging.getLogger("test")
-WORDS = "river stone apple quiet lamp orbit violet seven marble cloud tiger paper honey window maple".split()
+pytestmark = pytest.mark.usefixtures("one_thread")
 POOL_SIZES = {"private": 16, "nonmember": 8, "public": 16, "dev": 8, "pretrain": 8}
 SPEC = {"arch": "gpt2", "n_layer": 2, "d_model": 32, "n_head": 4}
 MAX_LENGTH, MAX_PROMPT = 96, 48
 NEW_TOKENS = 10
 
 
-def _manifest(seed: int = 0) -> pd.DataFrame:
-    rng = random.Random(seed)
-    rows = []
-    for pool, n in POOL_SIZES.items():
-        for i in range(n):
-            rows.append(
-                {
-                    "id": f"{pool}-{i:03d}",
-                    "pool": pool,
-                    "category": "open_qa",
-                    "instruction": f"List words about the {rng.choice(WORDS)}.",
-                    "context": rng.choice(["", f"The {rng.choice(WORDS)} is near."]),
-                    "response": " ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 8))) + ".",
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def _select(manifest, *pools):
-    return manifest[manifest.pool.isin(pools)].reset_index(drop=True)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _toy_manifest(seed: int = 0):
+    return toy.manifest(POOL_SIZES, seed)
 
 
 @pytest.fixture(scope="module")
 def manifest():
-    return _manifest()
+    return _toy_manifest()
 
 
 @pytest.fixture(scope="module")
 def tokenizer(manifest):
-    texts = [f"{r.instruction} {r.context} {r.response}" for r in _select(manifest, "public", "pretrain").itertuples()]
-    return models.train_tokenizer(texts, vocab_size=300)
+    return toy.tokenizer(manifest, vocab_size=300)
 
 
 @pytest.fixture(scope="module")
 def items(manifest, tokenizer):
-    return {pool: encode_frame(tokenizer, _select(manifest, pool), MAX_LENGTH, MAX_PROMPT) for pool in POOL_SIZES}
+    return {pool: encode_frame(tokenizer, toy.select(manifest, pool), MAX_LENGTH, MAX_PROMPT) for pool in POOL_SIZES}
 
 
 def _model(tokenizer, seed=0, **spec):
@@ -306,7 +279,7 @@ def test_train_student_from_cfg_all_methods_and_artifact_guard(tmp_path, manifes
                "seed": 0, "max_length": MAX_LENGTH, "max_prompt_length": MAX_PROMPT}
     frame, summary = distillation.generate_teacher_from_cfg(gen_cfg, manifest_path, LOG)
     assert list(frame.columns) == distillation.GENERATION_COLUMNS
-    assert set(frame["id"]) == set(_select(manifest, "public").id) and summary["n"] == 16
+    assert set(frame["id"]) == set(toy.select(manifest, "public").id) and summary["n"] == 16
     assert summary["frac_differs_from_gt"] > 0.5 and summary["pools"] == ["public"]
     gens_path = tmp_path / "gens.parquet"
     frame.to_parquet(gens_path, index=False)
@@ -324,7 +297,7 @@ def test_train_student_from_cfg_all_methods_and_artifact_guard(tmp_path, manifes
         training.train_student_from_cfg(base_cfg, manifest_path, LOG)
 
     leaked = frame.copy()
-    leaked.loc[0, "id"] = _select(manifest, "private").id.iloc[0]
+    leaked.loc[0, "id"] = toy.select(manifest, "private").id.iloc[0]
     leaked_path = tmp_path / "leaked.parquet"
     leaked.to_parquet(leaked_path, index=False)
     with pytest.raises(AssertionError, match="teacher generations contains secret examples"):

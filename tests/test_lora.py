@@ -5,7 +5,6 @@ the adapter itself is kept in ``<dir>/adapter`` (and loads too)."""
 from __future__ import annotations
 
 import json
-import random
 import runpy
 import types
 from pathlib import Path
@@ -18,45 +17,31 @@ import torch
 from kdprivacy import models, scoring, training
 from kdprivacy.encoding import encode_frame
 
+import toy
+
 pytest.importorskip("peft")
 
-WORDS = "river stone apple quiet lamp orbit violet seven marble cloud tiger paper honey window maple".split()
+pytestmark = pytest.mark.usefixtures("one_thread")
 POOL_SIZES = {"private": 8, "nonmember": 4, "public": 8, "dev": 4, "pretrain": 8}
 MAX_LENGTH, MAX_PROMPT = 64, 40
 LORA = {"r": 4, "alpha": 16, "dropout": 0.1, "target_modules": None}
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _manifest(seed: int = 0) -> pd.DataFrame:
-    rng = random.Random(seed)
-    rows = [
-        {"id": f"{pool}-{i:03d}", "pool": pool, "category": "open_qa",
-         "instruction": f"List words about the {rng.choice(WORDS)}.", "context": "",
-         "response": " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 7))) + "."}
-        for pool, n in POOL_SIZES.items() for i in range(n)
-    ]
-    return pd.DataFrame(rows)
+def _toy_manifest(seed: int = 0):
+    return toy.manifest(POOL_SIZES, seed, response_words=(4, 7), context=False)
 
 
 @pytest.fixture(scope="module")
 def manifest_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "manifest.parquet"
-    _manifest().to_parquet(path, index=False)
+    _toy_manifest().to_parquet(path, index=False)
     return path
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    frame = _manifest()
-    return models.train_tokenizer([f"{r.instruction} {r.response}" for r in frame.itertuples()], vocab_size=280)
+    return toy.tokenizer(_toy_manifest(), vocab_size=280, pools=None)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +93,7 @@ def test_lora_teacher_output_is_a_merged_checkpoint(tmp_path, base_dirs, manifes
     x = torch.randint(2, len(tok), (2, 16), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(model.eval()(x).logits, loaded(x).logits)
-    items = encode_frame(tok, _manifest().query("pool == 'private'"), MAX_LENGTH, MAX_PROMPT)
+    items = encode_frame(tok, _toy_manifest().query("pool == 'private'"), MAX_LENGTH, MAX_PROMPT)
     a = scoring.score_examples(model, items, 4, tok.pad_token_id)
     b = scoring.score_examples(loaded, items, 4, tok.pad_token_id)
     assert all(np.array_equal(u, v) for u, v in zip(a.token_logprobs, b.token_logprobs))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scipy.special import log_softmax, softmax
+from scipy.special import softmax
 from scipy.stats import entropy
 
 from kdprivacy import objectives

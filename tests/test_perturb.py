@@ -1,4 +1,4 @@
-"""MoPe: in-place seeded perturbation restored bit-identically, scores against a float64 reference, blocks."""
+"""MoPe: seeded perturbation through forward hooks (weights never written, no copy), scores against a float64 reference, blocks."""
 
 import copy
 
@@ -81,42 +81,99 @@ def assert_bit_identical(model, saved):
         assert torch.equal(state[key], value), key
 
 
-def test_restores_bit_identically_and_perturbs_inside():
-    model = gpt2()
+def logits(model, ids=None):
+    ids = torch.tensor([[3, 9, 4, 17, 22, 8]]) if ids is None else ids
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+def noised_copy(model, sigma, seed, params=None):
+    twin = copy.deepcopy(model)
+    perturb.add_noise(twin, sigma, seed, params)
+    return twin
+
+
+@pytest.mark.parametrize("build", [gpt2, opt, llama])
+def test_forward_inside_equals_a_noised_copy_and_weights_never_change(build):
+    model = build()
     saved = snapshot(model)
+    plain = logits(model)
+    twin = noised_copy(model, 0.01, 3)
     with perturb.perturbed(model, sigma=0.01, seed=3):
-        changed = [
-            k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.equal(v, saved[k])
-        ]
-        # every floating-point *parameter* moves (buffers such as GPT-2's causal mask are never touched)
-        params = {n for n, _ in model.named_parameters()}
-        assert params <= set(changed) | {"lm_head.weight"}  # tied to wte, perturbed once through it
-        delta = model.transformer.h[0].mlp.c_fc.weight.detach() - saved["transformer.h.0.mlp.c_fc.weight"]
-        assert abs(float(delta.std()) - 0.01) < 0.001 and abs(float(delta.mean())) < 0.001
+        inside = logits(model)
+        assert_bit_identical(model, saved)  # nothing is written, not even inside the block
+    assert not torch.allclose(inside, plain, atol=1e-4)
+    torch.testing.assert_close(inside, logits(twin), rtol=0, atol=0)  # the very same noise as add_noise
     assert_bit_identical(model, saved)
+    torch.testing.assert_close(logits(model), plain, rtol=0, atol=0)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())  # hooks removed
 
 
-def test_restores_after_exception():
+def test_add_noise_moves_every_parameter_by_sigma():
     model = gpt2()
     saved = snapshot(model)
+    twin = noised_copy(model, 0.01, 3)
+    changed = {k for k, v in twin.state_dict().items() if v.is_floating_point() and not torch.equal(v, saved[k])}
+    # every floating-point *parameter* moves (buffers such as GPT-2's causal mask are never touched)
+    assert {n for n, _ in model.named_parameters()} <= changed
+    # tied lm_head/wte: one tensor, one noise
+    assert twin.lm_head.weight.data_ptr() == twin.transformer.wte.weight.data_ptr()
+    delta = twin.transformer.h[0].mlp.c_fc.weight.detach() - saved["transformer.h.0.mlp.c_fc.weight"]
+    assert abs(float(delta.std()) - 0.01) < 0.001 and abs(float(delta.mean())) < 0.001
+
+
+def test_no_extra_model_copy():
+    """Perturbed values exist for one module at a time, while it runs; the stored parameters stay in place."""
+    model = gpt2(n_layer=4)
+    ptrs = {n: p.data_ptr() for n, p in model.named_parameters()}
+    total = sum(p.numel() for p in model.parameters())
+    largest = max(sum(p.numel() for p in m._parameters.values() if p is not None) for m in model.modules())
+    peak = []
+
+    def probe(module, *_):  # registered after perturbed()'s own hooks: sees what they swapped in
+        live = [p for m in model.modules() for p in m._parameters.values()
+                if p is not None and not isinstance(p, torch.nn.Parameter)]
+        peak.append(sum(p.numel() for p in live))
+
+    with perturb.perturbed(model, 0.01, 0):
+        handles = [m.register_forward_pre_hook(probe) for m in model.modules()]
+        logits(model)
+        for h in handles:
+            h.remove()
+        assert {n: p.data_ptr() for n, p in model.named_parameters()} == ptrs
+    assert max(peak) > 0  # the probe does see perturbed tensors
+    assert max(peak) <= largest < total / 2
+
+
+def test_restores_after_exception_inside_forward():
+    model = gpt2()
+    saved = snapshot(model)
+
+    def boom(module, args, output):
+        raise RuntimeError("boom")
+
+    handle = model.transformer.h[1].register_forward_hook(boom)
     with pytest.raises(RuntimeError, match="boom"):
         with perturb.perturbed(model, sigma=0.5, seed=1):
-            assert not torch.equal(model.transformer.wte.weight, saved["transformer.wte.weight"])
+            logits(model)
+    handle.remove()
+    assert all(isinstance(p, torch.nn.Parameter) for m in model.modules() for p in m._parameters.values()
+               if p is not None)
+    assert_bit_identical(model, saved)
+    with pytest.raises(RuntimeError, match="boom"):
+        with perturb.perturbed(model, sigma=0.5, seed=1):
             raise RuntimeError("boom")
     assert_bit_identical(model, saved)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
 
 
 def test_noise_is_seeded_and_restricted_to_chosen_params():
     model = gpt2()
     saved = snapshot(model)
     names = perturb.block_params(model, 1)
-    with perturb.perturbed(model, sigma=0.02, seed=7, params=names):
-        first = snapshot(model)
-    with perturb.perturbed(model, sigma=0.02, seed=7, params=names):
-        again = snapshot(model)
-    with perturb.perturbed(model, sigma=0.02, seed=8, params=names):
-        other = snapshot(model)
-    assert_bit_identical(model, saved)
+    first = snapshot(noised_copy(model, 0.02, 7, names))
+    again = snapshot(noised_copy(model, 0.02, 7, names))
+    other = snapshot(noised_copy(model, 0.02, 8, names))
     for key in saved:
         assert torch.equal(first[key], again[key])  # same seed, same noise
         if key in names:
@@ -124,9 +181,29 @@ def test_noise_is_seeded_and_restricted_to_chosen_params():
         else:
             assert torch.equal(first[key], saved[key]), key  # nothing else did
     assert any(not torch.equal(first[k], other[k]) for k in names)
+    # common random numbers: block 0 gets the same standard-normal draws as block 1
+    names0 = perturb.block_params(model, 0)
+    zero = snapshot(noised_copy(model, 0.02, 7, names0))
+    for n0, n1 in zip(names0, names, strict=True):
+        torch.testing.assert_close(zero[n0] - saved[n0], first[n1] - saved[n1], rtol=0, atol=1e-6)
+    # the perturbed forward uses exactly that restricted noise
+    with perturb.perturbed(model, 0.02, 7, params=names):
+        torch.testing.assert_close(logits(model), logits(noised_copy(model, 0.02, 7, names)), rtol=0, atol=0)
     with pytest.raises(ValueError, match="unknown parameter"):
         with perturb.perturbed(model, 0.1, 0, params=["nope"]):
             pass
+    with pytest.raises(ValueError, match="sigma"):
+        with perturb.perturbed(model, -1.0, 0):
+            pass
+
+
+def test_warns_about_a_parameter_no_forward_reads(caplog):
+    model = gpt2()
+    model.unused = torch.nn.Linear(2, 2)  # a module whose forward never runs
+    with caplog.at_level("WARNING", logger="kdprivacy.perturb"):
+        with perturb.perturbed(model, 0.01, 0):
+            logits(model)
+    assert "never read" in caplog.text and "unused.weight" in caplog.text
 
 
 def _nll64(model, item_list):
@@ -160,8 +237,8 @@ def test_mope_matches_float64_reference(block):
     base = _nll64(model, its)
     increases = []
     for index in range(k):
-        with perturb.perturbed(model, sigma, perturb.perturbation_seed(seed, index), params):
-            increases.append(_nll64(model, its) - base)
+        twin = noised_copy(model, sigma, perturb.perturbation_seed(seed, index), params)
+        increases.append(_nll64(twin, its) - base)
     np.testing.assert_allclose(table.nll, base, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(table.mope, np.mean(increases, axis=0), rtol=1e-4, atol=1e-5)
     assert (table.mope != 0).all()

@@ -10,55 +10,38 @@ coarser: KL below 0.05 (measured ~3e-3).
 
 from __future__ import annotations
 
-import random
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from kdprivacy import distillation, models, scoring, training
-from kdprivacy.encoding import encode_frame
+
+import toy
 
 pytest.importorskip("bitsandbytes")
 pytest.importorskip("accelerate")
 pytest.importorskip("peft")  # the KD test trains a LoRA student
 
-WORDS = "river stone apple quiet lamp orbit violet seven marble cloud tiger paper honey window maple".split()
+pytestmark = pytest.mark.usefixtures("one_thread")
 POOL_SIZES = {"private": 8, "nonmember": 4, "public": 8, "dev": 4, "pretrain": 8}
 MAX_LENGTH, MAX_PROMPT = 64, 40
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _manifest(seed: int = 0) -> pd.DataFrame:
-    rng = random.Random(seed)
-    rows = [
-        {"id": f"{pool}-{i:03d}", "pool": pool, "category": "open_qa",
-         "instruction": f"List words about the {rng.choice(WORDS)}.", "context": "",
-         "response": " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 7))) + "."}
-        for pool, n in POOL_SIZES.items() for i in range(n)
-    ]
-    return pd.DataFrame(rows)
+def _toy_manifest(seed: int = 0):
+    return toy.manifest(POOL_SIZES, seed, response_words=(4, 7), context=False)
 
 
 @pytest.fixture(scope="module")
 def manifest_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "manifest.parquet"
-    _manifest().to_parquet(path, index=False)
+    _toy_manifest().to_parquet(path, index=False)
     return path
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    frame = _manifest()
-    return models.train_tokenizer([f"{r.instruction} {r.response}" for r in frame.itertuples()], vocab_size=280)
+    return toy.tokenizer(_toy_manifest(), vocab_size=280, pools=None)
 
 
 @pytest.fixture(scope="module", params=["gpt2", "llama"])

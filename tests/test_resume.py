@@ -7,7 +7,6 @@ import copy
 import json
 import logging
 import os
-import random
 import signal
 import types
 from pathlib import Path
@@ -19,12 +18,18 @@ import torch
 from kdprivacy import checkpoint, distillation, models, training
 from kdprivacy.encoding import encode_frame
 
+import toy
+
 LOG = logging.getLogger("test")
-WORDS = "river stone apple quiet lamp orbit violet seven marble cloud tiger paper honey window maple".split()
+pytestmark = pytest.mark.usefixtures("one_thread")
 POOL_SIZES = {"private": 12, "nonmember": 4, "public": 12, "dev": 6, "pretrain": 8}
 SPEC = {"arch": "gpt2", "n_layer": 1, "d_model": 32, "n_head": 4, "dropout": 0.1}  # dropout: RNG must resume too
 MAX_LENGTH, MAX_PROMPT = 64, 40
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _toy_manifest(seed: int = 0):
+    return toy.manifest(POOL_SIZES, seed, response_words=(4, 7))
 
 
 class Killed(Exception):
@@ -39,46 +44,19 @@ def _kill_after(k: int):
     return on_step
 
 
-def _manifest(seed: int = 0) -> pd.DataFrame:
-    rng = random.Random(seed)
-    rows = []
-    for pool, n in POOL_SIZES.items():
-        for i in range(n):
-            rows.append({
-                "id": f"{pool}-{i:03d}", "pool": pool, "category": "open_qa",
-                "instruction": f"List words about the {rng.choice(WORDS)}.",
-                "context": rng.choice(["", f"The {rng.choice(WORDS)} is near."]),
-                "response": " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 7))) + ".",
-            })
-    return pd.DataFrame(rows)
-
-
-def _select(manifest, *pools):
-    return manifest[manifest.pool.isin(pools)].reset_index(drop=True)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def manifest():
-    return _manifest()
+    return _toy_manifest()
 
 
 @pytest.fixture(scope="module")
 def tokenizer(manifest):
-    texts = [f"{r.instruction} {r.context} {r.response}" for r in _select(manifest, "public", "pretrain").itertuples()]
-    return models.train_tokenizer(texts, vocab_size=280)
+    return toy.tokenizer(manifest, vocab_size=280)
 
 
 @pytest.fixture(scope="module")
 def items(manifest, tokenizer):
-    return {pool: encode_frame(tokenizer, _select(manifest, pool), MAX_LENGTH, MAX_PROMPT) for pool in POOL_SIZES}
+    return {pool: encode_frame(tokenizer, toy.select(manifest, pool), MAX_LENGTH, MAX_PROMPT) for pool in POOL_SIZES}
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import random
 import runpy
 import types
 from pathlib import Path
@@ -17,58 +16,32 @@ import torch
 from kdprivacy import models, training
 from kdprivacy.encoding import collate, encode_frame
 
+import toy
+
 LOG = logging.getLogger("test")
-WORDS = "river stone apple quiet lamp orbit violet seven marble cloud tiger paper honey window maple".split()
+pytestmark = pytest.mark.usefixtures("one_thread")
 POOL_SIZES = {"private": 16, "nonmember": 16, "public": 16, "dev": 8, "pretrain": 16}
 SPEC = {"arch": "gpt2", "n_layer": 2, "d_model": 64, "n_head": 4}
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _manifest(seed: int = 0) -> pd.DataFrame:
-    rng = random.Random(seed)
-    rows = []
-    for pool, n in POOL_SIZES.items():
-        for i in range(n):
-            rows.append(
-                {
-                    "id": f"{pool}-{i:03d}",
-                    "pool": pool,
-                    "category": rng.choice(["open_qa", "brainstorming"]),
-                    "instruction": f"List words about the {rng.choice(WORDS)}.",
-                    "context": rng.choice(["", f"The {rng.choice(WORDS)} is near."]),
-                    "response": " ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 10))) + ".",
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def _select(manifest, *pools):
-    return manifest[manifest.pool.isin(pools)].reset_index(drop=True)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads; one thread is faster and steadier on a busy 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _toy_manifest(seed: int = 0):
+    return toy.manifest(POOL_SIZES, seed, response_words=(6, 10), categories=("open_qa", "brainstorming"))
 
 
 @pytest.fixture(scope="module")
 def manifest():
-    return _manifest()
+    return _toy_manifest()
 
 
 @pytest.fixture(scope="module")
 def tokenizer(manifest):
-    texts = [f"{r.instruction} {r.context} {r.response}" for r in _select(manifest, "public", "pretrain").itertuples()]
-    return models.train_tokenizer(texts, vocab_size=300)
+    return toy.tokenizer(manifest, vocab_size=300)
 
 
 @pytest.fixture(scope="module")
 def items(manifest, tokenizer):
-    return {pool: encode_frame(tokenizer, _select(manifest, pool), 96, 48) for pool in POOL_SIZES}
+    return {pool: encode_frame(tokenizer, toy.select(manifest, pool), 96, 48) for pool in POOL_SIZES}
 
 
 def _model(tokenizer, seed=0, **spec):
@@ -213,7 +186,7 @@ def test_fit_hooks(tokenizer, items):
 
 def test_pool_guard(manifest):
     guard = training.pool_guard(manifest, ["public"], "generated data")
-    guard(list(_select(manifest, "public").id))
+    guard(list(toy.select(manifest, "public").id))
     with pytest.raises(AssertionError, match="generated data contains secret examples.*private"):
         guard(["public-000", "private-001"])
     with pytest.raises(AssertionError, match="not in pools"):
@@ -278,8 +251,104 @@ def test_distill_kd_moves_student_toward_teacher(tokenizer, items):
         training.distill_kd(copy.deepcopy(student), teacher, items["public"], None, cfg, {"beta": 0.5}, pad)
 
 
+# ------------------------------------------------------------------------------- cached teacher logits
+def _trained_pair(tokenizer, items):
+    pad = tokenizer.pad_token_id
+    teacher = _model(tokenizer, seed=1)
+    teacher, _ = training.sft(teacher, items["private"], None, {"epochs": 3, "lr": 3e-3, "batch_size": 8}, pad)
+    return training.freeze(teacher), _model(tokenizer, seed=2, n_layer=1)
+
+
+@pytest.mark.parametrize("objective, extra, temperature", [
+    ("fkl", {}, 1.0), ("rkl", {}, 2.0), ("jsd", {"beta": 0.3}, 1.0), ("tvd", {}, 1.0), ("srkl", {"alpha": 0.1}, 1.5),
+])
+def test_cached_teacher_with_every_token_equals_the_teacher_forward(tokenizer, items, objective, extra,
+                                                                    temperature):
+    teacher, student = _trained_pair(tokenizer, items)
+    pad, vocab = tokenizer.pad_token_id, teacher.get_output_embeddings().weight.shape[0]
+    chunk = items["public"][:5]
+    batch = collate(chunk, pad)
+    kd, divergence = training.resolve_kd_config({"objective": objective, "temperature": temperature, **extra})
+    full, _ = training.kd_loss_fn(teacher, divergence, 0.0)(student, batch)
+    for k in (vocab, vocab + 50):  # k >= vocabulary: nothing is coarsened (the tail bucket is empty)
+        cache = training.TeacherCache(teacher, items["public"], k, temperature, 3, pad)
+        flat = training.objectives.get_objective(objective, temperature=1.0, **extra)
+        cached, stats = training.cached_kd_loss_fn(flat, temperature, 0.0)(student, cache.attach(collate(chunk, pad),
+                                                                                                  chunk))
+        assert cached.item() == pytest.approx(full.item(), rel=1e-4, abs=1e-6), (objective, k)
+        cached.backward()  # the cached loss has a gradient path to the student
+        assert student.transformer.h[0].mlp.c_fc.weight.grad is not None
+        student.zero_grad()
+
+
+@pytest.mark.parametrize("objective, extra", [("fkl", {}), ("rkl", {}), ("jsd", {"beta": 0.5}), ("tvd", {})])
+def test_cached_teacher_top_k_never_exceeds_the_full_divergence(tokenizer, items, objective, extra):
+    """Coarsening both distributions onto the same k + 1 buckets can only lose information
+    (data-processing inequality), and more buckets lose less."""
+    teacher, student = _trained_pair(tokenizer, items)
+    pad = tokenizer.pad_token_id
+    chunk = items["public"][:6]
+    _, divergence = training.resolve_kd_config({"objective": objective, **extra})
+    with torch.no_grad():
+        full = training.kd_loss_fn(teacher, divergence, 0.0)(student, collate(chunk, pad))[0].item()
+        flat = training.objectives.get_objective(objective, temperature=1.0, **extra)
+        losses = []
+        for k in (1, 8, 64):
+            cache = training.TeacherCache(teacher, chunk, k, 1.0, 4, pad)
+            losses.append(training.cached_kd_loss_fn(flat, 1.0, 0.0)(student, cache.attach(collate(chunk, pad),
+                                                                                           chunk))[0].item())
+    assert all(0.0 <= x <= full + 1e-6 for x in losses), (losses, full)
+    assert losses[0] <= losses[1] + 1e-6 <= losses[2] + 2e-6, losses
+    assert losses[2] > 0.5 * full  # the top-64 of 300 tokens carry most of it on this teacher
+
+
+def test_teacher_cache_matches_single_item_teacher_passes(tokenizer, items):
+    teacher, _ = _trained_pair(tokenizer, items)
+    pad = tokenizer.pad_token_id
+    chunk = items["public"][:7]
+    cache = training.TeacherCache(teacher, chunk, 16, 1.0, 3, pad, LOG)  # batches mix lengths (padding)
+    for item in chunk:
+        with torch.no_grad():
+            logits = teacher(input_ids=collate([item], pad)["input_ids"]).logits[0, :-1]
+        lo, hi = training.target_positions(item)
+        assert hi - lo == len(item.response_ids)
+        rows = torch.log_softmax(logits[lo:hi], -1)
+        index, logp = cache.entries[item.id]
+        assert index.shape == (hi - lo, 16) and logp.shape == (hi - lo, 17)
+        assert torch.equal(torch.sort(index, -1).values, torch.sort(rows.topk(16).indices.int(), -1).values)
+        torch.testing.assert_close(logp[:, :16], rows.gather(-1, index.long()), rtol=0, atol=1e-5)
+        torch.testing.assert_close(logp.exp().sum(-1), torch.ones(hi - lo), rtol=0, atol=1e-5)
+    batch = cache.attach(collate(chunk[:2], pad), chunk[:2])
+    _, _, mask = training.shift_for_causal_lm(batch["input_ids"], batch["input_ids"], batch["response_mask"])
+    on = mask.bool()  # cached exactly on the targets: distributions there, zeros elsewhere
+    torch.testing.assert_close(batch["teacher_logp"][on].exp().sum(-1), torch.ones(int(on.sum())), rtol=0, atol=1e-5)
+    assert (batch["teacher_logp"][~on] == 0).all() and (batch["teacher_index"][~on] == 0).all()
+    with pytest.raises(KeyError, match="not in the teacher cache"):
+        cache.attach(collate(items["dev"][:1], pad), items["dev"][:1])
+
+
+def test_distill_kd_with_cached_teacher_skips_the_teacher_in_the_loop(tokenizer, items):
+    teacher, student = _trained_pair(tokenizer, items)
+    pad, vocab = tokenizer.pad_token_id, teacher.get_output_embeddings().weight.shape[0]
+    calls = []
+    teacher.register_forward_hook(lambda *_: calls.append(1))
+    cfg = {"epochs": 3, "lr": 3e-3, "batch_size": 4, "seed": 0}
+    cached, hist_cached = training.distill_kd(copy.deepcopy(student), teacher, items["public"], None, cfg,
+                                              {"teacher_top_k": vocab}, pad, LOG)
+    n_batches = -(-len(items["public"]) // 4)
+    assert len(calls) == n_batches  # the cache pass only: no teacher forward during the 3 epochs
+    calls.clear()
+    plain, hist_plain = training.distill_kd(copy.deepcopy(student), teacher, items["public"], None, cfg, {}, pad, LOG)
+    assert len(calls) == 3 * n_batches
+    # with every token cached the training is the same up to float rounding
+    assert hist_cached["kd_loss"].iloc[-1] < hist_cached["kd_loss"].iloc[0]
+    pd.testing.assert_series_equal(hist_cached["kd_loss"], hist_plain["kd_loss"], rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="teacher_top_k"):
+        training.distill_kd(copy.deepcopy(student), teacher, items["public"], None, cfg, {"teacher_top_k": 0}, pad)
+
+
 def test_kd_refuses_different_vocabulary(tokenizer, items, manifest):
-    other_tok = models.train_tokenizer([r.response for r in _select(manifest, "public").itertuples()], 280)
+    other_tok = models.train_tokenizer([r.response for r in toy.select(manifest, "public").itertuples()], 280)
     student = _model(tokenizer)
     teacher = models.build_from_scratch(SPEC, other_tok, 96, 0)
     with pytest.raises(ValueError, match="vocabulary"):
@@ -288,10 +357,10 @@ def test_kd_refuses_different_vocabulary(tokenizer, items, manifest):
 
 # ----------------------------------------------------------------------------------------------- pools
 def test_student_pool_guard(manifest):
-    public_ids = list(_select(manifest, "public", "dev").id)
+    public_ids = list(toy.select(manifest, "public", "dev").id)
     training.assert_student_pools(manifest, public_ids, pools=["public", "dev"])
     for pool in ("private", "nonmember"):
-        leaked = public_ids + [_select(manifest, pool).id.iloc[0]]
+        leaked = public_ids + [toy.select(manifest, pool).id.iloc[0]]
         with pytest.raises(AssertionError, match=pool):
             training.assert_student_pools(manifest, leaked)
     with pytest.raises(AssertionError, match="not in the manifest"):
@@ -362,7 +431,7 @@ def test_scripts_end_to_end(tmp_path, manifest):
                 "generate_teacher", output={"generations": str(gens_path)})
     gens = pd.read_parquet(gens_path)
     assert list(gens.columns) == ["id", "prompt_ids", "response_ids", "response_text"]
-    assert set(gens["id"]) == set(_select(manifest, "public").id)
+    assert set(gens["id"]) == set(toy.select(manifest, "public").id)
     gen_prov = json.loads((gens_path.parent / "teacher.parquet.provenance.json").read_text())
     assert gen_prov["rule"] == "generate_teacher" and gen_prov["params"]["summary"]["n"] == len(gens)
     assert set(gen_prov["inputs"]) == {"manifest", "teacher"}
@@ -418,7 +487,7 @@ def test_data_parallel_script_on_cpu(tmp_path, manifest, monkeypatch):
     share-weighted batch loss (see training.DataParallel)."""
     manifest_path = tmp_path / "manifest.parquet"
     manifest.to_parquet(manifest_path, index=False)
-    texts = [f"{r.instruction} {r.context} {r.response}" for r in _select(manifest, "public", "pretrain").itertuples()]
+    texts = [f"{r.instruction} {r.context} {r.response}" for r in toy.select(manifest, "public", "pretrain").itertuples()]
     tokenizer = models.train_tokenizer(texts, vocab_size=300)
     base = tmp_path / "base"
     models.save_model(_model(tokenizer, n_layer=1, d_model=32), tokenizer, base)

@@ -3,7 +3,6 @@
 Marked ``workflow`` (minutes on 2 cores). One module-scoped run is shared by most tests.
 """
 
-import copy
 import os
 import re
 import subprocess
