@@ -12,6 +12,7 @@ may overlap, so the sum is the serial (CPU-slot) time, not the wall clock.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from datetime import datetime
@@ -84,8 +85,14 @@ def log_span(demo_dir) -> dict | None:
 
 
 def current_config_md5() -> str | None:
+    """``config.yaml``'s digest as Snakemake logs it (``Config MD5``: the MD5 of the parsed config dumped as
+    JSON with sorted keys), so comments and formatting do not count."""
+    import yaml
+
     path = REPO / "config.yaml"
-    return hashlib.md5(path.read_bytes()).hexdigest() if path.is_file() else None
+    if not path.is_file():
+        return None
+    return hashlib.md5(json.dumps(yaml.safe_load(path.read_text()), sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def row_demo(demo_dir) -> Row:

@@ -62,3 +62,29 @@ def test_quick_run_reads_the_demo_benchmarks_and_writes_between_markers(quick_ru
     assert text.endswith("<!-- benchmarks:results:end -->\nafter\n")
     assert "STALE-RESULTS-42" not in text and HEADER in text and "| CPU |" in text
     assert (tmp / "out.json").is_file()
+
+
+def test_demo_row_matches_the_config_md5_snakemake_logs(tmp_path, monkeypatch):
+    """The staleness check must compute the digest the way Snakemake logs it (parsed config as sorted JSON),
+    not of the file's bytes: a comment-only edit is not a different config."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    import json
+
+    import yaml
+
+    from benchmarks import bench_demo
+
+    raw = yaml.safe_load((bench_demo.REPO / "config.yaml").read_text())
+    logged = __import__("hashlib").md5(json.dumps(raw, sort_keys=True).encode()).hexdigest()
+    bench = tmp_path / "results" / "benchmarks"
+    bench.mkdir(parents=True)
+    (bench / "job.tsv").write_text("s\th:m:s\tmax_rss\n600.0\t0:10:00\t900.0\n")
+    log = tmp_path / ".snakemake" / "log"
+    log.mkdir(parents=True)
+    path = log / "2026-11-28T134215.893275.snakemake.log"
+    path.write_text(f"Config MD5: {logged}\n...\nElapsed time: 0:12:30.0\n")
+    row = bench_demo.row_demo(tmp_path)
+    assert row.met == "yes" and "12.5 min" in row.ours and "older config" not in row.ours, row
+    path.write_text(f"Config MD5: {'0' * 32}\n...\nElapsed time: 0:12:30.0\n")
+    row = bench_demo.row_demo(tmp_path)
+    assert row.met == "n/a" and "older config" in row.ours and any("STALE" in n for n in row.notes)
