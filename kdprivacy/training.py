@@ -795,6 +795,15 @@ def check_shared_vocab(student, teacher) -> None:
         )
 
 
+def _with_lm(kd: torch.Tensor, logits: torch.Tensor, batch: dict, lm_weight: float) -> tuple[torch.Tensor, dict]:
+    """``(1 − w)·kd + w·LM`` on response positions; the LM loss is reported (without a gradient) at w = 0."""
+    with torch.set_grad_enabled(torch.is_grad_enabled() and lm_weight > 0):
+        total, count = token_nll(logits, batch["input_ids"], batch["response_mask"])
+    lm = total / count.clamp_min(1.0)
+    loss = (1.0 - lm_weight) * kd + lm_weight * lm if lm_weight > 0 else kd
+    return loss, {"kd_loss": kd.item(), "lm_loss": lm.item()}
+
+
 def kd_loss_fn(teacher, divergence: Callable, lm_weight: float) -> Callable:
     """``loss_fn`` for :func:`fit`: (1 − w)·D(teacher ‖ student) + w·LM on response positions."""
 
@@ -807,11 +816,7 @@ def kd_loss_fn(teacher, divergence: Callable, lm_weight: float) -> Callable:
         s, _, mask = shift_for_causal_lm(logits, batch["input_ids"], batch["response_mask"])
         t = teacher_logits[:, :-1]
         kd = divergence(s.float(), t.float(), mask)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and lm_weight > 0):
-            total, count = token_nll(logits, batch["input_ids"], batch["response_mask"])
-        lm = total / count.clamp_min(1.0)
-        loss = (1.0 - lm_weight) * kd + lm_weight * lm if lm_weight > 0 else kd
-        return loss, {"kd_loss": kd.item(), "lm_loss": lm.item()}
+        return _with_lm(kd, logits, batch, lm_weight)
 
     return loss_fn
 
@@ -907,11 +912,7 @@ def cached_kd_loss_fn(divergence: Callable, temperature: float, lm_weight: float
         logits = _forward(student, batch)
         s, _, mask = shift_for_causal_lm(logits, batch["input_ids"], batch["response_mask"])
         kd = divergence(coarsen(s, batch["teacher_index"], temperature), batch["teacher_logp"], mask)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and lm_weight > 0):
-            total, count = token_nll(logits, batch["input_ids"], batch["response_mask"])
-        lm = total / count.clamp_min(1.0)
-        loss = (1.0 - lm_weight) * kd + lm_weight * lm if lm_weight > 0 else kd
-        return loss, {"kd_loss": kd.item(), "lm_loss": lm.item()}
+        return _with_lm(kd, logits, batch, lm_weight)
 
     return loss_fn
 
