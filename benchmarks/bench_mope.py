@@ -15,7 +15,6 @@ import copy
 import tempfile
 
 import numpy as np
-import torch
 
 from benchmarks import common
 from benchmarks.common import Row

@@ -3,9 +3,9 @@
 For each block ``l`` (:func:`kdprivacy.perturb.find_blocks`: GPT-2, OPT, LLaMA and any HF decoder whose
 layers sit in one ``nn.ModuleList``) and each ``sigma``: ``K`` seeded perturbations
 ``theta_l + N(0, sigma^2)`` of **only** block ``l``'s parameters (:func:`kdprivacy.perturb.block_params`),
-each applied through forward hooks, the stored weights never written (:func:`kdprivacy.perturb.perturbed`); the score of an
-example is ``(1/K) sum_k [NLL_perturbed_k - NLL_original]`` (mean response-token NLL; higher = member, as
-whole-model MoPe). ``NLL_original`` is computed once for all blocks and sigmas. One ROC AUC per
+each applied through forward hooks, the stored weights never written (:func:`kdprivacy.perturb.perturbed`);
+the score of an example is ``(1/K) sum_k [NLL_perturbed_k - NLL_original]`` (mean response-token NLL;
+higher = member, as whole-model MoPe). ``NLL_original`` is computed once for all blocks and sigmas. One ROC AUC per
 ``(block, sigma)``, with a stratified bootstrap CI (:func:`kdprivacy.metrics.bootstrap_auc_ci`).
 
 Noise seeds: perturbation ``k`` uses :func:`kdprivacy.perturb.perturbation_seed` ``(seed, k)`` for every

@@ -15,8 +15,9 @@ Noise: the ``i``-th chosen parameter (``named_parameters()`` order; shared/tied 
 scaled by ``sigma`` and added in the parameter's dtype. The same (model, seed, params, device) gives the same
 noise, independent of batch size and of the order modules run in; a tied tensor (GPT-2's ``lm_head`` and
 ``wte``) gets the same noise wherever it is used; and blocks of one architecture get the same draws
-(common random numbers: differences between blocks are not differences between noise draws). :func:`add_noise` writes that very noise in
-place (for a throw-away copy: the reload baseline and the float64 reference in the tests). Only
+(common random numbers: differences between blocks are not differences between noise draws).
+:func:`add_noise` writes that very noise in place (for a throw-away copy: the reload baseline and the
+float64 reference in the tests). Only
 floating-point parameters are perturbed (quantized integer weights are skipped); buffers are never touched.
 A chosen parameter that no module's forward reads (an unused one, or one read outside its module's
 forward) cannot be perturbed this way: :func:`perturbed` reports those after the block (warning).

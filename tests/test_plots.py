@@ -295,6 +295,9 @@ def test_objective_ablation_values_equal_table(tmp_path, monkeypatch):
     assert set(drawn.objective) == {"rkl", "fkl"}
     got = dict(zip(drawn.objective, drawn.auc))
     assert got == {"rkl": 0.55, "fkl": 0.63}
+    # the figure's error-bar caps are the table's CI bounds
+    caps = sorted(float(y[0]) for label, _, y in cap.lines if label == "_nolegend_")
+    assert caps == sorted([*drawn.ci_low, *drawn.ci_high])
     # with the source student under its own objective (not already an ablation value)
     only_rkl = mia[mia.ablation_value.astype(object) != "fkl"]
     with_src = plots.objective_ablation(
