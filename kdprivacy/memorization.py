@@ -78,7 +78,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kdprivacy import data, encoding, scoring, utility
+from kdprivacy import data, encoding, generation, scoring, utility
 from kdprivacy.encoding import Encoded
 
 log = logging.getLogger(__name__)
@@ -129,11 +129,8 @@ SUMMARY_COLUMNS = [
 
 # ----------------------------------------------------------------------------------------------- generation
 def cut_after_eos(tokens: Sequence[int], eos_id: int | None) -> list[int]:
-    """Tokens up to and including the first EOS (all tokens when there is none)."""
-    tokens = list(tokens)
-    if eos_id is not None and eos_id in tokens:
-        return tokens[: tokens.index(eos_id) + 1]
-    return tokens
+    """:func:`kdprivacy.generation.cut_after_eos` as a list."""
+    return list(generation.cut_after_eos(tokens, eos_id))
 
 
 def greedy_generate(

@@ -13,6 +13,8 @@ import pytest
 
 from kdprivacy import findings
 
+from toy import mia_rows, model
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -40,28 +42,6 @@ for script, inp, outp, params, config in spec["calls"]:
                                 rule=Path(script).stem, config=config)
     runpy.run_path(f"{spec['scripts']}/{script}", init_globals={"snakemake": smk}, run_name="__main__")
 """
-
-
-def model(name, method, base, role="student", ablation=None, value=None, family="gpt2", seed=0):
-    return dict(
-        family=family,
-        seed=seed,
-        model=name,
-        role=role,
-        method=method,
-        base=base,
-        ablation=ablation,
-        ablation_value=value,
-    )
-
-
-def mia_rows(spec):
-    return pd.DataFrame(
-        [
-            {**m, "attack": a, "auc": auc, "auc_ci_low": auc - h, "auc_ci_high": auc + h}
-            for m, a, auc, h in spec
-        ]
-    )
 
 
 def paired_rows(spec):

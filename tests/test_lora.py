@@ -34,9 +34,7 @@ def _toy_manifest(seed: int = 0):
 
 @pytest.fixture(scope="module")
 def manifest_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "manifest.parquet"
-    _toy_manifest().to_parquet(path, index=False)
-    return path
+    return toy.write_manifest(tmp_path_factory, _toy_manifest())
 
 
 @pytest.fixture(scope="module")

@@ -8,18 +8,7 @@ import pytest
 
 from kdprivacy import findings, paper
 
-
-def model(name, method, base, role="student", ablation=None, value=None, family="gpt2", seed=0):
-    return dict(
-        family=family,
-        seed=seed,
-        model=name,
-        role=role,
-        method=method,
-        base=base,
-        ablation=ablation,
-        ablation_value=value,
-    )
+from toy import model
 
 
 TEACHER = model("teacher", "teacher", "tbase", role="teacher")

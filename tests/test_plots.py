@@ -4,6 +4,8 @@ import pytest
 
 from kdprivacy import plots
 
+from toy import mia_rows, model
+
 
 def mia_table():
     return pd.DataFrame(
@@ -65,29 +67,6 @@ def test_auc_by_model_averages_seeds():
 import matplotlib.pyplot as plt  # noqa: E402
 
 KEY = ["family", "seed", "model", "role", "method", "base", "ablation", "ablation_value"]
-
-
-def model(name, method, base, role="student", ablation=None, value=None, family="gpt2", seed=0):
-    return dict(
-        family=family,
-        seed=seed,
-        model=name,
-        role=role,
-        method=method,
-        base=base,
-        ablation=ablation,
-        ablation_value=value,
-    )
-
-
-def mia_rows(spec):
-    """``spec``: list of (model dict, attack, auc, half-width of the CI)."""
-    return pd.DataFrame(
-        [
-            {**m, "attack": a, "auc": auc, "auc_ci_low": auc - h, "auc_ci_high": auc + h}
-            for m, a, auc, h in spec
-        ]
-    )
 
 
 TEACHER = model("teacher", "teacher", "teacher", role="teacher")

@@ -50,3 +50,23 @@ def tokenizer(frame: pd.DataFrame, vocab_size: int, pools: Sequence[str] | None 
     else:
         texts = [f"{r.instruction} {r.context} {r.response}" for r in select(frame, *pools).itertuples()]
     return models.train_tokenizer(texts, vocab_size=vocab_size)
+
+
+def write_manifest(tmp_path_factory, frame: pd.DataFrame):
+    """``frame`` as a module-scoped ``manifest.parquet`` (for the ``*_from_cfg`` entry points)."""
+    path = tmp_path_factory.mktemp("data") / "manifest.parquet"
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def model(name, method, base, role="student", ablation=None, value=None, family="gpt2", seed=0) -> dict:
+    """The key columns of one model row of the result tables."""
+    return dict(family=family, seed=seed, model=name, role=role, method=method, base=base,
+                ablation=ablation, ablation_value=value)
+
+
+def mia_rows(spec) -> pd.DataFrame:
+    """``spec``: list of (model dict, attack, auc, half-width of the CI)."""
+    return pd.DataFrame(
+        [{**m, "attack": a, "auc": auc, "auc_ci_low": auc - h, "auc_ci_high": auc + h} for m, a, auc, h in spec]
+    )
