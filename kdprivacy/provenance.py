@@ -7,6 +7,7 @@ rule passes :func:`code_version` of the library modules it actually uses (found 
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import importlib.metadata
 import os
@@ -27,8 +28,16 @@ TRACKED_DISTRIBUTIONS = (
 
 
 def _internal_imports(module: str) -> set[str]:
-    """Names of ``kdprivacy`` modules imported by ``module`` (absolute or relative imports)."""
-    source = (PACKAGE_DIR / f"{module}.py").read_text(encoding="utf-8")
+    """Names of ``kdprivacy`` modules imported by ``module`` (absolute or relative imports). Parsed once per
+    file version: every rule of the Snakefile asks for its closure at parse time."""
+    path = PACKAGE_DIR / f"{module}.py"
+    stat = path.stat()
+    return set(_parsed_imports(str(path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed_imports(path: str, _mtime_ns: int, _size: int) -> frozenset[str]:
+    source = Path(path).read_text(encoding="utf-8")
     found: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom):
@@ -43,7 +52,7 @@ def _internal_imports(module: str) -> set[str]:
             for alias in node.names:
                 if alias.name.startswith(PACKAGE + "."):
                     found.add(alias.name.split(".")[1])
-    return {name for name in found if (PACKAGE_DIR / f"{name}.py").exists()}
+    return frozenset(name for name in found if (Path(path).parent / f"{name}.py").exists())
 
 
 def module_closure(modules: list[str] | tuple[str, ...]) -> list[str]:
