@@ -29,12 +29,13 @@ from pathlib import Path
 
 import torch
 
+from kdprivacy.config import MODEL_REF_KEYS
+
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
 ARCHITECTURES = ("gpt2", "opt", "llama")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 QUANTIZATIONS = (None, "8bit", "4bit")
-MODEL_REF_KEYS = ("name_or_path", "revision", "dtype", "trust_remote_code", "quantization")
 ADAPTER_DIR = "adapter"
 LORA_DEFAULTS = {"r": 16, "alpha": 64, "dropout": 0.1, "target_modules": None}
 
