@@ -7,6 +7,7 @@ Unknown keys, wrong types and impossible values stop the workflow with a message
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Annotated, Any, Literal
 
@@ -129,6 +130,17 @@ class FromScratch(Strict):
         if self.d_model % self.n_head:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})")
         return self
+
+
+def looks_like_path(name_or_path: str) -> bool:
+    """Hub ids are ``name`` or ``org/name``; anything rooted, relative-dotted or deeper is a local path."""
+    s = str(name_or_path)
+    return s.startswith((".", "/", "~")) or s.strip("/").count("/") >= 2 or os.sep != "/" and os.sep in s
+
+
+def is_local(name_or_path: str) -> bool:
+    """A local directory (by its form, or because it exists), not a Hugging Face hub id."""
+    return looks_like_path(name_or_path) or os.path.exists(os.path.expanduser(str(name_or_path)))
 
 
 MODEL_REF_KEYS = ("name_or_path", "revision", "dtype", "trust_remote_code", "quantization")
@@ -578,6 +590,18 @@ class Resources(Strict):
     )
 
 
+class Hub(Strict):
+    """Hugging Face hub access. The ``download_hub`` rule fetches every hub model and dataset named here into
+    the cache; every other job then runs offline from that cache (compute nodes often have no network)."""
+
+    cache: str | None = Field(
+        None, description="HF_HOME for every job (null = the environment's HF_HOME, else ~/.cache/huggingface)"
+    )
+    offline: bool = Field(
+        True, description="run every job but download_hub with HF_HUB_OFFLINE=1 and HF_DATASETS_OFFLINE=1"
+    )
+
+
 class Config(Strict):
     container: str = Field(
         "kdprivacy.sif",
@@ -592,6 +616,7 @@ class Config(Strict):
     utility: Utility = Utility()
     blocks: Blocks = Blocks()
     resources: Resources = Resources()
+    hub: Hub = Hub()
 
     @model_validator(mode="after")
     def _seeds(self) -> Config:

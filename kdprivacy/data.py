@@ -925,16 +925,20 @@ def load_file(path: str, columns: dict[str, str] | None = None, fmt: str = "auto
 
 
 def load_hub(name: str, split: str = "train", revision: str | None = None,
-             columns: dict[str, str] | None = None) -> pd.DataFrame:
+             columns: dict[str, str] | None = None, snapshot: str | None = None) -> pd.DataFrame:
     """Load a Hugging Face hub dataset (e.g. databricks/databricks-dolly-15k) into our fields.
 
+    ``snapshot``: the local snapshot directory ``download_hub`` fetched (read offline, no hub lookup).
     ``datasets`` is imported here, not at module level, because it is slow to import and only this path
     needs it. Pin ``revision`` for a reproducible study: a hub dataset can change under the same name.
     """
     import datasets
 
     try:
-        ds = datasets.load_dataset(name, split=split, revision=revision)
+        if snapshot is not None:
+            ds = datasets.load_dataset(snapshot, split=split)
+        else:
+            ds = datasets.load_dataset(name, split=split, revision=revision)
         df = ds.to_pandas()
     except Exception as exc:  # the hub raises many unrelated types; all mean "could not get the data"
         raise DataError(
@@ -959,7 +963,7 @@ def load_source(data_cfg: dict) -> pd.DataFrame:
         if source == "file":
             return load_file(section["path"], section.get("columns"), section.get("format", "auto"))
         return load_hub(section["name"], section.get("split", "train"), section.get("revision"),
-                        section.get("columns"))
+                        section.get("columns"), section.get("snapshot"))
     except KeyError as exc:
         raise DataError(f"data.{source} is missing the key {exc.args[0]!r}") from exc
 

@@ -57,6 +57,11 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
 def write_csv(df, path: str | os.PathLike, float_format: str = "%.6g") -> None:
     """Tidy tables: no index, fixed float format so identical numbers give identical bytes."""
     with atomic_path(path) as tmp:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from kdprivacy.config import MODEL_REF_KEYS
+from kdprivacy.config import MODEL_REF_KEYS, is_local, looks_like_path
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
@@ -78,7 +78,10 @@ def load_tokenizer(name_or_path: str, revision: str | None = None, trust_remote_
     from transformers import AutoTokenizer
 
     _check_local(name_or_path, "tokenizer")
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
+    except OSError as err:
+        raise OSError(_load_error(name_or_path, revision, "tokenizer", err)) from err
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ValueError(f"tokenizer {name_or_path!r} has neither a pad nor an eos token")
@@ -155,12 +158,6 @@ def build_from_scratch(spec: dict, tokenizer, max_positions: int, seed: int):
     return model.float()
 
 
-def _looks_like_path(name_or_path: str) -> bool:
-    """Hub ids are ``name`` or ``org/name``; anything rooted, relative-dotted or deeper is a path."""
-    s = str(name_or_path)
-    return s.startswith((".", "/", "~")) or s.strip("/").count("/") >= 2 or os.sep != "/" and os.sep in s
-
-
 def _check_local(name_or_path: str, what: str) -> None:
     """A local-looking path must be an existing directory (never fall through to a hub lookup)."""
     path = Path(str(name_or_path)).expanduser()
@@ -168,8 +165,17 @@ def _check_local(name_or_path: str, what: str) -> None:
         if not path.is_dir():
             raise ValueError(f"{what} path {str(path)!r} is not a directory")
         return
-    if _looks_like_path(str(name_or_path)):
+    if looks_like_path(str(name_or_path)):
         raise FileNotFoundError(f"{what} directory {str(name_or_path)!r} does not exist")
+
+
+def _load_error(name_or_path: str, revision: str | None, what: str, err: Exception) -> str:
+    """The message for a failed ``from_pretrained``: on an offline node, which cache lacks which hub name."""
+    from kdprivacy import hub
+
+    if hub.offline() and not is_local(str(name_or_path)):
+        return f"{hub.missing_message(str(name_or_path), revision, what)} ({type(err).__name__}: {err})"
+    return f"cannot load {what} {str(name_or_path)!r} (revision {revision}): {err}"
 
 
 def default_device() -> torch.device:
@@ -248,7 +254,7 @@ def load_model(
     try:
         model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
     except OSError as err:
-        raise OSError(f"cannot load model {name_or_path!r} (revision {revision}): {err}") from err
+        raise OSError(_load_error(name_or_path, revision, "model", err)) from err
     if qconfig is None and device.type != "cpu":
         model.to(device)
     model.eval()

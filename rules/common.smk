@@ -2,7 +2,8 @@
 # Validation runs before any job: a bad config stops here with a message naming the key.
 import re
 
-from kdprivacy.config import SGO_PARAM, ConfigError, model_ref, validate_config
+from kdprivacy import hub
+from kdprivacy.config import SGO_PARAM, ConfigError, is_local, model_ref, validate_config
 from kdprivacy.provenance import code_version
 
 try:
@@ -11,6 +12,15 @@ except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
 R = "results"
+
+# Hub access: download_hub fetches every hub name into the cache; every other job reads only that cache
+# (jobs inherit this environment, also on SLURM, where each job parses this file again).
+if CFG.hub.cache:
+    os.environ["HF_HOME"] = os.path.abspath(CFG.hub.cache)
+if CFG.hub.offline:
+    os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
+HUB_ENTRIES = hub.entries(CFG)
+DOWNLOADS = f"{R}/hub/downloads.json"
 
 CONFIG_NAME = (
     ", ".join(str(p) for p in workflow.config_settings.configfiles) or "config.yaml (embedded default)"
@@ -60,8 +70,26 @@ def base_ref(family, base):
     return FAMILIES[family].bases[base].ref(base_dir(family, base))
 
 
+def model_inputs(name_or_path):
+    """What a job that loads ``name_or_path`` depends on: the local directory itself (content-hashed in the
+    provenance; a missing one stops the plan), or the hub download manifest."""
+    return [name_or_path] if is_local(name_or_path) else [DOWNLOADS]
+
+
 def base_inputs(family, base):
-    return [base_dir(family, base)] if FAMILIES[family].bases[base].from_scratch is not None else []
+    spec = FAMILIES[family].bases[base]
+    return [base_dir(family, base)] if spec.from_scratch is not None else model_inputs(spec.name_or_path)
+
+
+def prepare_data_inputs(wildcards):
+    """The data file (source file) or the hub download manifest (source hub); synthetic data has none."""
+    if CFG.data.source == "file":
+        return {"data": CFG.data.file.path}
+    return {"hub": DOWNLOADS} if hub.dataset_entries(CFG) else {}
+
+
+def hub_cfg():
+    return {"entries": HUB_ENTRIES}
 
 
 def data_source_cfg():
@@ -337,7 +365,7 @@ def reference_model(family, ref):
     ext = CFG.attacks.external_reference
     if ext.family is not None:
         return base_ref(ext.family, ext.base), base_inputs(ext.family, ext.base)
-    return ext.ref(), []
+    return ext.ref(), model_inputs(ext.name_or_path)
 
 
 def reference_input(wildcards):

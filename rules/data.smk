@@ -1,7 +1,24 @@
-# Data: load the source, deduplicate, split into disjoint pools, write the manifest every step reads.
+# Hub downloads (where the network is) and data: load the source, deduplicate, split into disjoint pools, write the manifest every step reads.
+
+
+rule download_hub:
+    output:
+        downloads=DOWNLOADS,
+    log:
+        f"{R}/logs/download_hub.log",
+    localrule: True
+    conda:
+        ENV
+    params:
+        cfg=hub_cfg(),
+        code=code("download_hub.py", "hub"),
+    script:
+        "../scripts/download_hub.py"
 
 
 rule prepare_data:
+    input:
+        unpack(prepare_data_inputs),
     output:
         manifest=f"{R}/data/manifest.parquet",
         card=f"{R}/tables/data_card.csv",
@@ -12,6 +29,6 @@ rule prepare_data:
         ENV
     params:
         cfg=data_source_cfg(),
-        code=code("prepare_data.py", "data"),
+        code=code("prepare_data.py", "data", "hub"),
     script:
         "../scripts/prepare_data.py"

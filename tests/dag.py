@@ -54,6 +54,22 @@ def plan(configfile: Path, workdir: Path, config_overrides: dict | None = None) 
         return jobs
 
 
+def plan_jobs(configfile: Path, workdir: Path) -> list[dict]:
+    """:func:`plan` in a subprocess, offline (what the tests call)."""
+    import os
+    import subprocess
+
+    out = Path(workdir) / "jobs.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, __file__, "--configfile", str(configfile), "--workdir", str(workdir), "--out", str(out)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"planning {configfile} failed:\n{proc.stderr[-4000:]}")
+    return json.loads(out.read_text())
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--configfile", type=Path, required=True)
