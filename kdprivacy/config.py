@@ -178,6 +178,10 @@ class Base(Strict):
     n_params: PosFloat | None = Field(
         None, description="approximate parameter count of a hub model (e.g. 1.5e9); sizes job resources"
     )
+    n_layers: PosInt | None = Field(
+        None, description="decoder blocks of a hub model; sizes the per-block job (null = a local directory's "
+        "config.json, else 32)",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> Base:
@@ -463,6 +467,7 @@ class ExternalReference(Strict):
     revision: str | None = None
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     trust_remote_code: bool = False
+    n_params: PosFloat | None = Field(None, description="parameter count of a hub reference; sizes its job")
     family: Name | None = None
     base: Name | None = None
 
@@ -575,8 +580,8 @@ class Blocks(Strict):
 
 
 class Resources(Strict):
-    """Portable job needs (a SLURM profile maps them to partitions/accounts). Memory and runtime scale with
-    the parameter count of the models a job holds; memory grows with each retry (``attempt``)."""
+    """Portable job needs (a SLURM profile maps them to partitions/accounts), sized by the rule of
+    :mod:`kdprivacy.sizing` from the models a job holds and the work it does; every retry asks for more."""
 
     gpu: Annotated[int, Field(ge=0)] = Field(0, description="GPUs per heavy job (training, generation, scoring)")
     train_gpus: Annotated[int, Field(ge=0)] | None = Field(
@@ -584,9 +589,14 @@ class Resources(Strict):
     )
     threads: PosInt = 4
     mem_mb_min: PosInt = 2000
-    runtime_min: PosInt = Field(30, description="minutes for the smallest job")
-    minutes_per_billion: Annotated[float, Field(ge=0)] = Field(
-        20, description="minutes per billion parameters for inference jobs (training: ten times that)"
+    runtime_min: PosInt = Field(30, description="minutes of every heavy job before its work (start-up, loading)")
+    gpu_mem_gb: PosFloat = Field(80, description="memory of one GPU; planning reports jobs that cannot fit")
+    gpu_tflops: PosFloat = Field(50, description="achieved (not peak) TFLOP/s of one GPU, for wall times")
+    cpu_gflops: PosFloat = Field(20, description="achieved GFLOP/s of a CPU-only job, for wall times")
+    max_mem_mb: PosInt = Field(128000, description="host memory a job may ask for at most (a node's share)")
+    max_runtime_min: PosInt = Field(2880, description="wall time a job may ask for at most (a partition's limit)")
+    pool_examples: PosInt = Field(
+        5250, description="examples per private/public pool of a file/hub source, for sizing (Dolly: ~5,250)"
     )
 
 

@@ -251,6 +251,7 @@ def load_model(
     if qconfig is not None:
         # bitsandbytes layers are placed at load time and cannot be moved afterwards
         kwargs.update(quantization_config=qconfig, device_map={"": str(device)})
+        _log_once("bitsandbytes.autograd._functions")  # warns on every 8-bit matmul
     try:
         model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
     except OSError as err:
@@ -264,6 +265,27 @@ def load_model(
         quantization,
     )
     return model
+
+
+class _Once(logging.Filter):
+    """Let each distinct message of a logger through once (bitsandbytes warns on every 8-bit matmul)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in self.seen:
+            return False
+        self.seen.add(message)
+        return True
+
+
+def _log_once(name: str) -> None:
+    target = logging.getLogger(name)
+    if not any(isinstance(f, _Once) for f in target.filters):
+        target.addFilter(_Once())
 
 
 def _load_adapter_dir(path: Path, dtype, trust_remote_code, quantization, device):

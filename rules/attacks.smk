@@ -17,9 +17,9 @@ rule score_model:
         ENV
     threads: CFG.resources.threads
     resources:
-        mem_mb=mem_mb("infer"),
-        runtime=runtime("infer"),
-        gpu=gpus("infer"),
+        mem_mb=mem_mb("score_model"),
+        runtime=runtime("score_model"),
+        gpu=gpus("score_model"),
     params:
         cfg=scoring_cfg,
         code=code("score_model.py", "scoring", "models"),
@@ -42,9 +42,9 @@ rule score_reference:
         ENV
     threads: CFG.resources.threads
     resources:
-        mem_mb=mem_mb("reference"),
-        runtime=runtime("reference"),
-        gpu=gpus("reference"),
+        mem_mb=mem_mb("score_reference"),
+        runtime=runtime("score_reference"),
+        gpu=gpus("score_reference"),
     params:
         cfg=reference_scoring_cfg,
         code=code("score_model.py", "scoring", "models"),
@@ -66,9 +66,9 @@ rule mope:
         ENV
     threads: CFG.resources.threads
     resources:
-        mem_mb=mem_mb("infer"),
-        runtime=runtime("infer"),
-        gpu=gpus("infer"),
+        mem_mb=mem_mb("mope"),
+        runtime=runtime("mope"),
+        gpu=gpus("mope"),
     params:
         cfg=mope_cfg,
         code=code("mope.py", "perturb", "scoring", "models"),

@@ -2,7 +2,9 @@
 # Validation runs before any job: a bad config stops here with a message naming the key.
 import re
 
-from kdprivacy import hub
+from snakemake.logging import logger
+
+from kdprivacy import hub, sizing
 from kdprivacy.config import SGO_PARAM, ConfigError, is_local, model_ref, validate_config
 from kdprivacy.provenance import code_version
 
@@ -140,55 +142,33 @@ def all_model_dirs():
 
 
 # ---------------------------------------------------------------- resources
-def _gb(n):
-    return n / 1e9
-
-
-def job_params(wildcards, rule_kind):
-    """Parameters held by a job: the model it trains/scores (+ the teacher for methods that query it)."""
-    fam = FAMILIES[wildcards.family]
-    if rule_kind == "reference":
-        return fam.n_params(fam.teacher.base)
-    model = getattr(wildcards, "model", None) or getattr(wildcards, "student", None)
-    base = getattr(wildcards, "base", None)
-    if base is None:
-        base = fam.teacher.base if model in (None, "teacher") else STUDENTS[wildcards.family][model][0].base
-    n = fam.n_params(base)
-    if (
-        rule_kind == "train"
-        and model not in (None, "teacher")
-        and STUDENTS[wildcards.family][model][0].uses_teacher
-    ):
-        n += fam.n_params(fam.teacher.base) / 4  # frozen teacher: weights only, no optimizer state
-    return n
-
-
-def mem_mb(rule_kind):
-    """Training holds weights, gradients and AdamW state (~16 bytes/param) plus activations; inference ~4."""
-    per_param = 24 if rule_kind == "train" else 6
+def mem_mb(rule):
+    """Host memory of a rule's jobs (kdprivacy.sizing: the models the job holds; +50% per retry, capped)."""
 
     def fn(wildcards, attempt):
-        return int(
-            max(CFG.resources.mem_mb_min, 2000 + job_params(wildcards, rule_kind) * per_param / 1e6) * attempt
-        )
+        work = sizing.work_for(CFG, rule, dict(wildcards.items()))
+        return sizing.request(work, CFG.resources, attempt)["mem_mb"]
 
     return fn
 
 
-def runtime(rule_kind):
+def runtime(rule):
+    """Wall-time minutes of a rule's jobs (kdprivacy.sizing: FLOPs over throughput; +50% per retry, capped)."""
+
     def fn(wildcards, attempt):
-        res = CFG.resources
-        minutes = res.runtime_min + res.minutes_per_billion * _gb(job_params(wildcards, rule_kind)) * (
-            10 if rule_kind == "train" else 1
-        )
-        return int(minutes * attempt)
+        work = sizing.work_for(CFG, rule, dict(wildcards.items()))
+        return sizing.request(work, CFG.resources, attempt)["runtime"]
 
     return fn
 
 
-def gpus(rule_kind):
+def gpus(rule):
     res = CFG.resources
-    return res.train_gpus if rule_kind == "train" and res.train_gpus is not None else res.gpu
+    return res.train_gpus if rule in sizing.TRAIN_RULES and res.train_gpus is not None else res.gpu
+
+
+for _warning in sizing.plan_warnings(CFG):
+    logger.warning(f"sizing: {_warning}")
 
 
 def final_tables():

@@ -17,9 +17,9 @@ rule memorization:
         ENV
     threads: CFG.resources.threads
     resources:
-        mem_mb=mem_mb("infer"),
-        runtime=runtime("infer"),
-        gpu=gpus("infer"),
+        mem_mb=mem_mb("memorization"),
+        runtime=runtime("memorization"),
+        gpu=gpus("memorization"),
     params:
         cfg=memorization_cfg,
         code=code("memorization.py", "memorization", "models"),
@@ -60,9 +60,9 @@ rule utility:
         ENV
     threads: CFG.resources.threads
     resources:
-        mem_mb=mem_mb("infer"),
-        runtime=runtime("infer"),
-        gpu=gpus("infer"),
+        mem_mb=mem_mb("utility"),
+        runtime=runtime("utility"),
+        gpu=gpus("utility"),
     params:
         cfg=utility_cfg,
         code=code("utility.py", "utility", "models"),
@@ -84,9 +84,9 @@ rule block_mope:
         ENV
     threads: CFG.resources.threads
     resources:
-        mem_mb=mem_mb("infer"),
-        runtime=runtime("infer"),
-        gpu=gpus("infer"),
+        mem_mb=mem_mb("block_mope"),
+        runtime=runtime("block_mope"),
+        gpu=gpus("block_mope"),
     params:
         cfg=blocks_cfg,
         code=code("block_mope.py", "blocks", "models"),

@@ -32,9 +32,9 @@ rule pretrain_base:
         ENV
     threads: CFG.resources.threads
     resources:
-        mem_mb=mem_mb("train"),
-        runtime=runtime("train"),
-        gpu=gpus("train"),
+        mem_mb=mem_mb("pretrain_base"),
+        runtime=runtime("pretrain_base"),
+        gpu=gpus("pretrain_base"),
     params:
         cfg=pretrain_cfg,
         code=code("pretrain_base.py", "models", "training", "checkpoint"),

@@ -15,9 +15,9 @@ rule train_teacher:
         ENV
     threads: CFG.resources.threads
     resources:
-        mem_mb=mem_mb("train"),
-        runtime=runtime("train"),
-        gpu=gpus("train"),
+        mem_mb=mem_mb("train_teacher"),
+        runtime=runtime("train_teacher"),
+        gpu=gpus("train_teacher"),
     params:
         cfg=teacher_cfg,
         code=code("train_teacher.py", "models", "training", "checkpoint"),
@@ -41,9 +41,9 @@ rule train_student:
         ENV
     threads: CFG.resources.threads
     resources:
-        mem_mb=mem_mb("train"),
-        runtime=runtime("train"),
-        gpu=gpus("train"),
+        mem_mb=mem_mb("train_student"),
+        runtime=runtime("train_student"),
+        gpu=gpus("train_student"),
     params:
         cfg=student_cfg,
         code=code("train_student.py", "models", "training", "distillation", "checkpoint"),
@@ -65,9 +65,9 @@ rule train_init:
         ENV
     threads: CFG.resources.threads
     resources:
-        mem_mb=mem_mb("train"),
-        runtime=runtime("train"),
-        gpu=gpus("train"),
+        mem_mb=mem_mb("train_init"),
+        runtime=runtime("train_init"),
+        gpu=gpus("train_init"),
     params:
         cfg=init_cfg,
         code=code("train_student.py", "models", "training", "distillation", "checkpoint"),
@@ -90,9 +90,9 @@ rule generate_teacher:
         ENV
     threads: CFG.resources.threads
     resources:
-        mem_mb=mem_mb("infer"),
-        runtime=runtime("infer"),
-        gpu=gpus("infer"),
+        mem_mb=mem_mb("generate_teacher"),
+        runtime=runtime("generate_teacher"),
+        gpu=gpus("generate_teacher"),
     params:
         cfg=teacher_generation_cfg,
         code=code("generate_teacher.py", "distillation"),

@@ -1,0 +1,296 @@
+"""Job resources from the models a job holds and the work it does: host memory, GPU memory and wall time.
+
+The sizing rule (README "Sizing"), per job:
+
+- **Bytes per parameter**, by how a model is held: trained in full 16 (fp32 weights, gradients and AdamW's
+  two moments); frozen, by its dtype: 4 (float32), 2 (bfloat16, float16), 1 (8bit), 0.5 (4bit). A LoRA-trained
+  model is its frozen base (by dtype, or its QLoRA quantization) plus an adapter of ~1% of the parameters
+  trained in full.
+- **GPU memory** = the held models + activations (20% + 2 GB). It must fit ``resources.gpu_mem_gb`` times the
+  job's GPUs; a config that cannot fit is reported at planning (:func:`warnings`).
+- **Host memory** (``mem_mb``): a GPU job holds one model's weights at a time while loading them, plus 8 GB of
+  data and runtime; a CPU job holds everything (as on the GPU) plus 2 GB.
+- **Wall time** (``runtime``, minutes) = ``resources.runtime_min`` + 2 x FLOPs / throughput. FLOPs per token:
+  6N trained in full, 4N trained with LoRA (no weight gradients of the frozen base), 2N forward only;
+  tokens = examples x ``max_length`` (an upper bound). Throughput: ``resources.gpu_tflops`` (achieved, not
+  peak) per GPU, ``resources.cpu_gflops`` on the CPU; batched decoding runs at a quarter of it (memory-bound).
+- A **retry** (``attempt`` 2, 3, ...) asks for 50% more memory and time each time, capped at
+  ``resources.max_mem_mb`` / ``resources.max_runtime_min`` (what a node and a partition offer).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+BYTES = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0, "8bit": 1.0, "4bit": 0.5}
+TRAINED_BYTES = 16.0
+LORA_FRACTION = 0.01
+DECODE_EFFICIENCY = 0.25  # batched KV-cache decoding is memory-bound: ~a quarter of dense throughput
+SAFETY = 2.0
+GROWTH = 0.5
+
+
+@dataclass(frozen=True)
+class Held:
+    """One model a job holds: its parameters, how it trains (``None`` = frozen, ``full``, ``lora``) and its
+    storage (a dtype, or a quantization)."""
+
+    n_params: float
+    train: str | None = None
+    storage: str = "float32"
+
+    @property
+    def bytes(self) -> float:
+        if self.train == "full":
+            return TRAINED_BYTES * self.n_params
+        frozen = BYTES[self.storage] * self.n_params
+        if self.train == "lora":
+            return frozen + TRAINED_BYTES * LORA_FRACTION * self.n_params
+        return frozen
+
+    @property
+    def load_bytes(self) -> float:
+        """Host bytes while loading: the weights in their storage dtype (a trained model loads in fp32)."""
+        return (4.0 if self.train == "full" else BYTES[self.storage]) * self.n_params
+
+
+@dataclass
+class Work:
+    """What a job does: the models it holds, and its FLOPs by kind (dense passes vs token-by-token decoding)."""
+
+    held: list[Held]
+    flops: float = 0.0
+    decode_flops: float = 0.0
+    gpus: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def train(self, model: Held, tokens: float) -> Work:
+        """A trained model's forward and backward over ``tokens``."""
+        self.flops += (6.0 if model.train == "full" else 4.0) * model.n_params * tokens
+        return self
+
+    def forward(self, model: Held, tokens: float) -> Work:
+        self.flops += 2.0 * model.n_params * tokens
+        return self
+
+    def decode(self, model: Held, tokens: float) -> Work:
+        self.decode_flops += 2.0 * model.n_params * tokens
+        return self
+
+    def gpu_gb(self) -> float:
+        return 1.2 * sum(m.bytes for m in self.held) / 1e9 + 2.0
+
+
+def host_mem_mb(work: Work, mem_mb_min: int) -> int:
+    if work.gpus > 0:
+        held = 8000 + max((m.load_bytes for m in work.held), default=0.0) / 1e6
+    else:
+        held = 2000 + 1000 * work.gpu_gb()
+    return int(max(mem_mb_min, math.ceil(held)))
+
+
+def runtime_min(work: Work, runtime_floor: int, gpu_tflops: float, cpu_gflops: float) -> int:
+    per_second = gpu_tflops * 1e12 * work.gpus if work.gpus > 0 else cpu_gflops * 1e9
+    seconds = (work.flops + work.decode_flops / DECODE_EFFICIENCY) / per_second
+    return int(math.ceil(runtime_floor + SAFETY * seconds / 60.0))
+
+
+def grown(value: int, attempt: int, cap: int) -> int:
+    """``value`` for retry ``attempt`` (1 = first try): +50% per retry, never above ``cap``."""
+    return int(min(cap, math.ceil(value * (1.0 + GROWTH * (max(1, int(attempt)) - 1)))))
+
+
+def request(work: Work, res, attempt: int = 1) -> dict[str, int]:
+    """``{"mem_mb", "runtime"}`` for ``work`` under the config's ``resources`` section."""
+    mem = host_mem_mb(work, res.mem_mb_min)
+    minutes = runtime_min(work, res.runtime_min, res.gpu_tflops, res.cpu_gflops)
+    return {
+        "mem_mb": grown(mem, attempt, res.max_mem_mb),
+        "runtime": grown(minutes, attempt, res.max_runtime_min),
+    }
+
+
+def warnings(name: str, work: Work, res) -> list[str]:
+    """Why ``work`` will not run as configured: GPU memory or wall time beyond what a node offers."""
+    out = []
+    if work.gpus > 0 and work.gpu_gb() > res.gpu_mem_gb * work.gpus:
+        out.append(
+            f"{name}: needs ~{work.gpu_gb():.0f} GB of GPU memory, more than {work.gpus} x "
+            f"resources.gpu_mem_gb ({res.gpu_mem_gb:g} GB): use LoRA/QLoRA, a quantized frozen teacher, more "
+            "GPUs (resources.train_gpus) or larger GPUs"
+        )
+    minutes = runtime_min(work, res.runtime_min, res.gpu_tflops, res.cpu_gflops)
+    if minutes > res.max_runtime_min:
+        out.append(
+            f"{name}: estimated {minutes / 60:.0f} h, capped at resources.max_runtime_min ({res.max_runtime_min} "
+            "min): checkpointing lets a timed-out training job resume, other jobs need fewer examples/passes"
+        )
+    mem = host_mem_mb(work, res.mem_mb_min)
+    if mem > res.max_mem_mb:
+        out.append(f"{name}: needs ~{mem / 1000:.0f} GB host memory, capped at resources.max_mem_mb")
+    return out
+
+
+# ------------------------------------------------------------------------------------------ workloads
+ON_POLICY = ("imitkd", "gkd", "minillm", "distillm")
+TRAIN_RULES = ("pretrain_base", "train_teacher", "train_init", "train_student")
+
+
+def pool_sizes(cfg) -> dict[str, float]:
+    """Examples per pool: exact split sizes for synthetic data, ``resources.pool_examples`` otherwise."""
+    split, data = cfg.data.split, cfg.data
+    if data.source == "synthetic":
+        rest = data.synthetic.n_examples - split.nonmember - split.dev
+        fixed = (split.private or 0) + (split.public or 0)
+        halves = (split.private is None) + (split.public is None)
+        half = (rest - fixed) / halves if halves else 0.0
+        private = split.private or half
+        public = split.public or half
+        pretrain = max(0.0, rest - private - public)
+    else:
+        private = split.private or cfg.resources.pool_examples
+        public = split.public or cfg.resources.pool_examples
+        pretrain = cfg.resources.pool_examples
+    return {"private": private, "public": public, "nonmember": split.nonmember, "dev": split.dev,
+            "pretrain": pretrain}
+
+
+def n_layers(family, base: str) -> int:
+    """Decoder blocks of a base: from its spec, ``n_layers``, a local directory's config.json, else 32."""
+    import json
+    import os
+
+    spec = family.bases[base]
+    if spec.from_scratch is not None:
+        return spec.from_scratch.n_layer
+    if spec.n_layers:
+        return spec.n_layers
+    path = os.path.join(os.path.expanduser(spec.name_or_path), "config.json")
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            conf = json.load(handle)
+        for key in ("num_hidden_layers", "n_layer", "num_layers"):
+            if isinstance(conf.get(key), int):
+                return conf[key]
+    return 32
+
+
+def _trained(family, base: str, lora) -> Held:
+    spec = family.bases[base]
+    if lora is None:
+        return Held(family.n_params(base), "full")
+    return Held(family.n_params(base), "lora", getattr(lora, "quantization", None) or spec.dtype)
+
+
+def _frozen_teacher(family) -> Held:
+    spec = family.bases[family.teacher.base]
+    return Held(family.n_params(family.teacher.base), None, family.teacher.quantization or spec.dtype)
+
+
+def _frozen(family, base: str) -> Held:
+    return Held(family.n_params(base), None, family.bases[base].dtype)
+
+
+def _eval_examples(cfg, caps=None) -> float:
+    sizes = pool_sizes(cfg)
+    ev = cfg.evaluation
+    members, nonmembers = caps or (ev.max_members, ev.max_nonmembers)
+    return min(members or math.inf, sizes["private"]) + min(nonmembers or math.inf, sizes["nonmember"])
+
+
+def work_for(cfg, rule: str, wildcards: dict) -> Work:
+    """The :class:`Work` of one job of ``rule`` with ``wildcards`` under the validated config ``cfg``."""
+    res, length = cfg.resources, cfg.data.max_length
+    new_tokens = length - cfg.data.max_prompt_length
+    gpus = (res.train_gpus if res.train_gpus is not None else res.gpu) if rule in TRAIN_RULES else res.gpu
+    sizes = pool_sizes(cfg)
+    family = cfg.families[wildcards["family"]]
+    model = wildcards.get("model") or wildcards.get("student")
+    if rule == "pretrain_base":
+        held = _trained(family, wildcards["base"], None)
+        tokens = sum(sizes[p] for p in family.pretrain.pools) * length * family.pretrain.train.epochs
+        return Work([held], gpus=gpus).train(held, tokens)
+    if rule == "train_teacher":
+        held = _trained(family, family.teacher.base, family.teacher.lora)
+        train = family.teacher.train
+        return Work([held], gpus=gpus).train(held, sizes["private"] * length * train.epochs).forward(
+            held, sizes["dev"] * length * train.epochs)
+    if rule == "train_init":
+        held = _trained(family, wildcards["base"], family.init.lora)
+        return Work([held], gpus=gpus).train(held, sizes["public"] * length * family.init.train.epochs)
+    if rule == "train_student":
+        student = family.all_students()[model][0]
+        held = _trained(family, student.base, student.lora)
+        tokens = sizes["public"] * length * student.train.epochs
+        work = Work([held], gpus=gpus).train(held, tokens).forward(held, sizes["dev"] * length * student.train.epochs)
+        teacher_needed = student.uses_teacher and not (student.method == "seqkd" and student.seqkd.loss == "ce")
+        if teacher_needed:
+            teacher = _frozen_teacher(family)
+            work.held.append(teacher)
+            work.forward(teacher, tokens)
+        if student.method in ON_POLICY:
+            generated = sizes["public"] * (student.generation.max_new_tokens or new_tokens) * student.train.epochs
+            work.decode(held, generated)
+            if student.method == "minillm":  # teacher-mixed sampling queries the teacher at every step
+                work.decode(_frozen_teacher(family), generated)
+        return work
+    if rule == "generate_teacher":
+        teacher = _frozen_teacher(family)
+        tokens = sizes["public"] * (family.teacher_generation.max_new_tokens or new_tokens)
+        return Work([teacher], gpus=gpus).decode(teacher, tokens)
+    base = _model_base(family, model, rule, wildcards)
+    held = _frozen(family, base) if base is not None else Held(1e9)
+    if rule == "score_reference" and wildcards.get("ref") == "external":
+        held = _external(cfg)
+    if rule in ("score_model", "score_reference"):
+        examples = _eval_examples(cfg) + min(cfg.evaluation.population.max_examples, sizes["dev"])
+        return Work([held], gpus=gpus).forward(held, examples * length)
+    if rule == "mope":
+        passes = cfg.attacks.mope.k + 1
+        return Work([held], gpus=gpus).forward(held, passes * _eval_examples(cfg) * length)
+    if rule == "block_mope":
+        blk = cfg.blocks
+        passes = n_layers(family, base) * blk.k * len(blk.sigmas) + 1
+        examples = _eval_examples(cfg, (blk.max_members, blk.max_nonmembers))
+        return Work([held], gpus=gpus).forward(held, passes * examples * length)
+    if rule == "memorization":
+        mem = cfg.memorization
+        examples = _eval_examples(cfg, (mem.max_members, mem.max_nonmembers))
+        work = Work([held], gpus=gpus).decode(held, examples * (mem.max_new_tokens or new_tokens))
+        if cfg.data.source == "synthetic":  # canary exposure: only the synthetic records carry secrets
+            work.forward(held, examples * mem.n_candidates * length)
+        return work
+    if rule == "utility":
+        examples = min(cfg.utility.max_examples or math.inf, sizes["dev"])
+        return Work([held], gpus=gpus).decode(held, examples * (cfg.utility.max_new_tokens or new_tokens))
+    raise ValueError(f"no sizing for rule {rule!r}")
+
+
+def _model_base(family, model: str | None, rule: str, wildcards: dict) -> str | None:
+    if rule == "score_reference":
+        return family.teacher.base
+    if model in (None, "teacher"):
+        return family.teacher.base
+    return family.all_students()[model][0].base
+
+
+def _external(cfg) -> Held:
+    ext = cfg.attacks.external_reference
+    if ext.family is not None:
+        fam = cfg.families[ext.family]
+        return _frozen(fam, ext.base)
+    return Held(ext.n_params or 1e9, None, ext.dtype)
+
+
+def plan_warnings(cfg) -> list[str]:
+    """:func:`warnings` of every training and teacher-generation job of ``cfg`` (one seed suffices)."""
+    out = []
+    for name, family in cfg.families.items():
+        wc = {"family": name, "seed": str(cfg.seeds[0])}
+        jobs = [("train_teacher", wc)] + [("train_student", {**wc, "student": s}) for s in family.all_students()]
+        jobs += [("block_mope", {**wc, "model": "teacher"})] if cfg.blocks.enabled else []
+        for rule, wildcards in jobs:
+            label = f"families.{name}: {rule}" + (f" {wildcards['student']}" if "student" in wildcards else "")
+            out += warnings(label, work_for(cfg, rule, wildcards), cfg.resources)
+    return out
