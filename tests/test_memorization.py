@@ -13,15 +13,6 @@ from kdprivacy.encoding import Encoded, collate
 PAD, EOS, VOCAB = 0, 1, 50
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread (and do not fight parallel jobs for the 2 cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_model(seed=0, n_embd=32, vocab=VOCAB, eos=EOS, pad=PAD):
     torch.manual_seed(seed)
     config = GPT2Config(vocab_size=vocab, n_layer=2, n_embd=n_embd, n_head=2, n_positions=256,
