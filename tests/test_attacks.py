@@ -134,14 +134,6 @@ from kdprivacy import data, encoding, models, scoring  # noqa: E402
 MAX_LEN, MAX_PROMPT = 96, 48
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def frames():
     raw = data.generate_synthetic(60, seed=3)

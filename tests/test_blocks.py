@@ -12,14 +12,6 @@ from kdprivacy.encoding import Encoded
 VOCAB, PAD, EOS, N_LAYER = 40, 0, 1, 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def build(arch: str):
     torch.manual_seed(0)
     ids = {"vocab_size": VOCAB, "pad_token_id": PAD, "eos_token_id": EOS, "bos_token_id": EOS}

@@ -15,7 +15,6 @@ from kdprivacy.encoding import Encoded, encode_frame
 import toy
 
 LOG = logging.getLogger("test")
-pytestmark = pytest.mark.usefixtures("one_thread")
 POOL_SIZES = {"private": 16, "nonmember": 8, "public": 16, "dev": 8, "pretrain": 8}
 SPEC = {"arch": "gpt2", "n_layer": 2, "d_model": 32, "n_head": 4}
 MAX_LENGTH, MAX_PROMPT = 96, 48

@@ -12,14 +12,6 @@ WORDS = "river stone apple quiet lamp orbit violet seven marble cloud tiger pape
 SPEC = {"arch": "gpt2", "n_layer": 2, "d_model": 32, "n_head": 4}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tokenizer():
     texts = [" ".join(WORDS[(i * 7 + j) % len(WORDS)] for j in range(12)) for i in range(60)]

@@ -21,7 +21,6 @@ import toy
 
 pytest.importorskip("peft")
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 POOL_SIZES = {"private": 8, "nonmember": 4, "public": 8, "dev": 4, "pretrain": 8}
 MAX_LENGTH, MAX_PROMPT = 64, 40
 LORA = {"r": 4, "alpha": 16, "dropout": 0.1, "target_modules": None}

@@ -13,15 +13,6 @@ from kdprivacy.encoding import Encoded, collate
 PAD, EOS, VOCAB = 0, 1, 50
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread (and do not fight parallel jobs for the 2 cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_model(seed=0, n_embd=32, vocab=VOCAB, eos=EOS, pad=PAD):
     torch.manual_seed(seed)
     config = GPT2Config(vocab_size=vocab, n_layer=2, n_embd=n_embd, n_head=2, n_positions=256,
@@ -228,17 +219,47 @@ def test_canary_exposure_skips_with_reasons(tokenizer, caplog):
     assert out.n_candidates.tolist() == [5, 5, 0] and "secret in the prompt" in caplog.text
 
 
-def overfit(model, items, steps=150, lr=1e-2):
+N_CANDIDATES = 8  # canary candidates in the exposure assertions on the memorized model
+
+
+def response_margin(model, batch) -> float:
+    """The smallest lead, over all response positions (teacher-forced), of the reference token's logit over
+    every other token's. Positive: greedy decoding reproduces every response token by token; the lead keeps
+    it so under the rounding of another batching, padding, CPU kernel or thread count."""
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logits, targets, mask = encoding.shift_for_causal_lm(logits, batch["input_ids"], batch["response_mask"])
+    logits, targets = logits[mask.bool()], targets[mask.bool()][:, None]
+    lead = logits.gather(-1, targets)[:, 0] - logits.scatter(-1, targets, -math.inf).amax(-1)
+    return lead.min().item()
+
+
+def memorize(model, tokenizer, frame, items, lr=5e-3, max_steps=500, margin=1.0, check_every=5):
+    """Full-batch Adam on prompt + response tokens until the records are memorized: every response token
+    leads by ``margin`` logits (so greedy decoding reproduces the responses) and every true secret outranks
+    its ``N_CANDIDATES`` canary candidates. How many steps that takes depends on floating-point rounding
+    (CPU kernels, thread count) -- a fixed step count and a loss threshold made this flaky (issue #20); the
+    property does not. Returns the model (eval mode) and the number of steps."""
     batch = collate(items, model.config.pad_token_id)
     labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(steps):
+    lead = -math.inf
+    for step in range(1, max_steps + 1):
+        model.train()
         loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return model.eval(), loss.item()
+        if step % check_every:
+            continue
+        model.eval()
+        lead = response_margin(model, batch)
+        if lead >= margin:
+            ranks = memorization.canary_exposure(model, tokenizer, frame, N_CANDIDATES, 0, 3, 160, 64,
+                                                 include_in_prompt=True).secret_rank
+            if (ranks == 1.0).all():
+                return model, step
+    pytest.fail(f"not memorized after {max_steps} steps: response margin {lead:.3f} (wanted {margin})")
 
 
 @pytest.fixture(scope="module")
@@ -248,8 +269,11 @@ def memorized(tokenizer):
     items = encoding.encode_frame(tokenizer, frame, 160, 64)
     model = tiny_model(seed=0, n_embd=64, vocab=len(tokenizer), eos=tokenizer.eos_token_id,
                        pad=tokenizer.pad_token_id)
-    model, loss = overfit(model, items)
-    assert loss < 0.05
+    model, _ = memorize(model, tokenizer, frame, items)
+    longest = max(len(item.response_ids) for item in items)
+    generated = memorization.greedy_generate(model, items, longest, 3, tokenizer.pad_token_id,
+                                             tokenizer.eos_token_id)
+    assert generated == [list(item.response_ids) for item in items]  # what the tests below build on
     return model, frame
 
 
@@ -264,7 +288,7 @@ def test_memorized_records_every_metric(memorized, tokenizer, monkeypatch):
 
     monkeypatch.setattr(memorization, "greedy_generate", counting)
     table = memorization.memorization_table(model, tokenizer, frame, k=4, batch_size=3, max_length=160,
-                                            max_prompt_length=64, n_candidates=8, candidate_seed=0)
+                                            max_prompt_length=64, n_candidates=N_CANDIDATES, candidate_seed=0)
     items = encoding.encode_frame(tokenizer, frame, 160, 64)
     longest = max(len(item.response_ids) for item in items)
     assert calls == [longest]  # one greedy pass, long enough for the whole responses
@@ -280,12 +304,12 @@ def test_memorized_records_every_metric(memorized, tokenizer, monkeypatch):
     assert table.secret_in_prompt.tolist() == [False, False, True]
     assert table.secret_in_reference.tolist() == [True, True, True]
     # m2's secret is in its context: exposure only as an explicit positive control
-    assert table.n_candidates.tolist() == [8, 8, 0]
+    assert table.n_candidates.tolist() == [N_CANDIDATES, N_CANDIDATES, 0]
     assert table.secret_rank.tolist()[:2] == [1.0, 1.0] and np.isnan(table.secret_rank[2])
-    assert table.exposure.to_numpy()[:2] == pytest.approx([math.log2(9)] * 2)
-    control = memorization.canary_exposure(model, tokenizer, frame.iloc[2:], 8, 0, 3, 160, 64,
+    assert table.exposure.to_numpy()[:2] == pytest.approx([math.log2(N_CANDIDATES + 1)] * 2)
+    control = memorization.canary_exposure(model, tokenizer, frame.iloc[2:], N_CANDIDATES, 0, 3, 160, 64,
                                            include_in_prompt=True)
-    assert control.secret_rank.tolist() == [1.0] and control.n_candidates.tolist() == [8]
+    assert control.secret_rank.tolist() == [1.0] and control.n_candidates.tolist() == [N_CANDIDATES]
 
 
 def test_prefix_of_long_generation_equals_k_generation(memorized, tokenizer):

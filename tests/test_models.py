@@ -22,14 +22,6 @@ def _texts(n: int = 60, seed: int = 0) -> list[str]:
     ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tokenizer():
     return models.train_tokenizer(_texts(), vocab_size=320)

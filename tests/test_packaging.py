@@ -30,3 +30,11 @@ def test_readme_commands_exist():
     for target in ("demo", "test"):
         assert f"make {target}" in readme and f"\n{target}:" in makefile
     assert "make test" in (REPO / ".ci" / "run").read_text()
+
+
+def test_ci_runs_the_unit_tests_at_two_thread_counts():
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "set -euo pipefail" in ci
+    assert "OMP_NUM_THREADS=$cores make test" in ci
+    assert 'OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 .venv/bin/python -m pytest -q -m "not workflow"' in ci
+    assert ci.index("make test") < ci.index("OMP_NUM_THREADS=1 ")

@@ -13,14 +13,6 @@ from kdprivacy.encoding import Encoded
 V = 50
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def gpt2(n_layer=2):
     torch.manual_seed(0)
     return GPT2LMHeadModel(

@@ -23,7 +23,6 @@ pytest.importorskip("bitsandbytes")
 pytest.importorskip("accelerate")
 pytest.importorskip("peft")  # the KD test trains a LoRA student
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 POOL_SIZES = {"private": 8, "nonmember": 4, "public": 8, "dev": 4, "pretrain": 8}
 MAX_LENGTH, MAX_PROMPT = 64, 40
 

@@ -1,5 +1,5 @@
 """Preemption: a training job killed midway and rerun resumes from its checkpoint and ends with exactly the
-weights (and history) of an uninterrupted run (deterministic CPU runs, one thread)."""
+weights (and history) of an uninterrupted run (CPU runs are deterministic at a fixed thread count)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from kdprivacy.encoding import encode_frame
 import toy
 
 LOG = logging.getLogger("test")
-pytestmark = pytest.mark.usefixtures("one_thread")
 POOL_SIZES = {"private": 12, "nonmember": 4, "public": 12, "dev": 6, "pretrain": 8}
 SPEC = {"arch": "gpt2", "n_layer": 1, "d_model": 32, "n_head": 4, "dropout": 0.1}  # dropout: RNG must resume too
 MAX_LENGTH, MAX_PROMPT = 64, 40

@@ -19,7 +19,6 @@ from kdprivacy.encoding import collate, encode_frame
 import toy
 
 LOG = logging.getLogger("test")
-pytestmark = pytest.mark.usefixtures("one_thread")
 POOL_SIZES = {"private": 16, "nonmember": 16, "public": 16, "dev": 8, "pretrain": 16}
 SPEC = {"arch": "gpt2", "n_layer": 2, "d_model": 64, "n_head": 4}
 REPO = Path(__file__).resolve().parents[1]

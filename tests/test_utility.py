@@ -9,14 +9,6 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from kdprivacy import memorization, models, utility
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ------------------------------------------------------------------------------------ tokenization / LCS
 def test_rouge_tokenize_rules():
     # lower-case; every run of non [a-z0-9] characters splits; non-ASCII letters dropped
