@@ -86,6 +86,8 @@ PY
 
 echo "== smoke config (spine) through the SLURM executor in $work"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+# The GPU is fake (no CUDA): jobs given one would stop (runtime.check_gpus); run them on the CPU on purpose.
+export KDPRIVACY_DEVICE=cpu
 timeout 2400 "$py" -m snakemake -s "$repo/Snakefile" -d "$work" --configfile "$cfg" \
   --profile "$profile" --executor slurm --jobs 2 \
   --slurm-status-command squeue --slurm-init-seconds-before-status-checks 10 \

@@ -131,6 +131,30 @@ class FromScratch(Strict):
         return self
 
 
+MODEL_REF_KEYS = ("name_or_path", "revision", "dtype", "trust_remote_code", "quantization")
+
+
+def model_ref(
+    name_or_path: str,
+    revision: str | None = None,
+    dtype: str = "float32",
+    trust_remote_code: bool = False,
+    quantization: str | None = None,
+) -> dict[str, Any]:
+    """How a job loads a model: the one dict shape ``kdprivacy.models.load_base`` takes (every key present).
+
+    Every rule builds its model refs through this function (``Base.ref``, ``ExternalReference.ref``), so a
+    config-only field such as ``n_params`` can never reach the loader.
+    """
+    return {
+        "name_or_path": str(name_or_path),
+        "revision": revision,
+        "dtype": dtype,
+        "trust_remote_code": bool(trust_remote_code),
+        "quantization": quantization,
+    }
+
+
 class Base(Strict):
     """A base model: either built from scratch (tiny, offline) or a hub name / local path."""
 
@@ -148,6 +172,12 @@ class Base(Strict):
         if (self.from_scratch is None) == (self.name_or_path is None):
             raise ValueError("give exactly one of from_scratch or name_or_path")
         return self
+
+    def ref(self, built_dir: str) -> dict[str, Any]:
+        """The model ref of this base; ``built_dir`` is where the workflow writes a from-scratch base."""
+        if self.from_scratch is not None:
+            return model_ref(built_dir)
+        return model_ref(self.name_or_path, self.revision, self.dtype, self.trust_remote_code)
 
 
 class TokenizerTrain(Strict):
@@ -429,6 +459,12 @@ class ExternalReference(Strict):
         if (self.name_or_path is None) == (self.family is None or self.base is None):
             raise ValueError("give either name_or_path, or family and base")
         return self
+
+    def ref(self) -> dict[str, Any]:
+        """The model ref of a ``name_or_path`` reference (a ``family``/``base`` one uses that base's ref)."""
+        if self.name_or_path is None:
+            raise ValueError("external reference names a workflow base: use that base's ref")
+        return model_ref(self.name_or_path, self.revision, self.dtype, self.trust_remote_code)
 
 
 class RMIA(Strict):

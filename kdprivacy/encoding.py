@@ -7,6 +7,8 @@ Conventions every consumer relies on:
   position ``t`` predict token ``t + 1``, so per-token targets are ``input_ids[:, 1:]`` with mask
   ``response_mask[:, 1:]`` against ``logits[:, :-1]`` (see :func:`shift_for_causal_lm`).
 - Training/scoring batches are right-padded; generation batches are left-padded.
+- A prompt starts with whatever the tokenizer itself puts in front of a text (LLaMA's ``<s>``, OPT's
+  ``</s>``; nothing for GPT-2 or the workflow's own tokenizers): pretrained checkpoints were trained with it.
 """
 
 from __future__ import annotations
@@ -49,17 +51,38 @@ class Encoded:
         return len(self.prompt_ids) + len(self.response_ids)
 
 
+def special_prefix(tokenizer) -> tuple[int, ...]:
+    """The ids a tokenizer puts in front of every text by default (its BOS, if it adds one), else ``()``."""
+    cached = getattr(tokenizer, "_kdprivacy_prefix", None)
+    if cached is None:
+        plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+        full = tokenizer("a")["input_ids"]
+        n = len(full) - len(plain)
+        cached = tuple(full[:n]) if n > 0 and list(full[n:n + len(plain)]) == list(plain) else ()
+        try:
+            tokenizer._kdprivacy_prefix = cached
+        except AttributeError:  # a tokenizer that refuses attributes is asked again next time
+            pass
+    return cached
+
+
 def encode_example(
     tokenizer, example_id: str, prompt: str, response: str, max_length: int, max_prompt_length: int
 ) -> Encoded:
     """Tokenize prompt and response separately so the response boundary is exact.
 
-    The prompt keeps its *last* ``max_prompt_length`` tokens, so the ``### Response:`` marker always
-    survives truncation; the response (with EOS) is cut to fit ``max_length``.
+    The prompt is the tokenizer's :func:`special_prefix` (its BOS) plus the *last* prompt tokens that fit in
+    ``max_prompt_length``, so the ``### Response:`` marker always survives truncation; the response (with
+    EOS) is cut to fit ``max_length``.
     """
     if max_prompt_length >= max_length:
         raise ValueError(f"max_prompt_length ({max_prompt_length}) must be < max_length ({max_length})")
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"][-max_prompt_length:]
+    prefix = special_prefix(tokenizer)
+    if len(prefix) >= max_prompt_length:
+        raise ValueError(f"max_prompt_length ({max_prompt_length}) leaves no room after the tokenizer's "
+                         f"{len(prefix)} leading special token(s)")
+    text_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    prompt_ids = list(prefix) + text_ids[max(0, len(text_ids) - (max_prompt_length - len(prefix))):]
     response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     response_ids = response_ids[: max_length - len(prompt_ids)]
     return Encoded(example_id, tuple(prompt_ids), tuple(response_ids))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
 import warnings
@@ -29,13 +30,15 @@ from pathlib import Path
 
 import torch
 
+from kdprivacy.config import MODEL_REF_KEYS
+
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
 ARCHITECTURES = ("gpt2", "opt", "llama")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 QUANTIZATIONS = (None, "8bit", "4bit")
-MODEL_REF_KEYS = ("name_or_path", "revision", "dtype", "trust_remote_code", "quantization")
 ADAPTER_DIR = "adapter"
+log_ = logging.getLogger(__name__)
 LORA_DEFAULTS = {"r": 16, "alpha": 64, "dropout": 0.1, "target_modules": None}
 
 
@@ -249,6 +252,11 @@ def load_model(
     if qconfig is None and device.type != "cpu":
         model.to(device)
     model.eval()
+    log_.info(
+        "loaded %s: %s, %.3g parameters, dtype %s, device %s, quantization %s", name_or_path,
+        type(model).__name__, sum(p.numel() for p in model.parameters()), next(model.parameters()).dtype, device,
+        quantization,
+    )
     return model
 
 

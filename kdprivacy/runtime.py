@@ -43,8 +43,53 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(max(1, int(threads)))
 
 
+class DeviceError(RuntimeError):
+    """A job was given GPUs it cannot use."""
+
+
+def torch_versions() -> dict[str, str | None]:
+    """torch, its CUDA runtime and cuDNN, and the visible GPUs (what a bug report needs)."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return {
+        "torch": torch.__version__,
+        "cuda_runtime": torch.version.cuda,
+        "cudnn": str(torch.backends.cudnn.version()) if cuda else None,
+        "gpus": ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())) if cuda else None,
+    }
+
+
+def check_gpus(requested: int) -> None:
+    """Stop a job given ``requested`` > 0 GPUs whose CUDA is unusable, instead of silently using the CPU.
+
+    ``$KDPRIVACY_DEVICE`` set (e.g. ``cpu``) is an explicit choice of device and skips the check.
+    """
+    if requested <= 0 or os.environ.get("KDPRIVACY_DEVICE"):
+        return
+    import torch
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if not torch.cuda.is_available():
+        why = ("this torch build has no CUDA" if torch.version.cuda is None
+               else f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no usable GPU: driver missing or "
+               "too old for this CUDA runtime, or no GPU visible")
+        raise DeviceError(
+            f"the job was given {requested} GPU(s) but CUDA is unusable: {why} (CUDA_VISIBLE_DEVICES={visible!r}). "
+            "Fix the node/driver/container (apptainer needs --nv), or set KDPRIVACY_DEVICE=cpu to run on the CPU "
+            "on purpose."
+        )
+    if torch.cuda.device_count() < requested:
+        raise DeviceError(f"the job was given {requested} GPU(s) but torch sees {torch.cuda.device_count()} "
+                          f"(CUDA_VISIBLE_DEVICES={visible!r})")
+
+
 def start(snakemake: Any) -> logging.Logger:
-    """Common start of a workflow script: logging into the rule's log, thread count, tqdm to the log."""
+    """Common start of a workflow script: logging into the rule's log, thread count, tqdm to the log.
+
+    A job with ``resources.gpu`` > 0 checks its GPUs first (:func:`check_gpus`) and logs torch, CUDA and the
+    device it runs on.
+    """
     log_path = snakemake.log[0] if len(snakemake.log) else None
     logger = setup_logging(log_path)
     set_threads(snakemake.threads)
@@ -52,4 +97,12 @@ def start(snakemake: Any) -> logging.Logger:
     scheduler = {k: os.environ[k] for k in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES") if k in os.environ}
     if scheduler:
         logger.info("environment: %s", " ".join(f"{k}={v}" for k, v in scheduler.items()))
+    declared = getattr(snakemake.resources, "gpu", None)  # heavy rules declare it (0 on CPU-only runs)
+    if declared is not None:
+        gpus = int(declared or 0)
+        check_gpus(gpus)
+        from kdprivacy.models import default_device
+
+        versions = " ".join(f"{k}={v}" for k, v in torch_versions().items() if v is not None)
+        logger.info("device %s (%d GPU(s) requested); %s", default_device(), gpus, versions)
     return logger

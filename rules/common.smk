@@ -2,7 +2,7 @@
 # Validation runs before any job: a bad config stops here with a message naming the key.
 import re
 
-from kdprivacy.config import SGO_PARAM, ConfigError, validate_config
+from kdprivacy.config import SGO_PARAM, ConfigError, model_ref, validate_config
 from kdprivacy.provenance import code_version
 
 try:
@@ -57,15 +57,7 @@ def base_dir(family, base):
 
 def base_ref(family, base):
     """How a job loads a base: the pretrained from-scratch directory, or the hub name/local path."""
-    spec = FAMILIES[family].bases[base]
-    if spec.from_scratch is not None:
-        return {
-            "name_or_path": base_dir(family, base),
-            "revision": None,
-            "dtype": "float32",
-            "trust_remote_code": False,
-        }
-    return {k: v for k, v in dump(spec).items() if k != "from_scratch"}
+    return FAMILIES[family].bases[base].ref(base_dir(family, base))
 
 
 def base_inputs(family, base):
@@ -247,9 +239,7 @@ def student_start(wildcards):
     s = student(wildcards)
     if s.init == "init":
         path = init_dir(wildcards.family, wildcards.seed, s.base)
-        return {"name_or_path": path, "revision": None, "dtype": "float32", "trust_remote_code": False}, [
-            path
-        ]
+        return model_ref(path), [path]
     return base_ref(wildcards.family, s.base), base_inputs(wildcards.family, s.base)
 
 
@@ -273,10 +263,7 @@ def student_generations_input(wildcards):
 
 def teacher_ref(family, seed):
     """The frozen teacher as KD and generation load it (optionally 8-/4-bit)."""
-    return {
-        "name_or_path": model_dir(family, seed, "teacher"),
-        "quantization": FAMILIES[family].teacher.quantization,
-    }
+    return model_ref(model_dir(family, seed, "teacher"), quantization=FAMILIES[family].teacher.quantization)
 
 
 def student_cfg(wildcards):
@@ -350,7 +337,7 @@ def reference_model(family, ref):
     ext = CFG.attacks.external_reference
     if ext.family is not None:
         return base_ref(ext.family, ext.base), base_inputs(ext.family, ext.base)
-    return {k: v for k, v in dump(ext).items() if k not in ("family", "base")}, []
+    return ext.ref(), []
 
 
 def reference_input(wildcards):

@@ -31,7 +31,7 @@ n_members = int((evaluation.label == 1).sum())
 log.info("evaluation set: %d members, %d non-members", n_members, len(evaluation) - n_members)
 
 if cfg.get("model"):
-    model, tokenizer = models.load_base({"dtype": cfg.get("dtype", "float32"), **cfg["model"]})
+    model, tokenizer = models.load_base(cfg["model"])
     source = cfg["model"]["name_or_path"]
 else:
     tokenizer = models.load_tokenizer(inp["model"])

@@ -53,8 +53,24 @@ def test_dockerfile_installs_the_package_dependencies():
     wanted = list(project["dependencies"]) + [
         d for d in project.get("optional-dependencies", {}).get("workflow", []) if d.startswith("snakemake>")
     ]
-    missing = [dep for dep in wanted if f'"{dep}"' not in text.replace(" ", "")]
+    missing = [dep for dep in wanted if f'"{dep}"' not in text.replace(" ", "") and not dep.startswith("torch")]
     assert not missing, f"containers/Dockerfile lacks {missing} (same specifier as pyproject.toml)"
+
+
+def test_dockerfile_torch_matches_the_image_cuda():
+    """torch is pinned inside pyproject's range and built for the base image's CUDA (checked at build too)."""
+    from packaging.requirements import Requirement
+
+    text = DOCKERFILE.read_text()
+    cuda = re.search(r"^FROM nvidia/cuda:(\d+)\.(\d+)\.", text, re.M)
+    pin = re.search(r'pip install "torch==([^"]+)" --index-url \S+/whl/cu(\d+)', text)
+    assert cuda and pin, "FROM nvidia/cuda:X.Y.Z and a pinned torch from a cuXYZ wheel index"
+    assert pin.group(2) == cuda.group(1) + cuda.group(2), (pin.group(2), cuda.groups())
+    assert f"startswith('{cuda.group(1)}.{cuda.group(2)}')" in text  # the build asserts the runtime
+    tomllib = pytest.importorskip("tomllib") if sys.version_info >= (3, 11) else pytest.importorskip("tomli")
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    torch_req = next(Requirement(d) for d in deps if Requirement(d).name == "torch")
+    assert pin.group(1) in torch_req.specifier, (pin.group(1), str(torch_req.specifier))
 
 
 # ------------------------------------------------------------------------------------------- profile
