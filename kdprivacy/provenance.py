@@ -10,6 +10,7 @@ import ast
 import functools
 import hashlib
 import importlib.metadata
+import json
 import os
 import platform
 import sys
@@ -96,6 +97,58 @@ def content_hash(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+HASH_CACHE = os.path.join(".snakemake", "kdprivacy-input-hashes.json")
+
+
+def _stats(root: Path) -> list[list]:
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    out = []
+    for file in files:
+        if file.name == "provenance.json":
+            continue
+        st = file.stat()
+        out.append([str(file.relative_to(root)) if file != root else file.name, st.st_size, st.st_mtime_ns])
+    return out
+
+
+def input_hash(path: str | os.PathLike, cache: str | os.PathLike | None = HASH_CACHE) -> str:
+    """:func:`content_hash` of a file or directory, recomputed only when a file's size or mtime changed.
+
+    The hashes of unchanged inputs come from ``cache`` (a JSON file in the working directory's
+    ``.snakemake``; None = no cache), so a multi-GB model directory is read once, not at every parse.
+    """
+    root = Path(path)
+    if not root.exists():
+        raise FileNotFoundError(f"input {str(path)!r} does not exist")
+    key = os.path.abspath(root)
+    stats = _stats(root)
+    entries: dict[str, Any] = {}
+    if cache is not None and os.path.isfile(cache):
+        try:
+            with open(cache, encoding="utf-8") as handle:
+                entries = json.load(handle)
+        except (OSError, ValueError):
+            entries = {}
+    hit = entries.get(key)
+    if isinstance(hit, dict) and hit.get("stats") == stats:
+        return hit["sha256"]
+    digest = content_hash(root)
+    if cache is not None:
+        entries[key] = {"stats": stats, "sha256": digest}
+        try:
+            io.write_json(cache, entries)
+        except OSError:
+            pass  # a read-only working directory only loses the cache
+    return digest
+
+
+def hub_commits(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """What ``download_hub`` resolved (name, type, requested revision, commit) from its ``downloads.json``."""
+    with open(path, encoding="utf-8") as handle:
+        entries = json.load(handle)
+    return [{k: e.get(k) for k in ("repo_id", "repo_type", "revision", "commit")} for e in entries]
+
+
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for dist in TRACKED_DISTRIBUTIONS:
@@ -121,11 +174,15 @@ def _flatten_inputs(inputs: dict[str, Any] | None) -> dict[str, str]:
 def record(
     params: dict[str, Any], inputs: dict[str, Any] | None = None, rule: str | None = None
 ) -> dict[str, Any]:
-    """The provenance of one artifact: its config subset, input hashes and software versions."""
+    """The provenance of one artifact: its config subset, input hashes (and, for hub models and data, the
+    commits they resolved to) and software versions."""
+    flat = _flatten_inputs(inputs)
+    hub = [e for p in flat.values() if Path(p).name == "downloads.json" for e in hub_commits(p)]
     return {
         "rule": rule,
         "params": params,
-        "inputs": {name: {"path": p, "sha256": content_hash(p)} for name, p in _flatten_inputs(inputs).items()},
+        "inputs": {name: {"path": p, "sha256": input_hash(p)} for name, p in flat.items()},
+        **({"hub": hub} if hub else {}),
         "packages": package_versions(),
         "platform": platform.platform(),
         "argv": sys.argv,

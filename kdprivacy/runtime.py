@@ -97,7 +97,7 @@ def start(snakemake: Any) -> logging.Logger:
     scheduler = {k: os.environ[k] for k in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES") if k in os.environ}
     if scheduler:
         logger.info("environment: %s", " ".join(f"{k}={v}" for k, v in scheduler.items()))
-    declared = getattr(snakemake.resources, "gpu", None)  # heavy rules declare it (0 on CPU-only runs)
+    declared = getattr(getattr(snakemake, "resources", None), "gpu", None)  # heavy rules declare it (0 on CPU)
     if declared is not None:
         gpus = int(declared or 0)
         check_gpus(gpus)

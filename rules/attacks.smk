@@ -46,6 +46,7 @@ rule score_reference:
         runtime=runtime("score_reference"),
         gpu=gpus("score_reference"),
     params:
+        sources=sources(reference_input),
         cfg=reference_scoring_cfg,
         code=code("score_model.py", "scoring", "models"),
     script:

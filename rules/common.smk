@@ -6,7 +6,7 @@ from snakemake.logging import logger
 
 from kdprivacy import hub, sizing
 from kdprivacy.config import SGO_PARAM, ConfigError, is_local, model_ref, validate_config
-from kdprivacy.provenance import code_version
+from kdprivacy.provenance import code_version, input_hash
 
 try:
     CFG = validate_config(config)
@@ -73,9 +73,22 @@ def base_ref(family, base):
 
 
 def model_inputs(name_or_path):
-    """What a job that loads ``name_or_path`` depends on: the local directory itself (content-hashed in the
-    provenance; a missing one stops the plan), or the hub download manifest."""
-    return [name_or_path] if is_local(name_or_path) else [DOWNLOADS]
+    """What a job that loads ``name_or_path`` depends on: the local directory itself (a missing one stops the
+    plan; its content hash is a param, see ``sources``), or the hub download manifest."""
+    return [os.path.normpath(os.path.expanduser(name_or_path))] if is_local(name_or_path) else [DOWNLOADS]
+
+
+def sources(input_fn):
+    """A param holding the content hash of every external input of a rule (local model directories, the data
+    file): Snakemake sees a directory's own mtime only, so editing weights in place would rerun nothing.
+    Hashes are cached by file size and mtime (kdprivacy.provenance.input_hash)."""
+
+    def fn(wildcards):
+        found = input_fn(wildcards)
+        paths = found.values() if isinstance(found, dict) else found
+        return {p: input_hash(p) for p in paths if not p.startswith(f"{R}/")}
+
+    return fn
 
 
 def base_inputs(family, base):
@@ -86,7 +99,7 @@ def base_inputs(family, base):
 def prepare_data_inputs(wildcards):
     """The data file (source file) or the hub download manifest (source hub); synthetic data has none."""
     if CFG.data.source == "file":
-        return {"data": CFG.data.file.path}
+        return {"data": os.path.normpath(os.path.expanduser(CFG.data.file.path))}
     return {"hub": DOWNLOADS} if hub.dataset_entries(CFG) else {}
 
 

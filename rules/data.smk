@@ -28,6 +28,7 @@ rule prepare_data:
     conda:
         ENV
     params:
+        sources=sources(prepare_data_inputs),
         cfg=data_source_cfg(),
         code=code("prepare_data.py", "data", "hub"),
     script:

@@ -19,6 +19,7 @@ rule train_teacher:
         runtime=runtime("train_teacher"),
         gpu=gpus("train_teacher"),
     params:
+        sources=sources(teacher_base_input),
         cfg=teacher_cfg,
         code=code("train_teacher.py", "models", "training", "checkpoint"),
     script:
@@ -45,6 +46,7 @@ rule train_student:
         runtime=runtime("train_student"),
         gpu=gpus("train_student"),
     params:
+        sources=sources(student_base_input),
         cfg=student_cfg,
         code=code("train_student.py", "models", "training", "distillation", "checkpoint"),
     script:
@@ -69,6 +71,7 @@ rule train_init:
         runtime=runtime("train_init"),
         gpu=gpus("train_init"),
     params:
+        sources=sources(init_base_input),
         cfg=init_cfg,
         code=code("train_student.py", "models", "training", "distillation", "checkpoint"),
     script:
