@@ -19,6 +19,7 @@ Name = Annotated[str, Field(pattern=NAME)]
 PosInt = Annotated[int, Field(ge=1)]
 PosFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
+Precision = Literal["fp32", "bf16", "fp16"]
 
 
 class ConfigError(ValueError):
@@ -105,6 +106,15 @@ class Train(Strict):
     # Preemption safety: a killed job resumes from <output>.resume when rerun. Does not change results.
     checkpoint_every_steps: Annotated[int, Field(ge=0)] = Field(0, description="0 = at epoch ends only")
     checkpoint_every_minutes: Annotated[float, Field(ge=0)] = Field(0.0, description="0 = off")
+    precision: Precision = Field(
+        "fp32",
+        description="compute precision of every training step's forward and loss (teacher forward included): "
+        "fp32 = no autocast; bf16 / fp16 = torch.autocast (fp16 with a dynamic loss scale); master weights "
+        "and AdamW state stay float32 either way",
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in the backward pass (less memory, slower, same results)"
+    )
 
 
 class Lora(Strict):

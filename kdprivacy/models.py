@@ -37,6 +37,7 @@ PAD_TOKEN = "<|pad|>"
 ARCHITECTURES = ("gpt2", "opt", "llama")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 QUANTIZATIONS = (None, "8bit", "4bit")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # precision -> autocast dtype
 ADAPTER_DIR = "adapter"
 log_ = logging.getLogger(__name__)
 LORA_DEFAULTS = {"r": 16, "alpha": 64, "dropout": 0.1, "target_modules": None}
@@ -187,6 +188,22 @@ def default_device() -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device("cpu")
+
+
+def autocast(precision: str, device: str | torch.device) -> contextlib.AbstractContextManager:
+    """The compute context of a ``precision``: ``"fp32"`` -> no context at all (plain float32, bit-identical
+    to code without it); ``"bf16"`` / ``"fp16"`` -> ``torch.autocast`` on ``device``'s type (CUDA or CPU)
+    with that dtype: matmuls run in 16 bit, weights stay as stored. Enter it around forwards and losses
+    only (never around ``backward``); log-probabilities are taken from ``logits.float()`` throughout."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    device_type = torch.device(device).type
+    if device_type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        raise ValueError("precision bf16: this GPU has no bfloat16 support (pre-Ampere); use fp16 or fp32")
+    return torch.autocast(device_type=device_type, dtype=dtype)
 
 
 def quantization_config(quantization: str | None, dtype: str = "float32"):
@@ -423,6 +440,31 @@ def save_adapter(config, state: dict, out_dir) -> None:
     out.mkdir(parents=True, exist_ok=True)
     config.save_pretrained(str(out))
     save_file(state, str(out / "adapter_model.safetensors"), metadata={"format": "pt"})
+
+
+def set_gradient_checkpointing(model, enabled: bool) -> None:
+    """Turn transformers' activation (gradient) checkpointing of ``model`` on (non-reentrant
+    ``torch.utils.checkpoint``) or off. While on, the input embeddings' outputs require grad (peft's recipe
+    for a frozen base under LoRA); turning it off removes that hook again. Results do not change: the
+    recomputed forward replays the same RNG state (dropout)."""
+    hf = model.get_base_model() if is_lora(model) else model
+    if not getattr(hf, "supports_gradient_checkpointing", False):
+        raise ValueError(f"train.gradient_checkpointing: {type(hf).__name__} does not support it")
+    kwargs = {"use_reentrant": False}
+    if enabled:
+        if hasattr(hf, "activation_checkpointing_enable"):  # transformers >= 5.x; the old name is deprecated
+            hf.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        # transformers adds the input-grad hook itself when it enables checkpointing: never add it twice
+        if not (getattr(hf, "_require_grads_hooks", None) or getattr(hf, "_require_grads_hook", None)):
+            hf.enable_input_require_grads()
+    else:
+        if hasattr(hf, "activation_checkpointing_disable"):
+            hf.activation_checkpointing_disable()
+        else:
+            hf.gradient_checkpointing_disable()
+        hf.disable_input_require_grads()
 
 
 def save_model(model, tokenizer, out_dir) -> None:
