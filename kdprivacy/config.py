@@ -459,6 +459,12 @@ class Evaluation(Strict):
     sample_seed: int = 0
     batch_size: PosInt = 32
     population: Population = Population()
+    precision: Precision = Field(
+        "fp32",
+        description="compute precision of the scoring forward passes (score_model, score_reference, mope, "
+        "block_mope): fp32 = no autocast; bf16 / fp16 = torch.autocast, log-probabilities still taken in "
+        "float32",
+    )
 
 
 ATTACK_NAMES = ("loss", "min_k", "min_k_pp", "zlib", "ref_external", "ref_pretrained", "ref_nokd", "mope", "rmia")

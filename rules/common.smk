@@ -352,6 +352,7 @@ def scoring_cfg(wildcards=None):
         "sample_seed": ev.sample_seed,
         "population": dump(ev.population),
         "short_tokens": att.short_tokens,
+        "precision": ev.precision,
         **data_lengths(),
     }
 
@@ -387,6 +388,7 @@ def mope_cfg(wildcards):
         "max_nonmembers": ev.max_nonmembers,
         "sample_seed": ev.sample_seed,
         "block": None,
+        "precision": ev.precision,
         **data_lengths(),
     }
 
@@ -497,6 +499,7 @@ def blocks_cfg(wildcards):
         "batch_size": blk.batch_size or CFG.evaluation.batch_size,
         "sample_seed": CFG.evaluation.sample_seed,
         "bootstrap_seed": CFG.attacks.bootstrap_seed,
+        "precision": CFG.evaluation.precision,
         **data_lengths(),
     }
 
