@@ -183,7 +183,13 @@ class Base(Strict):
     from_scratch: FromScratch | None = None
     name_or_path: str | None = None
     revision: str | None = None
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32",
+        description="storage dtype of a name_or_path base: loaded in it where used frozen (ref_pretrained); "
+        "the models trained from it (teacher, init, students) train with float32 master weights "
+        "(train.precision sets the compute) and their checkpoints are saved in it (bfloat16/float16: half "
+        "the disk). from_scratch bases are float32",
+    )
     trust_remote_code: bool = False
     n_params: PosFloat | None = Field(
         None, description="approximate parameter count of a hub model (e.g. 1.5e9); sizes job resources"

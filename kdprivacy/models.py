@@ -15,6 +15,9 @@
   (``adapter_config.json`` without ``config.json``): it loads the base named there and merges.
 - Device: models are loaded onto :func:`default_device` (``$KDPRIVACY_DEVICE``, else ``cuda:$LOCAL_RANK``
   when CUDA is available, else the CPU).
+- Precision: :func:`autocast` is the compute context of ``train.precision`` / ``evaluation.precision``
+  (fp32 = none; bf16 / fp16 = ``torch.autocast`` on the model's device type, CPU included). Trained models
+  keep float32 weights while training; :func:`to_dtype` casts the final one to its base's storage dtype.
 """
 
 from __future__ import annotations
@@ -204,6 +207,19 @@ def autocast(precision: str, device: str | torch.device) -> contextlib.AbstractC
     if device_type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
         raise ValueError("precision bf16: this GPU has no bfloat16 support (pre-Ampere); use fp16 or fp32")
     return torch.autocast(device_type=device_type, dtype=dtype)
+
+
+def to_dtype(model, dtype: str | None):
+    """``model`` with its floating-point weights cast to ``dtype`` (``float32`` | ``bfloat16`` | ``float16``;
+    None = float32), in place; a model already in that dtype is returned untouched (no copy, same bits)."""
+    dtype = dtype or "float32"
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {list(DTYPES)}")
+    target = DTYPES[dtype]
+    if all(p.dtype == target for p in model.parameters() if p.is_floating_point()):
+        return model
+    log_.info("casting %s to %s for saving", type(model).__name__, dtype)
+    return model.to(target)
 
 
 def quantization_config(quantization: str | None, dtype: str = "float32"):

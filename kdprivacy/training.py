@@ -1099,13 +1099,24 @@ def pretrain_from_cfg(
 
 
 def load_trainable(ref: dict, lora: dict | None, seed: int, what: str):
-    """``(model, tokenizer)`` to train: the model ref loaded in full precision (quantization refused),
-    wrapped for LoRA when ``lora`` is a block (:func:`kdprivacy.models.apply_lora`)."""
+    """``(model, tokenizer)`` to train: the model ref loaded with **float32** weights whatever its storage
+    ``dtype`` (the master weights AdamW updates; ``train.precision`` sets the compute; the ref's own
+    ``quantization`` is refused), wrapped for LoRA when ``lora`` is a block
+    (:func:`kdprivacy.models.apply_lora`)."""
     from kdprivacy import models
 
     models.refuse_quantized(ref, what)
-    model, tokenizer = models.load_base(ref)
+    model, tokenizer = models.load_base({**ref, "dtype": "float32"})
     return models.apply_lora(model, lora, seed=seed), tokenizer
+
+
+def finish_trained(model, ref: dict):
+    """The trained model as it is saved: a LoRA adapter merged (:func:`kdprivacy.models.merge_lora`), then
+    cast to ``ref``'s storage ``dtype`` (a bfloat16 base gives a bfloat16 checkpoint; float32 refs are left
+    untouched)."""
+    from kdprivacy import models
+
+    return models.to_dtype(models.merge_lora(model), ref.get("dtype"))
 
 
 def train_teacher_from_cfg(
@@ -1114,11 +1125,10 @@ def train_teacher_from_cfg(
     """SFT of ``cfg.base`` on the private pool (the members), dev pool for dev loss.
 
     ``cfg.lora`` (optional; None = full fine-tuning): LoRA block (:func:`kdprivacy.models.resolve_lora_config`);
-    the returned model is then merged (:func:`kdprivacy.models.merge_lora`). ``resume``, ``on_step``: see
+    the returned model is then merged (:func:`kdprivacy.models.merge_lora`). Training runs on float32 weights;
+    the returned model is in the base ref's ``dtype`` (:func:`finish_trained`). ``resume``, ``on_step``: see
     :func:`fit`.
     """
-    from kdprivacy import models
-
     model, tokenizer = load_trainable(cfg["base"], cfg.get("lora"), int(cfg["seed"]), "the teacher base")
     encode = functools.partial(
         load_items, manifest_path, tokenizer=tokenizer, max_length=cfg["max_length"],
@@ -1136,7 +1146,7 @@ def train_teacher_from_cfg(
         resume=resume,
         on_step=on_step,
     )
-    return models.merge_lora(model), tokenizer, history
+    return finish_trained(model, cfg["base"]), tokenizer, history
 
 
 STUDENT_METHODS = ("nokd", "kd", "seqkd", "imitkd", "gkd", "minillm", "distillm")
@@ -1158,8 +1168,9 @@ def train_student_from_cfg(
     temperature, top_p, top_k, batch_size), ``method_params`` (per method, see
     ``distillation.METHOD_PARAM_DEFAULTS``), ``seed``, ``max_length``, ``max_prompt_length``.
     ``teacher_generations_path``: the SeqKD artifact of ``scripts/generate_teacher.py`` (seqkd only).
-    ``lora`` (optional; None = full fine-tuning): LoRA block; the returned student is merged. The teacher
-    ref may carry ``quantization`` (``"8bit"``/``"4bit"``): the frozen teacher is loaded quantized.
+    ``lora`` (optional; None = full fine-tuning): LoRA block; the returned student is merged, in the base
+    ref's ``dtype`` (:func:`finish_trained`). The teacher ref may carry ``quantization``
+    (``"8bit"``/``"4bit"``): the frozen teacher is loaded quantized.
     ``resume``: checkpoint/resume (:func:`fit`), including the method's own state; ``on_step``: :func:`fit`.
 
     Guarantee (asserted, pitfalls.md): the student reads public/dev examples only; every student-generated
@@ -1216,4 +1227,4 @@ def train_student_from_cfg(
         resume=resume,
         on_step=on_step,
     )
-    return models.merge_lora(model), tokenizer, history
+    return finish_trained(model, cfg["base"]), tokenizer, history

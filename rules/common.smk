@@ -263,12 +263,14 @@ def init_dir(family, seed, base):
 
 
 def student_start(wildcards):
-    """Where a student starts: its pretrained base, or the family's init student of that base."""
+    """Where a student starts: its pretrained base, or the family's init student of that base (stored in the
+    base's dtype, so the student's checkpoint is saved in that dtype too)."""
     s = student(wildcards)
+    ref = base_ref(wildcards.family, s.base)
     if s.init == "init":
         path = init_dir(wildcards.family, wildcards.seed, s.base)
-        return model_ref(path), [path]
-    return base_ref(wildcards.family, s.base), base_inputs(wildcards.family, s.base)
+        return model_ref(path, dtype=ref["dtype"]), [path]
+    return ref, base_inputs(wildcards.family, s.base)
 
 
 def student_base_input(wildcards):
