@@ -126,6 +126,12 @@ class Lora(Strict):
     target_modules: Literal["all-linear"] | list[str] | None = Field(
         None, description="null = peft's default for the architecture"
     )
+    quantization: Literal["4bit", "8bit"] | None = Field(
+        None,
+        description="QLoRA: train the adapter on a base loaded quantized with bitsandbytes (4bit = NF4, "
+        "compute in bf16 on CUDA / fp32 on CPU); the output is still a full-precision merged checkpoint (the "
+        "base reloaded unquantized in its dtype, the adapter merged into it)",
+    )
 
 
 class FromScratch(Strict):

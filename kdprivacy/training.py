@@ -1102,21 +1102,26 @@ def load_trainable(ref: dict, lora: dict | None, seed: int, what: str):
     """``(model, tokenizer)`` to train: the model ref loaded with **float32** weights whatever its storage
     ``dtype`` (the master weights AdamW updates; ``train.precision`` sets the compute; the ref's own
     ``quantization`` is refused), wrapped for LoRA when ``lora`` is a block
-    (:func:`kdprivacy.models.apply_lora`)."""
+    (:func:`kdprivacy.models.apply_lora`). QLoRA (``lora.quantization``): the base is loaded quantized
+    (4-bit NF4 computing in bfloat16 on CUDA / float32 on CPU, or LLM.int8) and only the adapter trains;
+    :func:`finish_trained` merges it into the base reloaded in full precision."""
     from kdprivacy import models
 
     models.refuse_quantized(ref, what)
-    model, tokenizer = models.load_base({**ref, "dtype": "float32"})
+    lora = models.resolve_lora_config(lora)
+    quantization = lora["quantization"] if lora is not None else None
+    model, tokenizer = models.load_base({**ref, "dtype": "float32", "quantization": quantization},
+                                        compute_dtype="auto" if quantization else None)
     return models.apply_lora(model, lora, seed=seed), tokenizer
 
 
 def finish_trained(model, ref: dict):
-    """The trained model as it is saved: a LoRA adapter merged (:func:`kdprivacy.models.merge_lora`), then
-    cast to ``ref``'s storage ``dtype`` (a bfloat16 base gives a bfloat16 checkpoint; float32 refs are left
-    untouched)."""
+    """The trained model as it is saved: a LoRA adapter merged (a QLoRA one into ``ref`` reloaded
+    unquantized, :func:`kdprivacy.models.merge_lora`), then cast to ``ref``'s storage ``dtype`` (a bfloat16
+    base gives a bfloat16 checkpoint; float32 refs are left untouched)."""
     from kdprivacy import models
 
-    return models.to_dtype(models.merge_lora(model), ref.get("dtype"))
+    return models.to_dtype(models.merge_lora(model, base_ref=ref), ref.get("dtype"))
 
 
 def train_teacher_from_cfg(
