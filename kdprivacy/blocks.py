@@ -56,8 +56,10 @@ def block_mope(
     level: float = 0.95,
     blocks: Sequence[int] | None = None,
     position_chunk: int = 512,
+    precision: str = "fp32",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(per_block, per_example)`` tables (see the module docstring); ``blocks`` = indices (default all)."""
+    """``(per_block, per_example)`` tables (see the module docstring); ``blocks`` = indices (default all);
+    ``precision``: compute precision of every pass (:func:`kdprivacy.scoring.score_examples`)."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     sigmas = [float(s) for s in sigmas]
@@ -76,7 +78,7 @@ def block_mope(
     log.info("per-block MoPe: %d of %d blocks (%s...), sigmas %s, K=%d, %d examples", len(indices),
              len(found), found[0][0], sigmas, k, len(items))
 
-    base = scoring.mean_nll(model, items, batch_size, pad_id, position_chunk)
+    base = scoring.mean_nll(model, items, batch_size, pad_id, position_chunk, precision=precision)
     ids = [item.id for item in items]
     named = dict(model.named_parameters())
     block_rows, example_frames = [], []
@@ -87,7 +89,8 @@ def block_mope(
             total = np.zeros(len(items), dtype=np.float64)
             for draw in range(k):
                 with perturb.perturbed(model, sigma, perturb.perturbation_seed(seed, draw), params):
-                    total += scoring.mean_nll(model, items, batch_size, pad_id, position_chunk) - base
+                    total += scoring.mean_nll(model, items, batch_size, pad_id, position_chunk,
+                                              precision=precision) - base
             score = total / k
             valid = np.isfinite(score)
             n_invalid = int((~valid).sum())

@@ -19,6 +19,7 @@ Name = Annotated[str, Field(pattern=NAME)]
 PosInt = Annotated[int, Field(ge=1)]
 PosFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
+Precision = Literal["fp32", "bf16", "fp16"]
 
 
 class ConfigError(ValueError):
@@ -105,6 +106,15 @@ class Train(Strict):
     # Preemption safety: a killed job resumes from <output>.resume when rerun. Does not change results.
     checkpoint_every_steps: Annotated[int, Field(ge=0)] = Field(0, description="0 = at epoch ends only")
     checkpoint_every_minutes: Annotated[float, Field(ge=0)] = Field(0.0, description="0 = off")
+    precision: Precision = Field(
+        "fp32",
+        description="compute precision of every training step's forward and loss (teacher forward included): "
+        "fp32 = no autocast; bf16 / fp16 = torch.autocast (fp16 with a dynamic loss scale); master weights "
+        "and AdamW state stay float32 either way",
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in the backward pass (less memory, slower, same results)"
+    )
 
 
 class Lora(Strict):
@@ -115,6 +125,12 @@ class Lora(Strict):
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
     target_modules: Literal["all-linear"] | list[str] | None = Field(
         None, description="null = peft's default for the architecture"
+    )
+    quantization: Literal["4bit", "8bit"] | None = Field(
+        None,
+        description="QLoRA: train the adapter on a base loaded quantized with bitsandbytes (4bit = NF4, "
+        "compute in bf16 on CUDA / fp32 on CPU); the output is still a full-precision merged checkpoint (the "
+        "base reloaded unquantized in its dtype, the adapter merged into it)",
     )
 
 
@@ -173,7 +189,13 @@ class Base(Strict):
     from_scratch: FromScratch | None = None
     name_or_path: str | None = None
     revision: str | None = None
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32",
+        description="storage dtype of a name_or_path base: loaded in it where used frozen (ref_pretrained); "
+        "the models trained from it (teacher, init, students) train with float32 master weights "
+        "(train.precision sets the compute) and their checkpoints are saved in it (bfloat16/float16: half "
+        "the disk). from_scratch bases are float32",
+    )
     trust_remote_code: bool = False
     n_params: PosFloat | None = Field(
         None, description="approximate parameter count of a hub model (e.g. 1.5e9); sizes job resources"
@@ -453,6 +475,12 @@ class Evaluation(Strict):
     sample_seed: int = 0
     batch_size: PosInt = 32
     population: Population = Population()
+    precision: Precision = Field(
+        "fp32",
+        description="compute precision of the scoring forward passes (score_model, score_reference, mope, "
+        "block_mope): fp32 = no autocast; bf16 / fp16 = torch.autocast, log-probabilities still taken in "
+        "float32",
+    )
 
 
 ATTACK_NAMES = ("loss", "min_k", "min_k_pp", "zlib", "ref_external", "ref_pretrained", "ref_nokd", "mope", "rmia")

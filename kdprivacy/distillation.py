@@ -764,6 +764,8 @@ class _MiniLLM:
     def make_batch(self, items):
         """Ground truth for the LM term + a rollout (fresh, or reused for ``ppo_epochs`` steps)."""
         if self.rollout is None or self.uses >= int(self.p["ppo_epochs"]):
+            from kdprivacy import models
+
             self.sampler.check(items)
             g = self.gen
             tokens = generation.mixed_sample(
@@ -783,11 +785,13 @@ class _MiniLLM:
             samples = generation.with_responses(items, tokens, self.setup.max_length)
             self.sampler.check(samples)
             self.sampler.record(samples)
-            batch = training.to_device(collate(samples, self.pad_id), training.model_device(self.student))
+            device = training.model_device(self.student)
+            batch = training.to_device(collate(samples, self.pad_id), device)
             was_training = self.student.training
             self.student.eval()  # q_old = the policy that sampled (no dropout)
             try:
-                with torch.no_grad():
+                # in the loss's precision, so that the first step's ratio q_θ/q_old is 1 up to dropout
+                with torch.no_grad(), models.autocast(self.setup.train_resolved["precision"], device):
                     teacher_logits = training._forward(self.teacher, batch).float()
                     student_logits = training._forward(self.student, batch).float()
             finally:

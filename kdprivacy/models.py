@@ -6,7 +6,9 @@
 - Loading never reaches a hub by accident: a ``name_or_path`` that looks like a path must exist.
 - Frozen models (a KD teacher, the teacher answering SeqKD prompts) may be loaded quantized:
   ``quantization="8bit"`` / ``"4bit"`` through ``transformers.BitsAndBytesConfig`` (bitsandbytes; works on
-  CPU with bitsandbytes >= 0.48 and on CUDA). Trained models are never quantized.
+  CPU with bitsandbytes >= 0.48 and on CUDA). Trained weights are never quantized; QLoRA
+  (``lora.quantization``) trains a full-precision adapter on a quantized frozen base and saves the adapter
+  merged into the base reloaded unquantized (:func:`merge_lora` with ``base_ref``).
 - LoRA (peft): :func:`apply_lora` wraps a model for training; :func:`merge_lora` merges the trained adapter
   into the weights. A LoRA-trained model is saved as an ordinary, **merged** Hugging Face checkpoint (every
   downstream step loads it with :func:`load_model` like any other model; MoPe/per-block perturbations see
@@ -15,6 +17,9 @@
   (``adapter_config.json`` without ``config.json``): it loads the base named there and merges.
 - Device: models are loaded onto :func:`default_device` (``$KDPRIVACY_DEVICE``, else ``cuda:$LOCAL_RANK``
   when CUDA is available, else the CPU).
+- Precision: :func:`autocast` is the compute context of ``train.precision`` / ``evaluation.precision``
+  (fp32 = none; bf16 / fp16 = ``torch.autocast`` on the model's device type, CPU included). Trained models
+  keep float32 weights while training; :func:`to_dtype` casts the final one to its base's storage dtype.
 """
 
 from __future__ import annotations
@@ -37,9 +42,10 @@ PAD_TOKEN = "<|pad|>"
 ARCHITECTURES = ("gpt2", "opt", "llama")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 QUANTIZATIONS = (None, "8bit", "4bit")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # precision -> autocast dtype
 ADAPTER_DIR = "adapter"
 log_ = logging.getLogger(__name__)
-LORA_DEFAULTS = {"r": 16, "alpha": 64, "dropout": 0.1, "target_modules": None}
+LORA_DEFAULTS = {"r": 16, "alpha": 64, "dropout": 0.1, "target_modules": None, "quantization": None}
 
 
 # --------------------------------------------------------------------------------------------- tokenizers
@@ -189,6 +195,35 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
+def autocast(precision: str, device: str | torch.device) -> contextlib.AbstractContextManager:
+    """The compute context of a ``precision``: ``"fp32"`` -> no context at all (plain float32, bit-identical
+    to code without it); ``"bf16"`` / ``"fp16"`` -> ``torch.autocast`` on ``device``'s type (CUDA or CPU)
+    with that dtype: matmuls run in 16 bit, weights stay as stored. Enter it around forwards and losses
+    only (never around ``backward``); log-probabilities are taken from ``logits.float()`` throughout."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    device_type = torch.device(device).type
+    if device_type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        raise ValueError("precision bf16: this GPU has no bfloat16 support (pre-Ampere); use fp16 or fp32")
+    return torch.autocast(device_type=device_type, dtype=dtype)
+
+
+def to_dtype(model, dtype: str | None):
+    """``model`` with its floating-point weights cast to ``dtype`` (``float32`` | ``bfloat16`` | ``float16``;
+    None = float32), in place; a model already in that dtype is returned untouched (no copy, same bits)."""
+    dtype = dtype or "float32"
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {list(DTYPES)}")
+    target = DTYPES[dtype]
+    if all(p.dtype == target for p in model.parameters() if p.is_floating_point()):
+        return model
+    log_.info("casting %s to %s for saving", type(model).__name__, dtype)
+    return model.to(target)
+
+
 def quantization_config(quantization: str | None, dtype: str = "float32"):
     """``BitsAndBytesConfig`` for ``"8bit"`` (LLM.int8, outliers kept in 16 bit) or ``"4bit"`` (NF4, compute
     in ``dtype``; ``auto`` -> bfloat16 on CUDA, float32 on CPU); None for ``None``.
@@ -224,18 +259,21 @@ def load_model(
     trust_remote_code: bool = False,
     quantization: str | None = None,
     device: str | torch.device | None = None,
+    compute_dtype: str | None = None,
 ):
     """``AutoModelForCausalLM`` in eval mode on ``device`` (None = :func:`default_device`).
 
     ``dtype`` is ``float32`` | ``float16`` | ``bfloat16`` | ``auto``; ``quantization`` is None | ``"8bit"`` |
-    ``"4bit"`` (frozen models only, see :func:`quantization_config`). A directory holding only a LoRA
-    adapter (``adapter_config.json``, no ``config.json``) is loaded as its base plus the merged adapter.
+    ``"4bit"`` (frozen models, or a QLoRA base, see :func:`quantization_config`); ``compute_dtype`` is the
+    4-bit compute dtype (None = ``dtype``; ``"auto"`` = bfloat16 on CUDA, float32 on CPU). A directory
+    holding only a LoRA adapter (``adapter_config.json``, no ``config.json``) is loaded as its base plus the
+    merged adapter.
     """
     from transformers import AutoModelForCausalLM
 
     if dtype != "auto" and dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {[*DTYPES, 'auto']}")
-    qconfig = quantization_config(quantization, dtype)
+    qconfig = quantization_config(quantization, compute_dtype or dtype)
     _check_local(name_or_path, "model")
     device = torch.device(device) if device is not None else default_device()
     path = Path(str(name_or_path)).expanduser()
@@ -307,9 +345,10 @@ def _load_adapter_dir(path: Path, dtype, trust_remote_code, quantization, device
     return model
 
 
-def load_base(cfg: dict, device: str | torch.device | None = None):
+def load_base(cfg: dict, device: str | torch.device | None = None, compute_dtype: str | None = None):
     """``(model, tokenizer)`` from a model ref ``{"name_or_path", "revision", "dtype", "trust_remote_code",
-    "quantization"}`` (all but ``name_or_path`` optional; ``quantization`` only for frozen models)."""
+    "quantization"}`` (all but ``name_or_path`` optional; ``quantization`` only for frozen models);
+    ``compute_dtype``: see :func:`load_model`."""
     unknown = sorted(set(cfg) - set(MODEL_REF_KEYS))
     if unknown:
         raise ValueError(f"model config has unknown keys {unknown}; allowed: {sorted(MODEL_REF_KEYS)}")
@@ -323,6 +362,7 @@ def load_base(cfg: dict, device: str | torch.device | None = None):
         trust_remote_code=remote,
         quantization=cfg.get("quantization"),
         device=device,
+        compute_dtype=compute_dtype,
     )
     tokenizer = load_tokenizer(name, revision=revision, trust_remote_code=remote)
     return model, tokenizer
@@ -343,7 +383,8 @@ def resolve_lora_config(lora: dict | None) -> dict | None:
 
     ``r`` (16), ``alpha`` (64), ``dropout`` (0.1), ``target_modules`` (None = peft's default for the
     architecture: GPT-2 ``c_attn``, OPT/LLaMA ``q_proj, v_proj``; ``"all-linear"`` = every linear layer but
-    the output head; or a list of module names).
+    the output head; or a list of module names), ``quantization`` (None; ``"4bit"`` / ``"8bit"`` = QLoRA:
+    the base is loaded quantized for training, see :func:`apply_lora` and :func:`merge_lora`).
     """
     if lora is None:
         return None
@@ -361,24 +402,46 @@ def resolve_lora_config(lora: dict | None) -> dict | None:
     ):
         raise ValueError(f"lora.target_modules must be null, 'all-linear' or a list of names, got {target!r}")
     out["target_modules"] = list(target) if isinstance(target, (list, tuple)) else target
+    if out["quantization"] not in QUANTIZATIONS:
+        raise ValueError(
+            f"lora.quantization must be one of {list(QUANTIZATIONS)}, got {out['quantization']!r}"
+        )
     return out
 
 
 def apply_lora(model, lora: dict | None, seed: int = 0):
     """``model`` wrapped by peft for LoRA training (only the adapter is trainable); unchanged for None.
 
-    The adapter's random initialisation is seeded by ``seed`` without touching the caller's RNG.
+    The adapter's random initialisation is seeded by ``seed`` without touching the caller's RNG. QLoRA
+    (``lora.quantization`` set): ``model`` must be loaded with that quantization; it is prepared with
+    ``peft.prepare_model_for_kbit_training`` (base frozen, its remaining 16-bit weights in float32; gradient
+    checkpointing is left to ``train.gradient_checkpointing``) before the adapter is added.
     """
     lora = resolve_lora_config(lora)
     if lora is None:
         return model
-    if is_quantized(model):
+    quantized = is_quantized(model)
+    if quantized and lora["quantization"] is None:
         raise ValueError(
-            "LoRA training on a quantized base is not supported (the merged model must be full "
-            "precision); load the base unquantized"
+            "LoRA training on a quantized base needs lora.quantization (QLoRA: the adapter is merged into "
+            "the base reloaded in full precision); otherwise load the base unquantized"
+        )
+    if lora["quantization"] is not None and not quantized:
+        raise ValueError(
+            f"lora.quantization is {lora['quantization']!r} but the base was loaded unquantized; load it "
+            f"with quantization={lora['quantization']!r} (training.load_trainable does)"
         )
     from peft import LoraConfig, get_peft_model
 
+    if quantized:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        for module in model.modules():
+            # bitsandbytes repacks 4-bit CPU weights for inference at the first eval forward (the dev loss);
+            # later training forwards then take an inference-only kernel path that fails on layers with a bias
+            if getattr(module, "support_avx512bf16_for_cpu", False):
+                module.support_avx512bf16_for_cpu = False
     model_type = getattr(model.config, "model_type", "")
     config = LoraConfig(
         r=int(lora["r"]),
@@ -387,7 +450,8 @@ def apply_lora(model, lora: dict | None, seed: int = 0):
         target_modules=lora["target_modules"],
         bias="none",
         task_type="CAUSAL_LM",
-        fan_in_fan_out=model_type == "gpt2",  # GPT-2's Conv1D stores weights transposed
+        # GPT-2's Conv1D stores weights transposed (bitsandbytes replaces them by ordinary quantized linears)
+        fan_in_fan_out=model_type == "gpt2" and not quantized,
     )
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices), _quiet_peft():
@@ -413,9 +477,15 @@ def is_lora(model) -> bool:
     return isinstance(model, PeftModel)
 
 
-def merge_lora(model):
+def merge_lora(model, base_ref: dict | None = None):
     """A LoRA-wrapped model merged into plain weights (the adapter is kept, see :func:`lora_adapter`, and
-    written by :func:`save_model` to ``<dir>/adapter``); any other model is returned unchanged."""
+    written by :func:`save_model` to ``<dir>/adapter``); any other model is returned unchanged.
+
+    QLoRA (the wrapped base is quantized): merging into quantized weights would round the result to the
+    quantization grid, so ``base_ref`` (the model ref the base was loaded from) is reloaded **unquantized**,
+    in its ``dtype``, on the CPU, the trained adapter weights are loaded into a peft wrapper of it and merged
+    there: the result is an ordinary full-precision checkpoint (on the CPU) equal to base + adapter.
+    """
     if not is_lora(model):
         return model
     from peft import get_peft_model_state_dict
@@ -425,11 +495,51 @@ def merge_lora(model):
         k: v.detach().to("cpu", copy=True).contiguous() for k, v in get_peft_model_state_dict(model).items()
     }
     was_training = model.training
-    with _quiet_peft():
-        merged = model.merge_and_unload()
+    if is_quantized(model.get_base_model()):
+        if base_ref is None:
+            raise ValueError(
+                "this LoRA adapter was trained on a quantized base (lora.quantization): pass base_ref so the "
+                "base is reloaded in full precision for the merge"
+            )
+        merged, config = _merge_into_full_precision(config, state, base_ref)
+    else:
+        with _quiet_peft():
+            merged = model.merge_and_unload()
     merged.train(was_training)
     merged._kdprivacy_lora_adapter = (config, state)
     return merged
+
+
+def _merge_into_full_precision(config, state: dict, base_ref: dict):
+    """``(merged model, adapter config)``: ``state`` (adapter weights trained on a quantized base) merged
+    into ``base_ref`` loaded unquantized on the CPU; the config is re-targeted at the full-precision layers
+    (GPT-2's Conv1D: ``fan_in_fan_out``)."""
+    import copy
+
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    ref = {**base_ref, "quantization": None}
+    base = load_model(
+        ref["name_or_path"], revision=ref.get("revision"), dtype=ref.get("dtype") or "float32",
+        trust_remote_code=bool(ref.get("trust_remote_code", False)), device="cpu",
+    )
+    full = copy.deepcopy(config)
+    full.fan_in_fan_out = getattr(base.config, "model_type", "") == "gpt2"
+    full.inference_mode = False
+    with torch.random.fork_rng(devices=[]), _quiet_peft():  # the fresh adapter is overwritten below
+        peft_model = get_peft_model(base, full)
+    expected = set(get_peft_model_state_dict(peft_model))
+    if expected != set(state):
+        raise RuntimeError(
+            f"QLoRA merge: the adapter does not fit the full-precision base ({len(expected ^ set(state))} "
+            f"mismatched tensors, e.g. {sorted(expected ^ set(state))[:3]})"
+        )
+    set_peft_model_state_dict(peft_model, state)
+    with _quiet_peft():
+        merged = peft_model.merge_and_unload()
+    log_.info("QLoRA: adapter merged into %s reloaded unquantized (%s, CPU)", ref["name_or_path"],
+              next(merged.parameters()).dtype)
+    return merged.eval(), full
 
 
 def lora_adapter(model):
@@ -445,6 +555,31 @@ def save_adapter(config, state: dict, out_dir) -> None:
     out.mkdir(parents=True, exist_ok=True)
     config.save_pretrained(str(out))
     save_file(state, str(out / "adapter_model.safetensors"), metadata={"format": "pt"})
+
+
+def set_gradient_checkpointing(model, enabled: bool) -> None:
+    """Turn transformers' activation (gradient) checkpointing of ``model`` on (non-reentrant
+    ``torch.utils.checkpoint``) or off. While on, the input embeddings' outputs require grad (peft's recipe
+    for a frozen base under LoRA); turning it off removes that hook again. Results do not change: the
+    recomputed forward replays the same RNG state (dropout)."""
+    hf = model.get_base_model() if is_lora(model) else model
+    if not getattr(hf, "supports_gradient_checkpointing", False):
+        raise ValueError(f"train.gradient_checkpointing: {type(hf).__name__} does not support it")
+    kwargs = {"use_reentrant": False}
+    if enabled:
+        if hasattr(hf, "activation_checkpointing_enable"):  # transformers >= 5.x; the old name is deprecated
+            hf.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        # transformers adds the input-grad hook itself when it enables checkpointing: never add it twice
+        if not (getattr(hf, "_require_grads_hooks", None) or getattr(hf, "_require_grads_hook", None)):
+            hf.enable_input_require_grads()
+    else:
+        if hasattr(hf, "activation_checkpointing_disable"):
+            hf.activation_checkpointing_disable()
+        else:
+            hf.gradient_checkpointing_disable()
+        hf.disable_input_require_grads()
 
 
 def save_model(model, tokenizer, out_dir) -> None:

@@ -163,20 +163,23 @@ def mope_scores(
     pad_id: int,
     params: Iterable[str] | None = None,
     position_chunk: int = 512,
+    precision: str = "fp32",
 ) -> pd.DataFrame:
     """``id, n_tokens, nll, mope``: ``mope = mean_k (NLL_perturbed_k - NLL)`` per item (higher = member).
 
     ``nll`` is the unperturbed mean response-token NLL; perturbation ``k`` uses :func:`perturbation_seed`
     ``(seed, k)``. ``params`` restricts the noise (e.g. one block); default all floating-point weights.
+    ``precision``: compute precision of every pass (:func:`kdprivacy.scoring.score_examples`); the noise is
+    added to the stored weights before autocast rounds them for the matmuls.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     params = None if params is None else list(params)
-    base = scoring.mean_nll(model, items, batch_size, pad_id, position_chunk)
+    base = scoring.mean_nll(model, items, batch_size, pad_id, position_chunk, precision=precision)
     total = np.zeros(len(items), dtype=np.float64)
     for index in range(k):
         with perturbed(model, sigma, perturbation_seed(seed, index), params):
-            nll = scoring.mean_nll(model, items, batch_size, pad_id, position_chunk)
+            nll = scoring.mean_nll(model, items, batch_size, pad_id, position_chunk, precision=precision)
         total += nll - base
         log.info(
             "MoPe perturbation %d/%d: mean NLL increase %.5g", index + 1, k, float(np.nanmean(nll - base))

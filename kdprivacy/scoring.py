@@ -32,6 +32,11 @@ Short responses are kept and *counted*: :func:`short_counts` reports how many ex
 (Min-K% reduces to a handful of tokens there; the attacks flag them, the metrics count them as ``n_short``).
 
 :func:`mean_nll` is the lighter variant (target log-probabilities only) used by MoPe's repeated passes.
+
+Precision (``evaluation.precision``): ``"fp32"`` (default) runs plain float32; ``"bf16"`` / ``"fp16"`` run
+each batch's forward and LM-head chunks under ``torch.autocast`` (:func:`kdprivacy.models.autocast`), and
+the statistics are still computed in float32 from the upcast 16-bit logits (``logits.float()`` before
+``log_softmax``).
 :func:`population_set` picks the public/dev examples a calibrated attack (RMIA) compares against.
 """
 
@@ -44,7 +49,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kdprivacy import encoding
+from kdprivacy import encoding, models
 from kdprivacy.encoding import Encoded
 
 log = logging.getLogger(__name__)
@@ -212,11 +217,13 @@ def _forward_hidden(model, head, batch) -> torch.Tensor | None:
     return hidden
 
 
-def _iterate_response_statistics(model, items, batch_size, pad_id, position_chunk, head_mode, statistic):
+def _iterate_response_statistics(model, items, batch_size, pad_id, position_chunk, head_mode, statistic,
+                                 precision="fp32"):
     """Run the model over ``items`` and yield ``(item index, tuple of float32 arrays)`` per item.
 
     ``statistic(logits [n, V], targets [n]) -> tuple of [n] tensors`` is applied chunk by chunk to the
-    response positions (see the module docstring for the memory bound).
+    response positions (see the module docstring for the memory bound). Forward and LM head run under
+    :func:`kdprivacy.models.autocast` ``(precision)``, entered per batch (never across a ``yield``).
     """
     if head_mode not in ("auto", "full"):
         raise ValueError(f"head_mode must be 'auto' or 'full', got {head_mode!r}")
@@ -230,35 +237,37 @@ def _iterate_response_statistics(model, items, batch_size, pad_id, position_chun
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     use_head = head_mode == "auto" and isinstance(head, torch.nn.Module)
 
+    models.autocast(precision, device)  # refuse an impossible precision before any work
     with torch.inference_mode():
         for batch_idx in encoding.length_sorted_batches(items, batch_size):
             batch = encoding.collate([items[i] for i in batch_idx], pad_id)
             batch = {k: v.to(device) for k, v in batch.items()}
-            hidden = _forward_hidden(model, head, batch) if use_head else None
-            if use_head and hidden is None:
-                log.warning("LM-head hidden-state capture not usable for this model; using full logits")
-                use_head = False
-            if hidden is None:
-                states = model(
-                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
-                ).logits
-            else:
-                states = hidden
-            _, targets, target_mask = encoding.shift_for_causal_lm(
-                states, batch["input_ids"], batch["response_mask"]
-            )
-            rows, cols = target_mask.nonzero(as_tuple=True)  # row-major: each row's positions in order
-            gathered = states[rows, cols]  # [N, H] or [N, V]
-            gathered_targets = targets[rows, cols]
-            parts: list[list[torch.Tensor]] | None = None
-            for start in range(0, gathered.shape[0], position_chunk):
-                chunk = gathered[start : start + position_chunk]
-                logits = head(chunk) if hidden is not None else chunk
-                values = statistic(logits, gathered_targets[start : start + position_chunk])
-                if parts is None:
-                    parts = [[] for _ in values]
-                for part, value in zip(parts, values):
-                    part.append(value.float().cpu())
+            with models.autocast(precision, device):
+                hidden = _forward_hidden(model, head, batch) if use_head else None
+                if use_head and hidden is None:
+                    log.warning("LM-head hidden-state capture not usable for this model; using full logits")
+                    use_head = False
+                if hidden is None:
+                    states = model(
+                        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+                    ).logits
+                else:
+                    states = hidden
+                _, targets, target_mask = encoding.shift_for_causal_lm(
+                    states, batch["input_ids"], batch["response_mask"]
+                )
+                rows, cols = target_mask.nonzero(as_tuple=True)  # row-major: each row's positions in order
+                gathered = states[rows, cols]  # [N, H] or [N, V]
+                gathered_targets = targets[rows, cols]
+                parts: list[list[torch.Tensor]] | None = None
+                for start in range(0, gathered.shape[0], position_chunk):
+                    chunk = gathered[start : start + position_chunk]
+                    logits = head(chunk) if hidden is not None else chunk
+                    values = statistic(logits, gathered_targets[start : start + position_chunk])
+                    if parts is None:
+                        parts = [[] for _ in values]
+                    for part, value in zip(parts, values):
+                        part.append(value.float().cpu())
             counts = torch.bincount(rows, minlength=len(batch_idx)).cpu().tolist()
             flat = [torch.cat(p).numpy().astype(np.float32) for p in parts] if parts else None
             offset = 0
@@ -277,17 +286,19 @@ def score_examples(
     pad_id: int,
     position_chunk: int = 512,
     head_mode: str = "auto",
+    precision: str = "fp32",
 ) -> pd.DataFrame:
     """Score the response tokens of ``items``; one row per item, in input order (columns ``SCORE_COLUMNS``).
 
     ``position_chunk`` bounds how many response positions go through the LM head and ``log_softmax`` at
     once (peak extra memory ~ ``position_chunk x vocab`` floats). ``head_mode``: ``"auto"`` (hidden states
     through the LM head, verified; falls back to full logits) or ``"full"`` (always use the model's logits).
+    ``precision``: ``"fp32"`` | ``"bf16"`` | ``"fp16"`` (module docstring).
     """
     empty = np.zeros(0, dtype=np.float32)
     results: list[tuple[np.ndarray, ...]] = [(empty, empty, empty)] * len(items)
     for slot, values in _iterate_response_statistics(
-        model, items, batch_size, pad_id, position_chunk, head_mode, token_statistics
+        model, items, batch_size, pad_id, position_chunk, head_mode, token_statistics, precision
     ):
         if values is not None:
             results[slot] = values
@@ -316,14 +327,16 @@ def mean_nll(
     pad_id: int,
     position_chunk: int = 512,
     head_mode: str = "auto",
+    precision: str = "fp32",
 ) -> np.ndarray:
     """Per-item mean negative log-likelihood of the response tokens (float64; NaN for 0 tokens).
 
-    Same forward pass and masking as :func:`score_examples` without mu/sigma: ``-mean(token_logprobs)``.
+    Same forward pass, masking and ``precision`` as :func:`score_examples` without mu/sigma:
+    ``-mean(token_logprobs)``.
     """
     out = np.full(len(items), np.nan, dtype=np.float64)
     for slot, values in _iterate_response_statistics(
-        model, items, batch_size, pad_id, position_chunk, head_mode, _target_logprob
+        model, items, batch_size, pad_id, position_chunk, head_mode, _target_logprob, precision
     ):
         if values is not None and values[0].size:
             out[slot] = -float(values[0].astype(np.float64).mean())

@@ -429,6 +429,10 @@ TRAIN_DEFAULTS = {
     # epoch ends are always checkpointed when a resume dir is given). They never change results.
     "checkpoint_every_steps": 0,
     "checkpoint_every_minutes": 0.0,
+    # Compute precision of the training forward/loss (kdprivacy.models.autocast; fp32 = no autocast) and
+    # activation checkpointing (kdprivacy.models.set_gradient_checkpointing). Weights stay float32.
+    "precision": "fp32",
+    "gradient_checkpointing": False,
 }
 TRAIN_REQUIRED = ("epochs", "lr", "batch_size")
 SCHEDULERS = ("cosine", "linear", "constant")
@@ -456,6 +460,14 @@ def resolve_train_config(cfg: dict) -> dict:
         raise ValueError(f"warmup_ratio must be in [0, 1), got {out['warmup_ratio']}")
     if int(out["checkpoint_every_steps"] or 0) < 0 or float(out["checkpoint_every_minutes"] or 0) < 0:
         raise ValueError("checkpoint_every_steps/checkpoint_every_minutes must be >= 0")
+    from kdprivacy.models import PRECISIONS
+
+    if out["precision"] not in PRECISIONS:
+        raise ValueError(f"train.precision must be one of {list(PRECISIONS)}, got {out['precision']!r}")
+    if not isinstance(out["gradient_checkpointing"], bool):
+        raise ValueError(
+            f"train.gradient_checkpointing must be true or false, got {out['gradient_checkpointing']!r}"
+        )
     return out
 
 
@@ -542,8 +554,19 @@ def fit(
     ``load_state_dict()``) is the caller's own state saved with it (a KD method's RNGs and buffers).
     ``on_step(step)`` runs after every optimizer step (and its checkpoint, if one was due).
 
+    Precision (``cfg.precision``, :func:`kdprivacy.models.autocast`): ``loss_fn`` (every forward of the step:
+    student, and the teacher of a KD loss) runs under ``torch.autocast`` for ``bf16`` / ``fp16``; backward,
+    clipping and AdamW see the float32 parameters. ``fp16`` adds a dynamic loss scale
+    (``torch.amp.GradScaler``): gradients are unscaled before clipping, a step whose gradients hold inf/NaN is
+    skipped (the scale halves; the learning-rate schedule does not advance), and the scaler is part of the
+    checkpoint; history then gains ``amp_skipped_steps`` (per epoch) and ``loss_scale`` (at epoch end).
+    ``fp32`` enters no context at all. Dev loss and ``make_batch`` (sampling) run in full precision.
+    ``cfg.gradient_checkpointing`` turns activation checkpointing on for the loop and off afterwards.
+
     Data parallel: under ``torchrun`` (``WORLD_SIZE > 1``) see :class:`DataParallel`.
     """
+    from kdprivacy import models
+
     cfg = resolve_train_config(cfg)
     log = log or logging.getLogger("kdprivacy")
     if cfg["select"] == "best_dev" and not dev_items:
@@ -563,11 +586,15 @@ def fit(
     torch.manual_seed(int(cfg["seed"]))
     make_batch = make_batch or functools.partial(collate, pad_id=pad_id)
     device = model_device(model)
+    precision = cfg["precision"]
+    models.autocast(precision, device)  # refuse an impossible precision before any work
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
     rows: list[dict] = []
     best_loss, best_state, best_epoch = math.inf, None, None
     step, start_epoch, skip = 0, 1, 0
-    partial = {"loss_sum": 0.0, "stat_sums": {}, "n_batches": 0, "lr": float(optimizer.param_groups[0]["lr"])}
+    partial = {"loss_sum": 0.0, "stat_sums": {}, "n_batches": 0, "lr": float(optimizer.param_groups[0]["lr"]),
+               "n_skipped": 0}
 
     ckpt = None
     if resume is not None:
@@ -592,6 +619,8 @@ def fit(
             _restore(params, saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
+            if scaler is not None:
+                scaler.load_state_dict(saved["scaler"])
             rows = saved["rows"]
             best_loss, best_epoch = saved["best_loss"], saved["best_epoch"]
             best_state = saved["best_state"]
@@ -632,6 +661,7 @@ def fit(
                 "model": checkpoint.to_cpu(_snapshot(params)),
                 "optimizer": checkpoint.to_cpu(optimizer.state_dict()),
                 "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
                 "rows": rows,
                 "best_loss": best_loss,
                 "best_epoch": best_epoch,
@@ -650,13 +680,16 @@ def fit(
         dynamic_ncols=False,
         disable=not is_main_process(),
     )
+    if cfg["gradient_checkpointing"]:
+        models.set_gradient_checkpointing(model, True)
     try:
         with ckpt if ckpt is not None else contextlib.nullcontext():
             for epoch in range(start_epoch, epochs + 1):
                 started = time.perf_counter()
                 model.train()
                 if skip == 0:
-                    partial = {"loss_sum": 0.0, "stat_sums": {}, "n_batches": 0, "lr": partial["lr"]}
+                    partial = {"loss_sum": 0.0, "stat_sums": {}, "n_batches": 0, "lr": partial["lr"],
+                               "n_skipped": 0}
                 order = batch_indices(
                     len(train_items), batch_size, shuffle=True, seed=int(cfg["seed"]) + epoch
                 )
@@ -665,19 +698,32 @@ def fit(
                         continue
                     mine, weight = ddp.shard(idx)
                     batch = to_device(make_batch([train_items[i] for i in mine]), device)
-                    loss, stats = loss_fn(model, batch)
+                    with models.autocast(precision, device):
+                        loss, stats = loss_fn(model, batch)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(
                             f"{desc}: non-finite loss {loss.item()} at epoch {epoch} step {step}"
                         )
                     optimizer.zero_grad(set_to_none=True)
-                    (loss * weight if ddp.active else loss).backward()
+                    scaled = loss * weight if ddp.active else loss
+                    (scaler.scale(scaled) if scaler is not None else scaled).backward()
                     ddp.sync_grads([p for _, p in params])
+                    if scaler is not None:
+                        scaler.unscale_(optimizer)  # clip the true gradients
                     if cfg["grad_clip"] and cfg["grad_clip"] > 0:
                         torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg["grad_clip"]))
                     partial["lr"] = optimizer.param_groups[0]["lr"]
-                    optimizer.step()
-                    scheduler.step()
+                    if scaler is None:
+                        optimizer.step()
+                        scheduler.step()
+                    else:
+                        scale = scaler.get_scale()
+                        scaler.step(optimizer)  # skipped when a gradient is inf/NaN (then the scale drops)
+                        scaler.update()
+                        if scaler.get_scale() < scale:
+                            partial["n_skipped"] += 1
+                        else:
+                            scheduler.step()
                     step += 1
                     partial["n_batches"] += 1
                     partial["loss_sum"] += loss.item() * weight  # share-weighted: ranks sum to the batch mean
@@ -702,6 +748,9 @@ def fit(
                 row["dev_loss"] = _dev_loss(model, dev_items, int(cfg["eval_batch_size"]), pad_id, ddp)
                 row["lr"] = partial["lr"]
                 row.update({key: value / ddp.world / n_batches for key, value in zip(keys, sums[1:])})
+                if scaler is not None:
+                    row["amp_skipped_steps"] = partial["n_skipped"]
+                    row["loss_scale"] = scaler.get_scale()
                 if on_epoch_end is not None:
                     row.update(on_epoch_end(epoch, dict(row)) or {})
                 rows.append(row)
@@ -723,6 +772,8 @@ def fit(
                     save(epoch, steps_per_epoch, True)
     finally:
         progress.close()
+        if cfg["gradient_checkpointing"]:
+            models.set_gradient_checkpointing(model, False)
 
     ddp.assert_in_sync([p for _, p in params])
     selected = epochs
@@ -853,10 +904,14 @@ class TeacherCache:
     Per item: ``index`` ``[n, k]`` (int32) and ``logp`` ``[n, k + 1]`` (float32), ``n`` its response target
     positions; memory ``n * (8k + 4)`` bytes per item. :meth:`attach` adds them to a collated batch as
     ``teacher_index`` ``[B, T-1, k]`` and ``teacher_logp`` ``[B, T-1, k + 1]`` (zeros off the target mask).
+    ``precision``: the teacher pass runs under :func:`kdprivacy.models.autocast` (the training precision,
+    as the teacher forward inside an uncached KD loss would).
     """
 
     def __init__(self, teacher, items: Sequence[Encoded], k: int, temperature: float, batch_size: int,
-                 pad_id: int, log: logging.Logger | None = None):
+                 pad_id: int, log: logging.Logger | None = None, precision: str = "fp32"):
+        from kdprivacy import models
+
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         vocab = teacher.get_output_embeddings().weight.shape[0]
@@ -873,7 +928,8 @@ class TeacherCache:
                                   disable=None):
                     chunk = list(items[begin : begin + batch_size])
                     batch = to_device(collate(chunk, pad_id), device)
-                    logits = _forward(teacher, batch)[:, :-1]
+                    with models.autocast(precision, device):
+                        logits = _forward(teacher, batch)[:, :-1]
                     for row, item in enumerate(chunk):
                         lo, hi = target_positions(item)
                         rows = logits[row, lo:hi].float()
@@ -952,7 +1008,7 @@ def distill_kd(
     temperature = float(kd["temperature"])
     hparams = {key: kd[key] for key in ("beta", "alpha") if kd.get(key) is not None}
     cache = TeacherCache(teacher, train_items, int(kd["teacher_top_k"]), temperature,
-                         int(cfg.get("batch_size", 16)), pad_id, log)
+                         int(cfg.get("batch_size", 16)), pad_id, log, precision=cfg.get("precision", "fp32"))
     loss_fn = cached_kd_loss_fn(objectives.get_objective(kd["objective"], temperature=1.0, **hparams),
                                 temperature, float(kd["lm_weight"]))
     return fit(student, train_items, dev_items, cfg, pad_id, loss_fn, log,
@@ -1043,13 +1099,29 @@ def pretrain_from_cfg(
 
 
 def load_trainable(ref: dict, lora: dict | None, seed: int, what: str):
-    """``(model, tokenizer)`` to train: the model ref loaded in full precision (quantization refused),
-    wrapped for LoRA when ``lora`` is a block (:func:`kdprivacy.models.apply_lora`)."""
+    """``(model, tokenizer)`` to train: the model ref loaded with **float32** weights whatever its storage
+    ``dtype`` (the master weights AdamW updates; ``train.precision`` sets the compute; the ref's own
+    ``quantization`` is refused), wrapped for LoRA when ``lora`` is a block
+    (:func:`kdprivacy.models.apply_lora`). QLoRA (``lora.quantization``): the base is loaded quantized
+    (4-bit NF4 computing in bfloat16 on CUDA / float32 on CPU, or LLM.int8) and only the adapter trains;
+    :func:`finish_trained` merges it into the base reloaded in full precision."""
     from kdprivacy import models
 
     models.refuse_quantized(ref, what)
-    model, tokenizer = models.load_base(ref)
+    lora = models.resolve_lora_config(lora)
+    quantization = lora["quantization"] if lora is not None else None
+    model, tokenizer = models.load_base({**ref, "dtype": "float32", "quantization": quantization},
+                                        compute_dtype="auto" if quantization else None)
     return models.apply_lora(model, lora, seed=seed), tokenizer
+
+
+def finish_trained(model, ref: dict):
+    """The trained model as it is saved: a LoRA adapter merged (a QLoRA one into ``ref`` reloaded
+    unquantized, :func:`kdprivacy.models.merge_lora`), then cast to ``ref``'s storage ``dtype`` (a bfloat16
+    base gives a bfloat16 checkpoint; float32 refs are left untouched)."""
+    from kdprivacy import models
+
+    return models.to_dtype(models.merge_lora(model, base_ref=ref), ref.get("dtype"))
 
 
 def train_teacher_from_cfg(
@@ -1058,11 +1130,10 @@ def train_teacher_from_cfg(
     """SFT of ``cfg.base`` on the private pool (the members), dev pool for dev loss.
 
     ``cfg.lora`` (optional; None = full fine-tuning): LoRA block (:func:`kdprivacy.models.resolve_lora_config`);
-    the returned model is then merged (:func:`kdprivacy.models.merge_lora`). ``resume``, ``on_step``: see
+    the returned model is then merged (:func:`kdprivacy.models.merge_lora`). Training runs on float32 weights;
+    the returned model is in the base ref's ``dtype`` (:func:`finish_trained`). ``resume``, ``on_step``: see
     :func:`fit`.
     """
-    from kdprivacy import models
-
     model, tokenizer = load_trainable(cfg["base"], cfg.get("lora"), int(cfg["seed"]), "the teacher base")
     encode = functools.partial(
         load_items, manifest_path, tokenizer=tokenizer, max_length=cfg["max_length"],
@@ -1080,7 +1151,7 @@ def train_teacher_from_cfg(
         resume=resume,
         on_step=on_step,
     )
-    return models.merge_lora(model), tokenizer, history
+    return finish_trained(model, cfg["base"]), tokenizer, history
 
 
 STUDENT_METHODS = ("nokd", "kd", "seqkd", "imitkd", "gkd", "minillm", "distillm")
@@ -1102,8 +1173,9 @@ def train_student_from_cfg(
     temperature, top_p, top_k, batch_size), ``method_params`` (per method, see
     ``distillation.METHOD_PARAM_DEFAULTS``), ``seed``, ``max_length``, ``max_prompt_length``.
     ``teacher_generations_path``: the SeqKD artifact of ``scripts/generate_teacher.py`` (seqkd only).
-    ``lora`` (optional; None = full fine-tuning): LoRA block; the returned student is merged. The teacher
-    ref may carry ``quantization`` (``"8bit"``/``"4bit"``): the frozen teacher is loaded quantized.
+    ``lora`` (optional; None = full fine-tuning): LoRA block; the returned student is merged, in the base
+    ref's ``dtype`` (:func:`finish_trained`). The teacher ref may carry ``quantization``
+    (``"8bit"``/``"4bit"``): the frozen teacher is loaded quantized.
     ``resume``: checkpoint/resume (:func:`fit`), including the method's own state; ``on_step``: :func:`fit`.
 
     Guarantee (asserted, pitfalls.md): the student reads public/dev examples only; every student-generated
@@ -1160,4 +1232,4 @@ def train_student_from_cfg(
         resume=resume,
         on_step=on_step,
     )
-    return models.merge_lora(model), tokenizer, history
+    return finish_trained(model, cfg["base"]), tokenizer, history

@@ -256,12 +256,14 @@ def init_dir(family, seed, base):
 
 
 def student_start(wildcards):
-    """Where a student starts: its pretrained base, or the family's init student of that base."""
+    """Where a student starts: its pretrained base, or the family's init student of that base (stored in the
+    base's dtype, so the student's checkpoint is saved in that dtype too)."""
     s = student(wildcards)
+    ref = base_ref(wildcards.family, s.base)
     if s.init == "init":
         path = init_dir(wildcards.family, wildcards.seed, s.base)
-        return model_ref(path), [path]
-    return base_ref(wildcards.family, s.base), base_inputs(wildcards.family, s.base)
+        return model_ref(path, dtype=ref["dtype"]), [path]
+    return ref, base_inputs(wildcards.family, s.base)
 
 
 def student_base_input(wildcards):
@@ -345,6 +347,7 @@ def scoring_cfg(wildcards=None):
         "sample_seed": ev.sample_seed,
         "population": dump(ev.population),
         "short_tokens": att.short_tokens,
+        "precision": ev.precision,
         **data_lengths(),
     }
 
@@ -380,6 +383,7 @@ def mope_cfg(wildcards):
         "max_nonmembers": ev.max_nonmembers,
         "sample_seed": ev.sample_seed,
         "block": None,
+        "precision": ev.precision,
         **data_lengths(),
     }
 
@@ -490,6 +494,7 @@ def blocks_cfg(wildcards):
         "batch_size": blk.batch_size or CFG.evaluation.batch_size,
         "sample_seed": CFG.evaluation.sample_seed,
         "bootstrap_seed": CFG.attacks.bootstrap_seed,
+        "precision": CFG.evaluation.precision,
         **data_lengths(),
     }
 

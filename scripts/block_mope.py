@@ -6,7 +6,7 @@ Contract -- inputs: ``manifest``, ``model``; outputs: ``per_block`` (csv,
 row per block per sigma), ``seed`` (0), ``batch_size``, ``max_members``, ``max_nonmembers``,
 ``n_bootstrap`` (1000), ``max_length``, ``max_prompt_length``; optional ``sample_seed`` (0; must equal the
 other rules' evaluation seed so the same examples are scored), ``bootstrap_seed`` (0), ``blocks``
-(None = all), ``dtype`` ("float32").
+(None = all), ``dtype`` ("float32"), ``precision`` ("fp32"; ``evaluation.precision``).
 """
 
 import sys
@@ -46,6 +46,7 @@ per_block, per_example = blocks.block_mope(
     n_bootstrap=cfg.get("n_bootstrap", 1000),
     bootstrap_seed=cfg.get("bootstrap_seed", 0),
     blocks=cfg.get("blocks"),
+    precision=cfg.get("precision", "fp32"),
 )
 log.info("per-block MoPe:\n%s", per_block.to_string(index=False))
 io.write_csv(per_block, out.per_block)

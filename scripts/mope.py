@@ -34,7 +34,7 @@ log.info("MoPe: %d examples, K=%d, sigma=%g, seed=%d", len(items), cfg["k"], cfg
 table = perturb.mope_scores(
     model, items, k=int(cfg["k"]), sigma=float(cfg["sigma"]), seed=int(cfg["seed"]),
     batch_size=int(cfg["batch_size"]), pad_id=tokenizer.pad_token_id, params=params,
-    position_chunk=int(cfg.get("position_chunk", 512)),
+    position_chunk=int(cfg.get("position_chunk", 512)), precision=cfg.get("precision", "fp32"),
 )
 table = evaluation[["id", "label", "category"]].merge(table, on="id", how="left", validate="one_to_one")
 if len(table) != len(evaluation) or table["mope"].isna().any():

@@ -45,7 +45,7 @@ def score(frame: pd.DataFrame, keep: list[str], what: str) -> pd.DataFrame:
     items = encoding.encode_frame(tokenizer, frame, cfg["max_length"], cfg["max_prompt_length"])
     scores = scoring.score_examples(
         model, items, batch_size=cfg["batch_size"], pad_id=tokenizer.pad_token_id,
-        position_chunk=int(cfg.get("position_chunk", 512)),
+        position_chunk=int(cfg.get("position_chunk", 512)), precision=cfg.get("precision", "fp32"),
     )
     table = frame[keep].merge(scores, on="id", how="left", validate="one_to_one")
     if len(table) != len(frame) or table["n_tokens"].isna().any():

@@ -59,7 +59,8 @@ def _teacher_cfg(base_dir, lora=LORA, **train):
 
 def test_lora_config():
     assert models.resolve_lora_config(None) is None
-    assert models.resolve_lora_config({}) == {"r": 16, "alpha": 64, "dropout": 0.1, "target_modules": None}
+    assert models.resolve_lora_config({}) == {"r": 16, "alpha": 64, "dropout": 0.1, "target_modules": None,
+                                              "quantization": None}
     assert models.resolve_lora_config({"target_modules": ("q_proj",)})["target_modules"] == ["q_proj"]
     for bad in ({"rank": 4}, {"r": 0}, {"dropout": 1.0}, {"target_modules": "all"}, {"target_modules": []}):
         with pytest.raises(ValueError):

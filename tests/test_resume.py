@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from kdprivacy import checkpoint, distillation, models, training
-from kdprivacy.encoding import encode_frame
+from kdprivacy.encoding import collate, encode_frame
 
 import toy
 
@@ -122,6 +122,37 @@ def test_best_dev_and_lora_resume_exactly(tmp_path, tokenizer, items):
     assert _equal(model, reference)
     _same_history(history, ref_history)
     assert models.is_lora(model)
+
+
+def test_fp16_loss_scale_resumes_exactly(tmp_path, tokenizer, items):
+    """fp16 training: the loss scaler's state (scale, growth tracker) is part of the checkpoint. Batches
+    holding two chosen items overflow on purpose, so the scale has dropped before the kill; a resume that
+    restarted the scaler at its initial scale would log another scale (and skip other steps)."""
+    flagged = {items["public"][0].id, items["public"][5].id}
+
+    def make_batch(batch_items):
+        batch = collate(batch_items, tokenizer.pad_token_id)
+        return {**batch, "overflow": bool(flagged & {item.id for item in batch_items})}
+
+    def loss_fn(model, batch):
+        loss, stats = training.lm_loss(model, batch)
+        return loss * (1e6 if batch["overflow"] else 1.0), stats
+
+    def run(resume=None, on_step=None):
+        cfg = {**TRAIN, "precision": "fp16"}
+        return training.fit(_student(tokenizer), items["public"], items["dev"], cfg, tokenizer.pad_token_id,
+                            loss_fn, LOG, make_batch=make_batch, resume=resume, on_step=on_step)
+
+    reference, ref_history = run()
+    resume = checkpoint.Resume(tmp_path / "r", "fp")
+    with pytest.raises(Killed):
+        run(resume, _kill_after(4))
+    saved = torch.load(tmp_path / "r" / "state.pt", weights_only=False)
+    assert saved["step"] == 4 and saved["scaler"]["scale"] < 2.0**16  # a step was skipped before the kill
+    model, history = run(resume)
+    assert _equal(model, reference)
+    _same_history(history, ref_history)
+    assert history["amp_skipped_steps"].sum() >= 2 and history["loss_scale"].iloc[-1] < 2.0**15
 
 
 def test_time_based_checkpoints(tmp_path, tokenizer, items):
