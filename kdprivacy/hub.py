@@ -94,6 +94,15 @@ def download(items: list[dict[str, Any]], cache_dir: str | None = None) -> list[
     return out
 
 
+def set_environment(hub_cfg) -> None:
+    """The environment every job inherits: ``HF_HOME`` = ``hub.cache`` (absolute) when set, and the hub
+    offline (``HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1``) when ``hub.offline``; download_hub lifts it."""
+    if hub_cfg.cache:
+        os.environ["HF_HOME"] = os.path.abspath(os.path.expanduser(hub_cfg.cache))
+    if hub_cfg.offline:
+        os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
+
+
 def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
 

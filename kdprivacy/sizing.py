@@ -4,8 +4,8 @@ The sizing rule (README "Sizing"), per job:
 
 - **Bytes per parameter**, by how a model is held: trained in full 16 (fp32 weights, gradients and AdamW's
   two moments); frozen, by its dtype: 4 (float32), 2 (bfloat16, float16), 1 (8bit), 0.5 (4bit). A LoRA-trained
-  model is its frozen base (by dtype, or its QLoRA quantization) plus an adapter of ~1% of the parameters
-  trained in full.
+  model is its frozen base (float32, as training loads it, or its QLoRA quantization) plus an adapter of ~1%
+  of the parameters trained in full.
 - **GPU memory** = the held models + activations (20% + 2 GB). It must fit ``resources.gpu_mem_gb`` times the
   job's GPUs; a config that cannot fit is reported at planning (:func:`warnings`).
 - **Host memory** (``mem_mb``): a GPU job holds one model's weights at a time while loading them, plus 8 GB of
@@ -177,10 +177,10 @@ def n_layers(family, base: str) -> int:
 
 
 def _trained(family, base: str, lora) -> Held:
-    spec = family.bases[base]
     if lora is None:
         return Held(family.n_params(base), "full")
-    return Held(family.n_params(base), "lora", getattr(lora, "quantization", None) or spec.dtype)
+    # training loads float32 master weights whatever the storage dtype; QLoRA holds the base quantized
+    return Held(family.n_params(base), "lora", lora.quantization or "float32")
 
 
 def _frozen_teacher(family) -> Held:

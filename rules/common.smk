@@ -17,10 +17,7 @@ R = "results"
 
 # Hub access: download_hub fetches every hub name into the cache; every other job reads only that cache
 # (jobs inherit this environment, also on SLURM, where each job parses this file again).
-if CFG.hub.cache:
-    os.environ["HF_HOME"] = os.path.abspath(CFG.hub.cache)
-if CFG.hub.offline:
-    os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
+hub.set_environment(CFG.hub)
 HUB_ENTRIES = hub.entries(CFG)
 DOWNLOADS = f"{R}/hub/downloads.json"
 

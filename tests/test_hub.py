@@ -102,3 +102,14 @@ def test_paper_dag_downloads_first(tmp_path):
     assert downloads in teacher["input"]["base"]
     assert all(downloads not in (j["input"].get("base") or []) for j in by_rule["train_student"]
                if j["params"]["cfg"]["base"]["name_or_path"].startswith("results/"))
+
+
+def test_jobs_inherit_an_offline_environment_and_the_cache(tmp_path, monkeypatch):
+    for var in ("HF_HOME", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    hub.set_environment(config.Hub(offline=False))
+    assert "HF_HUB_OFFLINE" not in os.environ and "HF_HOME" not in os.environ
+    monkeypatch.chdir(tmp_path)
+    hub.set_environment(config.Hub(cache="hfcache"))
+    assert os.environ["HF_HOME"] == str(tmp_path / "hfcache") and hub.offline()
+    assert os.environ["HF_DATASETS_OFFLINE"] == "1"

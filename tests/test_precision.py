@@ -25,7 +25,6 @@ from kdprivacy.encoding import collate, encode_frame
 
 import toy
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 POOL_SIZES = {"private": 8, "nonmember": 6, "public": 8, "dev": 4, "pretrain": 4}
 MAX_LENGTH, MAX_PROMPT = 64, 40
 SPEC = {"arch": "gpt2", "n_layer": 2, "d_model": 32, "n_head": 4}

@@ -14,7 +14,6 @@ from benchmarks.real_checkpoint import prepare
 from kdprivacy.config import load_yaml
 from kdprivacy.data import build_manifest, load_file
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 CONFIG = "benchmarks/real_checkpoint/config.yaml"
 
 

@@ -503,6 +503,7 @@ def test_data_parallel_script_on_cpu(tmp_path, manifest, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setenv("KDPRIVACY_DEVICE", "cpu")  # given 2 GPUs on purpose, run on the CPU (runtime.check_gpus)
     training.launch_data_parallel(smk(tmp_path / "ddp"), REPO / "scripts" / "train_teacher.py", 2)
     log_text = (tmp_path / "ddp.log").read_text()
     assert (tmp_path / "ddp" / "model.safetensors").is_file() and not (tmp_path / "ddp.resume").exists()
