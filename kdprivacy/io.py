@@ -1,7 +1,8 @@
 """Atomic outputs: a crash never leaves a half-written file or directory at a final path.
 
 Everything is written to a temporary sibling (same filesystem) and moved into place with ``os.replace``;
-directories are built in a temporary sibling and renamed.
+directories are built in a temporary sibling and renamed. The temporaries get the permissions ``open`` and
+``mkdir`` would give (0666 / 0777 minus the umask), not ``mkstemp``'s private 0600 / 0700.
 """
 
 from __future__ import annotations
@@ -16,14 +17,36 @@ from pathlib import Path
 from typing import Any
 
 
+def umask() -> int:
+    """The process umask, read without changing it where Linux reports it (``/proc/self/status``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, but only for an instant)
+    os.umask(mask)
+    return mask
+
+
+def temp_file(final: Path) -> Path:
+    """An empty temporary sibling of ``final`` with mode 0666 & ~umask (mkstemp alone gives 0600)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~umask())
+    finally:
+        os.close(fd)
+    return Path(tmp)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary file path next to ``path``; move it into place only if the block succeeds."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = temp_file(final)
     try:
         yield tmp_path
         os.replace(tmp_path, final)
@@ -38,6 +61,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    os.chmod(tmp, 0o777 & ~umask())  # mkdtemp gives 0700
     try:
         yield tmp
         if final.exists():
