@@ -282,14 +282,19 @@ class DataParallel:
         buffers now), whose backward leaves every trainable gradient averaged over the ranks."""
         if not self.active:
             return functools.partial(loss_fn, model)
+        import inspect
+
         from torch.nn.parallel import DistributedDataParallel
 
+        # buffers are not trained: synced from rank 0 once, at construction, not before every forward
+        newer = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+        buffers = {"forward_sync_buffers": False} if newer else {"broadcast_buffers": False}
         return DistributedDataParallel(
             _StepLoss(model, loss_fn),
             device_ids=None,  # batches are already on the model's device
-            broadcast_buffers=False,  # buffers are not trained: synced once, at construction
             bucket_cap_mb=self.BUCKET_MB,
             find_unused_parameters=False,
+            **buffers,
         )
 
     def check_grads(self, params: Sequence[tuple[str, torch.Tensor]]) -> None:
