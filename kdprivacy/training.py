@@ -204,27 +204,57 @@ def mean_nll(model, items: Sequence[Encoded], batch_size: int, pad_id: int, on: 
 
 
 # ------------------------------------------------------------------------------------------ data parallel
+class _StepLoss(torch.nn.Module):
+    """One training step's loss as a module: ``forward(batch) = loss_fn(model, batch)``. Wrapped in
+    ``DistributedDataParallel``, every forward a loss makes (the student once or several times, gradient-
+    enabled or under ``no_grad``) runs inside one DDP forward, and ``loss_fn`` still gets the plain model
+    (``model.config``, generation, ``get_base_model`` as on one device). ``model`` is the only submodule: a
+    ``loss_fn`` holding a teacher keeps it out of DDP."""
+
+    def __init__(self, model, loss_fn):
+        super().__init__()
+        self.model = model
+        object.__setattr__(self, "loss_fn", loss_fn)  # never registered as a submodule
+
+    def forward(self, batch):
+        return self.loss_fn(self.model, batch)
+
+
 class DataParallel:
     """This process's place in a data-parallel run (``torchrun`` / :func:`launch_data_parallel` environment:
     ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``); a no-op for a single process.
 
-    Design (minimal intrusion; the model is never wrapped): every rank holds the full model on its own
-    device (``cuda:LOCAL_RANK``; gloo on CPU); each global batch of ``batch_size`` items is split across the
-    ranks (``idx[rank::world]``), each rank's loss is weighted by its share, and after ``backward`` the
-    trainable gradients are averaged with bucketed all-reduces, so every rank takes the same optimizer step
-    and the parameters stay identical (broadcast from rank 0 at the start, verified equal at the end).
+    Design: every rank holds the full model on its own device (``cuda:LOCAL_RANK``; gloo on CPU) and
+    :func:`fit` runs each step's loss through torch's ``DistributedDataParallel`` (:meth:`wrap`): the loss
+    function becomes the forward of a small module around the model (:class:`_StepLoss`), so the KD methods
+    keep the plain model (attribute access, generation, ``no_grad`` forwards) while DDP's reducer averages
+    the trainable gradients in buckets whose all-reduces overlap the backward pass. DDP broadcasts rank 0's
+    parameters and buffers when it wraps the model; every rank then takes the same optimizer step and the
+    parameters stay identical (verified equal at the end, :meth:`assert_in_sync`). Each global batch of
+    ``batch_size`` items is split across the ranks (``idx[rank::world]``) and each rank's loss is weighted by
+    its share × world, so DDP's mean over ranks is the share-weighted mean (a tail batch smaller than the
+    world gives the idle ranks a zero-weight item: they still backpropagate, with zero gradients).
     ``batch_size``, steps per epoch and the learning-rate schedule mean the same as on one device. Seeds are
     **not** offset by rank (pitfalls.md): SGO decisions drawn from seeded RNGs agree on every rank, and
     generated samples are seeded per example id (:mod:`kdprivacy.generation`), so sharding does not change
     them. Dev loss is summed over rank shards. Only rank 0 writes checkpoints and outputs; each rank's RNG,
     partial epoch sums and KD-method state (its own replay buffer, its own share of samples) are checkpointed.
 
+    Every trainable parameter must receive a gradient in every step (a causal LM's loss depends on all its
+    weights, a LoRA model's on all adapter weights), so DDP runs without ``find_unused_parameters`` (no
+    autograd-graph search per step); a parameter left without a gradient is reported as an error naming it
+    instead of being silently skipped by the reducer. Gradient checkpointing is non-reentrant
+    (:func:`kdprivacy.models.set_gradient_checkpointing`), which DDP supports.
+
     The one numeric difference from one device: the batch loss is the share-weighted mean of per-rank
     losses. For a loss that is a mean over sequences this is exactly the whole batch's loss; the token-
-    weighted response NLL (SFT) and the KD divergences weight sequences slightly differently.
+    weighted response NLL (SFT) and the KD divergences weight sequences slightly differently. Exact resume
+    of a data-parallel run holds bit for bit where the all-reduce's rounding does not depend on DDP's bucket
+    layout (which DDP rebuilds once, after the first step of each wrap): always for two ranks; with more
+    NCCL ranks a resumed run may differ from an uninterrupted one in the last bits.
     """
 
-    BUCKET_BYTES = 64 * 2**20
+    BUCKET_MB = 25  # DDP's default bucket size
 
     def __init__(self):
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -246,37 +276,38 @@ class DataParallel:
             return [idx[0]], 0.0
         return mine, len(mine) * self.world / len(idx)
 
-    def broadcast_params(self, params: Sequence[torch.Tensor]) -> None:
-        import torch.distributed as dist
+    def wrap(self, model, loss_fn: Callable) -> Callable[[dict], tuple[torch.Tensor, dict]]:
+        """``step_loss(batch) -> (loss, stats)`` = ``loss_fn(model, batch)``; data-parallel, through a
+        ``DistributedDataParallel`` around :class:`_StepLoss` (which broadcasts rank 0's parameters and
+        buffers now), whose backward leaves every trainable gradient averaged over the ranks."""
+        if not self.active:
+            return functools.partial(loss_fn, model)
+        import inspect
 
-        with torch.no_grad():
-            for p in params:
-                dist.broadcast(p.data, src=0)
+        from torch.nn.parallel import DistributedDataParallel
 
-    def sync_grads(self, params: Sequence[torch.Tensor]) -> None:
-        """Average gradients over ranks (missing gradients count as zero) in ~64 MiB buckets."""
+        # buffers are not trained: synced from rank 0 once, at construction, not before every forward
+        newer = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+        buffers = {"forward_sync_buffers": False} if newer else {"broadcast_buffers": False}
+        return DistributedDataParallel(
+            _StepLoss(model, loss_fn),
+            device_ids=None,  # batches are already on the model's device
+            bucket_cap_mb=self.BUCKET_MB,
+            find_unused_parameters=False,
+            **buffers,
+        )
+
+    def check_grads(self, params: Sequence[tuple[str, torch.Tensor]]) -> None:
+        """Raise if a trainable parameter got no gradient (DDP's reducer would not have averaged it)."""
         if not self.active:
             return
-        import torch.distributed as dist
-        from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
-
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        buckets: dict[tuple, list[list[torch.Tensor]]] = {}
-        for p in params:
-            key = (p.grad.dtype, p.grad.device)
-            groups = buckets.setdefault(key, [[]])
-            if sum(g.numel() * g.element_size() for g in groups[-1]) >= self.BUCKET_BYTES:
-                groups.append([])
-            groups[-1].append(p.grad)
-        for groups in buckets.values():
-            for grads in groups:
-                flat = _flatten_dense_tensors(grads)
-                dist.all_reduce(flat)
-                flat /= self.world
-                for grad, synced in zip(grads, _unflatten_dense_tensors(flat, grads)):
-                    grad.copy_(synced)
+        missing = [name for name, p in params if p.grad is None]
+        if missing:
+            raise RuntimeError(
+                f"data-parallel training: {len(missing)} trainable parameters got no gradient this step "
+                f"(e.g. {missing[:3]}); DistributedDataParallel runs without find_unused_parameters, so every "
+                "trainable parameter must take part in the loss"
+            )
 
     def _tensor(self, values: Sequence[float]) -> torch.Tensor:
         device = torch.device("cuda", self.local_rank) if torch.cuda.is_available() else torch.device("cpu")
@@ -578,8 +609,7 @@ def fit(
     steps_per_epoch = math.ceil(len(train_items) / batch_size)
     total_steps = epochs * steps_per_epoch
     params = trainable_parameters(model)
-    if ddp.active:
-        ddp.broadcast_params([p for _, p in params])
+    step_loss = ddp.wrap(model, loss_fn)  # data-parallel: DDP broadcasts rank 0's weights here
     optimizer = make_optimizer(model, float(cfg["lr"]), float(cfg["weight_decay"]))
     schedule = lr_lambda(cfg["scheduler"], total_steps, int(float(cfg["warmup_ratio"]) * total_steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
@@ -699,7 +729,7 @@ def fit(
                     mine, weight = ddp.shard(idx)
                     batch = to_device(make_batch([train_items[i] for i in mine]), device)
                     with models.autocast(precision, device):
-                        loss, stats = loss_fn(model, batch)
+                        loss, stats = step_loss(batch)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(
                             f"{desc}: non-finite loss {loss.item()} at epoch {epoch} step {step}"
@@ -707,7 +737,7 @@ def fit(
                     optimizer.zero_grad(set_to_none=True)
                     scaled = loss * weight if ddp.active else loss
                     (scaler.scale(scaled) if scaler is not None else scaled).backward()
-                    ddp.sync_grads([p for _, p in params])
+                    ddp.check_grads(params)  # averaged over the ranks during backward (DDP)
                     if scaler is not None:
                         scaler.unscale_(optimizer)  # clip the true gradients
                     if cfg["grad_clip"] and cfg["grad_clip"] > 0:

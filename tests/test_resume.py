@@ -348,3 +348,101 @@ def test_data_parallel_fit_matches_one_process_and_resumes(tmp_path, tokenizer, 
     assert history["step"].tolist() == single_history["step"].tolist() == [3, 6]
     assert history["train_loss"].tolist() == pytest.approx(single_history["train_loss"].tolist(), abs=1e-5)
     assert history["dev_loss"].tolist() == pytest.approx(single_history["dev_loss"].tolist(), abs=1e-5)
+
+
+def _count_buckets(state, bucket):
+    """A DDP communication hook: count the bucket, then DDP's own averaging all-reduce."""
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+    state["buckets"] += 1
+    return default_hooks.allreduce_hook(None, bucket)
+
+
+def _ddp_gkd_worker(rank, world, port, student_dir, teacher_dir, items, dev, cfg, pad_id, eos_id, out_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), KDPRIVACY_DEVICE="cpu")
+    torch.set_num_threads(1)
+    from torch.nn.parallel import DistributedDataParallel
+
+    seen = {"buckets": 0, "steps": 0, "wrapped": []}
+    wrap = training.DataParallel.wrap
+
+    def counting_wrap(self, model, loss_fn):
+        step_loss = wrap(self, model, loss_fn)
+        seen["wrapped"].append(isinstance(step_loss, DistributedDataParallel) and step_loss.module.model is model)
+        step_loss.register_comm_hook(seen, _count_buckets)
+        return step_loss
+
+    training.DataParallel.wrap = counting_wrap
+    teacher = training.freeze(models.load_model(teacher_dir))
+    model, history = distillation.train_method("gkd", models.load_model(student_dir), teacher, items, dev, cfg,
+                                               pad_id, LOG, eos_id=eos_id, on_step=lambda step: seen.update(steps=step))
+    torch.save({"state": model.state_dict(), "history": history, "seen": {k: seen[k] for k in ("buckets", "steps",
+               "wrapped")}}, Path(out_dir) / f"gkd{rank}.pt")
+    training.finish_distributed()
+
+
+def _as_shards(loss_fn, world):
+    """``loss_fn`` on one process as two data-parallel ranks see it: each rank's rows (``idx[rank::world]``
+    of the batch, or a zero-weight row) scored separately, weighted by their share."""
+
+    def sharded(model, batch):
+        n = batch["input_ids"].shape[0]
+        total, sums = 0.0, {}
+        for rank in range(world):
+            rows = list(range(rank, n, world))
+            weight = len(rows) / n
+            rows = rows or [0]
+            sub = {k: v[rows] if torch.is_tensor(v) and v.shape[:1] == (n,) else v for k, v in batch.items()}
+            loss, stats = loss_fn(model, sub)
+            total = total + weight * loss
+            for key, value in stats.items():
+                sums[key] = sums.get(key, 0.0) + weight * float(value)
+        return total, sums
+
+    return sharded
+
+
+def test_data_parallel_kd_method_goes_through_ddp_and_matches_one_process(tmp_path, tokenizer, items, teacher,
+                                                                           monkeypatch):
+    """GKD (student samples under no_grad in make_batch, then a student forward with gradients and a teacher
+    forward in the loss) on two gloo ranks: the loss runs inside DistributedDataParallel (the plain model
+    reaches the loss, the gradients pass DDP's communication hook every step), the ranks end identical, and
+    equal to one process scoring the same two shards."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    student_dir, teacher_dir = tmp_path / "student", tmp_path / "teacher"
+    models.save_model(models.build_from_scratch({**SPEC, "dropout": 0.0}, tokenizer, MAX_LENGTH, seed=2), tokenizer,
+                      student_dir)
+    models.save_model(teacher, tokenizer, teacher_dir)
+    train = items["public"][:9]  # batches of 4, 4, 1: rank 1 gets a zero-weight share of the last one
+    cfg = _cfg("gkd", {"lmbda": 0.5}, checkpoint_every_steps=None)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    pad_id, eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
+    mp.spawn(_ddp_gkd_worker, args=(2, port, str(student_dir), str(teacher_dir), train, items["dev"], cfg, pad_id,
+                                    eos_id, str(tmp_path)), nprocs=2, join=True)
+
+    fit = training.fit
+    monkeypatch.setattr(training, "fit", lambda model, tr, dev, c, pad, loss_fn, *a, **kw:
+                        fit(model, tr, dev, c, pad, _as_shards(loss_fn, 2), *a, **kw))
+    single, single_history = distillation.train_method("gkd", models.load_model(str(student_dir)), teacher, train,
+                                                       items["dev"], cfg, pad_id, LOG, eos_id=eos_id)
+    ranks = [torch.load(tmp_path / f"gkd{r}.pt", weights_only=False) for r in range(2)]
+    for r in ranks:
+        assert r["seen"]["wrapped"] == [True] and r["seen"]["steps"] == 6
+        assert r["seen"]["buckets"] >= r["seen"]["steps"]  # every step's gradients went through DDP's reducer
+    assert all(torch.equal(ranks[0]["state"][k], v) for k, v in ranks[1]["state"].items())
+    reduced = ["epoch", "step", "train_loss", "dev_loss", "lr", "frac_sgo_batches"]  # sgo_* count this rank's samples
+    pd.testing.assert_frame_equal(ranks[0]["history"][reduced], ranks[1]["history"][reduced], check_exact=True)
+    diff = max((ranks[0]["state"][k] - v).abs().max().item() for k, v in single.state_dict().items())
+    LOG.info("gkd: 2 gloo ranks vs 1 process, max abs weight difference %.3g", diff)
+    assert diff <= 1e-5
+    history = ranks[0]["history"]
+    assert history["frac_sgo_batches"].tolist() == single_history["frac_sgo_batches"].tolist()
+    assert history["frac_sgo_batches"].sum() > 0  # the on-policy (sampling) path ran
+    assert history["train_loss"].tolist() == pytest.approx(single_history["train_loss"].tolist(), abs=1e-5)
+    assert history["dev_loss"].tolist() == pytest.approx(single_history["dev_loss"].tolist(), abs=1e-5)
