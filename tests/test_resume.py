@@ -246,6 +246,7 @@ def _snakemake(tmp_path, cfg, inputs, out, rule):
         scriptdir=str(REPO / "scripts"), params=types.SimpleNamespace(cfg=cfg, code="test-code"),
         input=types.SimpleNamespace(**inputs, items=lambda: inputs.items()),
         output=types.SimpleNamespace(dir=str(out)), log=[], threads=1, rule=rule,
+        resources=types.SimpleNamespace(gpu=0),
     )
 
 
