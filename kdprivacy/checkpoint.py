@@ -20,13 +20,24 @@ whose fingerprint or run identity differs (the config or the code changed) is di
 
 Layout: ``<resume_dir>/state.pt`` (one ``torch.save`` file, written to a temporary sibling and moved into
 place with ``os.replace``: a kill while saving leaves the previous checkpoint intact) and
-``<resume_dir>/state.json`` (a human-readable summary). The workflow scripts use ``<output dir>.resume``
-and delete it once the final output is in place. Only rank 0 writes; every rank reads.
+``<resume_dir>/state.json`` (a human-readable summary that also carries the format version and a digest
+of the run identity). The workflow scripts use ``<output dir>.resume`` and delete it once the final output
+is in place. Only rank 0 writes; every rank reads.
+
+Safety: ``results/`` may be writable by others (a shared project directory), so a ``state.pt`` is never
+trusted. :meth:`Checkpointer.load` first reads ``state.json`` (plain JSON) and unpickles nothing unless its
+version and identity digest match this run; ``state.pt`` is then read with torch's ``weights_only``
+unpickler, which builds tensors and plain Python containers/scalars only and never calls code named by the
+file. Everything a checkpoint holds is therefore stored as such types (:func:`plain`: NumPy's RNG state as
+a tensor and ints, NumPy scalars as Python numbers). A missing or mismatching summary, an unreadable file, a
+payload that is not a dict or a payload of another run is logged and training starts from scratch.
+A failed write (full disk, quota) raises :class:`CheckpointWriteError` naming the file and the likely cause.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -34,7 +45,6 @@ import os
 import random
 import shutil
 import signal
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -43,16 +53,22 @@ from typing import Any
 
 import torch
 
+from kdprivacy import io
+
 log_ = logging.getLogger("kdprivacy")
 
 STATE_FILE = "state.pt"
 SUMMARY_FILE = "state.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: weights_only-loadable payload, version + identity digest in state.json
 SIGNALS = ("SIGTERM", "SIGUSR1")  # SLURM: scancel / time limit (TERM), `--signal=USR1@<s>` (USR1)
 
 
 class Preempted(RuntimeError):
     """Raised by :func:`kdprivacy.training.fit` after it saved a checkpoint because a signal asked it to stop."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written; the message names the file and the likely cause."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +119,10 @@ def rng_state() -> dict:
     """Every global RNG training may draw from: torch CPU (and CUDA), Python ``random``, NumPy."""
     import numpy as np
 
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    kind, key, pos, has_gauss, gauss = np.random.get_state()
+    numpy_state = {"kind": str(kind), "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                   "has_gauss": int(has_gauss), "gauss": float(gauss)}
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": numpy_state}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -113,11 +132,45 @@ def set_rng_state(state: dict) -> None:
     import numpy as np
 
     torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
         cuda = state["cuda"][: torch.cuda.device_count()]
         torch.cuda.set_rng_state_all(cuda)
+
+
+PLAIN_LEAVES = (torch.Tensor, str, bytes, bool, int, float, type(None), torch.dtype, torch.device)
+
+
+def plain(obj: Any, where: str = "state") -> Any:
+    """``obj`` in types torch's ``weights_only`` unpickler accepts: tensors, Python scalars and strings,
+    dicts/lists/tuples of them. NumPy scalars become Python numbers (same value); anything else is a bug in
+    what a caller checkpoints and raises ``TypeError`` naming where it sits (``where``)."""
+    if isinstance(obj, PLAIN_LEAVES):
+        return obj
+    if isinstance(obj, dict):
+        return {k: plain(v, f"{where}[{k!r}]") for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, tuple) and type(obj) is tuple:
+        return tuple(plain(v, f"{where}[{i}]") for i, v in enumerate(obj))
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy comes with torch's stack
+        np = None
+    if np is not None and isinstance(obj, np.generic) and np.ndim(obj) == 0:
+        return obj.item()
+    raise TypeError(
+        f"checkpoint {where} is a {type(obj).__module__}.{type(obj).__qualname__}: checkpoints hold only "
+        "tensors and plain Python values (loaded with torch's weights_only unpickler); convert it"
+    )
+
+
+def identity_digest(identity: Any) -> str:
+    """The run identity as a short digest (stored in the JSON summary, checked before any unpickling)."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def to_cpu(obj: Any) -> Any:
@@ -212,16 +265,10 @@ class Checkpointer:
             return
         started = time.perf_counter()
         self.dir.mkdir(parents=True, exist_ok=True)
-        payload = {"version": FORMAT_VERSION, "identity": self.identity, **state}
-        fd, tmp = tempfile.mkstemp(prefix=f".{STATE_FILE}.", suffix=".tmp", dir=self.dir)
-        os.close(fd)
-        try:
-            torch.save(payload, tmp)
-            os.replace(tmp, self.file)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        payload = plain({"version": FORMAT_VERSION, "identity": self.identity, **state})
         summary = {
+            "version": FORMAT_VERSION,
+            "identity": identity_digest(self.identity),
             "epoch": state.get("epoch"),
             "batches_done": state.get("batches_done"),
             "epoch_done": state.get("epoch_done"),
@@ -229,9 +276,11 @@ class Checkpointer:
             "fingerprint": self.resume.fingerprint,
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        tmp_json = self.dir / f".{SUMMARY_FILE}.tmp"
-        tmp_json.write_text(json.dumps(summary, indent=2) + "\n")
-        os.replace(tmp_json, self.dir / SUMMARY_FILE)
+        with self._writing(self.file):
+            with io.atomic_path(self.file) as tmp:
+                torch.save(payload, tmp)
+        with self._writing(self.dir / SUMMARY_FILE):
+            io.write_text(self.dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
         self.log.info(
             "checkpoint: step %s (epoch %s, %s batches) -> %s in %.1f s",
             state.get("step"),
@@ -241,20 +290,86 @@ class Checkpointer:
             time.perf_counter() - started,
         )
 
+    @contextlib.contextmanager
+    def _writing(self, path: Path):
+        """Turn a failed write into an error naming the file and the likely cause (torch only says
+        "basic_ios::clear: iostream error" or "PytorchStreamWriter failed writing file")."""
+        try:
+            yield
+        except (OSError, RuntimeError) as err:
+            full = isinstance(err, RuntimeError) or getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+            try:
+                free = f"{shutil.disk_usage(self.dir).free / 1e9:.3g} GB free there now"
+            except OSError:
+                free = "free space unknown"
+            if full:
+                cause = (f"most likely the disk or the quota of {self.dir} is full ({free}): free some space or "
+                         "raise the quota, then rerun; the previous checkpoint, if any, is intact")
+            else:
+                cause = f"check that {self.dir} is writable (permissions, disk, quota)"
+            raise CheckpointWriteError(
+                f"could not write checkpoint file {path} ({type(err).__name__}: {err}): {cause}"
+            ) from err
+
+    def _summary_matches(self) -> bool:
+        """Whether ``state.json`` says the checkpoint is of this format and this run (read as JSON only)."""
+        try:
+            summary = json.loads((self.dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            self.log.warning(
+                "checkpoint %s has no readable summary %s (%s): starting from scratch",
+                self.file,
+                SUMMARY_FILE,
+                err,
+            )
+            return False
+        if not isinstance(summary, dict) or summary.get("version") != FORMAT_VERSION:
+            self.log.warning(
+                "checkpoint %s is of another format (summary version %r, expected %d): starting from scratch",
+                self.file,
+                summary.get("version") if isinstance(summary, dict) else None,
+                FORMAT_VERSION,
+            )
+            return False
+        if summary.get("identity") != identity_digest(self.identity):
+            self.log.warning(
+                "checkpoint %s belongs to another run (config, code or data changed): ignoring it, starting "
+                "from scratch",
+                self.file,
+            )
+            return False
+        return True
+
     def load(self) -> dict | None:
-        """The saved state, or None when there is none or it belongs to another job (that one is ignored and
-        overwritten by the next save)."""
+        """The saved state, or None when there is none, it cannot be trusted or read, or it belongs to another
+        job (that one is ignored and overwritten by the next save). Nothing is unpickled before the JSON
+        summary matched, and then only with torch's ``weights_only`` unpickler."""
         if not self.file.is_file():
             return None
+        if not self._summary_matches():
+            return None
         try:
-            # Our own file (never downloaded): it holds Python RNG tuples and NumPy states, so not weights_only.
-            payload = torch.load(self.file, map_location="cpu", weights_only=False)
-        except Exception as err:  # noqa: BLE001 - a corrupt checkpoint means: start over
-            self.log.warning("checkpoint %s is unreadable (%s): starting from scratch", self.file, err)
+            payload = torch.load(self.file, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - unreadable or not plain data: start over
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            self.log.warning(
+                "checkpoint %s is unreadable or holds more than plain data (%s: %s): starting from scratch",
+                self.file,
+                type(err).__name__,
+                first[:300],
+            )
+            return None
+        if not isinstance(payload, dict):
+            self.log.warning(
+                "checkpoint %s holds a %s, not a checkpoint: starting from scratch", self.file,
+                type(payload).__name__,
+            )
             return None
         if payload.get("version") != FORMAT_VERSION or payload.get("identity") != self.identity:
             self.log.warning(
-                "checkpoint %s belongs to another run (config, code or data changed): ignoring it", self.file
+                "checkpoint %s belongs to another run (config, code or data changed): ignoring it, starting "
+                "from scratch",
+                self.file,
             )
             return None
         self.log.info(

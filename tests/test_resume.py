@@ -116,7 +116,7 @@ def test_best_dev_and_lora_resume_exactly(tmp_path, tokenizer, items):
     resume = checkpoint.Resume(tmp_path / "r", "fp")
     with pytest.raises(Killed):
         _sft(tokenizer, items, resume, _kill_after(7), lora=lora, **kw)
-    saved = torch.load(tmp_path / "r" / "state.pt", weights_only=False)
+    saved = torch.load(tmp_path / "r" / "state.pt", weights_only=True)  # plain types only: no pickled code
     assert saved["model"] and all("lora_" in name for name in saved["model"])  # only the adapter is saved
     model, history = _sft(tokenizer, items, resume, lora=lora, **kw)
     assert _equal(model, reference)
@@ -192,6 +192,104 @@ def test_checkpoint_of_another_run_is_ignored(tmp_path, tokenizer, items, caplog
     with caplog.at_level(logging.WARNING):
         _sft(tokenizer, items, checkpoint.Resume(tmp_path / "r", "new-config"), steps.append, lr=1e-4)
     assert steps[0] == 1
+
+
+class _Planted:
+    """A pickle that runs code when unpickled (``__reduce__``): here it only creates a marker file."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.makedirs, (self.marker,))
+
+
+@pytest.mark.parametrize("keep_summary", [False, True], ids=["no-summary", "real-summary"])
+def test_planted_checkpoint_never_runs_code(tmp_path, tokenizer, items, caplog, keep_summary):
+    """Anyone who can write results/ could plant a state.pt: it is read with torch's weights_only unpickler
+    (and only after the summary's fingerprint matched), so its code never runs; the job starts over."""
+    resume = checkpoint.Resume(tmp_path / "r", "fp")
+    with pytest.raises(Killed):
+        _sft(tokenizer, items, resume, _kill_after(4))
+    marker = tmp_path / "marker"
+    torch.save({"version": checkpoint.FORMAT_VERSION, "model": _Planted(marker)}, tmp_path / "r" / "state.pt")
+    if not keep_summary:
+        (tmp_path / "r" / "state.json").unlink()  # with the real summary kept, the fingerprint matches
+    reference, ref_history = _sft(tokenizer, items)
+    steps = []
+    with caplog.at_level(logging.WARNING):
+        model, history = _sft(tokenizer, items, resume, steps.append)
+    assert not marker.exists()
+    assert steps[0] == 1 and _equal(model, reference)
+    _same_history(history, ref_history)
+    assert "starting from scratch" in caplog.text and "state.pt" in caplog.text
+
+
+@pytest.mark.parametrize("payload", [[1, 2, 3], "text", b"not a torch file"], ids=["list", "str", "garbage"])
+def test_foreign_or_unreadable_checkpoint_restarts_cleanly(tmp_path, tokenizer, items, caplog, payload):
+    resume = checkpoint.Resume(tmp_path / "r", "fp")
+    with pytest.raises(Killed):
+        _sft(tokenizer, items, resume, _kill_after(4))
+    state = tmp_path / "r" / "state.pt"
+    if isinstance(payload, bytes):
+        state.write_bytes(payload)
+    else:
+        torch.save(payload, state)
+    steps = []
+    with caplog.at_level(logging.WARNING):
+        model, _ = _sft(tokenizer, items, resume, steps.append)
+    assert steps[0] == 1 and _equal(model, _sft(tokenizer, items)[0])
+    assert "starting from scratch" in caplog.text and str(state) in caplog.text
+
+
+@pytest.mark.parametrize("error", [
+    RuntimeError("basic_ios::clear: iostream error"),
+    RuntimeError("[enforce fail at inline_container.cc:626] . PytorchStreamWriter failed writing file data/3: "
+                 "file write failed"),
+    OSError(28, "No space left on device"),
+], ids=["iostream", "stream-writer", "enospc"])
+def test_checkpoint_write_failure_names_the_file_and_cause(tmp_path, tokenizer, items, monkeypatch, error):
+    """A full disk or quota while checkpointing: the error names the checkpoint file and the likely cause
+    (torch itself only says "basic_ios::clear: iostream error"); the previous checkpoint stays intact."""
+    resume = checkpoint.Resume(tmp_path / "r", "fp")
+    with pytest.raises(Killed):
+        _sft(tokenizer, items, resume, _kill_after(2))
+    before = (tmp_path / "r" / "state.pt").read_bytes()
+    real_save = torch.save
+
+    def full_disk(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)  # part of it reached the disk, then the write failed
+        raise error
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError) as err:
+        _sft(tokenizer, items, resume)
+    msg = str(err.value)
+    assert str(tmp_path / "r" / "state.pt") in msg and "disk" in msg and "quota" in msg
+    assert str(error) in msg
+    assert (tmp_path / "r" / "state.pt").read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["state.json", "state.pt"]  # no temporaries
+
+
+def test_checkpoint_state_is_plain_data(tmp_path):
+    """Every global RNG round-trips through a weights_only file; anything but plain data is refused when
+    saving, naming where it sits (a method that checkpoints a new type fails in the tests, not on resume)."""
+    import random
+
+    import numpy as np
+
+    np.random.seed(3)
+    random.seed(4)
+    torch.manual_seed(5)
+    torch.save(checkpoint.plain(checkpoint.rng_state()), tmp_path / "rng.pt")
+    first = (np.random.rand(3), random.random(), torch.rand(2))
+    checkpoint.set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
+    again = (np.random.rand(3), random.random(), torch.rand(2))
+    assert np.array_equal(first[0], again[0]) and first[1] == again[1] and torch.equal(first[2], again[2])
+    assert checkpoint.plain({"a": [np.float64(1.5), np.bool_(True)]}) == {"a": [1.5, True]}
+    assert type(checkpoint.plain(np.int64(2))) is int
+    with pytest.raises(TypeError, match=r"checkpoint state\['rows'\]\[0\] is a numpy.ndarray"):
+        checkpoint.plain({"rows": [np.zeros(2)]})
 
 
 def test_fingerprint_ignores_checkpoint_frequency():
