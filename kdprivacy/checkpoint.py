@@ -297,14 +297,15 @@ class Checkpointer:
         try:
             yield
         except (OSError, RuntimeError) as err:
-            full = isinstance(err, RuntimeError) or getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+            full = isinstance(err, RuntimeError) or getattr(err, "errno", None) in (errno.ENOSPC,
+                                                                                    errno.EDQUOT)
             try:
                 free = f"{shutil.disk_usage(self.dir).free / 1e9:.3g} GB free there now"
             except OSError:
                 free = "free space unknown"
             if full:
-                cause = (f"most likely the disk or the quota of {self.dir} is full ({free}): free some space or "
-                         "raise the quota, then rerun; the previous checkpoint, if any, is intact")
+                cause = (f"most likely the disk or the quota of {self.dir} is full ({free}): free some "
+                         "space or raise the quota, then rerun; the previous checkpoint, if any, is intact")
             else:
                 cause = f"check that {self.dir} is writable (permissions, disk, quota)"
             raise CheckpointWriteError(

@@ -244,8 +244,8 @@ def test_foreign_or_unreadable_checkpoint_restarts_cleanly(tmp_path, tokenizer, 
 
 @pytest.mark.parametrize("error", [
     RuntimeError("basic_ios::clear: iostream error"),
-    RuntimeError("[enforce fail at inline_container.cc:626] . PytorchStreamWriter failed writing file data/3: "
-                 "file write failed"),
+    RuntimeError("[enforce fail at inline_container.cc:626] . PytorchStreamWriter failed writing file "
+                 "data/3: file write failed"),
     OSError(28, "No space left on device"),
 ], ids=["iostream", "stream-writer", "enospc"])
 def test_checkpoint_write_failure_names_the_file_and_cause(tmp_path, tokenizer, items, monkeypatch, error):
