@@ -972,9 +972,22 @@ def load_source(data_cfg: dict) -> pd.DataFrame:
 # Validation, ids, manifest
 # --------------------------------------------------------------------------------------------------
 
-def _as_text(col: pd.Series) -> pd.Series:
-    """Missing -> "", anything else -> its stripped string, so ids do not depend on a reader's dtypes."""
-    return pd.Series(["" if pd.isna(v) else str(v).strip() for v in col], index=col.index, dtype=str)
+def _as_text(col: pd.Series, field: str | None = None) -> pd.Series:
+    """Missing -> "", a string or number -> its stripped string, so ids do not depend on a reader's dtypes.
+
+    A cell holding a list, mapping or array (a JSON record whose response is a list, a Parquet list column)
+    is not a text: a :class:`DataError` names its row position and column.
+    """
+    out = []
+    for pos, v in enumerate(col):
+        if isinstance(v, (list, tuple, dict, set, np.ndarray)):
+            shown = repr(v.tolist() if isinstance(v, np.ndarray) else v)
+            raise DataError(
+                f"row {pos}, column {field or col.name!r}: expected text (a string; numbers are read as "
+                f"text), got a {type(v).__name__}: {shown[:80]}{'...' if len(shown) > 80 else ''}"
+            )
+        out.append("" if pd.isna(v) else str(v).strip())
+    return pd.Series(out, index=col.index, dtype=str)
 
 
 def validate_records(df: pd.DataFrame, min_rows: int = 1) -> pd.DataFrame:
@@ -992,11 +1005,14 @@ def validate_records(df: pd.DataFrame, min_rows: int = 1) -> pd.DataFrame:
     df = df.reset_index(drop=True)
     out = pd.DataFrame(index=df.index)
     for field in FIELDS:
-        out[field] = _as_text(df[field]) if field in df.columns else pd.Series("", index=df.index, dtype=str)
+        if field in df.columns:
+            out[field] = _as_text(df[field], field)
+        else:
+            out[field] = pd.Series("", index=df.index, dtype=str)
     out.loc[out["category"] == "", "category"] = UNCATEGORIZED
     if all(has_secret):
         for field in SECRET_FIELDS:
-            out[field] = _as_text(df[field])
+            out[field] = _as_text(df[field], field)
     for field in _REQUIRED:
         empty = np.flatnonzero((out[field] == "").to_numpy())
         if len(empty):

@@ -184,6 +184,46 @@ def _load_error(name_or_path: str, revision: str | None, what: str, err: Excepti
     return f"cannot load {what} {str(name_or_path)!r} (revision {revision}): {err}"
 
 
+def _weights_dir(name_or_path: str, revision: str | None) -> Path | None:
+    """The directory a model's weights are read from: the local directory, or its hub cache snapshot."""
+    path = Path(str(name_or_path)).expanduser()
+    if path.is_dir():
+        return path
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(str(name_or_path), "config.json", revision=revision)
+    except Exception:  # noqa: BLE001 - only for a better message
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def _corrupt_files(directory: Path | None) -> list[str]:
+    """The ``*.safetensors`` files under ``directory`` whose header or size is broken (truncated, garbled)."""
+    from safetensors import safe_open
+
+    bad = []
+    for file in sorted(directory.rglob("*.safetensors")) if directory is not None else []:
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except Exception as err:  # noqa: BLE001 - SafetensorError, OSError: either way unreadable
+            bad.append(f"{file} ({err})")
+    return bad
+
+
+def _corrupt_error(name_or_path: str, revision: str | None, err: Exception) -> OSError:
+    """The error for weights safetensors cannot read: which file is corrupt, and what to do about it."""
+    bad = _corrupt_files(_weights_dir(name_or_path, revision))
+    which = "; ".join(bad) if bad else f"a weights file of {str(name_or_path)!r} ({err})"
+    fix = (
+        "Rerun the job that wrote it (delete the directory first), or copy it again"
+        if is_local(str(name_or_path))
+        else "Delete it from the Hugging Face cache and fetch it again (snakemake download_hub)"
+    )
+    return OSError(f"cannot load model {str(name_or_path)!r}: corrupt or truncated weights: {which}. {fix}")
+
+
 def default_device() -> torch.device:
     """``$KDPRIVACY_DEVICE`` if set; else ``cuda:$LOCAL_RANK`` (0 outside torchrun) when CUDA is available;
     else the CPU. Data-parallel ranks thus each load onto their own GPU."""
@@ -290,8 +330,12 @@ def load_model(
         # bitsandbytes layers are placed at load time and cannot be moved afterwards
         kwargs.update(quantization_config=qconfig, device_map={"": str(device)})
         _log_once("bitsandbytes.autograd._functions")  # warns on every 8-bit matmul
+    from safetensors import SafetensorError
+
     try:
         model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+    except SafetensorError as err:
+        raise _corrupt_error(name_or_path, revision, err) from err
     except OSError as err:
         raise OSError(_load_error(name_or_path, revision, "model", err)) from err
     if qconfig is None and device.type != "cpu":
@@ -339,8 +383,13 @@ def _load_adapter_dir(path: Path, dtype, trust_remote_code, quantization, device
     if not base_name:
         raise ValueError(f"{str(path)!r}: adapter_config.json names no base_model_name_or_path")
     base = load_model(base_name, dtype=dtype, trust_remote_code=trust_remote_code, device=device)
-    with _quiet_peft():
-        model = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
+    from safetensors import SafetensorError
+
+    try:
+        with _quiet_peft():
+            model = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
+    except SafetensorError as err:
+        raise _corrupt_error(str(path), None, err) from err
     model.eval()
     return model
 

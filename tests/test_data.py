@@ -136,6 +136,25 @@ def test_validate_reports_empty_responses_with_count_and_positions() -> None:
         D.validate_records(pd.DataFrame({"instruction": ["a"], "response": ["x"], "secret": ["s"]}))
 
 
+@pytest.mark.parametrize("value, kind", [(["a", "b"], "list"), ({"text": "a"}, "dict"),
+                                         (np.array(["a"]), "ndarray")])
+def test_validate_names_row_and_column_of_a_non_text_cell(value, kind) -> None:
+    """A JSON record whose response is a list (or a Parquet list column) used to fail with numpy's "truth
+    value of an array is ambiguous"; the error now names the row, the column and what was expected."""
+    raw = pd.DataFrame({"instruction": ["a", "b", "c"], "response": ["x", "y", "z"]})
+    raw["response"] = pd.Series(["x", value, "z"], dtype=object)
+    with pytest.raises(D.DataError, match=rf"row 1, column 'response': expected text .*got a {kind}"):
+        D.validate_records(raw)
+
+
+def test_load_file_with_a_list_response_names_the_cell(tmp_path) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_text(json.dumps({"instruction": "a", "response": "x"}) + "\n"
+                    + json.dumps({"instruction": "b", "response": ["x", "y"]}) + "\n")
+    with pytest.raises(D.DataError, match=r"row 1, column 'response'.*list"):
+        D.validate_records(D.load_file(str(path)))
+
+
 def test_example_id_is_a_stable_content_hash() -> None:
     fields = ("Name a colour", "", "blue", "open_qa")
     first = D.example_id(*fields)

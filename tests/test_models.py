@@ -143,6 +143,21 @@ def test_missing_or_invalid_model_dir(tmp_path):
         models.load_model(str(tmp_path / "empty"), dtype="float8")
 
 
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage"])
+def test_corrupt_weights_name_the_file(tokenizer, tmp_path, damage):
+    """A truncated or garbled model.safetensors (a full disk, an interrupted copy): the error says which file
+    is corrupt and what to do; safetensors itself names no path ("Error while deserializing header")."""
+    model = models.build_from_scratch({"arch": "gpt2", **SPEC}, tokenizer, 64, 0)
+    models.save_model(model, tokenizer, tmp_path / "m")
+    weights = tmp_path / "m" / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes({"truncated": data[: len(data) // 2], "empty": b"", "garbage": b"\x00" * 64}[damage])
+    with pytest.raises(OSError) as err:
+        models.load_model(str(tmp_path / "m"))
+    msg = str(err.value)
+    assert str(weights) in msg and "corrupt" in msg
+
+
 def test_default_device(monkeypatch):
     monkeypatch.setenv("KDPRIVACY_DEVICE", "cpu")
     assert models.default_device() == torch.device("cpu")
