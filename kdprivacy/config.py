@@ -13,7 +13,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+# Names of families, bases and students: letters, digits, '-' and '_'. The '.' is reserved for the names and
+# paths the workflow derives from them (<student>.obj-rkl, <model>.population.parquet, <output>.resume).
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+NAME_RULE = (
+    "names may use letters, digits, '-' and '_' only (starting with a letter or digit); '.' is reserved for "
+    "the workflow's own suffixes (ablation copies <student>.obj-<objective> / <student>.sgo-<value>, "
+    "<model>.population, <output>.resume)"
+)
 PUBLIC_POOLS = ("pretrain", "public", "dev")
 Name = Annotated[str, Field(pattern=NAME)]
 PosInt = Annotated[int, Field(ge=1)]
@@ -382,6 +389,38 @@ class Ablations(Strict):
     sgo_ratio: SgoAblation | None = None
 
 
+def objective_copy_name(student: str, objective: str) -> str:
+    """The name of the objective-ablation copy of ``student`` (paper Fig. 3)."""
+    return f"{student}.obj-{objective}"
+
+
+def sgo_copy_name(student: str, value: float) -> str:
+    """The name of the SGO-ablation copy of ``student`` (paper Fig. 4): the value in ``:g`` form (6 digits)."""
+    return f"{student}.sgo-{value:g}"
+
+
+def _ablation_copies(students: Any, ablations: Any) -> dict[str, str]:
+    """Raw (unvalidated) config -> {copy name: where it comes from}; whatever is malformed is skipped (the
+    field validators report it)."""
+    out: dict[str, str] = {}
+    if not isinstance(ablations, dict):
+        return out
+    objective, sgo = ablations.get("objective"), ablations.get("sgo_ratio")
+    if isinstance(objective, dict) and isinstance(objective.get("values"), list):
+        for value in objective["values"]:
+            student = str(objective.get("student"))
+            out[objective_copy_name(student, str(value))] = f"ablations.objective ({student}, objective {value!r})"
+    if isinstance(sgo, dict) and isinstance(sgo.get("values"), list):
+        for value in sgo["values"]:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                continue
+            student = str(sgo.get("student"))
+            out[sgo_copy_name(student, number)] = f"ablations.sgo_ratio ({student}, value {value!r})"
+    return out
+
+
 class Family(Strict):
     tokenizer: Tokenizer = Tokenizer()
     pretrain: Pretrain = Pretrain()
@@ -393,6 +432,19 @@ class Family(Strict):
         Generation(), description="how the teacher answers the public prompts for SeqKD (one artifact per seed)"
     )
     ablations: Ablations = Ablations()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_student_named_like_a_copy(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and isinstance(raw.get("students"), dict):
+            copies = _ablation_copies(raw["students"], raw.get("ablations"))
+            for name in raw["students"]:
+                if name in copies:
+                    raise ValueError(
+                        f"students.{name} has the name of the ablation copy that {copies[name]} makes: rename "
+                        "the student (one of the two would silently replace the other)"
+                    )
+        return raw
 
     @model_validator(mode="after")
     def _refs(self) -> Family:
@@ -408,6 +460,9 @@ class Family(Strict):
             target = self.students.get(abl.objective.student)
             if target is None or target.method != "kd":
                 raise ValueError(f"ablations.objective.student '{abl.objective.student}' must name a kd student")
+            repeated = sorted({v for v in abl.objective.values if abl.objective.values.count(v) > 1})
+            if repeated:
+                raise ValueError(f"ablations.objective.values repeat {repeated}: each makes one copy")
         if abl.sgo_ratio is not None:
             target = self.students.get(abl.sgo_ratio.student)
             if target is None or target.method not in SGO_PARAM:
@@ -415,6 +470,15 @@ class Family(Strict):
                     f"ablations.sgo_ratio.student '{abl.sgo_ratio.student}' must name a student of method "
                     f"{sorted(SGO_PARAM)}"
                 )
+            seen: dict[str, float] = {}
+            for value in abl.sgo_ratio.values:
+                name = sgo_copy_name(abl.sgo_ratio.student, value)
+                if name in seen:
+                    raise ValueError(
+                        f"ablations.sgo_ratio.values {seen[name]!r} and {value!r} both name the copy '{name}' "
+                        "(values are written with 6 significant digits): give distinct values"
+                    )
+                seen[name] = value
         kinds = {b.from_scratch is None for b in self.bases.values()}
         if len(kinds) > 1:
             raise ValueError(
@@ -439,22 +503,30 @@ class Family(Strict):
     def all_students(self) -> dict[str, tuple[Student, str | None, Any]]:
         """Configured students plus ablation copies: name -> (student, ablation axis, axis value).
 
-        Copies are named ``<student>.obj-<objective>`` and ``<student>.sgo-<ratio>``.
+        Copies are named ``<student>.obj-<objective>`` and ``<student>.sgo-<ratio>`` (validation refuses any
+        two models of one name, so a copy never replaces another model).
         """
         out: dict[str, tuple[Student, str | None, Any]] = {n: (s, None, None) for n, s in self.students.items()}
+
+        def add(name: str, entry: tuple[Student, str | None, Any]) -> None:
+            if name in out:
+                raise ValueError(f"two models are named '{name}'")
+            out[name] = entry
+
         abl = self.ablations
         if abl.objective is not None:
             base = self.students[abl.objective.student]
             for value in abl.objective.values:
                 kd = base.kd.model_copy(update={"objective": value, "beta": None, "alpha": None})
-                out[f"{abl.objective.student}.obj-{value}"] = (base.model_copy(update={"kd": kd}), "objective", value)
+                add(objective_copy_name(abl.objective.student, value),
+                    (base.model_copy(update={"kd": kd}), "objective", value))
         if abl.sgo_ratio is not None:
             base = self.students[abl.sgo_ratio.student]
             key = SGO_PARAM[base.method]
             for value in abl.sgo_ratio.values:
                 block = getattr(base, base.method).model_copy(update={key: value})
-                copy = base.model_copy(update={base.method: block})
-                out[f"{abl.sgo_ratio.student}.sgo-{value:g}"] = (copy, "sgo_ratio", value)
+                add(sgo_copy_name(abl.sgo_ratio.student, value),
+                    (base.model_copy(update={base.method: block}), "sgo_ratio", value))
         return out
 
 
@@ -683,9 +755,16 @@ def validate_config(raw: dict[str, Any]) -> Config:
     except ValidationError as err:
         lines = []
         for e in err.errors():
-            key = _where(e["loc"])
-            got = "" if e["type"] == "missing" else f" (got {e.get('input')!r:.80})"
-            lines.append(f"  {key}: {e['msg']}{got}")
+            loc = tuple(e["loc"])
+            is_name = e["type"] == "string_pattern_mismatch" and (e.get("ctx") or {}).get("pattern") == NAME
+            if is_name and loc and loc[-1] == "[key]":  # a dict key (family, base or student name)
+                loc = loc[:-1]
+            key = _where(loc)
+            # a model-level check (its input is the whole section) says what it found itself
+            quiet = e["type"] == "missing" or (e["type"] == "value_error" and isinstance(e.get("input"), dict))
+            got = "" if quiet else f" (got {e.get('input')!r:.80})"
+            msg = f"not a valid name: {NAME_RULE}" if is_name else e["msg"].removeprefix("Value error, ")
+            lines.append(f"  {key}: {msg}{got}")
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
 
 

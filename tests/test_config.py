@@ -104,3 +104,53 @@ def test_teacher_cache_only_for_offline_kd():
     del students["imitkd-small"]["kd"]
     students["kd-small"]["kd"]["teacher_top_k"] = 0
     assert "families.gpt2.students.kd-small.kd.teacher_top_k" in _error(raw)
+
+
+# ---------------------------------------------------------------- names (#13)
+def _with_ablations(objective=None, sgo=None) -> dict:
+    raw = demo()
+    abl = {}
+    if objective is not None:
+        abl["objective"] = {"student": "kd-small", "values": objective}
+    if sgo is not None:
+        abl["sgo_ratio"] = {"student": "imitkd-small", "values": sgo}
+    raw["families"]["gpt2"]["ablations"] = abl
+    return raw
+
+
+@pytest.mark.parametrize("name", ["nokd-small.resume", "nokd-small.population", "kd.small", "a b", "-x"])
+def test_student_names_may_not_use_our_suffixes(name):
+    """'.' is reserved: <model>.resume is a checkpoint dir, <model>.population a score file, <student>.obj-*
+    an ablation copy; a student named like one of them lost its data to another model."""
+    raw = demo()
+    raw["families"]["gpt2"]["students"][name] = {"base": "small", "method": "nokd"}
+    msg = _error(raw)
+    assert f"families.gpt2.students.{name}" in msg and "letters, digits, '-' and '_'" in msg
+    if "." in name:
+        assert "'.' is reserved" in msg
+
+
+def test_family_and_base_names_may_not_use_dots():
+    raw = demo()
+    raw["families"]["gpt2.v2"] = raw["families"].pop("gpt2")
+    assert "families.gpt2.v2" in _error(raw)
+    raw = demo()
+    raw["families"]["gpt2"]["bases"]["small.x"] = raw["families"]["gpt2"]["bases"]["small"]
+    assert "families.gpt2.bases.small.x" in _error(raw)
+
+
+def test_ablation_copy_may_not_replace_a_configured_student():
+    raw = _with_ablations(objective=["rkl"])
+    raw["families"]["gpt2"]["students"]["kd-small.obj-rkl"] = {"base": "small", "method": "kd"}
+    msg = _error(raw)
+    assert "students.kd-small.obj-rkl" in msg and "ablation copy" in msg and "ablations.objective" in msg
+
+
+def test_sgo_values_that_name_the_same_copy_are_refused():
+    msg = _error(_with_ablations(sgo=[0.1, 0.1000001]))
+    assert "families.gpt2" in msg and "0.1 and 0.1000001" in msg and "imitkd-small.sgo-0.1" in msg
+    msg = _error(_with_ablations(objective=["rkl", "jsd", "rkl"]))
+    assert "ablations.objective.values" in msg and "'rkl'" in msg
+    names = validate_config(_with_ablations(objective=["rkl"], sgo=[0, 0.25])).families["gpt2"].all_students()
+    assert {"kd-small.obj-rkl", "imitkd-small.sgo-0", "imitkd-small.sgo-0.25"} <= set(names)  # names unchanged
+
