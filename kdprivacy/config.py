@@ -11,7 +11,16 @@ import os
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 # Names of families, bases and students: letters, digits, '-' and '_'. The '.' is reserved for the names and
 # paths the workflow derives from them (<student>.obj-rkl, <model>.population.parquet, <output>.resume).
@@ -22,10 +31,34 @@ NAME_RULE = (
     "<model>.population, <output>.resume)"
 )
 PUBLIC_POOLS = ("pretrain", "public", "dev")
+# An exponent number as PyYAML (YAML 1.1, what Snakemake reads config files with) leaves it a string:
+# 1e-3, 1.5e9, 5E+4 (it only reads 1.0e-3 and 1.5e+9 as floats).
+_EXPONENT_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def _yaml_exponent(value: Any) -> Any:
+    """``"1e-3"`` -> 0.001 for float fields, exactly the numbers YAML 1.1 misreads; every other string is left
+    for strict validation to refuse (``"16"`` or ``"0.001"`` written in quotes are strings, not numbers)."""
+    if isinstance(value, str) and _EXPONENT_NUMBER.match(value.strip()):
+        return float(value)
+    return value
+
+
+# Types are strict (Strict.model_config): no bool or string is taken for a number, no number for a bool, no
+# float for an int; an int is a fine float. inf and nan are refused everywhere.
+def float_field(**bounds: float) -> Any:
+    """A float type with bounds (``gt``, ``ge``, ``lt``, ``le``) that also reads YAML 1.1's ``"1e-3"``."""
+    return Annotated[float, Field(**bounds), BeforeValidator(_yaml_exponent)]
+
+
 Name = Annotated[str, Field(pattern=NAME)]
 PosInt = Annotated[int, Field(ge=1)]
-PosFloat = Annotated[float, Field(gt=0)]
-Fraction = Annotated[float, Field(ge=0, le=1)]
+PosFloat = float_field(gt=0)
+NonNegFloat = float_field(ge=0)
+Fraction = float_field(ge=0, le=1)
+# Seeds reach paths and wildcards (seed<k>, wildcard \d+) and every RNG; scikit-learn's random_state and
+# NumPy's legacy seeding take 0 .. 2**32 - 1.
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 Precision = Literal["fp32", "bf16", "fp16"]
 
 
@@ -34,13 +67,13 @@ class ConfigError(ValueError):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------- data
 class SyntheticSource(Strict):
     n_examples: PosInt = 15000  # about the size of databricks-dolly-15k
-    seed: int = 1234
+    seed: Seed = 1234
 
 
 class FileSource(Strict):
@@ -59,7 +92,7 @@ class HubSource(Strict):
 class Split(Strict):
     """Pool sizes. ``private``/``public`` null = half of what remains after non-members and dev."""
 
-    seed: int = 0
+    seed: Seed = 0
     nonmember: PosInt = 4000
     dev: PosInt = 500
     private: PosInt | None = None
@@ -76,13 +109,18 @@ class Data(Strict):
     max_prompt_length: PosInt = 256
 
     @model_validator(mode="after")
-    def _check(self) -> Data:
+    def _check(self, info: ValidationInfo) -> Data:
         if self.max_prompt_length >= self.max_length:
             raise ValueError(
                 f"max_prompt_length ({self.max_prompt_length}) must be smaller than max_length ({self.max_length})"
             )
         if self.source == "file" and not self.file.path:
             raise ValueError("source is 'file' but file.path is not set")
+        if self.source == "file" and _checking_paths(info):
+            path = os.path.expanduser(self.file.path)
+            if not os.path.isfile(path):
+                what = "is not a file" if os.path.exists(path) else "does not exist"
+                raise ValueError(f"file.path {self.file.path!r} {what}{_where_relative(self.file.path)}")
         if self.source == "hub" and not self.hub.name:
             raise ValueError("source is 'hub' but hub.name is not set")
         if self.source == "synthetic":
@@ -105,14 +143,14 @@ class Train(Strict):
     lr: PosFloat = 5e-5
     batch_size: PosInt = 16
     eval_batch_size: PosInt = 32
-    weight_decay: Annotated[float, Field(ge=0)] = 0.01
+    weight_decay: NonNegFloat = 0.01
     grad_clip: PosFloat = 1.0
     warmup_ratio: Fraction = 0.0
     scheduler: Literal["cosine", "linear", "constant"] = "cosine"
     select: Literal["last", "best_dev"] = "last"
     # Preemption safety: a killed job resumes from <output>.resume when rerun. Does not change results.
     checkpoint_every_steps: Annotated[int, Field(ge=0)] = Field(0, description="0 = at epoch ends only")
-    checkpoint_every_minutes: Annotated[float, Field(ge=0)] = Field(0.0, description="0 = off")
+    checkpoint_every_minutes: NonNegFloat = Field(0.0, description="0 = off")
     precision: Precision = Field(
         "fp32",
         description="compute precision of every training step's forward and loss (teacher forward included): "
@@ -129,7 +167,7 @@ class Lora(Strict):
 
     r: PosInt = 16
     alpha: PosFloat = 64
-    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    dropout: float_field(ge=0, lt=1) = 0.1
     target_modules: Literal["all-linear"] | list[str] | None = Field(
         None, description="null = peft's default for the architecture"
     )
@@ -164,6 +202,32 @@ def looks_like_path(name_or_path: str) -> bool:
 def is_local(name_or_path: str) -> bool:
     """A local directory (by its form, or because it exists), not a Hugging Face hub id."""
     return looks_like_path(name_or_path) or os.path.exists(os.path.expanduser(str(name_or_path)))
+
+
+def _checking_paths(info: ValidationInfo) -> bool:
+    """Whether this validation checks local paths (``validate_config(..., check_paths=True)``)."""
+    return bool((info.context or {}).get("check_paths"))
+
+
+def _where_relative(path: str) -> str:
+    if os.path.isabs(os.path.expanduser(path)):
+        return ""
+    return f" (relative to the working directory {os.getcwd()})"
+
+
+def check_local_model(name_or_path: str | None, info: ValidationInfo) -> str | None:
+    """A ``name_or_path`` written as a path must be an existing directory (hub ids are not looked up)."""
+    if name_or_path is None or not _checking_paths(info) or not looks_like_path(name_or_path):
+        return name_or_path
+    path = os.path.expanduser(name_or_path)
+    if not os.path.exists(path):
+        raise ValueError(
+            f"local model directory {name_or_path!r} does not exist{_where_relative(name_or_path)}; a hub "
+            "model is written name or org/name"
+        )
+    if not os.path.isdir(path):
+        raise ValueError(f"{name_or_path!r} is not a directory (a local model is a save_pretrained dir)")
+    return name_or_path
 
 
 MODEL_REF_KEYS = ("name_or_path", "revision", "dtype", "trust_remote_code", "quantization")
@@ -212,6 +276,8 @@ class Base(Strict):
         "config.json, else 32)",
     )
 
+    _local_exists = field_validator("name_or_path")(check_local_model)
+
     @model_validator(mode="after")
     def _one_source(self) -> Base:
         if (self.from_scratch is None) == (self.name_or_path is None):
@@ -239,7 +305,7 @@ class Pretrain(Strict):
     """Language pretraining of from-scratch bases on public text (never members or non-members)."""
 
     pools: list[Literal["pretrain", "public", "dev"]] = ["pretrain", "public"]
-    seed: int = 0
+    seed: Seed = 0
     train: Train = Train(epochs=1, lr=1e-3)
 
 
@@ -287,7 +353,7 @@ class Generation(Strict):
     max_new_tokens: PosInt | None = Field(None, description="null = max_length - max_prompt_length")
     do_sample: bool = True
     temperature: PosFloat = 1.0
-    top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
+    top_p: float_field(gt=0, le=1) = 1.0
     top_k: Annotated[int, Field(ge=0)] = 0
     batch_size: PosInt | None = Field(None, description="null = train.batch_size")
 
@@ -309,7 +375,7 @@ class GKDParams(Strict):
 class MiniLLMParams(Strict):
     alpha: Fraction = 0.2
     clip_eps: PosFloat = 0.2
-    lm_weight: Annotated[float, Field(ge=0)] = 1.0
+    lm_weight: NonNegFloat = 1.0
     ppo_epochs: PosInt = 1
     length_norm: bool = True
     single_step_reg: bool = True
@@ -320,7 +386,7 @@ class DistiLLMParams(Strict):
     skew: Fraction = 0.1
     init_threshold: Fraction = 0.2
     threshold_step: Fraction = 0.1
-    loss_eps: Annotated[float, Field(ge=0)] = 0.1
+    loss_eps: NonNegFloat = 0.1
     buffer_capacity: PosInt = 1000
 
 
@@ -536,7 +602,7 @@ class Population(Strict):
 
     pools: list[Literal["dev", "public", "pretrain"]] = ["dev"]
     max_examples: PosInt = 1000
-    seed: int = 0
+    seed: Seed = 0
 
 
 class Evaluation(Strict):
@@ -544,7 +610,7 @@ class Evaluation(Strict):
 
     max_members: PosInt | None = None
     max_nonmembers: PosInt | None = None
-    sample_seed: int = 0
+    sample_seed: Seed = 0
     batch_size: PosInt = 32
     population: Population = Population()
     precision: Precision = Field(
@@ -570,6 +636,8 @@ class ExternalReference(Strict):
     n_params: PosFloat | None = Field(None, description="parameter count of a hub reference; sizes its job")
     family: Name | None = None
     base: Name | None = None
+
+    _local_exists = field_validator("name_or_path")(check_local_model)
 
     @model_validator(mode="after")
     def _one(self) -> ExternalReference:
@@ -597,7 +665,7 @@ class RMIA(Strict):
 class MoPe(Strict):
     k: PosInt = 10
     sigma: PosFloat = 0.005
-    seed: int = 0
+    seed: Seed = 0
     batch_size: PosInt | None = Field(None, description="null = evaluation.batch_size")
 
 
@@ -606,7 +674,7 @@ class Blind(Strict):
 
     enabled: bool = True
     folds: Annotated[int, Field(ge=2)] = 5
-    seed: int = 0
+    seed: Seed = 0
     features: Literal["tfidf", "hashing"] = "tfidf"
     ngram_max: PosInt = 2
     C: PosFloat = 1.0
@@ -614,10 +682,10 @@ class Blind(Strict):
 
 class Attacks(Strict):
     names: list[AttackName] = ["loss", "min_k", "min_k_pp", "zlib", "ref_pretrained", "ref_nokd", "mope", "rmia"]
-    min_k: Annotated[float, Field(gt=0, le=1)] = 0.2
-    fprs: list[Annotated[float, Field(gt=0, lt=1)]] = [0.05, 0.01, 0.001]
+    min_k: float_field(gt=0, le=1) = 0.2
+    fprs: list[float_field(gt=0, lt=1)] = [0.05, 0.01, 0.001]
     n_bootstrap: Annotated[int, Field(ge=0)] = 1000
-    bootstrap_seed: int = 0
+    bootstrap_seed: Seed = 0
     short_tokens: PosInt = Field(5, description="responses with fewer scored tokens are flagged and counted")
     roc_max_points: PosInt = 400
     external_reference: ExternalReference | None = None
@@ -672,7 +740,7 @@ class Blocks(Strict):
     enabled: bool = True
     k: PosInt = 10
     sigmas: Annotated[list[PosFloat], Field(min_length=1)] = [0.01]
-    seed: int = 0
+    seed: Seed = 0
     max_members: PosInt | None = 500
     max_nonmembers: PosInt | None = 500
     batch_size: PosInt | None = None
@@ -717,7 +785,7 @@ class Config(Strict):
         "kdprivacy.sif",
         description="image for --sdm apptainer: build it with `apptainer build kdprivacy.sif containers/kdprivacy.def`",
     )
-    seeds: Annotated[list[int], Field(min_length=1)] = [0]
+    seeds: Annotated[list[Seed], Field(min_length=1)] = [0]
     data: Data = Data()
     families: Annotated[dict[Name, Family], Field(min_length=1)]
     evaluation: Evaluation = Evaluation()
@@ -748,10 +816,15 @@ def _where(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc if not re.match(r"^function-|^constrained-", str(p))) or "<top>"
 
 
-def validate_config(raw: dict[str, Any]) -> Config:
-    """Validate a raw (YAML-loaded) config; raise :class:`ConfigError` naming each bad key."""
+def validate_config(raw: dict[str, Any], check_paths: bool = False) -> Config:
+    """Validate a raw (YAML-loaded) config; raise :class:`ConfigError` naming each bad key.
+
+    ``check_paths``: local model directories (a ``name_or_path`` written as a path) and ``data.file.path``
+    (source file) must exist, relative paths taken from the working directory. The workflow validates so
+    (Snakemake parses it in its working directory); without it a config can be checked anywhere.
+    """
     try:
-        return Config.model_validate(raw)
+        return Config.model_validate(raw, context={"check_paths": bool(check_paths)})
     except ValidationError as err:
         lines = []
         for e in err.errors():
@@ -768,16 +841,65 @@ def validate_config(raw: dict[str, Any]) -> Config:
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
 
 
+_YAML_NULLS = ("null", "Null", "NULL", "~")
+
+
+def _typed_scalar(text: str) -> Any:
+    """A string as YAML would type it, for numbers, booleans and null only (anything else stays a string)."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, (bool, int, float)) or (value is None and text.strip() in _YAML_NULLS):
+        return value
+    return text
+
+
+def typed_overrides(overrides: Any) -> dict[str, Any]:
+    """Snakemake's ``--config key=value`` overrides with the scalars inside a mapping or list typed as YAML
+    types them in a config file.
+
+    Snakemake types a plain value itself (int, float, bool), but reads ``--config resources='{gpu: 0}'`` with
+    YAML's BaseLoader, which leaves every nested scalar a string (``'0'``); strict validation would refuse
+    it. Nested strings that read as a number, boolean or null become one; others stay strings.
+    """
+
+    def retype(value: Any, nested: bool) -> Any:
+        if isinstance(value, dict) or hasattr(value, "items") and not isinstance(value, (str, bytes)):
+            return {k: retype(v, True) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [retype(v, True) for v in value]
+        if nested and isinstance(value, str):
+            return _typed_scalar(value)
+        return value
+
+    return {k: retype(v, False) for k, v in dict(overrides or {}).items()}
+
+
+def with_overrides(config: dict[str, Any], overrides: Any) -> dict[str, Any]:
+    """``config`` with :func:`typed_overrides` merged in (mappings key by key, anything else replaced), as
+    Snakemake merges ``--config`` into the config files."""
+
+    def merge(base: Any, top: Any) -> Any:
+        if isinstance(base, dict) and isinstance(top, dict):
+            return {**base, **{k: merge(base.get(k), v) for k, v in top.items()}}
+        return top
+
+    return merge(dict(config), typed_overrides(overrides))
+
+
 def json_schema() -> dict[str, Any]:
     return Config.model_json_schema()
 
 
-def load_yaml(path: str) -> Config:
+def load_yaml(path: str, check_paths: bool = False) -> Config:
     """Validate a YAML config file (what `snakemake --configfile` would load)."""
     import yaml
 
     with open(path, encoding="utf-8") as handle:
-        return validate_config(yaml.safe_load(handle) or {})
+        return validate_config(yaml.safe_load(handle) or {}, check_paths=check_paths)
 
 
 if __name__ == "__main__":  # python -m kdprivacy.config > schemas/config.schema.json

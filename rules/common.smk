@@ -5,11 +5,14 @@ import re
 from snakemake.logging import logger
 
 from kdprivacy import hub, sizing
-from kdprivacy.config import SGO_PARAM, ConfigError, is_local, model_ref, validate_config
+from kdprivacy.config import SGO_PARAM, ConfigError, is_local, model_ref, validate_config, with_overrides
 from kdprivacy.provenance import code_version, input_hash
 
+# Strict types: --config values nested in a mapping/list come from Snakemake as strings and are re-typed
+# (config.typed_overrides); local model directories and the data file must exist, relative paths taken from
+# the working directory (where Snakemake parses this file).
 try:
-    CFG = validate_config(config)
+    CFG = validate_config(with_overrides(config, workflow.config_settings.config), check_paths=True)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
