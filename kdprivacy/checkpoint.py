@@ -141,7 +141,7 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
-PLAIN_LEAVES = (torch.Tensor, str, bytes, bool, int, float, type(None), torch.dtype, torch.device)
+PLAIN_LEAVES = (torch.Tensor, str, bytes, bool, int, float, type(None), torch.dtype, torch.device, torch.Size)
 
 
 def plain(obj: Any, where: str = "state") -> Any:

@@ -287,7 +287,7 @@ def test_checkpoint_state_is_plain_data(tmp_path):
     again = (np.random.rand(3), random.random(), torch.rand(2))
     assert np.array_equal(first[0], again[0]) and first[1] == again[1] and torch.equal(first[2], again[2])
     assert checkpoint.plain({"a": [np.float64(1.5), np.bool_(True)]}) == {"a": [1.5, True]}
-    assert type(checkpoint.plain(np.int64(2))) is int
+    assert type(checkpoint.plain(np.int64(2))) is int and checkpoint.plain(torch.Size([2])) == torch.Size([2])
     with pytest.raises(TypeError, match=r"checkpoint state\['rows'\]\[0\] is a numpy.ndarray"):
         checkpoint.plain({"rows": [np.zeros(2)]})
 
