@@ -1,7 +1,7 @@
 """Resumable training: periodic checkpoints in a resume directory **outside** the final output.
 
 A long training rule (pretraining, teacher SFT, students) can be killed at any moment: preempted by SLURM,
-out of wall time, a node failure. :func:`kdprivacy.training.fit` then saves, every
+out of wall time, a node failure. :func:`kdprivacy.train.loop.fit` then saves, every
 ``train.checkpoint_every_steps`` optimizer steps, every ``train.checkpoint_every_minutes`` minutes, at every
 epoch end and when the process receives SIGTERM/SIGUSR1, everything that determines the rest of the run:
 
@@ -11,7 +11,7 @@ epoch end and when the process receives SIGTERM/SIGUSR1, everything that determi
 - where the loop stands: epoch, batches done in the epoch, global step, the epoch's partial sums, the
   history rows of finished epochs;
 - every random state that training draws from (torch CPU/CUDA, Python, NumPy), per rank;
-- the KD method's own state (:mod:`kdprivacy.distillation`: SGO decision RNG, replay buffers, sampler
+- the KD method's own state (:mod:`kdprivacy.kd`: SGO decision RNG, replay buffers, sampler
   counters, DistiLLM's schedule, MiniLLM's current rollout), per rank.
 
 A rerun of the same job (same cfg, same code: the *fingerprint*) loads it and continues; on a deterministic
@@ -64,7 +64,7 @@ SIGNALS = ("SIGTERM", "SIGUSR1")  # SLURM: scancel / time limit (TERM), `--signa
 
 
 class Preempted(RuntimeError):
-    """Raised by :func:`kdprivacy.training.fit` after it saved a checkpoint because a signal asked it to stop."""
+    """Raised by :func:`kdprivacy.train.loop.fit` after it saved a checkpoint because a signal asked it to stop."""
 
 
 class CheckpointWriteError(OSError):
@@ -200,7 +200,7 @@ def to_device(obj: Any, device: torch.device | str) -> Any:
 
 # ------------------------------------------------------------------------------------- checkpointer
 class Checkpointer:
-    """Saves/loads the loop state of one :func:`~kdprivacy.training.fit` call.
+    """Saves/loads the loop state of one :func:`~kdprivacy.train.loop.fit` call.
 
     ``every_steps`` (0 = off) and ``every_minutes`` (0 = off) add mid-epoch checkpoints to the ones at epoch
     ends. ``identity``: what the loop itself must match (method, number of items, steps, train cfg); it is

@@ -11,63 +11,26 @@ import os
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
+from pydantic import Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator
+
+from kdprivacy.fields import (
+    NAME,
+    NAME_RULE,
+    ConfigError,
+    Fraction,
+    Name,
+    NonNegFloat,
+    PosFloat,
+    PosInt,
+    Precision,
+    Seed,
+    Strict,
+    check_local_model,
+    checking_paths,
+    float_field,
+    where_relative,
 )
-
-# Names of families, bases and students: letters, digits, '-' and '_'. The '.' is reserved for the names and
-# paths the workflow derives from them (<student>.obj-rkl, <model>.population.parquet, <output>.resume).
-NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
-NAME_RULE = (
-    "names may use letters, digits, '-' and '_' only (starting with a letter or digit); '.' is reserved for "
-    "the workflow's own suffixes (ablation copies <student>.obj-<objective> / <student>.sgo-<value>, "
-    "<model>.population, <output>.resume)"
-)
-PUBLIC_POOLS = ("pretrain", "public", "dev")
-# An exponent number as PyYAML (YAML 1.1, what Snakemake reads config files with) leaves it a string:
-# 1e-3, 1.5e9, 5E+4 (it only reads 1.0e-3 and 1.5e+9 as floats).
-_EXPONENT_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
-
-
-def _yaml_exponent(value: Any) -> Any:
-    """``"1e-3"`` -> 0.001 for float fields, exactly the numbers YAML 1.1 misreads; every other string is left
-    for strict validation to refuse (``"16"`` or ``"0.001"`` written in quotes are strings, not numbers)."""
-    if isinstance(value, str) and _EXPONENT_NUMBER.match(value.strip()):
-        return float(value)
-    return value
-
-
-# Types are strict (Strict.model_config): no bool or string is taken for a number, no number for a bool, no
-# float for an int; an int is a fine float. inf and nan are refused everywhere.
-def float_field(**bounds: float) -> Any:
-    """A float type with bounds (``gt``, ``ge``, ``lt``, ``le``) that also reads YAML 1.1's ``"1e-3"``."""
-    return Annotated[float, Field(**bounds), BeforeValidator(_yaml_exponent)]
-
-
-Name = Annotated[str, Field(pattern=NAME)]
-PosInt = Annotated[int, Field(ge=1)]
-PosFloat = float_field(gt=0)
-NonNegFloat = float_field(ge=0)
-Fraction = float_field(ge=0, le=1)
-# Seeds reach paths and wildcards (seed<k>, wildcard \d+) and every RNG; scikit-learn's random_state and
-# NumPy's legacy seeding take 0 .. 2**32 - 1.
-Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
-Precision = Literal["fp32", "bf16", "fp16"]
-
-
-class ConfigError(ValueError):
-    """A configuration problem; the message names every offending key."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+from kdprivacy.kd import METHOD_BLOCKS, METHODS, SGO_PARAM, MethodName
 
 
 # ---------------------------------------------------------------- data
@@ -116,11 +79,11 @@ class Data(Strict):
             )
         if self.source == "file" and not self.file.path:
             raise ValueError("source is 'file' but file.path is not set")
-        if self.source == "file" and _checking_paths(info):
+        if self.source == "file" and checking_paths(info):
             path = os.path.expanduser(self.file.path)
             if not os.path.isfile(path):
                 what = "is not a file" if os.path.exists(path) else "does not exist"
-                raise ValueError(f"file.path {self.file.path!r} {what}{_where_relative(self.file.path)}")
+                raise ValueError(f"file.path {self.file.path!r} {what}{where_relative(self.file.path)}")
         if self.source == "hub" and not self.hub.name:
             raise ValueError("source is 'hub' but hub.name is not set")
         if self.source == "synthetic":
@@ -192,42 +155,6 @@ class FromScratch(Strict):
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})")
         return self
 
-
-def looks_like_path(name_or_path: str) -> bool:
-    """Hub ids are ``name`` or ``org/name``; anything rooted, relative-dotted or deeper is a local path."""
-    s = str(name_or_path)
-    return s.startswith((".", "/", "~")) or s.strip("/").count("/") >= 2 or os.sep != "/" and os.sep in s
-
-
-def is_local(name_or_path: str) -> bool:
-    """A local directory (by its form, or because it exists), not a Hugging Face hub id."""
-    return looks_like_path(name_or_path) or os.path.exists(os.path.expanduser(str(name_or_path)))
-
-
-def _checking_paths(info: ValidationInfo) -> bool:
-    """Whether this validation checks local paths (``validate_config(..., check_paths=True)``)."""
-    return bool((info.context or {}).get("check_paths"))
-
-
-def _where_relative(path: str) -> str:
-    if os.path.isabs(os.path.expanduser(path)):
-        return ""
-    return f" (relative to the working directory {os.getcwd()})"
-
-
-def check_local_model(name_or_path: str | None, info: ValidationInfo) -> str | None:
-    """A ``name_or_path`` written as a path must be an existing directory (hub ids are not looked up)."""
-    if name_or_path is None or not _checking_paths(info) or not looks_like_path(name_or_path):
-        return name_or_path
-    path = os.path.expanduser(name_or_path)
-    if not os.path.exists(path):
-        raise ValueError(
-            f"local model directory {name_or_path!r} does not exist{_where_relative(name_or_path)}; a hub "
-            "model is written name or org/name"
-        )
-    if not os.path.isdir(path):
-        raise ValueError(f"{name_or_path!r} is not a directory (a local model is a save_pretrained dir)")
-    return name_or_path
 
 
 MODEL_REF_KEYS = ("name_or_path", "revision", "dtype", "trust_remote_code", "quantization")
@@ -319,14 +246,13 @@ class Teacher(Strict):
 
 
 OBJECTIVES = ("fkl", "rkl", "jsd", "tvd", "sfkl", "srkl")
-STUDENT_METHODS = ("nokd", "kd", "seqkd", "imitkd", "gkd", "minillm", "distillm")
-SGO_PARAM = {"imitkd": "sgo_ratio", "gkd": "lmbda"}  # the student-generated-output fraction of a method
+Objective = Literal[OBJECTIVES]  # type: ignore[valid-type]
 
 
 class KD(Strict):
     """The token-level divergence (kd, imitkd, seqkd with loss kd); gkd/distillm set theirs in their block."""
 
-    objective: Literal["fkl", "rkl", "jsd", "tvd", "sfkl", "srkl"] = "fkl"
+    objective: Objective = "fkl"
     temperature: PosFloat = 1.0
     lm_weight: Fraction = 0.0
     beta: Fraction | None = Field(None, description="generalized JSD mixing weight (jsd only)")
@@ -358,44 +284,9 @@ class Generation(Strict):
     batch_size: PosInt | None = Field(None, description="null = train.batch_size")
 
 
-class SeqKDParams(Strict):
-    loss: Literal["ce", "kd"] = "ce"
-
-
-class ImitKDParams(Strict):
-    sgo_ratio: Fraction = 1.0
-    buffer_capacity: PosInt = 1000
-
-
-class GKDParams(Strict):
-    lmbda: Fraction = 0.5
-    beta: Fraction = 0.5
-
-
-class MiniLLMParams(Strict):
-    alpha: Fraction = 0.2
-    clip_eps: PosFloat = 0.2
-    lm_weight: NonNegFloat = 1.0
-    ppo_epochs: PosInt = 1
-    length_norm: bool = True
-    single_step_reg: bool = True
-    whiten: bool = True
-
-
-class DistiLLMParams(Strict):
-    skew: Fraction = 0.1
-    init_threshold: Fraction = 0.2
-    threshold_step: Fraction = 0.1
-    loss_eps: NonNegFloat = 0.1
-    buffer_capacity: PosInt = 1000
-
-
-METHOD_BLOCKS = ("seqkd", "imitkd", "gkd", "minillm", "distillm")
-
-
-class Student(Strict):
+class _Student(Strict):
     base: Name
-    method: Literal["nokd", "kd", "seqkd", "imitkd", "gkd", "minillm", "distillm"]
+    method: MethodName
     init: Literal["base", "init"] = Field(
         "base", description="start from the pretrained base, or from the family's init student (public SFT)"
     )
@@ -403,14 +294,9 @@ class Student(Strict):
     lora: Lora | None = None
     kd: KD = KD()
     generation: Generation = Generation()
-    seqkd: SeqKDParams = SeqKDParams()
-    imitkd: ImitKDParams = ImitKDParams()
-    gkd: GKDParams = GKDParams()
-    minillm: MiniLLMParams = MiniLLMParams()
-    distillm: DistiLLMParams = DistiLLMParams()
 
     @model_validator(mode="after")
-    def _method_block(self) -> Student:
+    def _method_block(self) -> _Student:
         stray = [b for b in METHOD_BLOCKS if b in self.model_fields_set and b != self.method]
         if stray:
             raise ValueError(f"block(s) {stray} given but method is {self.method}")
@@ -421,12 +307,24 @@ class Student(Strict):
 
     @property
     def uses_teacher(self) -> bool:
-        return self.method != "nokd"
+        return METHODS[self.method].uses_teacher
+
+    @property
+    def params(self) -> Strict | None:
+        """The block of this student's method (``students.<name>.<method>``), None for a method without one."""
+        return getattr(self, self.method) if self.method in METHOD_BLOCKS else None
 
     @property
     def method_params(self) -> dict[str, Any] | None:
-        block = getattr(self, self.method, None) if self.method in METHOD_BLOCKS else None
+        block = self.params
         return block.model_dump(mode="json") if block is not None else None
+
+
+# One block per method with a Params class (kdprivacy/kd/<method>.py), named after the method.
+Student = create_model(
+    "Student", __base__=_Student, __module__=__name__,
+    **{name: (METHODS[name].params, METHODS[name].params()) for name in METHOD_BLOCKS},
+)
 
 
 class Init(Strict):
@@ -440,7 +338,7 @@ class ObjectiveAblation(Strict):
     """Paper Fig. 3: copies of a ``kd`` student, one per KD objective."""
 
     student: Name
-    values: Annotated[list[Literal["fkl", "rkl", "jsd", "tvd", "sfkl", "srkl"]], Field(min_length=1)]
+    values: Annotated[list[Objective], Field(min_length=1)]
 
 
 class SgoAblation(Strict):
@@ -840,54 +738,6 @@ def validate_config(raw: dict[str, Any], check_paths: bool = False) -> Config:
             lines.append(f"  {key}: {msg}{got}")
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
 
-
-_YAML_NULLS = ("null", "Null", "NULL", "~")
-
-
-def _typed_scalar(text: str) -> Any:
-    """A string as YAML would type it, for numbers, booleans and null only (anything else stays a string)."""
-    import yaml
-
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    if isinstance(value, (bool, int, float)) or (value is None and text.strip() in _YAML_NULLS):
-        return value
-    return text
-
-
-def typed_overrides(overrides: Any) -> dict[str, Any]:
-    """Snakemake's ``--config key=value`` overrides with the scalars inside a mapping or list typed as YAML
-    types them in a config file.
-
-    Snakemake types a plain value itself (int, float, bool), but reads ``--config resources='{gpu: 0}'`` with
-    YAML's BaseLoader, which leaves every nested scalar a string (``'0'``); strict validation would refuse
-    it. Nested strings that read as a number, boolean or null become one; others stay strings.
-    """
-
-    def retype(value: Any, nested: bool) -> Any:
-        if isinstance(value, dict) or hasattr(value, "items") and not isinstance(value, (str, bytes)):
-            return {k: retype(v, True) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [retype(v, True) for v in value]
-        if nested and isinstance(value, str):
-            return _typed_scalar(value)
-        return value
-
-    return {k: retype(v, False) for k, v in dict(overrides or {}).items()}
-
-
-def with_overrides(config: dict[str, Any], overrides: Any) -> dict[str, Any]:
-    """``config`` with :func:`typed_overrides` merged in (mappings key by key, anything else replaced), as
-    Snakemake merges ``--config`` into the config files."""
-
-    def merge(base: Any, top: Any) -> Any:
-        if isinstance(base, dict) and isinstance(top, dict):
-            return {**base, **{k: merge(base.get(k), v) for k, v in top.items()}}
-        return top
-
-    return merge(dict(config), typed_overrides(overrides))
 
 
 def json_schema() -> dict[str, Any]:

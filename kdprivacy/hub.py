@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from kdprivacy.config import Config, is_local
+from kdprivacy.config import Config
+from kdprivacy.fields import is_local
 
 log_ = logging.getLogger(__name__)
 # Weights in formats no job here reads: never downloaded.

@@ -35,7 +35,8 @@ from pathlib import Path
 
 import torch
 
-from kdprivacy.config import MODEL_REF_KEYS, is_local, looks_like_path
+from kdprivacy.config import MODEL_REF_KEYS
+from kdprivacy.fields import is_local, looks_like_path
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
@@ -478,7 +479,7 @@ def apply_lora(model, lora: dict | None, seed: int = 0):
     if lora["quantization"] is not None and not quantized:
         raise ValueError(
             f"lora.quantization is {lora['quantization']!r} but the base was loaded unquantized; load it "
-            f"with quantization={lora['quantization']!r} (training.load_trainable does)"
+            f"with quantization={lora['quantization']!r} (train.jobs.load_trainable does)"
         )
     from peft import LoraConfig, get_peft_model
 

@@ -28,43 +28,68 @@ TRACKED_DISTRIBUTIONS = (
 )
 
 
+def _module_path(name: str) -> Path | None:
+    """The source file of library module ``name`` (dotted below the package: ``kd.gkd``; a subpackage is its
+    ``__init__.py``; ``__init__`` is the package's own), or None."""
+    base = PACKAGE_DIR.joinpath(*name.split("."))
+    for path in (base.with_name(base.name + ".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
 def _internal_imports(module: str) -> set[str]:
-    """Names of ``kdprivacy`` modules imported by ``module`` (absolute or relative imports). Parsed once per
-    file version: every rule of the Snakefile asks for its closure at parse time."""
-    path = PACKAGE_DIR / f"{module}.py"
+    """Names of ``kdprivacy`` modules imported by ``module`` (absolute or relative imports, at any depth).
+    Parsed once per file version: every rule of the Snakefile asks for its closure at parse time."""
+    path = _module_path(module)
     stat = path.stat()
-    return set(_parsed_imports(str(path), stat.st_mtime_ns, stat.st_size))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    return set(_parsed_imports(str(path), stat.st_mtime_ns, stat.st_size, package))
 
 
 @functools.lru_cache(maxsize=None)
-def _parsed_imports(path: str, _mtime_ns: int, _size: int) -> frozenset[str]:
+def _parsed_imports(path: str, _mtime_ns: int, _size: int, package: str = "") -> frozenset[str]:
     source = Path(path).read_text(encoding="utf-8")
     found: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom):
-            if node.level == 1 or node.module == PACKAGE:
-                if node.module and node.level == 1:
-                    found.add(node.module.split(".")[0])
-                else:
-                    found.update(alias.name for alias in node.names)
-            elif node.module and node.module.startswith(PACKAGE + "."):
-                found.add(node.module.split(".")[1])
+            if node.level:  # relative: from the file's package, one level up per extra dot
+                parts = package.split(".") if package else []
+                parts = parts[: len(parts) - (node.level - 1)] if node.level > 1 else parts
+                base = ".".join([*parts, *(node.module.split(".") if node.module else [])])
+            elif node.module == PACKAGE or (node.module or "").startswith(PACKAGE + "."):
+                base = node.module[len(PACKAGE) + 1 :]
+            else:
+                continue
+            if base:
+                found.add(base)
+            found.update(f"{base}.{alias.name}" if base else alias.name for alias in node.names)
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith(PACKAGE + "."):
-                    found.add(alias.name.split(".")[1])
-    return frozenset(name for name in found if (Path(path).parent / f"{name}.py").exists())
+                    found.add(alias.name[len(PACKAGE) + 1 :])
+    return frozenset(_with_parents(name for name in found if _module_path(name) is not None))
+
+
+def _with_parents(names) -> set[str]:
+    """``names`` plus the subpackages they sit in (importing ``kd.gkd`` runs ``kd/__init__.py``)."""
+    out: set[str] = set()
+    for name in names:
+        parts = name.split(".")
+        out.update(".".join(parts[: i + 1]) for i in range(len(parts)))
+    return out
 
 
 def module_closure(modules: list[str] | tuple[str, ...]) -> list[str]:
-    """``modules`` plus every library module they import, transitively, sorted."""
+    """``modules`` plus every library module they import, transitively, sorted (dotted names for modules of
+    subpackages, ``kd.gkd``; a subpackage's name is its ``__init__.py``)."""
     seen: set[str] = set()
-    todo = list(modules)
+    todo = list(_with_parents(modules))
     while todo:
         name = todo.pop()
         if name in seen:
             continue
-        if not (PACKAGE_DIR / f"{name}.py").exists():
+        if _module_path(name) is None:
             raise ValueError(f"code_version: no module {PACKAGE}.{name}")
         seen.add(name)
         todo.extend(_internal_imports(name) - seen)
@@ -76,7 +101,7 @@ def code_version(*modules: str, extra_files: tuple[str | os.PathLike, ...] = ())
     digest = hashlib.sha256()
     for name in module_closure(list(modules)):
         digest.update(name.encode())
-        digest.update((PACKAGE_DIR / f"{name}.py").read_bytes())
+        digest.update(_module_path(name).read_bytes())
     for path in extra_files:
         digest.update(Path(path).read_bytes())
     return digest.hexdigest()[:16]

@@ -2,6 +2,21 @@
 # Hub/local bases need neither rule: jobs load them by name (see base_ref in common.smk).
 
 
+def tokenizer_cfg(wildcards):
+    return dump(FAMILIES[wildcards.family].tokenizer.train)
+
+
+def pretrain_cfg(wildcards):
+    fam = FAMILIES[wildcards.family]
+    return {
+        "spec": dump(fam.bases[wildcards.base].from_scratch),
+        "train": dump(fam.pretrain.train),
+        "pools": fam.pretrain.pools,
+        "seed": fam.pretrain.seed,
+        **data_lengths(),
+    }
+
+
 rule train_tokenizer:
     input:
         manifest=rules.prepare_data.output.manifest,
@@ -13,7 +28,7 @@ rule train_tokenizer:
         ENV
     params:
         cfg=tokenizer_cfg,
-        code=code("train_tokenizer.py", "models", "training"),
+        code=code("train_tokenizer.py", "models", "train.jobs"),
     script:
         "../scripts/train_tokenizer.py"
 
@@ -37,6 +52,6 @@ rule pretrain_base:
         gpu=gpus("pretrain_base"),
     params:
         cfg=pretrain_cfg,
-        code=code("pretrain_base.py", "models", "training", "checkpoint"),
+        code=code("pretrain_base.py", "models", "train.jobs", "checkpoint"),
     script:
         "../scripts/pretrain_base.py"

@@ -16,12 +16,15 @@ from kdprivacy import runtime
 
 log = runtime.start(snakemake)  # noqa: F821
 
-from kdprivacy import distillation, io, provenance  # noqa: E402
+from kdprivacy import io, provenance  # noqa: E402
+from kdprivacy.kd import generations  # noqa: E402
+from kdprivacy.train.runs import TeacherGenerationRun  # noqa: E402
 
 cfg = snakemake.params.cfg  # noqa: F821
 code = snakemake.params.code  # noqa: F821
-runtime.seed_everything(cfg["seed"])
-frame, summary = distillation.generate_teacher_from_cfg(cfg, snakemake.input.manifest, log)  # noqa: F821
+run = TeacherGenerationRun.model_validate(cfg)
+runtime.seed_everything(run.seed)
+frame, summary = generations.generate_teacher(run, snakemake.input.manifest, log)  # noqa: F821
 out = Path(snakemake.output.generations)  # noqa: F821
 io.write_parquet(frame, out)
 provenance.write(

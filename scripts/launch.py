@@ -3,7 +3,7 @@
     python -m torch.distributed.run --standalone --nproc_per_node=N scripts/launch.py SNAKEMAKE_PKL SCRIPT
 
 ``SNAKEMAKE_PKL`` is the job's pickled ``snakemake`` object (written by
-``kdprivacy.training.launch_data_parallel``); ``SCRIPT`` is a workflow script (``train_teacher.py``,
+``kdprivacy.train.distributed.launch_data_parallel``); ``SCRIPT`` is a workflow script (``train_teacher.py``,
 ``train_student.py``, ``pretrain_base.py``), run here as ``__main__`` with that object injected, exactly as
 Snakemake runs it. ``torchrun`` sets ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``, which make the training loop
 data-parallel and let only rank 0 write outputs.

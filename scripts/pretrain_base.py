@@ -2,7 +2,7 @@
 
 Preemption: checkpoints go to ``params.resume_dir`` (default ``<output.dir>.resume``; ``train.
 checkpoint_every_steps`` / ``_minutes`` add mid-epoch ones) and a rerun resumes; given more than one GPU
-(``resources.gpu``) the job runs data-parallel through ``torchrun`` (``kdprivacy.training``).
+(``resources.gpu``) the job runs data-parallel through ``torchrun`` (``kdprivacy.train.distributed``).
 """
 
 import sys
@@ -13,14 +13,14 @@ from kdprivacy import runtime
 
 log = runtime.start(snakemake)  # noqa: F821
 
-from kdprivacy import training  # noqa: E402
+from kdprivacy.train import jobs, runs  # noqa: E402
 
 
-def train(cfg, resume):
-    return training.pretrain_from_cfg(
-        cfg, snakemake.input.manifest, snakemake.input.tokenizer, log, resume=resume  # noqa: F821
+def train(run, resume):
+    return jobs.pretrain_from_cfg(
+        run, snakemake.input.manifest, snakemake.input.tokenizer, log, resume=resume  # noqa: F821
     )
 
 
 if __name__ == "__main__":
-    training.run_job(snakemake, __file__, log, train)  # noqa: F821
+    jobs.run_job(snakemake, __file__, log, runs.PretrainRun, train)  # noqa: F821

@@ -1,4 +1,4 @@
-"""Snakemake script: a student (nokd, kd, seqkd, imitkd, gkd, minillm, distillm) trained on the public pool
+"""Snakemake script: a student (any method of ``kdprivacy.kd.METHODS``) trained on the public pool
 only (asserted); dev pool for dev loss. Writes the model, ``train_log.csv`` (per-epoch history including the
 method's mechanism columns) and ``provenance.json``.
 
@@ -19,7 +19,7 @@ from kdprivacy import runtime
 
 log = runtime.start(snakemake)  # noqa: F821
 
-from kdprivacy import training  # noqa: E402
+from kdprivacy.train import jobs, runs  # noqa: E402
 
 
 def optional_input(name):
@@ -36,12 +36,12 @@ def optional_input(name):
 GENERATIONS = optional_input("generations")
 
 
-def train(cfg, resume):
+def train(run, resume):
     # Base and teacher are loaded from cfg; local dirs are also named inputs so the DAG orders them.
-    return training.train_student_from_cfg(
-        cfg, snakemake.input.manifest, log, teacher_generations_path=GENERATIONS, resume=resume  # noqa: F821
+    return jobs.train_student_from_cfg(
+        run, snakemake.input.manifest, log, teacher_generations_path=GENERATIONS, resume=resume  # noqa: F821
     )
 
 
 if __name__ == "__main__":
-    training.run_job(snakemake, __file__, log, train, fingerprint_extra=(GENERATIONS,))  # noqa: F821
+    jobs.run_job(snakemake, __file__, log, runs.StudentRun, train, fingerprint_extra=(GENERATIONS,))  # noqa: F821

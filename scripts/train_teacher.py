@@ -4,7 +4,7 @@
 (optional LoRA block; the output is the merged model plus ``adapter/``), ``seed``, ``max_length``,
 ``max_prompt_length``. Preemption: checkpoints go to ``params.resume_dir`` (default ``<output.dir>.resume``)
 and a rerun resumes from them; the directory is removed once the output is in place. Given more than one
-GPU (``resources.gpu``), the job runs data-parallel through ``torchrun`` (``kdprivacy.training``).
+GPU (``resources.gpu``), the job runs data-parallel through ``torchrun`` (``kdprivacy.train.distributed``).
 """
 
 import sys
@@ -15,13 +15,13 @@ from kdprivacy import runtime
 
 log = runtime.start(snakemake)  # noqa: F821
 
-from kdprivacy import training  # noqa: E402
+from kdprivacy.train import jobs, runs  # noqa: E402
 
 
-def train(cfg, resume):
+def train(run, resume):
     # The base is always loaded from cfg["base"]; a local base dir is also a named input so the DAG orders it.
-    return training.train_teacher_from_cfg(cfg, snakemake.input.manifest, log, resume=resume)  # noqa: F821
+    return jobs.train_teacher_from_cfg(run, snakemake.input.manifest, log, resume=resume)  # noqa: F821
 
 
 if __name__ == "__main__":
-    training.run_job(snakemake, __file__, log, train)  # noqa: F821
+    jobs.run_job(snakemake, __file__, log, runs.TeacherRun, train)  # noqa: F821

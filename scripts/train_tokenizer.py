@@ -8,11 +8,13 @@ from kdprivacy import runtime
 
 log = runtime.start(snakemake)  # noqa: F821
 
-from kdprivacy import io, provenance, training  # noqa: E402
+from kdprivacy import io, provenance  # noqa: E402
+from kdprivacy.config import TokenizerTrain  # noqa: E402
+from kdprivacy.train import jobs  # noqa: E402
 
 cfg = snakemake.params.cfg  # noqa: F821
 code = snakemake.params.code  # noqa: F821
-tokenizer = training.train_tokenizer_from_cfg(cfg, snakemake.input.manifest)  # noqa: F821
+tokenizer = jobs.train_tokenizer_from_cfg(TokenizerTrain.model_validate(cfg), snakemake.input.manifest)  # noqa: F821
 log.info("tokenizer: %d tokens from pools %s", len(tokenizer), cfg["pools"])
 with io.atomic_dir(snakemake.output.dir) as tmp:  # noqa: F821
     tokenizer.save_pretrained(tmp)

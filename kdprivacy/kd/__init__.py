@@ -1,13 +1,19 @@
 """The knowledge-distillation methods: the registry every other part of the workflow reads the method list from.
 
-Each method is one :class:`MethodSpec` in :data:`METHODS` (in the paper's order). The config schema, the
-rules, the findings' method order and the paper comparison read names and traits from here; nothing else
-lists the methods. Importing this package does not import torch.
+Each method is one :class:`MethodSpec` in :data:`METHODS` (in the paper's order) and one module
+``kdprivacy/kd/<name>.py`` holding its train function ``train`` and, if it has a ``method_params`` block, its
+pydantic Params class. The config schema, the rules, the findings' method order and the paper comparison
+read names and traits from here; nothing else lists the methods. Importing this package (or a method
+module) does not import torch: a method's train function imports its helpers when it runs.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -17,6 +23,27 @@ class MethodSpec:
     uses_teacher: bool  # False: never queries the teacher (the No-KD baseline)
     samples_student: bool  # trains on student-generated outputs (SGO)
     sgo_param: str | None = None  # the method param that sets the SGO fraction (the sgo ablation varies it)
+    params_class: str | None = None  # name of its Params class in kdprivacy/kd/<name>.py (None: no block)
+
+    @property
+    def module(self) -> ModuleType:
+        return importlib.import_module(f"{__name__}.{self.name}")
+
+    @property
+    def params(self) -> type | None:
+        """The method's pydantic ``method_params`` block (the config's ``students.<name>.<method>``), or None."""
+        return getattr(self.module, self.params_class) if self.params_class else None
+
+    def needs_teacher(self, params) -> bool:
+        """Whether a run with ``params`` loads the teacher model (a method module may narrow ``uses_teacher``
+        with its own ``needs_teacher(params)``: SeqKD on cross-entropy reads only the teacher's generations)."""
+        narrow = getattr(self.module, "needs_teacher", None)
+        return self.uses_teacher and (narrow is None or narrow(params))
+
+    @property
+    def train(self) -> Callable:
+        """``train(student, teacher, train_items, dev_items, run, pad_id, log, **hooks) -> (model, history)``."""
+        return self.module.train
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -24,11 +51,37 @@ METHODS: dict[str, MethodSpec] = {
     for spec in (
         MethodSpec("nokd", "no_kd", uses_teacher=False, samples_student=False),
         MethodSpec("kd", "kd", uses_teacher=True, samples_student=False),
-        MethodSpec("seqkd", "seqkd", uses_teacher=True, samples_student=False),
-        MethodSpec("imitkd", "imitkd", uses_teacher=True, samples_student=True, sgo_param="sgo_ratio"),
-        MethodSpec("gkd", "gkd", uses_teacher=True, samples_student=True, sgo_param="lmbda"),
-        MethodSpec("minillm", "minillm", uses_teacher=True, samples_student=True),
-        MethodSpec("distillm", "distillm", uses_teacher=True, samples_student=True),
+        MethodSpec("seqkd", "seqkd", uses_teacher=True, samples_student=False, params_class="SeqKDParams"),
+        MethodSpec("imitkd", "imitkd", uses_teacher=True, samples_student=True, sgo_param="sgo_ratio",
+                   params_class="ImitKDParams"),
+        MethodSpec("gkd", "gkd", uses_teacher=True, samples_student=True, sgo_param="lmbda",
+                   params_class="GKDParams"),
+        MethodSpec("minillm", "minillm", uses_teacher=True, samples_student=True, params_class="MiniLLMParams"),
+        MethodSpec("distillm", "distillm", uses_teacher=True, samples_student=True, params_class="DistiLLMParams"),
     )
 }
 KD_METHODS = tuple(name for name, spec in METHODS.items() if spec.uses_teacher)  # every method but No-KD
+STUDENT_METHODS = tuple(METHODS)
+SGO_METHODS = tuple(name for name, spec in METHODS.items() if spec.samples_student)
+SGO_PARAM = {name: spec.sgo_param for name, spec in METHODS.items() if spec.sgo_param}  # the SGO fraction's param
+METHOD_BLOCKS = tuple(name for name, spec in METHODS.items() if spec.params_class)  # methods with a params block
+MethodName = Literal[STUDENT_METHODS]  # type: ignore[valid-type]
+
+
+def train_method(student, teacher, train_items, dev_items, run, pad_id: int, log=None, teacher_generations=None, *,
+                 eos_id: int | None = None, guard: Callable | None = None, resume=None, on_step=None):
+    """Train ``student`` with ``run.method`` (``run``: :class:`kdprivacy.train.runs.MethodRun`).
+
+    ``guard(ids)`` is run on every batch of generated data and on ``teacher_generations`` (seqkd only);
+    ``eos_id`` defaults to the student's ``config.eos_token_id``. ``resume``
+    (:class:`kdprivacy.checkpoint.Resume`) and ``on_step`` go to :func:`kdprivacy.train.loop.fit`; every
+    method checkpoints its own state with the loop (SGO decision RNG, replay buffer, sampler counter,
+    DistiLLM's schedule, MiniLLM's live rollout), so a resumed run continues exactly.
+    """
+    if run.method not in METHODS:
+        raise ValueError(f"unknown student method {run.method!r}; choose one of {list(METHODS)}")
+    if teacher_generations is not None and run.method != "seqkd":
+        raise ValueError(f"teacher_generations are only used by seqkd, not {run.method!r}")
+    return METHODS[run.method].train(student, teacher, train_items, dev_items, run, pad_id, log,
+                                     teacher_generations=teacher_generations, eos_id=eos_id, guard=guard,
+                                     resume=resume, on_step=on_step)

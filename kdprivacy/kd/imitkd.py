@@ -1,0 +1,52 @@
+"""ImitKD (Lin et al. 2020) as run in the DistiLLM code base (``--type mixed-fkl --mixed-alpha``): with
+probability ``sgo_ratio`` a batch is an SGO batch: the current student samples responses to the batch's
+prompts, they are pushed into a FIFO replay buffer (``buffer_capacity``), and the batch trained on is drawn
+uniformly from the buffer; otherwise ground truth. Loss: the ``kd`` block's objective (default forward KL)
+against the teacher on those sequences.
+"""
+
+from __future__ import annotations
+
+from kdprivacy.fields import Fraction, PosInt, Strict
+
+
+class ImitKDParams(Strict):
+    sgo_ratio: Fraction = 1.0
+    buffer_capacity: PosInt = 1000
+
+
+def train(student, teacher, train_items, dev_items, run, pad_id, log=None, *, eos_id=None, guard=None, resume=None,
+          on_step=None, **_):
+    """ImitKD: SGO batches (probability ``sgo_ratio``) come from a replay buffer of student samples.
+
+    History: ``frac_sgo_batches``, ``buffer_size`` (end of epoch), ``n_sgo_generated`` and ``sgo_mean_len``
+    (sequences sampled this epoch and their mean response length).
+    """
+    from kdprivacy.kd import sampling as sgo
+    from kdprivacy.kd.teacher import divergence_of, kd_loss_fn, prepare_teacher
+    from kdprivacy.train.loop import fit
+
+    params, gen = run.params, run.sampling
+    teacher = prepare_teacher(student, teacher, "imitkd")
+    loss_fn = sgo.with_sgo_flag(kd_loss_fn(teacher, divergence_of(run.kd), float(run.kd.lm_weight)))
+    sampler = sgo.StudentSampler(gen, pad_id, sgo.eos_id_of(student, eos_id), run.max_length, run.seed, guard)
+    buffer = sgo.ReplayBuffer(params.buffer_capacity, seed=f"{run.seed}:imitkd:buffer")
+    rng = sgo.decision_rng(run.seed, "imitkd")
+    ratio = params.sgo_ratio
+
+    def make_batch(items):
+        if rng.random() < ratio:
+            buffer.push(sampler.sample(student, items))
+            return sgo.collate_flagged(buffer.sample(len(items)), pad_id, True)
+        return sgo.collate_flagged(items, pad_id, False)
+
+    def on_epoch_end(epoch, row):
+        extra = {"buffer_size": len(buffer), "n_sgo_generated": sampler.n_sequences,
+                 "sgo_mean_len": sampler.mean_length()}
+        sampler.reset_counts()
+        return extra
+
+    return fit(student, train_items, dev_items, run.train, pad_id, loss_fn, log,
+               desc=f"student[imitkd-{run.kd.objective}]", make_batch=make_batch, on_epoch_end=on_epoch_end,
+               seed=run.seed, state=sgo.MethodState(rng=rng, buffer=buffer, sampler=sampler), resume=resume,
+               on_step=on_step)
