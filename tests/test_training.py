@@ -13,7 +13,12 @@ import pandas as pd
 import pytest
 import torch
 
-from kdprivacy import models, training
+from kdprivacy import encoding, models
+from kdprivacy.config import KD, Train
+from kdprivacy.kd import kd as word_kd
+from kdprivacy.kd import objectives
+from kdprivacy.kd import teacher as kd_teacher
+from kdprivacy.train import distributed, loop, losses, pools
 from kdprivacy.encoding import collate, encode_frame
 
 import toy
@@ -69,20 +74,20 @@ def _manual_nll(model, batch, mask_key):
 def test_lm_loss_counts_response_tokens_only(tokenizer, items):
     model = _model(tokenizer).eval()
     batch = collate(items["private"][:3], tokenizer.pad_token_id)
-    loss, stats = training.lm_loss(model, batch, on="response")
+    loss, stats = losses.lm_loss(model, batch, on="response")
     want, count = _manual_nll(model, batch, "response_mask")
     assert count == sum(len(it.response_ids) for it in items["private"][:3])
     assert loss.item() == pytest.approx(want, rel=1e-5)
     assert stats["lm_loss"] == pytest.approx(loss.item())
-    all_loss, _ = training.lm_loss(model, batch, on="all")
+    all_loss, _ = losses.lm_loss(model, batch, on="all")
     want_all, count_all = _manual_nll(model, batch, "attention_mask")
     assert count_all == sum(it.length - 1 for it in items["private"][:3])
     assert all_loss.item() == pytest.approx(want_all, rel=1e-5)
     # a batch with the response mask cleared scores nothing (prompt tokens are never targets)
     no_response = {**batch, "response_mask": torch.zeros_like(batch["response_mask"])}
-    assert training.lm_loss(model, no_response)[0].item() == 0.0
+    assert losses.lm_loss(model, no_response)[0].item() == 0.0
     with pytest.raises(ValueError):
-        training.lm_loss(model, batch, on="prompt")
+        losses.lm_loss(model, batch, on="prompt")
 
 
 def test_mean_nll_is_token_weighted(tokenizer, items):
@@ -93,14 +98,14 @@ def test_mean_nll_is_token_weighted(tokenizer, items):
         nll, n = _manual_nll(model, collate([item], tokenizer.pad_token_id), "response_mask")
         sums.append((nll * n, n))
     want = sum(s for s, _ in sums) / sum(n for _, n in sums)
-    assert training.mean_nll(model, subset, 2, tokenizer.pad_token_id) == pytest.approx(want, rel=1e-5)
+    assert losses.mean_nll(model, subset, 2, tokenizer.pad_token_id) == pytest.approx(want, rel=1e-5)
 
 
 def test_padding_does_not_change_loss(tokenizer, items):
     model = _model(tokenizer).eval()
     short = min(items["private"], key=lambda it: it.length)
     long_ = max(items["private"], key=lambda it: it.length)
-    alone = training.mean_nll(model, [short], 1, tokenizer.pad_token_id)
+    alone = losses.mean_nll(model, [short], 1, tokenizer.pad_token_id)
     nll, n = _manual_nll(model, collate([short, long_], tokenizer.pad_token_id), "response_mask")
     nll_long, n_long = _manual_nll(model, collate([long_], tokenizer.pad_token_id), "response_mask")
     assert (nll * n - nll_long * n_long) / (n - n_long) == pytest.approx(alone, rel=1e-4)
@@ -110,11 +115,11 @@ def test_padding_does_not_change_loss(tokenizer, items):
 def test_sft_memorizes_members(tokenizer, items):
     pad = tokenizer.pad_token_id
     model = _model(tokenizer)
-    before = training.mean_nll(model, items["private"], 16, pad)
-    cfg = {"epochs": 20, "lr": 5e-3, "batch_size": 4, "scheduler": "cosine", "warmup_ratio": 0.05, "seed": 0}
-    model, history = training.sft(model, items["private"], items["dev"], cfg, pad, LOG)
-    members = training.mean_nll(model, items["private"], 16, pad)
-    held_out = training.mean_nll(model, items["nonmember"], 16, pad)
+    before = losses.mean_nll(model, items["private"], 16, pad)
+    cfg = Train(epochs=20, lr=5e-3, batch_size=4, scheduler="cosine", warmup_ratio=0.05)
+    model, history = loop.sft(model, items["private"], items["dev"], cfg, pad, LOG)
+    members = losses.mean_nll(model, items["private"], 16, pad)
+    held_out = losses.mean_nll(model, items["nonmember"], 16, pad)
     assert members < 0.5 * before
     assert members < held_out - 0.5, (members, held_out)
     assert list(history["epoch"]) == list(range(1, 21))
@@ -122,7 +127,7 @@ def test_sft_memorizes_members(tokenizer, items):
     assert {"train_loss", "dev_loss", "lr", "lm_loss", "selected"} <= set(history.columns)
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
     assert history["selected"].tolist() == [False] * 19 + [True]
-    assert history["dev_loss"].iloc[-1] == pytest.approx(training.mean_nll(model, items["dev"], 8, pad), rel=1e-6)
+    assert history["dev_loss"].iloc[-1] == pytest.approx(losses.mean_nll(model, items["dev"], 8, pad), rel=1e-6)
     assert not model.training
 
 
@@ -131,28 +136,29 @@ def test_best_dev_restores_best_epoch(tokenizer, items):
     pad = tokenizer.pad_token_id
 
     def ascent(model, batch):
-        loss, stats = training.lm_loss(model, batch)
+        loss, stats = losses.lm_loss(model, batch)
         return -loss, stats
 
-    cfg = {"epochs": 3, "lr": 1e-3, "batch_size": 4, "scheduler": "constant", "select": "best_dev", "seed": 1}
-    best, history = training.fit(_model(tokenizer), items["dev"], items["dev"], cfg, pad, ascent, LOG)
+    cfg = Train(epochs=3, lr=1e-3, batch_size=4, scheduler="constant", select="best_dev")
+    best, history = loop.fit(_model(tokenizer), items["dev"], items["dev"], cfg, pad, ascent, LOG, seed=1)
     assert history["dev_loss"].is_monotonic_increasing
     assert history["selected"].tolist() == [True, False, False]
-    one_epoch, _ = training.fit(_model(tokenizer), items["dev"], None, {**cfg, "epochs": 1, "select": "last"}, pad, ascent)
+    one_epoch, _ = loop.fit(_model(tokenizer), items["dev"], None, cfg.model_copy(update={"epochs": 1, "select": "last"}),
+                            pad, ascent, seed=1)
     assert _states_equal(best, one_epoch)
-    assert training.mean_nll(best, items["dev"], 8, pad) == pytest.approx(history["dev_loss"].min(), rel=1e-6)
+    assert losses.mean_nll(best, items["dev"], 8, pad) == pytest.approx(history["dev_loss"].min(), rel=1e-6)
     with pytest.raises(ValueError, match="dev"):
-        training.fit(_model(tokenizer), items["dev"], None, cfg, pad, ascent)
+        loop.fit(_model(tokenizer), items["dev"], None, cfg, pad, ascent, seed=1)
 
 
 def test_training_is_deterministic(tokenizer, items):
     pad = tokenizer.pad_token_id
-    cfg = {"epochs": 2, "lr": 1e-3, "batch_size": 8, "seed": 3}
+    cfg = Train(epochs=2, lr=1e-3, batch_size=8)
     runs = []
     for seed in (3, 3, 4):
         torch.manual_seed(1000 + len(runs))  # the caller's RNG state must not matter
         model = _model(tokenizer, dropout=0.1)  # dropout consumes torch RNG: must be seeded by fit
-        runs.append(training.sft(model, items["public"], items["dev"], {**cfg, "seed": seed}, pad)[0])
+        runs.append(loop.sft(model, items["public"], items["dev"], cfg, pad, seed=seed)[0])
     assert _states_equal(runs[0], runs[1])
     assert not _states_equal(runs[0], runs[2])
 
@@ -168,23 +174,23 @@ def test_fit_hooks(tokenizer, items):
 
     def loss_fn(model, batch):
         assert batch["flag"] == "sgo"
-        return training.lm_loss(model, batch)
+        return losses.lm_loss(model, batch)
 
     def on_epoch_end(epoch, row):
         assert row["epoch"] == epoch and row["dev_loss"] > 0
         return {"epoch_sq": epoch**2}
 
-    cfg = {"epochs": 2, "lr": 1e-3, "batch_size": 8, "seed": 5}
-    hooked, hist = training.fit(_model(tokenizer), items["public"], items["dev"], cfg, pad, loss_fn,
-                                make_batch=make_batch, on_epoch_end=on_epoch_end)
+    cfg = Train(epochs=2, lr=1e-3, batch_size=8)
+    hooked, hist = loop.fit(_model(tokenizer), items["public"], items["dev"], cfg, pad, loss_fn,
+                            make_batch=make_batch, on_epoch_end=on_epoch_end, seed=5)
     assert hist["epoch_sq"].tolist() == [1, 4]
     assert len(seen) == 4 and sorted(sum(seen[:2], [])) == sorted(it.id for it in items["public"])
-    plain, _ = training.fit(_model(tokenizer), items["public"], items["dev"], cfg, pad, training.lm_loss)
+    plain, _ = loop.fit(_model(tokenizer), items["public"], items["dev"], cfg, pad, losses.lm_loss, seed=5)
     assert _states_equal(hooked, plain)  # the default batch is exactly collate(items, pad_id)
 
 
 def test_pool_guard(manifest):
-    guard = training.pool_guard(manifest, ["public"], "generated data")
+    guard = pools.pool_guard(manifest, ["public"], "generated data")
     guard(list(toy.select(manifest, "public").id))
     with pytest.raises(AssertionError, match="generated data contains secret examples.*private"):
         guard(["public-000", "private-001"])
@@ -192,70 +198,70 @@ def test_pool_guard(manifest):
         guard(["dev-000"])
     with pytest.raises(AssertionError, match="not in pools"):
         guard(["made-up"])
-    training.pool_guard(manifest, ["public", "dev"])(["dev-000", "public-001"])
+    pools.pool_guard(manifest, ["public", "dev"])(["dev-000", "public-001"])
     with pytest.raises(AssertionError, match="subset"):
-        training.pool_guard(manifest, ["nonmember"])
+        pools.pool_guard(manifest, ["nonmember"])
 
 
 def test_zero_epochs_and_config_validation(tokenizer, items):
     pad = tokenizer.pad_token_id
     model = _model(tokenizer)
     init = copy.deepcopy(model)
-    model, history = training.sft(model, items["pretrain"], None, {"epochs": 0, "lr": 1e-3, "batch_size": 4}, pad)
+    model, history = loop.sft(model, items["pretrain"], None, Train(epochs=0, lr=1e-3, batch_size=4), pad)
     assert history.empty and _states_equal(model, init)
-    with pytest.raises(ValueError, match="unknown keys"):
-        training.resolve_train_config({"epochs": 1, "lr": 1e-3, "batch_size": 4, "lr_schedule": "cosine"})
-    with pytest.raises(ValueError, match="missing"):
-        training.resolve_train_config({"epochs": 1, "lr": 1e-3})
+    # the train block is validated by its model (config.Train), whose defaults fill what is not given
+    with pytest.raises(ValueError, match="lr_schedule"):
+        Train.model_validate({"epochs": 1, "lr": 1e-3, "batch_size": 4, "lr_schedule": "cosine"})
+    assert Train.model_validate({"epochs": 1, "lr": 1e-3}).batch_size == Train().batch_size
     with pytest.raises(ValueError, match="scheduler"):
-        training.resolve_train_config({"epochs": 1, "lr": 1e-3, "batch_size": 4, "scheduler": "step"})
+        Train.model_validate({"epochs": 1, "lr": 1e-3, "batch_size": 4, "scheduler": "step"})
 
 
 def test_lr_schedules():
-    cos = training.lr_lambda("cosine", total_steps=10, warmup_steps=0)
+    cos = loop.lr_lambda("cosine", total_steps=10, warmup_steps=0)
     assert cos(0) == 1.0 and cos(5) == pytest.approx(0.5) and cos(10) == pytest.approx(0.0)
-    lin = training.lr_lambda("linear", total_steps=12, warmup_steps=2)
+    lin = loop.lr_lambda("linear", total_steps=12, warmup_steps=2)
     assert lin(0) < lin(1) < lin(2) == 1.0 and lin(7) == pytest.approx(0.5)
-    assert training.lr_lambda("constant", 10, 0)(9) == 1.0
+    assert loop.lr_lambda("constant", 10, 0)(9) == 1.0
 
 
 # -------------------------------------------------------------------------------------------------- KD
 def test_kd_loss_is_zero_for_identical_teacher(tokenizer, items):
     student = _model(tokenizer).eval()
-    teacher = training.freeze(copy.deepcopy(student))
-    kd, divergence = training.resolve_kd_config({"objective": "fkl"})
+    teacher = kd_teacher.freeze(copy.deepcopy(student))
+    kd = KD(objective="fkl")
     batch = collate(items["public"][:4], tokenizer.pad_token_id)
-    loss, stats = training.kd_loss_fn(teacher, divergence, kd["lm_weight"])(student, batch)
+    loss, stats = kd_teacher.kd_loss_fn(teacher, kd_teacher.divergence_of(kd), kd.lm_weight)(student, batch)
     assert abs(loss.item()) < 1e-6 and abs(stats["kd_loss"]) < 1e-6
     assert stats["lm_loss"] > 1.0  # the LM part is still reported
     # lm_weight mixes in the LM loss
-    loss_mix, _ = training.kd_loss_fn(teacher, divergence, 0.5)(student, batch)
+    loss_mix, _ = kd_teacher.kd_loss_fn(teacher, kd_teacher.divergence_of(kd), 0.5)(student, batch)
     assert loss_mix.item() == pytest.approx(0.5 * stats["lm_loss"], rel=1e-5)
 
 
 def test_distill_kd_moves_student_toward_teacher(tokenizer, items):
     pad = tokenizer.pad_token_id
     teacher = _model(tokenizer, seed=1)
-    teacher, _ = training.sft(teacher, items["private"], None, {"epochs": 5, "lr": 3e-3, "batch_size": 8}, pad)
+    teacher, _ = loop.sft(teacher, items["private"], None, Train(epochs=5, lr=3e-3, batch_size=8), pad)
     student = _model(tokenizer, seed=2, n_layer=1)
-    cfg = {"epochs": 4, "lr": 3e-3, "batch_size": 8, "seed": 0}
+    cfg = Train(epochs=4, lr=3e-3, batch_size=8)
     for objective, extra in [("fkl", {}), ("jsd", {"beta": 0.5}), ("srkl", {"alpha": 0.1})]:
         run_student = copy.deepcopy(student)
-        run_student, history = training.distill_kd(
-            run_student, teacher, items["public"], items["dev"], cfg, {"objective": objective, **extra}, pad, LOG
+        run_student, history = word_kd.distill_kd(
+            run_student, teacher, items["public"], items["dev"], cfg, KD(objective=objective, **extra), pad, LOG
         )
         assert "kd_loss" in history and history["kd_loss"].iloc[-1] < history["kd_loss"].iloc[0], objective
         assert not any(p.requires_grad for p in teacher.parameters())
-    with pytest.raises(ValueError, match="takes"):
-        training.distill_kd(copy.deepcopy(student), teacher, items["public"], None, cfg, {"beta": 0.5}, pad)
+    with pytest.raises(ValueError, match="beta only applies to objective jsd"):
+        word_kd.distill_kd(copy.deepcopy(student), teacher, items["public"], None, cfg, KD(beta=0.5), pad)
 
 
 # ------------------------------------------------------------------------------- cached teacher logits
 def _trained_pair(tokenizer, items):
     pad = tokenizer.pad_token_id
     teacher = _model(tokenizer, seed=1)
-    teacher, _ = training.sft(teacher, items["private"], None, {"epochs": 3, "lr": 3e-3, "batch_size": 8}, pad)
-    return training.freeze(teacher), _model(tokenizer, seed=2, n_layer=1)
+    teacher, _ = loop.sft(teacher, items["private"], None, Train(epochs=3, lr=3e-3, batch_size=8), pad)
+    return kd_teacher.freeze(teacher), _model(tokenizer, seed=2, n_layer=1)
 
 
 @pytest.mark.parametrize("objective, extra, temperature", [
@@ -267,12 +273,12 @@ def test_cached_teacher_with_every_token_equals_the_teacher_forward(tokenizer, i
     pad, vocab = tokenizer.pad_token_id, teacher.get_output_embeddings().weight.shape[0]
     chunk = items["public"][:5]
     batch = collate(chunk, pad)
-    kd, divergence = training.resolve_kd_config({"objective": objective, "temperature": temperature, **extra})
-    full, _ = training.kd_loss_fn(teacher, divergence, 0.0)(student, batch)
+    divergence = kd_teacher.divergence_of(KD(objective=objective, temperature=temperature, **extra))
+    full, _ = kd_teacher.kd_loss_fn(teacher, divergence, 0.0)(student, batch)
     for k in (vocab, vocab + 50):  # k >= vocabulary: nothing is coarsened (the tail bucket is empty)
-        cache = training.TeacherCache(teacher, items["public"], k, temperature, 3, pad)
-        flat = training.objectives.get_objective(objective, temperature=1.0, **extra)
-        cached, stats = training.cached_kd_loss_fn(flat, temperature, 0.0)(student, cache.attach(collate(chunk, pad),
+        cache = kd_teacher.TeacherCache(teacher, items["public"], k, temperature, 3, pad)
+        flat = objectives.get_objective(objective, temperature=1.0, **extra)
+        cached, stats = kd_teacher.cached_kd_loss_fn(flat, temperature, 0.0)(student, cache.attach(collate(chunk, pad),
                                                                                                   chunk))
         assert cached.item() == pytest.approx(full.item(), rel=1e-4, abs=1e-6), (objective, k)
         cached.backward()  # the cached loss has a gradient path to the student
@@ -287,14 +293,14 @@ def test_cached_teacher_top_k_never_exceeds_the_full_divergence(tokenizer, items
     teacher, student = _trained_pair(tokenizer, items)
     pad = tokenizer.pad_token_id
     chunk = items["public"][:6]
-    _, divergence = training.resolve_kd_config({"objective": objective, **extra})
+    divergence = kd_teacher.divergence_of(KD(objective=objective, **extra))
     with torch.no_grad():
-        full = training.kd_loss_fn(teacher, divergence, 0.0)(student, collate(chunk, pad))[0].item()
-        flat = training.objectives.get_objective(objective, temperature=1.0, **extra)
+        full = kd_teacher.kd_loss_fn(teacher, divergence, 0.0)(student, collate(chunk, pad))[0].item()
+        flat = objectives.get_objective(objective, temperature=1.0, **extra)
         losses = []
         for k in (1, 8, 64):
-            cache = training.TeacherCache(teacher, chunk, k, 1.0, 4, pad)
-            losses.append(training.cached_kd_loss_fn(flat, 1.0, 0.0)(student, cache.attach(collate(chunk, pad),
+            cache = kd_teacher.TeacherCache(teacher, chunk, k, 1.0, 4, pad)
+            losses.append(kd_teacher.cached_kd_loss_fn(flat, 1.0, 0.0)(student, cache.attach(collate(chunk, pad),
                                                                                            chunk))[0].item())
     assert all(0.0 <= x <= full + 1e-6 for x in losses), (losses, full)
     assert losses[0] <= losses[1] + 1e-6 <= losses[2] + 2e-6, losses
@@ -305,11 +311,11 @@ def test_teacher_cache_matches_single_item_teacher_passes(tokenizer, items):
     teacher, _ = _trained_pair(tokenizer, items)
     pad = tokenizer.pad_token_id
     chunk = items["public"][:7]
-    cache = training.TeacherCache(teacher, chunk, 16, 1.0, 3, pad, LOG)  # batches mix lengths (padding)
+    cache = kd_teacher.TeacherCache(teacher, chunk, 16, 1.0, 3, pad, LOG)  # batches mix lengths (padding)
     for item in chunk:
         with torch.no_grad():
             logits = teacher(input_ids=collate([item], pad)["input_ids"]).logits[0, :-1]
-        lo, hi = training.target_positions(item)
+        lo, hi = kd_teacher.target_positions(item)
         assert hi - lo == len(item.response_ids)
         rows = torch.log_softmax(logits[lo:hi], -1)
         index, logp = cache.entries[item.id]
@@ -318,7 +324,7 @@ def test_teacher_cache_matches_single_item_teacher_passes(tokenizer, items):
         torch.testing.assert_close(logp[:, :16], rows.gather(-1, index.long()), rtol=0, atol=1e-5)
         torch.testing.assert_close(logp.exp().sum(-1), torch.ones(hi - lo), rtol=0, atol=1e-5)
     batch = cache.attach(collate(chunk[:2], pad), chunk[:2])
-    _, _, mask = training.shift_for_causal_lm(batch["input_ids"], batch["input_ids"], batch["response_mask"])
+    _, _, mask = encoding.shift_for_causal_lm(batch["input_ids"], batch["input_ids"], batch["response_mask"])
     on = mask.bool()  # cached exactly on the targets: distributions there, zeros elsewhere
     torch.testing.assert_close(batch["teacher_logp"][on].exp().sum(-1), torch.ones(int(on.sum())), rtol=0, atol=1e-5)
     assert (batch["teacher_logp"][~on] == 0).all() and (batch["teacher_index"][~on] == 0).all()
@@ -331,19 +337,19 @@ def test_distill_kd_with_cached_teacher_skips_the_teacher_in_the_loop(tokenizer,
     pad, vocab = tokenizer.pad_token_id, teacher.get_output_embeddings().weight.shape[0]
     calls = []
     teacher.register_forward_hook(lambda *_: calls.append(1))
-    cfg = {"epochs": 3, "lr": 3e-3, "batch_size": 4, "seed": 0}
-    cached, hist_cached = training.distill_kd(copy.deepcopy(student), teacher, items["public"], None, cfg,
-                                              {"teacher_top_k": vocab}, pad, LOG)
+    cfg = Train(epochs=3, lr=3e-3, batch_size=4)
+    cached, hist_cached = word_kd.distill_kd(copy.deepcopy(student), teacher, items["public"], None, cfg,
+                                             KD(teacher_top_k=vocab), pad, LOG)
     n_batches = -(-len(items["public"]) // 4)
     assert len(calls) == n_batches  # the cache pass only: no teacher forward during the 3 epochs
     calls.clear()
-    plain, hist_plain = training.distill_kd(copy.deepcopy(student), teacher, items["public"], None, cfg, {}, pad, LOG)
+    plain, hist_plain = word_kd.distill_kd(copy.deepcopy(student), teacher, items["public"], None, cfg, KD(), pad, LOG)
     assert len(calls) == 3 * n_batches
     # with every token cached the training is the same up to float rounding
     assert hist_cached["kd_loss"].iloc[-1] < hist_cached["kd_loss"].iloc[0]
     pd.testing.assert_series_equal(hist_cached["kd_loss"], hist_plain["kd_loss"], rtol=1e-3, atol=1e-4)
     with pytest.raises(ValueError, match="teacher_top_k"):
-        training.distill_kd(copy.deepcopy(student), teacher, items["public"], None, cfg, {"teacher_top_k": 0}, pad)
+        word_kd.distill_kd(copy.deepcopy(student), teacher, items["public"], None, cfg, KD(teacher_top_k=0), pad)
 
 
 def test_kd_refuses_different_vocabulary(tokenizer, items, manifest):
@@ -351,23 +357,23 @@ def test_kd_refuses_different_vocabulary(tokenizer, items, manifest):
     student = _model(tokenizer)
     teacher = models.build_from_scratch(SPEC, other_tok, 96, 0)
     with pytest.raises(ValueError, match="vocabulary"):
-        training.distill_kd(student, teacher, items["public"], None, {"epochs": 1, "lr": 1e-3, "batch_size": 4}, {}, 0)
+        word_kd.distill_kd(student, teacher, items["public"], None, Train(epochs=1, lr=1e-3, batch_size=4), KD(), 0)
 
 
 # ----------------------------------------------------------------------------------------------- pools
 def test_student_pool_guard(manifest):
     public_ids = list(toy.select(manifest, "public", "dev").id)
-    training.assert_student_pools(manifest, public_ids, pools=["public", "dev"])
+    pools.assert_student_pools(manifest, public_ids, pools=["public", "dev"])
     for pool in ("private", "nonmember"):
         leaked = public_ids + [toy.select(manifest, pool).id.iloc[0]]
         with pytest.raises(AssertionError, match=pool):
-            training.assert_student_pools(manifest, leaked)
+            pools.assert_student_pools(manifest, leaked)
     with pytest.raises(AssertionError, match="not in the manifest"):
-        training.assert_student_pools(manifest, ["made-up-id"])
+        pools.assert_student_pools(manifest, ["made-up-id"])
     with pytest.raises(AssertionError, match="private"):
-        training.assert_student_pools(manifest, [], pools=["public", "private"])
+        pools.assert_student_pools(manifest, [], pools=["public", "private"])
     with pytest.raises(ValueError, match="nonmember"):
-        training.refuse_secret_pools(["public", "nonmember"], "tokenizer")
+        pools.refuse_secret_pools(["public", "nonmember"], "tokenizer")
 
 
 # --------------------------------------------------------------------------------- scripts end to end
@@ -459,19 +465,19 @@ class PicklableInputs(types.SimpleNamespace):
 def test_single_process_is_not_distributed(monkeypatch):
     for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         monkeypatch.delenv(var, raising=False)
-    ddp = training.DataParallel()
-    assert not ddp.active and training.is_main_process() and not training.in_worker()
+    ddp = distributed.DataParallel()
+    assert not ddp.active and distributed.is_main_process() and not distributed.in_worker()
     assert ddp.shard([4, 1, 3]) == ([4, 1, 3], 1.0) and ddp.sum([1.5, 2.0]) == [1.5, 2.0]
     smk = types.SimpleNamespace(resources=types.SimpleNamespace(gpu=4))
-    assert training.data_parallel_size(smk) == (min(4, torch.cuda.device_count()) if torch.cuda.is_available() else 1)
-    assert training.worker_threads(8) == 8
+    assert distributed.data_parallel_size(smk) == (min(4, torch.cuda.device_count()) if torch.cuda.is_available() else 1)
+    assert distributed.worker_threads(8) == 8
 
 
 def test_shards_cover_the_batch(monkeypatch):
-    monkeypatch.setattr(training.DataParallel, "__init__", lambda self: None)
+    monkeypatch.setattr(distributed.DataParallel, "__init__", lambda self: None)
     shards = []
     for rank in range(3):
-        ddp = training.DataParallel()
+        ddp = distributed.DataParallel()
         ddp.world, ddp.rank = 3, rank
         shards.append(ddp.shard([7, 8, 9, 10, 11]))
     assert sorted(i for mine, _ in shards for i in mine) == [7, 8, 9, 10, 11]
@@ -483,7 +489,7 @@ def test_shards_cover_the_batch(monkeypatch):
 def test_data_parallel_script_on_cpu(tmp_path, manifest, monkeypatch):
     """Two gloo ranks on the CPU through the real launcher (torchrun + scripts/launch.py + the teacher
     script): ranks stay in sync, only rank 0 writes, and the result matches one process up to the
-    share-weighted batch loss (see training.DataParallel)."""
+    share-weighted batch loss (see distributed.DataParallel)."""
     manifest_path = tmp_path / "manifest.parquet"
     manifest.to_parquet(manifest_path, index=False)
     texts = [f"{r.instruction} {r.context} {r.response}" for r in toy.select(manifest, "public", "pretrain").itertuples()]
@@ -504,7 +510,7 @@ def test_data_parallel_script_on_cpu(tmp_path, manifest, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     monkeypatch.setenv("KDPRIVACY_DEVICE", "cpu")  # given 2 GPUs on purpose, run on the CPU (runtime.check_gpus)
-    training.launch_data_parallel(smk(tmp_path / "ddp"), REPO / "scripts" / "train_teacher.py", 2)
+    distributed.launch_data_parallel(smk(tmp_path / "ddp"), REPO / "scripts" / "train_teacher.py", 2)
     log_text = (tmp_path / "ddp.log").read_text()
     assert (tmp_path / "ddp" / "model.safetensors").is_file() and not (tmp_path / "ddp.resume").exists()
     assert "checkpoint: step 3" in log_text
