@@ -5,11 +5,18 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import types
 
 import pytest
 import torch
 
-from kdprivacy import distillation, generation, models, training
+from kdprivacy import generation, models
+from kdprivacy import kd as registry
+from kdprivacy.config import Generation, Train
+from kdprivacy.kd import distillm, generations, minillm, sampling
+from kdprivacy.kd import teacher as kd_teacher
+from kdprivacy.train import jobs, loop, losses, pools
+from kdprivacy.train.runs import MethodRun, StudentRun, TeacherGenerationRun, resolved_generation
 from kdprivacy.encoding import Encoded, encode_frame
 
 import toy
@@ -19,6 +26,7 @@ POOL_SIZES = {"private": 16, "nonmember": 8, "public": 16, "dev": 8, "pretrain":
 SPEC = {"arch": "gpt2", "n_layer": 2, "d_model": 32, "n_head": 4}
 MAX_LENGTH, MAX_PROMPT = 96, 48
 NEW_TOKENS = 10
+LENGTHS = {"max_length": MAX_LENGTH, "max_prompt_length": MAX_PROMPT}
 
 
 def _toy_manifest(seed: int = 0):
@@ -46,9 +54,9 @@ def _model(tokenizer, seed=0, **spec):
 
 @pytest.fixture(scope="module")
 def teacher(tokenizer, items):
-    model, _ = training.sft(_model(tokenizer, seed=1), items["private"], None,
-                            {"epochs": 6, "lr": 5e-3, "batch_size": 8}, tokenizer.pad_token_id)
-    return training.freeze(model)
+    model, _ = loop.sft(_model(tokenizer, seed=1), items["private"], None,
+                          Train(epochs=6, lr=5e-3, batch_size=8), tokenizer.pad_token_id)
+    return kd_teacher.freeze(model)
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +78,17 @@ def _cfg(method, epochs=2, batch_size=4, params=None, kd=None, lr=3e-3, **gen):
 
 
 def _run(method, student0, teacher, items, tokenizer, cfg, **kw):
-    return distillation.train_method(
-        method, copy.deepcopy(student0), teacher, kw.pop("train", items["public"]), items["dev"], cfg,
+    run = MethodRun.model_validate({**cfg, "method": method})
+    return registry.train_method(
+        copy.deepcopy(student0), teacher, kw.pop("train", items["public"]), items["dev"], run,
         tokenizer.pad_token_id, LOG, eos_id=tokenizer.eos_token_id, **kw,
     )
+
+
+def _patch_dev_loss(monkeypatch, fn):
+    """Every dev-loss evaluation (the loop's per-epoch one and DistiLLM's starting one) returns ``fn()``."""
+    monkeypatch.setattr(losses, "mean_nll", fn)
+    monkeypatch.setattr(loop, "mean_nll", fn)
 
 
 def _teacher_generations(teacher, items, tokenizer):
@@ -84,30 +99,34 @@ def _teacher_generations(teacher, items, tokenizer):
 
 # ------------------------------------------------------------------------------------- config / units
 def test_registry_and_config_validation():
-    assert tuple(distillation.METHODS) == ("nokd", "kd", "seqkd", "imitkd", "gkd", "minillm", "distillm")
-    assert set(distillation.METHOD_PARAM_DEFAULTS) == set(distillation.METHODS)
-    assert distillation.resolve_method_params("gkd", None) == {"lmbda": 0.5, "beta": 0.5}
-    assert distillation.resolve_method_params("gkd", {"lmbda": 0.2, "beta": None})["lmbda"] == 0.2
-    with pytest.raises(ValueError, match="unknown keys"):
-        distillation.resolve_method_params("gkd", {"lambda": 0.5})
+    assert tuple(registry.METHODS) == ("nokd", "kd", "seqkd", "imitkd", "gkd", "minillm", "distillm")
+    assert {name for name, spec in registry.METHODS.items() if spec.params is None} == {"nokd", "kd"}
+    assert MethodRun(method="gkd", **LENGTHS).params.model_dump() == {"lmbda": 0.5, "beta": 0.5}
+    assert MethodRun(method="gkd", **LENGTHS, method_params={"lmbda": 0.2, "beta": None}).params.lmbda == 0.2
+    with pytest.raises(ValueError, match="lambda"):
+        MethodRun(method="gkd", **LENGTHS, method_params={"lambda": 0.5})
     with pytest.raises(ValueError, match="sgo_ratio"):
-        distillation.resolve_method_params("imitkd", {"sgo_ratio": 1.5})
+        MethodRun(method="imitkd", **LENGTHS, method_params={"sgo_ratio": 1.5})
     with pytest.raises(ValueError, match="loss"):
-        distillation.resolve_method_params("seqkd", {"loss": "mse"})
+        MethodRun(method="seqkd", method_params={"loss": "mse"})
+    with pytest.raises(ValueError, match="method"):
+        MethodRun(method="dpo")
+    with pytest.raises(ValueError, match="needs max_length"):
+        MethodRun(method="gkd")
+    with pytest.raises(ValueError, match="takes no method_params"):
+        MethodRun(method="kd", method_params={"beta": 0.5})
+    gen = resolved_generation(Generation(), 96, 48, 8)
+    assert gen.max_new_tokens == 48 and gen.batch_size == 8 and gen.do_sample is True
+    with pytest.raises(ValueError, match="num_beams"):
+        Generation.model_validate({"num_beams": 4})
     with pytest.raises(ValueError, match="unknown student method"):
-        distillation.resolve_method_params("dpo", None)
-    gen = distillation.resolve_generation_config(None, 96, 48, 8)
-    assert gen["max_new_tokens"] == 48 and gen["batch_size"] == 8 and gen["do_sample"] is True
-    with pytest.raises(ValueError, match="unknown keys"):
-        distillation.resolve_generation_config({"num_beams": 4}, 96, 48, 8)
-    with pytest.raises(ValueError, match="unknown student method"):
-        distillation.train_method("dpo", None, None, [], [], {}, 0)
+        registry.train_method(None, None, [], [], types.SimpleNamespace(method="dpo"), 0)
     with pytest.raises(ValueError, match="only used by seqkd"):
-        distillation.train_method("kd", None, None, [], [], {}, 0, teacher_generations=[])
+        registry.train_method(None, None, [], [], MethodRun(method="kd"), 0, teacher_generations=[])
 
 
 def test_adaptive_threshold_schedule():
-    step = distillation.adaptive_threshold
+    step = distillm.adaptive_threshold
     assert step(0.2, prev_loss=1.0, curr_loss=1.2, step=0.1, eps=0.1) == pytest.approx(0.3)  # worse by 0.2 > eps
     assert step(0.2, prev_loss=1.0, curr_loss=1.1, step=0.1, eps=0.1) == 0.2  # worse by exactly eps: no raise
     assert step(0.2, prev_loss=1.0, curr_loss=0.7, step=0.1, eps=0.0) == 0.2  # better
@@ -119,16 +138,16 @@ def test_adaptive_threshold_schedule():
 def test_future_mean_rewards():
     rewards = torch.tensor([[1.0, 2.0, 3.0, 9.0], [4.0, 5.0, 0.0, 0.0]])
     mask = torch.tensor([[1, 1, 1, 0], [0, 1, 1, 1]])
-    norm = distillation.future_mean_rewards(rewards, mask, length_norm=True)
+    norm = minillm.future_mean_rewards(rewards, mask, length_norm=True)
     assert norm.tolist() == [[2.5, 3.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
-    raw = distillation.future_mean_rewards(rewards, mask, length_norm=False)
+    raw = minillm.future_mean_rewards(rewards, mask, length_norm=False)
     assert raw.tolist() == [[5.0, 3.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
     rewards[1] = torch.tensor([0.0, 1.0, 2.0, 6.0])
-    assert distillation.future_mean_rewards(rewards, mask)[1].tolist() == [0.0, 4.0, 6.0, 0.0]
+    assert minillm.future_mean_rewards(rewards, mask)[1].tolist() == [0.0, 4.0, 6.0, 0.0]
 
 
 def test_replay_buffer():
-    buffer = distillation.ReplayBuffer(3, seed=0)
+    buffer = sampling.ReplayBuffer(3, seed=0)
     with pytest.raises(ValueError, match="empty"):
         buffer.sample(2)
     buffer.push([Encoded(f"e{i}", (1,), (2,)) for i in range(5)])
@@ -141,14 +160,14 @@ def test_replay_buffer():
 # ------------------------------------------------------------------------------------------ methods
 def test_seqkd_trains_on_teacher_outputs(student0, teacher, items, tokenizer):
     gens = _teacher_generations(teacher, items, tokenizer)
-    differs = distillation.fraction_differing(gens, items["public"])
+    differs = generations.fraction_differing(gens, items["public"])
     assert differs > 0.5
-    before = training.mean_nll(student0, gens, 8, tokenizer.pad_token_id)
+    before = losses.mean_nll(student0, gens, 8, tokenizer.pad_token_id)
     model, history = _run("seqkd", student0, teacher, items, tokenizer, _cfg("seqkd", epochs=5, lr=1e-2),
                           teacher_generations=gens)
     assert (history["frac_differs_from_gt"] == differs).all() and (history["n_train"] == len(gens)).all()
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
-    assert training.mean_nll(model, gens, 8, tokenizer.pad_token_id) < before - 0.5
+    assert losses.mean_nll(model, gens, 8, tokenizer.pad_token_id) < before - 0.5
     # loss="kd": the divergence to the teacher on the teacher's outputs goes down
     _, kd_hist = _run("seqkd", student0, teacher, items, tokenizer,
                       _cfg("seqkd", epochs=3, params={"loss": "kd"}), teacher_generations=gens)
@@ -212,8 +231,8 @@ def test_minillm_policy_gradient_stats(student0, teacher, items, tokenizer):
 
 
 def test_distillm_threshold_rises_when_dev_loss_worsens(student0, teacher, items, tokenizer, monkeypatch):
-    losses = iter(range(1, 100))
-    monkeypatch.setattr(training, "mean_nll", lambda *a, **k: float(next(losses)))  # dev loss +1 every epoch
+    dev_losses = iter(range(1, 100))
+    _patch_dev_loss(monkeypatch, lambda *a, **k: float(next(dev_losses)))  # dev loss +1 every epoch
     params = {"init_threshold": 0.0, "threshold_step": 0.5, "loss_eps": 0.1, "buffer_capacity": 100}
     _, hist = _run("distillm", student0, teacher, items, tokenizer, _cfg("distillm", epochs=3, params=params))
     assert hist["sgo_threshold"].tolist() == [0.0, 0.5, 1.0]
@@ -226,7 +245,7 @@ def test_distillm_threshold_rises_when_dev_loss_worsens(student0, teacher, items
     assert "kd_loss" in hist
 
     flat = iter([1.0] * 100)
-    monkeypatch.setattr(training, "mean_nll", lambda *a, **k: next(flat))  # dev loss never worsens
+    _patch_dev_loss(monkeypatch, lambda *a, **k: next(flat))  # dev loss never worsens
     _, steady = _run("distillm", student0, teacher, items, tokenizer,
                      _cfg("distillm", epochs=2, batch_size=2, params={"init_threshold": 0.5}))
     assert steady["sgo_threshold"].tolist() == [0.5, 0.5]
@@ -234,7 +253,7 @@ def test_distillm_threshold_rises_when_dev_loss_worsens(student0, teacher, items
 
 
 def test_distillm_replays_from_a_full_buffer(student0, teacher, items, tokenizer, monkeypatch):
-    monkeypatch.setattr(training, "mean_nll", lambda *a, **k: 1.0)
+    _patch_dev_loss(monkeypatch, lambda *a, **k: 1.0)
     params = {"init_threshold": 1.0, "buffer_capacity": 4}
     _, hist = _run("distillm", student0, teacher, items, tokenizer, _cfg("distillm", epochs=2, params=params))
     assert hist["frac_sgo_batches"].tolist() == [1.0, 1.0]
@@ -244,7 +263,7 @@ def test_distillm_replays_from_a_full_buffer(student0, teacher, items, tokenizer
 
 @pytest.mark.parametrize("method", ["imitkd", "gkd", "minillm", "distillm"])
 def test_guard_rejects_secret_ids_in_generated_data(method, manifest, student0, teacher, items, tokenizer):
-    guard = training.pool_guard(manifest, ["public"], "student-generated outputs")
+    guard = pools.pool_guard(manifest, ["public"], "student-generated outputs")
     leaky = items["public"][:6] + items["private"][:2]
     params = {"imitkd": {"sgo_ratio": 1.0}, "gkd": {"lmbda": 1.0}, "minillm": {},
               "distillm": {"init_threshold": 1.0}}[method]
@@ -256,7 +275,7 @@ def test_guard_rejects_secret_ids_in_generated_data(method, manifest, student0, 
 
 
 def test_guard_rejects_secret_teacher_generations(manifest, student0, teacher, items, tokenizer):
-    guard = training.pool_guard(manifest, ["public"], "teacher generations")
+    guard = pools.pool_guard(manifest, ["public"], "teacher generations")
     gens = _teacher_generations(teacher, items, tokenizer)
     leaked = gens[:-1] + [Encoded(items["nonmember"][0].id, gens[-1].prompt_ids, gens[-1].response_ids)]
     with pytest.raises(AssertionError, match="nonmember"):
@@ -265,7 +284,7 @@ def test_guard_rejects_secret_teacher_generations(manifest, student0, teacher, i
     with pytest.raises(AssertionError, match="not in pools"):
         guard([items["dev"][0].id])  # dev prompts are not SeqKD data either
     with pytest.raises(AssertionError, match="subset"):
-        training.pool_guard(manifest, ["public", "private"])
+        pools.pool_guard(manifest, ["public", "private"])
 
 
 def test_train_student_from_cfg_all_methods_and_artifact_guard(tmp_path, manifest, tokenizer, teacher, student0):
@@ -276,8 +295,8 @@ def test_train_student_from_cfg_all_methods_and_artifact_guard(tmp_path, manifes
     ref = lambda name: {"name_or_path": str(tmp_path / name)}  # noqa: E731
     gen_cfg = {"teacher": ref("teacher"), "generation": {"max_new_tokens": NEW_TOKENS, "batch_size": 8},
                "seed": 0, "max_length": MAX_LENGTH, "max_prompt_length": MAX_PROMPT}
-    frame, summary = distillation.generate_teacher_from_cfg(gen_cfg, manifest_path, LOG)
-    assert list(frame.columns) == distillation.GENERATION_COLUMNS
+    frame, summary = generations.generate_teacher(TeacherGenerationRun.model_validate(gen_cfg), manifest_path, LOG)
+    assert list(frame.columns) == generations.GENERATION_COLUMNS
     assert set(frame["id"]) == set(toy.select(manifest, "public").id) and summary["n"] == 16
     assert summary["frac_differs_from_gt"] > 0.5 and summary["pools"] == ["public"]
     gens_path = tmp_path / "gens.parquet"
@@ -287,27 +306,28 @@ def test_train_student_from_cfg_all_methods_and_artifact_guard(tmp_path, manifes
     for method in ("seqkd", "gkd"):
         cfg = {**base_cfg, "method": method}
         path = gens_path if method == "seqkd" else None
-        model, tok, hist = training.train_student_from_cfg(cfg, manifest_path, LOG, teacher_generations_path=path)
+        model, tok, hist = jobs.train_student_from_cfg(StudentRun.model_validate(cfg), manifest_path, LOG, teacher_generations_path=path)
         assert len(hist) == 1 and tok.pad_token_id == tokenizer.pad_token_id
     with pytest.raises(ValueError, match="only by seqkd"):
-        training.train_student_from_cfg({**base_cfg, "method": "kd"}, manifest_path, LOG,
-                                        teacher_generations_path=gens_path)
+        jobs.train_student_from_cfg(StudentRun.model_validate({**base_cfg, "method": "kd"}), manifest_path, LOG,
+                                    teacher_generations_path=gens_path)
     with pytest.raises(ValueError, match="needed by seqkd"):
-        training.train_student_from_cfg(base_cfg, manifest_path, LOG)
+        jobs.train_student_from_cfg(StudentRun.model_validate(base_cfg), manifest_path, LOG)
 
     leaked = frame.copy()
     leaked.loc[0, "id"] = toy.select(manifest, "private").id.iloc[0]
     leaked_path = tmp_path / "leaked.parquet"
     leaked.to_parquet(leaked_path, index=False)
     with pytest.raises(AssertionError, match="teacher generations contains secret examples"):
-        training.train_student_from_cfg(base_cfg, manifest_path, LOG, teacher_generations_path=leaked_path)
+        jobs.train_student_from_cfg(StudentRun.model_validate(base_cfg), manifest_path, LOG,
+                                    teacher_generations_path=leaked_path)
 
 
 def test_fixed_divergence_methods_ignore_kd_objective(student0, teacher, items, tokenizer):
     """gkd/distillm take beta/skew from method_params; a kd block written for another objective is fine."""
-    kd = {"objective": "fkl", "temperature": 1.0, "lm_weight": 0.0, "beta": 0.9, "alpha": None}
+    kd = {"objective": "sfkl", "temperature": 1.0, "lm_weight": 0.0, "beta": None, "alpha": 0.9}
     _, hist = _run("gkd", student0, teacher, items, tokenizer,
                    _cfg("gkd", epochs=1, batch_size=8, kd=kd, params={"lmbda": 0.0, "beta": 0.5}))
     assert hist["kd_loss"].map(math.isfinite).all() and (hist["kd_loss"] > 0).all()
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="objectve"):
         _run("gkd", student0, teacher, items, tokenizer, _cfg("gkd", epochs=1, kd={"objectve": "fkl"}))
