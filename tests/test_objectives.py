@@ -8,8 +8,8 @@ import torch
 from scipy.special import softmax
 from scipy.stats import entropy
 
-from kdprivacy import objectives
-from kdprivacy.objectives import OBJECTIVES, get_objective
+from kdprivacy.kd import objectives
+from kdprivacy.kd.objectives import OBJECTIVES, get_objective
 
 B, T, V = 3, 5, 11
 

@@ -15,7 +15,12 @@ import pandas as pd
 import pytest
 import torch
 
-from kdprivacy import checkpoint, distillation, models, training
+from kdprivacy import checkpoint, models
+from kdprivacy import kd as registry
+from kdprivacy.config import Train
+from kdprivacy.kd import teacher as kd_teacher
+from kdprivacy.train import distributed, jobs, loop, losses
+from kdprivacy.train.runs import MethodRun, TeacherRun
 from kdprivacy.encoding import collate, encode_frame
 
 import toy
@@ -61,9 +66,9 @@ def items(manifest, tokenizer):
 @pytest.fixture(scope="module")
 def teacher(tokenizer, items):
     model = models.build_from_scratch({**SPEC, "dropout": 0.0}, tokenizer, MAX_LENGTH, seed=1)
-    model, _ = training.sft(model, items["private"], None, {"epochs": 3, "lr": 5e-3, "batch_size": 6},
+    model, _ = loop.sft(model, items["private"], None, Train(epochs=3, lr=5e-3, batch_size=6),
                             tokenizer.pad_token_id)
-    return training.freeze(model)
+    return kd_teacher.freeze(model)
 
 
 def _student(tokenizer):
@@ -85,7 +90,7 @@ TRAIN = {"epochs": 2, "lr": 3e-3, "batch_size": 4, "checkpoint_every_steps": 2} 
 
 def _sft(tokenizer, items, resume=None, on_step=None, lora=None, **train):
     model = models.apply_lora(_student(tokenizer), lora, seed=0)
-    return training.sft(model, items["public"], items["dev"], {**TRAIN, **train}, tokenizer.pad_token_id, LOG,
+    return loop.sft(model, items["public"], items["dev"], Train(**{**TRAIN, **train}), tokenizer.pad_token_id, LOG,
                         resume=resume, on_step=on_step)
 
 
@@ -135,12 +140,12 @@ def test_fp16_loss_scale_resumes_exactly(tmp_path, tokenizer, items):
         return {**batch, "overflow": bool(flagged & {item.id for item in batch_items})}
 
     def loss_fn(model, batch):
-        loss, stats = training.lm_loss(model, batch)
+        loss, stats = losses.lm_loss(model, batch)
         return loss * (1e6 if batch["overflow"] else 1.0), stats
 
     def run(resume=None, on_step=None):
-        cfg = {**TRAIN, "precision": "fp16"}
-        return training.fit(_student(tokenizer), items["public"], items["dev"], cfg, tokenizer.pad_token_id,
+        cfg = Train(**TRAIN, precision="fp16")
+        return loop.fit(_student(tokenizer), items["public"], items["dev"], cfg, tokenizer.pad_token_id,
                             loss_fn, LOG, make_batch=make_batch, resume=resume, on_step=on_step)
 
     reference, ref_history = run()
@@ -320,10 +325,10 @@ METHOD_CASES = {
 
 @pytest.mark.parametrize("method", list(METHOD_CASES))
 def test_kd_methods_resume_exactly(tmp_path, method, tokenizer, items, teacher):
-    cfg = _cfg(method, METHOD_CASES[method])
+    cfg = MethodRun.model_validate(_cfg(method, METHOD_CASES[method]))
 
     def run(resume=None, on_step=None):
-        return distillation.train_method(method, _student(tokenizer), teacher, items["public"], items["dev"], cfg,
+        return registry.train_method(_student(tokenizer), teacher, items["public"], items["dev"], cfg,
                                          tokenizer.pad_token_id, LOG, eos_id=tokenizer.eos_token_id,
                                          resume=resume, on_step=on_step)
 
@@ -369,7 +374,7 @@ def test_train_teacher_script_resumes_and_cleans_up(tmp_path, manifest, tokenize
     out = tmp_path / "teacher"
     resume = checkpoint.Resume(checkpoint.resume_dir_for(out), checkpoint.fingerprint(cfg, "test-code"))
     with pytest.raises(Killed):
-        training.train_teacher_from_cfg(copy.deepcopy(cfg), manifest_path, LOG, resume=resume, on_step=_kill_after(3))
+        jobs.train_teacher_from_cfg(TeacherRun.model_validate(copy.deepcopy(cfg)), manifest_path, LOG, resume=resume, on_step=_kill_after(3))
     assert (tmp_path / "teacher.resume" / "state.pt").is_file() and not out.exists()
     script(out)  # the rerun resumes (same cfg and code -> same fingerprint) and removes the resume dir
     assert not (tmp_path / "teacher.resume").exists()
@@ -384,7 +389,7 @@ def _item_mean_loss(model, batch):
     is exactly the whole batch's loss, so data-parallel and single-process training agree to rounding."""
     from kdprivacy.encoding import shift_for_causal_lm
 
-    logits = training._forward(model, batch)
+    logits = losses.forward_logits(model, batch)
     s, t, m = shift_for_causal_lm(logits, batch["input_ids"], batch["response_mask"])
     nll = torch.nn.functional.cross_entropy(s.float().reshape(-1, s.shape[-1]), t.reshape(-1), reduction="none")
     m = m.to(nll.dtype)
@@ -399,7 +404,7 @@ def _ddp_worker(rank, world, port, model_dir, items, dev, cfg, pad_id, out_dir):
 
     def run(**kw):
         model = models.load_model(model_dir)
-        return training.fit(model, items, dev, cfg, pad_id, _item_mean_loss, LOG, "ddp", **kw)
+        return loop.fit(model, items, dev, cfg, pad_id, _item_mean_loss, LOG, "ddp", **kw)
 
     model, history = run()
     torch.save({"state": model.state_dict(), "history": history}, Path(out_dir) / f"reference{rank}.pt")
@@ -411,7 +416,7 @@ def _ddp_worker(rank, world, port, model_dir, items, dev, cfg, pad_id, out_dir):
         pass
     model, history = run(resume=resume)
     torch.save({"state": model.state_dict(), "history": history}, Path(out_dir) / f"resumed{rank}.pt")
-    training.finish_distributed()
+    distributed.finish_distributed()
 
 
 def test_data_parallel_fit_matches_one_process_and_resumes(tmp_path, tokenizer, items):
@@ -426,7 +431,7 @@ def test_data_parallel_fit_matches_one_process_and_resumes(tmp_path, tokenizer, 
                       model_dir)
     train = items["public"] + items["pretrain"][:1]  # 13 items in batches of 6, 6, 1: rank 1 gets an empty,
     # zero-weight share of the last one
-    cfg = {"epochs": 2, "lr": 3e-3, "batch_size": 6, "checkpoint_every_steps": 1}
+    cfg = Train(epochs=2, lr=3e-3, batch_size=6, checkpoint_every_steps=1)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -434,7 +439,7 @@ def test_data_parallel_fit_matches_one_process_and_resumes(tmp_path, tokenizer, 
     mp.spawn(_ddp_worker, args=(2, port, str(model_dir), train, items["dev"], cfg, pad_id, str(tmp_path)), nprocs=2,
              join=True)
 
-    single, single_history = training.fit(models.load_model(str(model_dir)), train, items["dev"], cfg, pad_id,
+    single, single_history = loop.fit(models.load_model(str(model_dir)), train, items["dev"], cfg, pad_id,
                                           _item_mean_loss, LOG, "single")
     ranks = [torch.load(tmp_path / f"reference{r}.pt", weights_only=False) for r in range(2)]
     resumed = [torch.load(tmp_path / f"resumed{r}.pt", weights_only=False) for r in range(2)]
@@ -464,7 +469,7 @@ def _ddp_gkd_worker(rank, world, port, student_dir, teacher_dir, items, dev, cfg
     from torch.nn.parallel import DistributedDataParallel
 
     seen = {"buckets": 0, "steps": 0, "wrapped": []}
-    wrap = training.DataParallel.wrap
+    wrap = distributed.DataParallel.wrap
 
     def counting_wrap(self, model, loss_fn):
         step_loss = wrap(self, model, loss_fn)
@@ -472,13 +477,13 @@ def _ddp_gkd_worker(rank, world, port, student_dir, teacher_dir, items, dev, cfg
         step_loss.register_comm_hook(seen, _count_buckets)
         return step_loss
 
-    training.DataParallel.wrap = counting_wrap
-    teacher = training.freeze(models.load_model(teacher_dir))
-    model, history = distillation.train_method("gkd", models.load_model(student_dir), teacher, items, dev, cfg,
+    distributed.DataParallel.wrap = counting_wrap
+    teacher = kd_teacher.freeze(models.load_model(teacher_dir))
+    model, history = registry.train_method(models.load_model(student_dir), teacher, items, dev, MethodRun.model_validate(cfg),
                                                pad_id, LOG, eos_id=eos_id, on_step=lambda step: seen.update(steps=step))
     torch.save({"state": model.state_dict(), "history": history, "seen": {k: seen[k] for k in ("buckets", "steps",
                "wrapped")}}, Path(out_dir) / f"gkd{rank}.pt")
-    training.finish_distributed()
+    distributed.finish_distributed()
 
 
 def _as_shards(loss_fn, world):
@@ -517,7 +522,7 @@ def test_data_parallel_kd_method_goes_through_ddp_and_matches_one_process(tmp_pa
                       student_dir)
     models.save_model(teacher, tokenizer, teacher_dir)
     train = items["public"][:9]  # batches of 4, 4, 1: rank 1 gets a zero-weight share of the last one
-    cfg = _cfg("gkd", {"lmbda": 0.5}, checkpoint_every_steps=None)
+    cfg = _cfg("gkd", {"lmbda": 0.5}, checkpoint_every_steps=0)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -525,11 +530,11 @@ def test_data_parallel_kd_method_goes_through_ddp_and_matches_one_process(tmp_pa
     mp.spawn(_ddp_gkd_worker, args=(2, port, str(student_dir), str(teacher_dir), train, items["dev"], cfg, pad_id,
                                     eos_id, str(tmp_path)), nprocs=2, join=True)
 
-    fit = training.fit
-    monkeypatch.setattr(training, "fit", lambda model, tr, dev, c, pad, loss_fn, *a, **kw:
+    fit = loop.fit
+    monkeypatch.setattr(loop, "fit", lambda model, tr, dev, c, pad, loss_fn, *a, **kw:
                         fit(model, tr, dev, c, pad, _as_shards(loss_fn, 2), *a, **kw))
-    single, single_history = distillation.train_method("gkd", models.load_model(str(student_dir)), teacher, train,
-                                                       items["dev"], cfg, pad_id, LOG, eos_id=eos_id)
+    single, single_history = registry.train_method(models.load_model(str(student_dir)), teacher, train,
+                                                   items["dev"], MethodRun.model_validate(cfg), pad_id, LOG, eos_id=eos_id)
     ranks = [torch.load(tmp_path / f"gkd{r}.pt", weights_only=False) for r in range(2)]
     for r in ranks:
         assert r["seen"]["wrapped"] == [True] and r["seen"]["steps"] == 6
