@@ -1,7 +1,7 @@
 """Word-level KD training step vs TRL's ``GKDTrainer``; and what a cached teacher could save.
 
-Ours: :func:`kdprivacy.training.fit` with :func:`kdprivacy.training.kd_loss_fn` and the divergence of
-:func:`kdprivacy.training.resolve_kd_config` -- the body of :func:`kdprivacy.training.distill_kd` (the
+Ours: :func:`kdprivacy.train.loop.fit` with :func:`kdprivacy.kd.teacher.kd_loss_fn` and the divergence of
+:func:`kdprivacy.kd.teacher.divergence_of` -- the body of :func:`kdprivacy.kd.kd.distill_kd` (the
 ``kd`` student method) with its ``loss_fn`` wrapped to timestamp each step (the wrapper only reads the clock).
 
 Baseline: ``trl.experimental.gkd.GKDTrainer`` (installed TRL) with ``lmbda=0`` (off-policy: the ground-truth
@@ -55,9 +55,11 @@ def fixed_length_items(mode: dict, n: int, length: int, seed: int = 11):
     return out[:n]
 
 
-def _train_cfg(mode: dict, steps: int) -> dict:
-    return {"epochs": 1, "lr": LR, "batch_size": int(mode["kd_batch"]), "weight_decay": 0.01,
-            "grad_clip": 1.0, "scheduler": "cosine", "seed": 0}
+def _train_cfg(mode: dict, steps: int):
+    from kdprivacy.config import Train
+
+    return Train(epochs=1, lr=LR, batch_size=int(mode["kd_batch"]), weight_decay=0.01, grad_clip=1.0,
+                 scheduler="cosine")
 
 
 # --------------------------------------------------------------------------------------------- ours
@@ -65,12 +67,15 @@ def ours_step_times(student, teacher, items, mode: dict, kd_cfg: dict, pad_id: i
                     teacher_seconds: list[float] | None = None) -> list[float]:
     """Timestamps of each optimizer step of the library's KD loop (``distill_kd``'s body); with
     ``teacher_seconds``, forward hooks on the teacher also record how long its forward takes in each step."""
-    from kdprivacy import training
+    from kdprivacy.config import KD
+    from kdprivacy.kd import teacher as kd_teacher
+    from kdprivacy.train import loop
 
-    kd, divergence = training.resolve_kd_config(kd_cfg)
-    training.check_shared_vocab(student, teacher)
-    training.freeze(teacher)
-    loss_fn = training.kd_loss_fn(teacher, divergence, float(kd["lm_weight"]))
+    kd = KD(**kd_cfg)
+    divergence = kd_teacher.divergence_of(kd)
+    kd_teacher.check_shared_vocab(student, teacher)
+    kd_teacher.freeze(teacher)
+    loss_fn = kd_teacher.kd_loss_fn(teacher, divergence, float(kd.lm_weight))
     stamps: list[float] = []
     handles = []
     if teacher_seconds is not None:
@@ -87,7 +92,7 @@ def ours_step_times(student, teacher, items, mode: dict, kd_cfg: dict, pad_id: i
         return loss_fn(model, batch)
 
     try:
-        training.fit(student, items, None, _train_cfg(mode, len(items)), pad_id, timed, desc="bench-kd")
+        loop.fit(student, items, None, _train_cfg(mode, len(items)), pad_id, timed, desc="bench-kd")
     finally:
         for handle in handles:
             handle.remove()
@@ -164,10 +169,11 @@ class GKDComputeLoss:
 
     @classmethod
     def step_times(cls, student, teacher, items, mode: dict, beta: float, tokenizer) -> list[float]:
-        from kdprivacy import encoding, training
+        from kdprivacy import encoding
+        from kdprivacy.train import loop
 
         collate = _trl_collate(tokenizer.pad_token_id)
-        opt = training.make_optimizer(student, LR, 0.01)
+        opt = loop.make_optimizer(student, LR, 0.01)
         teacher.eval()
         student.train()
         stamps = []
@@ -195,12 +201,14 @@ def steady_seconds_per_step(stamps: list[float], warmup: int) -> float:
 
 def same_loss(student, teacher, items, kd_cfg: dict, beta: float, pad_id: int) -> float:
     """|ours - TRL formula| of the KD loss on one batch (the two sides optimise the same objective)."""
-    from kdprivacy import encoding, training
+    from kdprivacy import encoding
+    from kdprivacy.config import KD
+    from kdprivacy.kd import teacher as kd_teacher
 
-    _, divergence = training.resolve_kd_config(kd_cfg)
+    divergence = kd_teacher.divergence_of(KD(**kd_cfg))
     batch = encoding.collate(items[:4], pad_id)
     with torch.no_grad():
-        ours, _ = training.kd_loss_fn(teacher, divergence, 0.0)(student, batch)
+        ours, _ = kd_teacher.kd_loss_fn(teacher, divergence, 0.0)(student, batch)
         s = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         t = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         labels = batch["input_ids"].masked_fill(batch["response_mask"] == 0, -100)
@@ -270,10 +278,14 @@ def bench_kd(mode: dict) -> tuple[list[Row], dict]:
 
 
 def bench_cached_teacher(mode: dict, extra: dict) -> Row:
-    """Whole KD student runs: :func:`kdprivacy.training.distill_kd` with ``teacher_top_k`` (one teacher pass,
+    """Whole KD student runs: :func:`kdprivacy.word_kd.distill_kd` with ``teacher_top_k`` (one teacher pass,
     cached) vs without (teacher forward every step) -- the ``kd`` method's two settings; then the loss attack
     on both students (members = the teacher's SFT data)."""
-    from kdprivacy import metrics, scoring, training
+    from kdprivacy import metrics, scoring
+    from kdprivacy.config import KD, Train
+    from kdprivacy.kd import kd as word_kd
+    from kdprivacy.kd import teacher as kd_teacher
+    from kdprivacy.train import loop
 
     tok = common.tokenizer(mode)
     pad = tok.pad_token_id
@@ -282,20 +294,20 @@ def bench_cached_teacher(mode: dict, extra: dict) -> Row:
     members, nonmembers, public = pool[:n_mem], pool[n_mem : 2 * n_mem], pool[2 * n_mem :]
     bs, k = int(mode["kd_batch"]), int(mode["cache_top_k"])
     teacher = common.model(mode, mode["teacher"], seed=1)
-    teacher, _ = training.sft(teacher, members, None, {"epochs": int(mode["cache_teacher_epochs"]), "lr": LR,
-                                                        "batch_size": bs, "seed": 0}, pad)
-    training.freeze(teacher)
+    teacher, _ = loop.sft(teacher, members, None, Train(epochs=int(mode["cache_teacher_epochs"]), lr=LR,
+                                                        batch_size=bs), pad)
+    kd_teacher.freeze(teacher)
     student0 = common.model(mode, mode["student"], seed=2)
-    cfg = {"epochs": int(mode["cache_epochs"]), "lr": LR, "batch_size": bs, "seed": 0, "weight_decay": 0.01,
-           "grad_clip": 1.0, "scheduler": "cosine"}
+    cfg = Train(epochs=int(mode["cache_epochs"]), lr=LR, batch_size=bs, weight_decay=0.01, grad_clip=1.0,
+                scheduler="cosine")
     labels = [1] * n_mem + [0] * n_mem
     out: dict[str, object] = {}
     times: dict[str, list[float]] = {"ours": [], "baseline": []}
 
     def run(side: str) -> None:  # times the training only; the attack below is the same on both sides
-        kd_cfg = {"objective": "fkl"} if side == "baseline" else {"objective": "fkl", "teacher_top_k": k}
+        kd_cfg = KD(objective="fkl") if side == "baseline" else KD(objective="fkl", teacher_top_k=k)
         started = time.perf_counter()
-        student, _ = training.distill_kd(copy.deepcopy(student0), teacher, public, None, cfg, kd_cfg, pad)
+        student, _ = word_kd.distill_kd(copy.deepcopy(student0), teacher, public, None, cfg, kd_cfg, pad)
         times[side].append(time.perf_counter() - started)
         nll = scoring.mean_nll(student, members + nonmembers, 32, pad)
         out[side] = metrics.roc_auc(-nll, labels)

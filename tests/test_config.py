@@ -278,7 +278,7 @@ def _dry_run(tmp_path, configfile, *args):
 
 def test_typed_overrides():
     """What Snakemake's --config gives for resources='{gpu: 0, ...}' (YAML BaseLoader: nested strings)."""
-    from kdprivacy.config import typed_overrides, with_overrides
+    from kdprivacy.fields import typed_overrides, with_overrides
 
     raw = {"resources": {"gpu": "0", "gpu_mem_gb": "1e-3", "max_mem_mb": "8000"}, "seeds": ["0", "1"],
            "hub": {"cache": "/shared/hf", "offline": "false"}, "container": "123", "x": {"y": ["null", "#a"]}}

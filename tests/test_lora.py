@@ -14,7 +14,10 @@ import pandas as pd
 import pytest
 import torch
 
-from kdprivacy import models, scoring, training
+from kdprivacy import models, scoring
+from kdprivacy.config import Train
+from kdprivacy.train import jobs, loop, pools
+from kdprivacy.train.runs import TeacherRun
 from kdprivacy.encoding import encode_frame
 
 import toy
@@ -53,8 +56,9 @@ def base_dirs(tmp_path_factory, tokenizer):
 
 
 def _teacher_cfg(base_dir, lora=LORA, **train):
-    return {"base": {"name_or_path": str(base_dir)}, "train": {"epochs": 2, "lr": 1e-2, "batch_size": 4, **train},
-            "seed": 0, "max_length": MAX_LENGTH, "max_prompt_length": MAX_PROMPT, "lora": lora}
+    return TeacherRun.model_validate({"base": {"name_or_path": str(base_dir)}, "seed": 0, "max_length": MAX_LENGTH,
+                                      "train": {"epochs": 2, "lr": 1e-2, "batch_size": 4, **train},
+                                      "max_prompt_length": MAX_PROMPT, "lora": lora})
 
 
 def test_lora_config():
@@ -74,14 +78,14 @@ def test_lora_config():
 ])
 def test_lora_teacher_output_is_a_merged_checkpoint(tmp_path, base_dirs, manifest_path, tokenizer, arch, target, expect):
     cfg = _teacher_cfg(base_dirs[arch], {**LORA, "target_modules": target})
-    model, tok, history = training.train_teacher_from_cfg(cfg, manifest_path)
+    model, tok, history = jobs.train_teacher_from_cfg(cfg, manifest_path)
     assert not models.is_lora(model) and history["train_loss"].notna().all()
     config, adapter_state = models.lora_adapter(model)
     assert {name.split(".")[-1] for name in config.target_modules} == expect  # all-linear: resolved to names
     assert adapter_state and all("lora_" in k for k in adapter_state)
 
     out = tmp_path / "teacher"
-    training.save_trained(out, model, tok, history)
+    jobs.save_trained(out, model, tok, history)
     assert (out / "config.json").is_file() and not (out / "adapter_config.json").exists()
     assert (out / "adapter" / "adapter_config.json").is_file()
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
@@ -114,8 +118,8 @@ def test_merged_model_matches_unmerged_adapter(base_dirs, manifest_path, tokeniz
     model = models.apply_lora(model, LORA, seed=0)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
-    items = training.load_items(manifest_path, ["private"], tok, MAX_LENGTH, MAX_PROMPT)
-    model, _ = training.sft(model, items, None, {"epochs": 2, "lr": 1e-2, "batch_size": 4}, tok.pad_token_id)
+    items = pools.load_items(manifest_path, ["private"], tok, MAX_LENGTH, MAX_PROMPT)
+    model, _ = loop.sft(model, items, None, Train(epochs=2, lr=1e-2, batch_size=4), tok.pad_token_id)
     x = torch.randint(2, len(tok), (2, 16), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         unmerged = model(x).logits
@@ -125,8 +129,8 @@ def test_merged_model_matches_unmerged_adapter(base_dirs, manifest_path, tokeniz
 
 def test_lora_training_is_deterministic(base_dirs, manifest_path):
     cfg = _teacher_cfg(base_dirs["gpt2"], epochs=1)
-    a, _, _ = training.train_teacher_from_cfg(cfg, manifest_path)
-    b, _, _ = training.train_teacher_from_cfg(cfg, manifest_path)
+    a, _, _ = jobs.train_teacher_from_cfg(cfg, manifest_path)
+    b, _, _ = jobs.train_teacher_from_cfg(cfg, manifest_path)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 

@@ -17,7 +17,8 @@ import yaml
 
 from dag import plan_jobs as plan
 
-from kdprivacy import config, models, standins, training
+from kdprivacy import config, models, standins
+from kdprivacy.train import jobs as train_jobs
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER_CONFIGS = sorted((REPO / "configs").glob("paper-*.yaml"))
@@ -98,8 +99,9 @@ def check_jobs_load(jobs: list[dict], workdir: Path, standin_of_family) -> dict[
                 trained = rule.startswith("train_") and key == "base"
                 memo = json.dumps([ref, cfg.get("lora") if trained else None], sort_keys=True)
                 if memo not in loaded:
-                    if trained:  # what training.train_*_from_cfg calls
-                        loaded[memo] = training.load_trainable(ref, cfg.get("lora"), 0, f"{rule} {key}")
+                    if trained:  # what train.jobs.train_*_from_cfg calls
+                        lora = config.Lora.model_validate(cfg["lora"]) if cfg.get("lora") else None
+                        loaded[memo] = train_jobs.load_trainable(ref, lora, 0, f"{rule} {key}")
                     else:  # the frozen teacher (KD, generation) and scored references
                         loaded[memo] = models.load_base(ref)
             counts[rule] = counts.get(rule, 0) + 1

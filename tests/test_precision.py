@@ -20,7 +20,14 @@ import pandas as pd
 import pytest
 import torch
 
-from kdprivacy import blocks, config, distillation, models, perturb, scoring, training
+from kdprivacy import blocks, config, models, perturb, scoring
+from kdprivacy import kd as registry
+from kdprivacy.config import KD, Train
+from kdprivacy.encoding import batch_indices
+from kdprivacy.kd import kd as word_kd
+from kdprivacy.kd import teacher as kd_teacher
+from kdprivacy.train import jobs, loop, losses
+from kdprivacy.train.runs import MethodRun, TeacherRun
 from kdprivacy.encoding import collate, encode_frame
 
 import toy
@@ -94,12 +101,12 @@ def _sha(path: Path) -> str:
 
 # ------------------------------------------------------------------------------------------------ config
 def test_precision_options_are_validated_and_named():
-    assert training.resolve_train_config(TRAIN)["precision"] == "fp32"
-    assert training.resolve_train_config(TRAIN)["gradient_checkpointing"] is False
-    with pytest.raises(ValueError, match="train.precision"):
-        training.resolve_train_config({**TRAIN, "precision": "fp8"})
-    with pytest.raises(ValueError, match="train.gradient_checkpointing"):
-        training.resolve_train_config({**TRAIN, "gradient_checkpointing": "yes"})
+    assert Train(**TRAIN).precision == "fp32"
+    assert Train(**TRAIN).gradient_checkpointing is False
+    with pytest.raises(ValueError, match=r"precision\s+Input should be 'fp32', 'bf16' or 'fp16'"):
+        Train.model_validate({**TRAIN, "precision": "fp8"})
+    with pytest.raises(ValueError, match=r"gradient_checkpointing\s+Input should be a valid boolean"):
+        Train.model_validate({**TRAIN, "gradient_checkpointing": "yes"})
     with pytest.raises(ValueError, match="lora.quantization"):
         models.resolve_lora_config({"quantization": "3bit"})
     with pytest.raises(ValueError, match="precision"):
@@ -125,10 +132,10 @@ def test_training_steps_run_under_autocast(tokenizer, items, precision):
     """The student's (and a KD teacher's) forward in every training step runs in the 16-bit dtype; weights
     stay float32; the dev loss is computed in full precision."""
     pad = tokenizer.pad_token_id
-    student, teacher = _model(tokenizer, seed=2), training.freeze(_model(tokenizer, seed=1))
+    student, teacher = _model(tokenizer, seed=2), kd_teacher.freeze(_model(tokenizer, seed=1))
     seen_student, seen_teacher = Seen(student.lm_head), Seen(teacher.lm_head)
-    cfg = {**TRAIN, "precision": precision}
-    student, history = training.distill_kd(student, teacher, items["public"], items["dev"], cfg, {}, pad)
+    cfg = Train(**TRAIN, precision=precision)
+    student, history = word_kd.distill_kd(student, teacher, items["public"], items["dev"], cfg, KD(), pad)
     train_calls = [c for c in seen_student.calls if c[0]]
     assert len(train_calls) == 4 and all(on and dtype == HALF[precision] for _, on, dtype in train_calls)
     assert all(not on and dtype == torch.float32 for mode, on, dtype in seen_student.calls if not mode)
@@ -143,17 +150,17 @@ def test_cached_teacher_and_minillm_rollouts_use_the_training_precision(tokenize
     """The teacher pass of kd.teacher_top_k and MiniLLM's q_old / teacher log-probs (computed at rollout
     time, compared with the loss's q_θ) run in the training precision too."""
     pad = tokenizer.pad_token_id
-    teacher = training.freeze(_model(tokenizer, seed=1))
+    teacher = kd_teacher.freeze(_model(tokenizer, seed=1))
     seen = Seen(teacher.lm_head)
-    cfg = {**TRAIN, "precision": "bf16"}
-    training.distill_kd(_model(tokenizer, seed=2), teacher, items["public"], None, cfg, {"teacher_top_k": 8},
+    cfg = Train(**TRAIN, precision="bf16")
+    word_kd.distill_kd(_model(tokenizer, seed=2), teacher, items["public"], None, cfg, KD(teacher_top_k=8),
                         pad)
     assert len(seen.calls) == 2 and all(on and dtype == torch.bfloat16 for _, on, dtype in seen.calls)
     seen.calls.clear()
     cfg = {"train": {**TRAIN, "epochs": 1, "precision": "bf16"}, "kd": None, "method_params": None, "seed": 0,
            "generation": {"max_new_tokens": 4}, "max_length": MAX_LENGTH, "max_prompt_length": MAX_PROMPT}
     student = _model(tokenizer, seed=2)
-    distillation.train_method("minillm", student, teacher, items["public"], items["dev"], cfg, pad,
+    registry.train_method(student, teacher, items["public"], items["dev"], MethodRun(method="minillm", **cfg), pad,
                               eos_id=tokenizer.eos_token_id)
     rollout = [c for c in seen.calls if c[1]]  # sampling itself (generation) stays in full precision
     assert len(rollout) == 2 and all(dtype == torch.bfloat16 for *_, dtype in rollout)
@@ -162,7 +169,7 @@ def test_cached_teacher_and_minillm_rollouts_use_the_training_precision(tokenize
 def test_fp32_enters_no_autocast_and_matches_precision_unset(tokenizer, items, monkeypatch):
     pad = tokenizer.pad_token_id
     model = _model(tokenizer, dropout=0.1)
-    reference, ref_history = training.sft(model, items["private"], items["dev"], TRAIN, pad)
+    reference, ref_history = loop.sft(model, items["private"], items["dev"], Train(**TRAIN), pad)
 
     def no_autocast(*args, **kwargs):
         raise AssertionError("fp32 must not enter torch.autocast")
@@ -170,7 +177,7 @@ def test_fp32_enters_no_autocast_and_matches_precision_unset(tokenizer, items, m
     monkeypatch.setattr(torch, "autocast", no_autocast)
     model = _model(tokenizer, dropout=0.1)
     seen = Seen(model.lm_head)
-    model, history = training.sft(model, items["private"], items["dev"], {**TRAIN, "precision": "fp32"}, pad)
+    model, history = loop.sft(model, items["private"], items["dev"], Train(**TRAIN, precision="fp32"), pad)
     assert _states_equal(model, reference)
     pd.testing.assert_frame_equal(history, ref_history, check_exact=True)
     assert "loss_scale" not in history and all(not on and d == torch.float32 for _, on, d in seen.calls)
@@ -188,27 +195,27 @@ def test_fp16_loss_scale_skips_overflowing_steps(tokenizer, items, monkeypatch):
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: norms.append(float(clip(*a, **k))))
 
     def loss_fn(m, batch):
-        loss, stats = training.lm_loss(m, batch)
+        loss, stats = losses.lm_loss(m, batch)
         return loss * (1e6 if not states else 1.0), stats  # the first step's gradients overflow
 
     def on_step(step):
         states.append({k: v.clone() for k, v in model.state_dict().items()})
 
-    cfg = {**TRAIN, "epochs": 1, "precision": "fp16", "scheduler": "linear", "seed": 0}  # 2 steps
-    model, history = training.fit(model, items["private"], None, cfg, pad, loss_fn, on_step=on_step)
+    cfg = Train(**{**TRAIN, "epochs": 1, "precision": "fp16", "scheduler": "linear"})  # 2 steps
+    model, history = loop.fit(model, items["private"], None, cfg, pad, loss_fn, on_step=on_step)
     assert all(torch.equal(states[0][k], initial[k]) for k in initial)  # skipped
     assert history["amp_skipped_steps"].tolist() == [1] and history["loss_scale"].tolist() == [2.0**15]
     # the clipped norm is the true one: the fp32 gradient norm of the same batch at the same weights
-    second = list(training.batch_indices(len(items["private"]), 4, shuffle=True, seed=1))[1]
-    loss, _ = training.lm_loss(reference, collate([items["private"][i] for i in second], pad))
+    second = list(batch_indices(len(items["private"]), 4, shuffle=True, seed=1))[1]
+    loss, _ = losses.lm_loss(reference, collate([items["private"][i] for i in second], pad))
     loss.backward()
     want = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in reference.parameters()])).item()
     assert not np.isfinite(norms[0]) and norms[1] == pytest.approx(want, rel=0.02)
     # the second (first real) step ran at the schedule's first learning rate, not its second (0.5 lr):
     # AdamW's first update is lr * sign(grad)
-    assert history["lr"].tolist() == [cfg["lr"]]
+    assert history["lr"].tolist() == [cfg.lr]
     delta = (states[1]["lm_head.weight"] - initial["lm_head.weight"]).abs()
-    assert delta.max().item() == pytest.approx(cfg["lr"], rel=1e-2)
+    assert delta.max().item() == pytest.approx(cfg.lr, rel=1e-2)
 
 
 # ------------------------------------------------------------------------------ gradient checkpointing
@@ -223,8 +230,8 @@ def test_gradient_checkpointing_recomputes_and_changes_nothing(tokenizer, items,
         block = (hf.transformer.h[0].attn if arch == "gpt2" else hf.model.layers[0].self_attn)
         calls = []
         block.register_forward_pre_hook(lambda m, a: calls.append(m.training))
-        cfg = {**TRAIN, "epochs": 1, "gradient_checkpointing": checkpointing}
-        model, history = training.sft(model, items["private"], None, cfg, pad)
+        cfg = Train(**{**TRAIN, "epochs": 1, "gradient_checkpointing": checkpointing})
+        model, history = loop.sft(model, items["private"], None, cfg, pad)
         return model, history, sum(calls), hf
 
     plain, plain_history, plain_calls, _ = run(False)
@@ -239,19 +246,19 @@ def test_gradient_checkpointing_recomputes_and_changes_nothing(tokenizer, items,
 
 # ------------------------------------------------------------------------------------ checkpoint dtype
 def _spy_fit(monkeypatch, record):
-    """``training.fit`` wrapped: ``record(model)`` sees each model just before it trains."""
-    original = training.fit
+    """``loop.fit`` wrapped: ``record(model)`` sees each model just before it trains."""
+    original = loop.fit
 
     def spy(model, *args, **kwargs):
         record(model)
         return original(model, *args, **kwargs)
 
-    monkeypatch.setattr(training, "fit", spy)
+    monkeypatch.setattr(loop, "fit", spy)
 
 
 def _teacher_cfg(base, dtype="float32"):
-    return {"base": config.model_ref(str(base), dtype=dtype), "train": TRAIN, "seed": 0,
-            "max_length": MAX_LENGTH, "max_prompt_length": MAX_PROMPT}
+    return TeacherRun(base=config.model_ref(str(base), dtype=dtype), train=TRAIN, seed=0, max_length=MAX_LENGTH,
+                      max_prompt_length=MAX_PROMPT)
 
 
 def test_checkpoint_is_saved_in_the_base_dtype(tmp_path, tokenizer, items, manifest_path, monkeypatch):
@@ -263,10 +270,10 @@ def test_checkpoint_is_saved_in_the_base_dtype(tmp_path, tokenizer, items, manif
     _spy_fit(monkeypatch, lambda model: trained_dtypes.append({p.dtype for p in model.parameters()}))
     sizes = {}
     for dtype in ("bfloat16", "float32"):
-        model, tok, history = training.train_teacher_from_cfg(_teacher_cfg(bf16_base, dtype), manifest_path)
+        model, tok, history = jobs.train_teacher_from_cfg(_teacher_cfg(bf16_base, dtype), manifest_path)
         assert trained_dtypes.pop() == {torch.float32}  # float32 master weights whatever the storage dtype
         out = tmp_path / dtype
-        training.save_trained(out, model, tok, history)
+        jobs.save_trained(out, model, tok, history)
         assert json.loads((out / "config.json").read_text())["dtype"] == dtype
         sizes[dtype] = (out / "model.safetensors").stat().st_size
         loaded = models.load_model(str(out), dtype=dtype)
@@ -276,20 +283,19 @@ def test_checkpoint_is_saved_in_the_base_dtype(tmp_path, tokenizer, items, manif
     # float32 (and from-scratch) bases: the saved file is bit-identical to training without the cast
     fp32_base = tmp_path / "fp32-base"
     models.save_model(_model(tokenizer), tokenizer, fp32_base)
-    model, tok, history = training.train_teacher_from_cfg(_teacher_cfg(fp32_base), manifest_path)
-    training.save_trained(tmp_path / "via-cfg", model, tok)
+    model, tok, history = jobs.train_teacher_from_cfg(_teacher_cfg(fp32_base), manifest_path)
+    jobs.save_trained(tmp_path / "via-cfg", model, tok)
     plain, plain_tok = models.load_base({"name_or_path": str(fp32_base)})
-    plain, _ = training.sft(plain, items["private"], items["dev"], TRAIN, plain_tok.pad_token_id)
+    plain, _ = loop.sft(plain, items["private"], items["dev"], Train(**TRAIN), plain_tok.pad_token_id)
     models.save_model(plain, plain_tok, tmp_path / "plain")
     assert _sha(tmp_path / "via-cfg" / "model.safetensors") == _sha(tmp_path / "plain" / "model.safetensors")
 
 
 # ---------------------------------------------------------------------------------------------- QLoRA
 def _qlora_cfg(base_dir, quantization, **train):
-    return {"base": config.model_ref(str(base_dir)), "train": {**TRAIN, **train}, "seed": 0,
-            "max_length": MAX_LENGTH, "max_prompt_length": MAX_PROMPT,
-            "lora": {"r": 4, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear",
-                     "quantization": quantization}}
+    return TeacherRun(base=config.model_ref(str(base_dir)), train={**TRAIN, **train}, seed=0, max_length=MAX_LENGTH,
+                      max_prompt_length=MAX_PROMPT, lora={"r": 4, "alpha": 16, "dropout": 0.0,
+                                                          "target_modules": "all-linear", "quantization": quantization})
 
 
 @pytest.mark.parametrize("arch, quantization", [("gpt2", "4bit"), ("llama", "4bit"), ("llama", "8bit")])
@@ -305,7 +311,7 @@ def test_qlora_trains_on_a_quantized_base_and_saves_a_full_precision_merge(tmp_p
     seen = []
     _spy_fit(monkeypatch, lambda model: seen.append((models.is_lora(model),
                                                       any(isinstance(m, layer) for m in model.modules()))))
-    model, tok, history = training.train_teacher_from_cfg(_qlora_cfg(base_dirs[arch], quantization),
+    model, tok, history = jobs.train_teacher_from_cfg(_qlora_cfg(base_dirs[arch], quantization),
                                                           manifest_path)
     assert seen == [(True, True)]  # the adapter trained on the quantized base
     losses = history["train_loss"]
@@ -314,7 +320,7 @@ def test_qlora_trains_on_a_quantized_base_and_saves_a_full_precision_merge(tmp_p
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
     out = tmp_path / "teacher"
-    training.save_trained(out, model, tok, history)
+    jobs.save_trained(out, model, tok, history)
     assert "quantization_config" not in json.loads((out / "config.json").read_text())
     adapter_config = json.loads((out / "adapter" / "adapter_config.json").read_text())
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
@@ -347,8 +353,8 @@ def test_qlora_is_refused_where_it_makes_no_sense(base_dirs):
     with pytest.raises(ValueError, match="base_ref"):
         models.merge_lora(wrapped)
     with pytest.raises(ValueError, match="frozen"):  # the ref's own quantization stays for frozen models
-        training.load_trainable({"name_or_path": str(base_dirs["llama"]), "quantization": "4bit"},
-                                {"r": 2, "quantization": "4bit"}, 0, "the teacher base")
+        jobs.load_trainable({"name_or_path": str(base_dirs["llama"]), "quantization": "4bit"},
+                            config.Lora(r=2, quantization="4bit"), 0, "the teacher base")
 
 
 # -------------------------------------------------------------------------------------------- scoring

@@ -15,7 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from kdprivacy import distillation, models, scoring, training
+from kdprivacy import models, scoring
+from kdprivacy.config import Train
+from kdprivacy.kd import generations
+from kdprivacy.train import jobs, loop, pools
+from kdprivacy.train.runs import StudentRun, TeacherGenerationRun, TeacherRun
 
 import toy
 
@@ -46,8 +50,8 @@ def teacher_dir(request, tmp_path_factory, tokenizer, manifest_path):
     """A tiny teacher, briefly trained (so its logits are not flat), saved as an ordinary checkpoint."""
     model = models.build_from_scratch({"arch": request.param, "n_layer": 2, "d_model": 64, "n_head": 4},
                                       tokenizer, MAX_LENGTH, seed=1)
-    items = training.load_items(manifest_path, ["private"], tokenizer, MAX_LENGTH, MAX_PROMPT)
-    model, _ = training.sft(model, items, None, {"epochs": 3, "lr": 5e-3, "batch_size": 4}, tokenizer.pad_token_id)
+    items = pools.load_items(manifest_path, ["private"], tokenizer, MAX_LENGTH, MAX_PROMPT)
+    model, _ = loop.sft(model, items, None, Train(epochs=3, lr=5e-3, batch_size=4), tokenizer.pad_token_id)
     out = tmp_path_factory.mktemp(f"teacher_{request.param}")
     models.save_model(model, tokenizer, out)
     return out
@@ -81,7 +85,7 @@ def test_quantized_logits_close_to_full_precision(teacher_dir, quantization, max
 
 def test_8bit_teacher_scoring(teacher_dir, tokenizer, manifest_path):
     """The attack scores of an 8-bit teacher match the full-precision ones closely."""
-    items = training.load_items(manifest_path, ["private", "nonmember"], tokenizer, MAX_LENGTH, MAX_PROMPT)
+    items = pools.load_items(manifest_path, ["private", "nonmember"], tokenizer, MAX_LENGTH, MAX_PROMPT)
     full = scoring.score_examples(models.load_model(str(teacher_dir)), items, 4, tokenizer.pad_token_id)
     quant = scoring.score_examples(models.load_model(str(teacher_dir), quantization="8bit"), items, 4,
                                    tokenizer.pad_token_id)
@@ -99,11 +103,11 @@ def test_kd_student_with_8bit_teacher(teacher_dir, tokenizer, manifest_path):
         "max_length": MAX_LENGTH, "max_prompt_length": MAX_PROMPT,
         "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"},
     }
-    model, _, history = training.train_student_from_cfg(cfg, manifest_path)
+    model, _, history = jobs.train_student_from_cfg(StudentRun.model_validate(cfg), manifest_path)
     assert np.isfinite(history["kd_loss"]).all() and history["kd_loss"].iloc[0] > 0
     assert not models.is_quantized(model) and not models.is_lora(model)  # merged, full precision
     gkd = {**cfg, "method": "gkd", "kd": None, "method_params": {"lmbda": 1.0}, "generation": {"max_new_tokens": 4}}
-    _, _, history = training.train_student_from_cfg(gkd, manifest_path)
+    _, _, history = jobs.train_student_from_cfg(StudentRun.model_validate(gkd), manifest_path)
     assert history["frac_sgo_batches"].tolist() == [1.0]
 
 
@@ -112,7 +116,7 @@ def test_8bit_teacher_generation(teacher_dir, manifest_path):
     cfg = {"teacher": {"name_or_path": str(teacher_dir), "quantization": "8bit"},
            "generation": {"max_new_tokens": 4, "batch_size": 8}, "seed": 0, "max_length": MAX_LENGTH,
            "max_prompt_length": MAX_PROMPT}
-    frame, summary = distillation.generate_teacher_from_cfg(cfg, manifest_path)
+    frame, summary = generations.generate_teacher(TeacherGenerationRun.model_validate(cfg), manifest_path)
     assert summary["n"] == POOL_SIZES["public"] and frame["response_ids"].map(len).between(1, 4).all()
 
 
@@ -124,6 +128,6 @@ def test_quantization_is_for_frozen_models_only(teacher_dir, manifest_path):
     cfg = {"base": {"name_or_path": str(teacher_dir), "quantization": "8bit"}, "train": {"epochs": 1, "lr": 1e-3,
            "batch_size": 4}, "seed": 0, "max_length": MAX_LENGTH, "max_prompt_length": MAX_PROMPT}
     with pytest.raises(ValueError, match="frozen"):
-        training.train_teacher_from_cfg(cfg, manifest_path)
+        jobs.train_teacher_from_cfg(TeacherRun.model_validate(cfg), manifest_path)
     with pytest.raises(ValueError, match="quantized"):
         models.apply_lora(models.load_model(str(teacher_dir), quantization="8bit"), {"r": 2})
