@@ -329,7 +329,7 @@ def bench_cached_teacher(mode: dict, extra: dict) -> Row:
         goal="optional cache; ratio + AUC change", met=common.met(ratio > 1.0),
         notes=[
             (f"kd.teacher_top_k={k} of a {vocab}-token vocabulary (the main path: distill_kd, i.e. the kd "
-             f"method with that config key); {n_pub} public examples x {cfg['epochs']} epochs, batch {bs}, "
+             f"method with that config key); {n_pub} public examples x {cfg.epochs} epochs, batch {bs}, "
              f"student gpt2 {mode['student']['n_layer']}x{mode['student']['d_model']}, teacher gpt2 "
              f"{mode['teacher']['n_layer']}x{mode['teacher']['d_model']} after {mode['cache_teacher_epochs']} "
              f"SFT epochs on {n_mem} members (its loss-attack AUC {teacher_auc:.3f})"),

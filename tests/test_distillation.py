@@ -306,7 +306,8 @@ def test_train_student_from_cfg_all_methods_and_artifact_guard(tmp_path, manifes
     for method in ("seqkd", "gkd"):
         cfg = {**base_cfg, "method": method}
         path = gens_path if method == "seqkd" else None
-        model, tok, hist = jobs.train_student_from_cfg(StudentRun.model_validate(cfg), manifest_path, LOG, teacher_generations_path=path)
+        model, tok, hist = jobs.train_student_from_cfg(StudentRun.model_validate(cfg), manifest_path, LOG,
+                                                       teacher_generations_path=path)
         assert len(hist) == 1 and tok.pad_token_id == tokenizer.pad_token_id
     with pytest.raises(ValueError, match="only by seqkd"):
         jobs.train_student_from_cfg(StudentRun.model_validate({**base_cfg, "method": "kd"}), manifest_path, LOG,

@@ -374,7 +374,8 @@ def test_train_teacher_script_resumes_and_cleans_up(tmp_path, manifest, tokenize
     out = tmp_path / "teacher"
     resume = checkpoint.Resume(checkpoint.resume_dir_for(out), checkpoint.fingerprint(cfg, "test-code"))
     with pytest.raises(Killed):
-        jobs.train_teacher_from_cfg(TeacherRun.model_validate(copy.deepcopy(cfg)), manifest_path, LOG, resume=resume, on_step=_kill_after(3))
+        jobs.train_teacher_from_cfg(TeacherRun.model_validate(copy.deepcopy(cfg)), manifest_path, LOG, resume=resume,
+                                    on_step=_kill_after(3))
     assert (tmp_path / "teacher.resume" / "state.pt").is_file() and not out.exists()
     script(out)  # the rerun resumes (same cfg and code -> same fingerprint) and removes the resume dir
     assert not (tmp_path / "teacher.resume").exists()
@@ -479,8 +480,9 @@ def _ddp_gkd_worker(rank, world, port, student_dir, teacher_dir, items, dev, cfg
 
     distributed.DataParallel.wrap = counting_wrap
     teacher = kd_teacher.freeze(models.load_model(teacher_dir))
-    model, history = registry.train_method(models.load_model(student_dir), teacher, items, dev, MethodRun.model_validate(cfg),
-                                               pad_id, LOG, eos_id=eos_id, on_step=lambda step: seen.update(steps=step))
+    model, history = registry.train_method(models.load_model(student_dir), teacher, items, dev,
+                                           MethodRun.model_validate(cfg), pad_id, LOG, eos_id=eos_id,
+                                           on_step=lambda step: seen.update(steps=step))
     torch.save({"state": model.state_dict(), "history": history, "seen": {k: seen[k] for k in ("buckets", "steps",
                "wrapped")}}, Path(out_dir) / f"gkd{rank}.pt")
     distributed.finish_distributed()
@@ -534,7 +536,8 @@ def test_data_parallel_kd_method_goes_through_ddp_and_matches_one_process(tmp_pa
     monkeypatch.setattr(loop, "fit", lambda model, tr, dev, c, pad, loss_fn, *a, **kw:
                         fit(model, tr, dev, c, pad, _as_shards(loss_fn, 2), *a, **kw))
     single, single_history = registry.train_method(models.load_model(str(student_dir)), teacher, train,
-                                                   items["dev"], MethodRun.model_validate(cfg), pad_id, LOG, eos_id=eos_id)
+                                                   items["dev"], MethodRun.model_validate(cfg), pad_id, LOG,
+                                                   eos_id=eos_id)
     ranks = [torch.load(tmp_path / f"gkd{r}.pt", weights_only=False) for r in range(2)]
     for r in ranks:
         assert r["seen"]["wrapped"] == [True] and r["seen"]["steps"] == 6

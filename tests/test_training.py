@@ -143,8 +143,8 @@ def test_best_dev_restores_best_epoch(tokenizer, items):
     best, history = loop.fit(_model(tokenizer), items["dev"], items["dev"], cfg, pad, ascent, LOG, seed=1)
     assert history["dev_loss"].is_monotonic_increasing
     assert history["selected"].tolist() == [True, False, False]
-    one_epoch, _ = loop.fit(_model(tokenizer), items["dev"], None, cfg.model_copy(update={"epochs": 1, "select": "last"}),
-                            pad, ascent, seed=1)
+    last_only = cfg.model_copy(update={"epochs": 1, "select": "last"})
+    one_epoch, _ = loop.fit(_model(tokenizer), items["dev"], None, last_only, pad, ascent, seed=1)
     assert _states_equal(best, one_epoch)
     assert losses.mean_nll(best, items["dev"], 8, pad) == pytest.approx(history["dev_loss"].min(), rel=1e-6)
     with pytest.raises(ValueError, match="dev"):

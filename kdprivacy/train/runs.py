@@ -61,7 +61,8 @@ def resolved_generation(gen: Generation, max_length: int, max_prompt_length: int
         max_new_tokens = int(max_length) - int(max_prompt_length)
     if max_new_tokens < 1:
         raise ValueError(f"generation max_new_tokens must be >= 1, got {max_new_tokens}")
-    return gen.model_copy(update={"max_new_tokens": int(max_new_tokens), "batch_size": int(gen.batch_size or batch_size)})
+    batch_size = int(gen.batch_size or batch_size)
+    return gen.model_copy(update={"max_new_tokens": int(max_new_tokens), "batch_size": batch_size})
 
 
 class MethodRun(Strict):
