@@ -273,7 +273,8 @@ def bench_cached_teacher(mode: dict, extra: dict) -> Row:
     """Whole KD student runs: :func:`kdprivacy.training.distill_kd` with ``teacher_top_k`` (one teacher pass,
     cached) vs without (teacher forward every step) -- the ``kd`` method's two settings; then the loss attack
     on both students (members = the teacher's SFT data)."""
-    from kdprivacy import metrics, scoring, training
+    from kdprivacy import training
+    from kdprivacy.mia import metrics, scoring
 
     tok = common.tokenizer(mode)
     pad = tok.pad_token_id

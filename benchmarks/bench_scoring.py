@@ -75,7 +75,7 @@ def _table(items, values) -> pd.DataFrame:
 
 def per_attack_scores(model, items, texts, batch_size: int, pad_id: int) -> pd.DataFrame:
     """Baseline: one full-vocabulary forward pass per attack, then the library's attack function."""
-    from kdprivacy import attacks
+    from kdprivacy.mia import attacks
 
     frames = []
     for name in ATTACKS:
@@ -92,7 +92,7 @@ def full_vocab_statistics(model, items, batch_size: int, pad_id: int) -> pd.Data
 # --------------------------------------------------------------------------------------------- ours
 def one_pass_scores(model, items, texts, batch_size: int, pad_id: int) -> pd.DataFrame:
     """Ours: what the workflow runs (score_model + attack_metrics)."""
-    from kdprivacy import attacks, scoring
+    from kdprivacy.mia import attacks, scoring
 
     scores = scoring.score_examples(model, items, batch_size, pad_id)
     return attacks.compute_attacks(scores, texts, list(ATTACKS), min_k=MIN_K)

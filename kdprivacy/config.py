@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from kdprivacy.mia.attacks import ATTACK_NAMES, REFERENCE_NAMES
+
 # Names of families, bases and students: letters, digits, '-' and '_'. The '.' is reserved for the names and
 # paths the workflow derives from them (<student>.obj-rkl, <model>.population.parquet, <output>.resume).
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
@@ -621,8 +623,7 @@ class Evaluation(Strict):
     )
 
 
-ATTACK_NAMES = ("loss", "min_k", "min_k_pp", "zlib", "ref_external", "ref_pretrained", "ref_nokd", "mope", "rmia")
-AttackName = Literal["loss", "min_k", "min_k_pp", "zlib", "ref_external", "ref_pretrained", "ref_nokd", "mope", "rmia"]
+AttackName = Literal[ATTACK_NAMES]  # the attack registry, kdprivacy.mia.attacks.ATTACKS
 
 
 class ExternalReference(Strict):
@@ -653,11 +654,11 @@ class ExternalReference(Strict):
 
 
 class RMIA(Strict):
-    """RMIA (Zarifzadeh et al. 2024) with the workflow's reference models; see kdprivacy/attacks.py."""
+    """RMIA (Zarifzadeh et al. 2024) with the workflow's reference models; see kdprivacy/mia/attacks.py."""
 
     a: Fraction = 1.0
     gamma: PosFloat = 1.0
-    references: list[Literal["external", "pretrained", "nokd"]] | None = Field(
+    references: list[Literal[REFERENCE_NAMES]] | None = Field(
         None, description="null = every reference the attack list scores"
     )
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdprivacy import attacks
+from kdprivacy.mia import attacks
 
 
 def table():
@@ -129,7 +129,8 @@ from transformers import (
     OPTForCausalLM,
 )  # noqa: E402
 
-from kdprivacy import data, encoding, models, scoring  # noqa: E402
+from kdprivacy import data, encoding, models  # noqa: E402
+from kdprivacy.mia import scoring  # noqa: E402
 
 MAX_LEN, MAX_PROMPT = 96, 48
 
@@ -333,7 +334,7 @@ def test_ref_attack_hand_values_and_auc_below_half():
     assert s == pytest.approx({"m1": 1.0 - 2.0, "m2": 0.5 - 1.0, "n1": 4.0 - 0.5, "n2": 5.0 - 0.2})
     # short: fewer than 2 tokens under the target *or* the reference (the reference has 1 token each)
     assert out["short"].all()
-    from kdprivacy import metrics
+    from kdprivacy.mia import metrics
 
     labels = [1, 1, 0, 0]
     auc = metrics.roc_auc(out.score, labels)

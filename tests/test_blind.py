@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdprivacy import blind, data, metrics, scoring
+from kdprivacy import data
+from kdprivacy.mia import blind, metrics, scoring
 
 SPLIT = {"seed": 0, "nonmember": 300, "dev": 20, "private": 300, "public": 40}
 

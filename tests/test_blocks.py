@@ -6,7 +6,7 @@ import torch
 from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, OPTConfig,
                           OPTForCausalLM)
 
-from kdprivacy import blocks, perturb, scoring
+from kdprivacy.mia import blocks, perturb, scoring
 from kdprivacy.encoding import Encoded
 
 VOCAB, PAD, EOS, N_LAYER = 40, 0, 1, 3

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdprivacy import inheritance
+from kdprivacy.memorization import inheritance
 
 
 def hand_tables():

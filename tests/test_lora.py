@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 import torch
 
-from kdprivacy import models, scoring, training
+from kdprivacy import models, training
+from kdprivacy.mia import scoring
 from kdprivacy.encoding import encode_frame
 
 import toy

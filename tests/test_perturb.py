@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM
 
-from kdprivacy import perturb
+from kdprivacy.mia import perturb
 from kdprivacy.encoding import Encoded
 
 V = 50

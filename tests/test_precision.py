@@ -20,7 +20,8 @@ import pandas as pd
 import pytest
 import torch
 
-from kdprivacy import blocks, config, distillation, models, perturb, scoring, training
+from kdprivacy import config, distillation, models, training
+from kdprivacy.mia import blocks, perturb, scoring
 from kdprivacy.encoding import collate, encode_frame
 
 import toy

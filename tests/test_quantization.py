@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from kdprivacy import distillation, models, scoring, training
+from kdprivacy import distillation, models, training
+from kdprivacy.mia import scoring
 
 import toy
 

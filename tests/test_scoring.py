@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from kdprivacy import scoring
+from kdprivacy.mia import scoring
 from kdprivacy.encoding import Encoded
 
 PAD = 0
