@@ -96,6 +96,8 @@ def test_blind_baseline_script(tmp_path, manifest):
         "folds": 4,
         "seed": 0,
         "features": "hashing",
+        "ngram_max": 2,
+        "C": 1.0,
         "fprs": [0.05, 0.01],
         "n_bootstrap": 20,
         "bootstrap_seed": 0,

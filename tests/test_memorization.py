@@ -502,7 +502,8 @@ def test_memorization_script(saved_model):
 
     root, manifest_path, model_dir = saved_model
     cfg = {"first_k": 8, "max_members": 5, "max_nonmembers": 4, "sample_seed": 0, "batch_size": 4,
-           "max_length": 250, "max_prompt_length": 80, "n_candidates": 3, "max_new_tokens": 16, "n_bootstrap": 20}
+           "max_length": 250, "max_prompt_length": 80, "n_candidates": 3, "max_new_tokens": 16, "n_bootstrap": 20,
+           "rouge_threshold": 0.5, "rouge_stemmer": False, "exposure_in_prompt": False, "bootstrap_seed": 0}
     out = {"per_example": str(root / "mem.parquet"), "summary": str(root / "mem.csv")}
     run_script("memorization.py", cfg, {"manifest": str(manifest_path), "model": str(model_dir)}, out, "memorization")
     table = pd.read_parquet(out["per_example"])

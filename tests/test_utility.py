@@ -171,7 +171,7 @@ def test_utility_script(tmp_path, tokenizer):
     toy_manifest().to_parquet(manifest_path, index=False)
     models.save_model(tiny_model(tokenizer), tokenizer, tmp_path / "model")
     cfg = {"max_examples": 6, "batch_size": 4, "max_new_tokens": 8, "max_length": 96, "max_prompt_length": 64,
-           "n_bootstrap": 20}
+           "n_bootstrap": 20, "sample_seed": 0, "rouge_stemmer": False, "bootstrap_seed": 0}
     out = {"per_example": str(tmp_path / "u.parquet"), "summary": str(tmp_path / "u.csv")}
     repo = Path(__file__).resolve().parents[1]
     smk = SimpleNamespace(scriptdir=str(repo / "scripts"), params=SimpleNamespace(cfg=cfg, code="c"),
