@@ -1,12 +1,12 @@
 """MoPe and per-block MoPe: seeded noise through forward hooks (ours) vs reloading the model per perturbation.
 
-Ours: ``models.load_model`` once, then :func:`kdprivacy.perturb.mope_scores` (whole model) or
-:func:`kdprivacy.blocks.block_mope` (one block at a time) -- what the ``mope`` and ``block_mope`` rules run.
+Ours: ``models.load_model`` once, then :func:`kdprivacy.mia.perturb.mope_scores` (whole model) or
+:func:`kdprivacy.mia.blocks.block_mope` (one block at a time) -- what the ``mope`` and ``block_mope`` rules run.
 
 Baseline (written here): the authors' loop -- ``load_model`` from disk for the unperturbed NLL, then for every
 perturbation (``K``, or ``L x K`` per block) a fresh ``load_model`` from disk, the same seeded noise written in
-place (:func:`kdprivacy.perturb.add_noise`: the noise ours computes with, so the scores are identical), the same
-:func:`kdprivacy.scoring.mean_nll`, and the copy dropped. Only the way a perturbed model is obtained differs.
+place (:func:`kdprivacy.mia.perturb.add_noise`: the noise ours computes with, so the scores are identical), the same
+:func:`kdprivacy.mia.scoring.mean_nll`, and the copy dropped. Only the way a perturbed model is obtained differs.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Scoring: every token-level attack from one pass, and the memory of scoring with a 50k vocabulary.
 
-Ours: :func:`kdprivacy.scoring.score_examples` (one forward pass per batch; LM head + chunked log-softmax at
-response positions only) followed by :func:`kdprivacy.attacks.compute_attacks` -- exactly what the
+Ours: :func:`kdprivacy.mia.scoring.score_examples` (one forward pass per batch; LM head + chunked log-softmax at
+response positions only) followed by :func:`kdprivacy.mia.attacks.compute_attacks` -- exactly what the
 ``score_model`` and ``attack_metrics`` rules run.
 
 Baselines (written here, never used by the workflow):
