@@ -1,13 +1,12 @@
 import random
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from kdprivacy import models
-from kdprivacy.memorization import extraction, utility
+from kdprivacy.memorization import utility
 
 
 # ------------------------------------------------------------------------------------ tokenization / LCS
