@@ -1,8 +1,8 @@
 """Student/teacher generation: batched with a KV cache (ours) vs one prompt at a time.
 
 Ours: :func:`kdprivacy.generation.generate` (SeqKD teacher outputs, on-policy student samples), batched,
-left-padded, one KV cache per batch; and :func:`kdprivacy.memorization.greedy_generate` (the memorization
-rule: Hugging Face ``generate``, batched).
+left-padded, one KV cache per batch (also the memorization and utility rules' greedy decoder); and
+:func:`hf_greedy` (Hugging Face ``generate``, batched), for comparison.
 
 Baseline (written here): one prompt at a time, greedy, with a KV cache (the authors' per-example
 ``generate`` calls) -- so the ratio isolates batching; decoding is the same plain argmax on both sides and
@@ -40,8 +40,25 @@ def unbatched_greedy(model, items, max_new_tokens: int, eos_id: int | None) -> l
     return out
 
 
+def hf_greedy(model, items, max_new_tokens: int, batch_size: int, pad_id: int, eos_id: int | None):
+    """Hugging Face's batched greedy ``generate`` on left-padded prompts, shortest first."""
+    from kdprivacy import encoding, generation
+
+    order = sorted(range(len(items)), key=lambda i: len(items[i].prompt_ids))
+    results = [None] * len(items)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch = encoding.collate_prompts([items[i] for i in idx], pad_id)
+            out = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=pad_id, eos_token_id=eos_id,
+                                 do_sample=False, num_beams=1)
+            for slot, tokens in zip(idx, out[:, batch["input_ids"].shape[1] :].tolist()):
+                results[slot] = generation.cut_after_eos(tokens, eos_id)
+    return results
+
+
 def bench_generation(mode: dict) -> list[Row]:
-    from kdprivacy import generation, memorization
+    from kdprivacy import generation
 
     tok = common.tokenizer(mode)
     n, bs, new = int(mode["gen_n"]), int(mode["gen_batch"]), int(mode["gen_new_tokens"])
@@ -52,20 +69,20 @@ def bench_generation(mode: dict) -> list[Row]:
 
     def warm():
         generation.generate(model, items[:2], 2, bs, pad, eos, do_sample=False)
-        memorization.greedy_generate(model, items[:2], 2, bs, pad, eos)
+        hf_greedy(model, items[:2], 2, bs, pad, eos)
         unbatched_greedy(model, items[:2], 2, eos)
 
     times = common.interleaved({
         "ours": lambda: out.__setitem__("ours", generation.generate(
             model, items, new, bs, pad, eos, do_sample=False)),
-        "memorization": lambda: out.__setitem__("memorization", memorization.greedy_generate(
+        "memorization": lambda: out.__setitem__("memorization", hf_greedy(
             model, items, new, bs, pad, eos)),
         "baseline": lambda: out.__setitem__("baseline", unbatched_greedy(model, items, new, eos)),
     }, int(mode["repeats"]), warm if mode["warmup"] else False)
     base_tokens = sum(len(t) for t in out["baseline"])
     t_base = common.median(times["baseline"])
     rows = []
-    for key, label in (("ours", "generation.generate"), ("memorization", "memorization.greedy_generate")):
+    for key, label in (("ours", "generation.generate"), ("memorization", "Hugging Face generate")):
         toks = sum(len(t) for t in out[key])
         same = sum(tuple(a) == tuple(b) for a, b in zip(out[key], out["baseline"], strict=True))
         t = common.median(times[key])

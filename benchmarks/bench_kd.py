@@ -278,10 +278,10 @@ def bench_kd(mode: dict) -> tuple[list[Row], dict]:
 
 
 def bench_cached_teacher(mode: dict, extra: dict) -> Row:
-    """Whole KD student runs: :func:`kdprivacy.word_kd.distill_kd` with ``teacher_top_k`` (one teacher pass,
+    """Whole KD student runs: :func:`kdprivacy.kd.kd.distill_kd` with ``teacher_top_k`` (one teacher pass,
     cached) vs without (teacher forward every step) -- the ``kd`` method's two settings; then the loss attack
     on both students (members = the teacher's SFT data)."""
-    from kdprivacy import metrics, scoring
+    from kdprivacy.mia import metrics, scoring
     from kdprivacy.config import KD, Train
     from kdprivacy.kd import kd as word_kd
     from kdprivacy.kd import teacher as kd_teacher

@@ -1,12 +1,12 @@
 """MoPe and per-block MoPe: seeded noise through forward hooks (ours) vs reloading the model per perturbation.
 
-Ours: ``models.load_model`` once, then :func:`kdprivacy.perturb.mope_scores` (whole model) or
-:func:`kdprivacy.blocks.block_mope` (one block at a time) -- what the ``mope`` and ``block_mope`` rules run.
+Ours: ``models.load_model`` once, then :func:`kdprivacy.mia.perturb.mope_scores` (whole model) or
+:func:`kdprivacy.mia.blocks.block_mope` (one block at a time) -- what the ``mope`` and ``block_mope`` rules run.
 
 Baseline (written here): the authors' loop -- ``load_model`` from disk for the unperturbed NLL, then for every
 perturbation (``K``, or ``L x K`` per block) a fresh ``load_model`` from disk, the same seeded noise written in
-place (:func:`kdprivacy.perturb.add_noise`: the noise ours computes with, so the scores are identical), the same
-:func:`kdprivacy.scoring.mean_nll`, and the copy dropped. Only the way a perturbed model is obtained differs.
+place (:func:`kdprivacy.mia.perturb.add_noise`: the noise ours computes with, so the scores are identical), the same
+:func:`kdprivacy.mia.scoring.mean_nll`, and the copy dropped. Only the way a perturbed model is obtained differs.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ BLOCK_SIGMA = 0.01  # config.yaml blocks.sigmas
 # --------------------------------------------------------------------------------------------- baseline
 def reload_mope(path, items, k: int, sigma: float, seed: int, batch_size: int, pad_id: int) -> np.ndarray:
     """Baseline MoPe: a fresh model from disk for every perturbation."""
-    from kdprivacy import models, perturb, scoring
+    from kdprivacy import models
+    from kdprivacy.mia import perturb, scoring
 
     model = models.load_model(str(path))
     base = scoring.mean_nll(model, items, batch_size, pad_id)
@@ -43,7 +44,8 @@ def reload_mope(path, items, k: int, sigma: float, seed: int, batch_size: int, p
 def reload_block_mope(path, items, labels, k: int, sigma: float, seed: int, batch_size: int, pad_id: int,
                       blocks=None) -> list[float]:
     """Baseline per-block MoPe: a fresh model from disk for every (block, perturbation); AUC per block."""
-    from kdprivacy import metrics, models, perturb, scoring
+    from kdprivacy import models
+    from kdprivacy.mia import metrics, perturb, scoring
 
     model = models.load_model(str(path))
     base = scoring.mean_nll(model, items, batch_size, pad_id)
@@ -64,13 +66,15 @@ def reload_block_mope(path, items, labels, k: int, sigma: float, seed: int, batc
 # --------------------------------------------------------------------------------------------- ours
 def plain_scoring(path, items, batch_size: int, pad_id: int) -> np.ndarray:
     """The memory reference: load the model and score it once, no perturbation."""
-    from kdprivacy import models, scoring
+    from kdprivacy import models
+    from kdprivacy.mia import scoring
 
     return scoring.mean_nll(models.load_model(str(path)), items, batch_size, pad_id)
 
 
 def inplace_mope(path, items, k: int, sigma: float, seed: int, batch_size: int, pad_id: int) -> np.ndarray:
-    from kdprivacy import models, perturb
+    from kdprivacy import models
+    from kdprivacy.mia import perturb
 
     model = models.load_model(str(path))
     return perturb.mope_scores(model, items, k, sigma, seed, batch_size, pad_id)["mope"].to_numpy()
@@ -78,7 +82,7 @@ def inplace_mope(path, items, k: int, sigma: float, seed: int, batch_size: int, 
 
 def inplace_block_mope(path, items, labels, k: int, sigma: float, seed: int, batch_size: int, pad_id: int,
                        blocks=None) -> list[float]:
-    from kdprivacy import blocks as blocks_module
+    from kdprivacy.mia import blocks as blocks_module
     from kdprivacy import models
 
     model = models.load_model(str(path))
@@ -90,7 +94,8 @@ def inplace_block_mope(path, items, labels, k: int, sigma: float, seed: int, bat
 
 # --------------------------------------------------------------------------------------------- benchmarks
 def bench_mope(mode: dict) -> list[Row]:
-    from kdprivacy import models, perturb, scoring
+    from kdprivacy import models
+    from kdprivacy.mia import perturb, scoring
 
     tok = common.tokenizer(mode)
     n, k, kb, bs = int(mode["mope_n"]), int(mode["mope_k"]), int(mode["block_k"]), int(mode["mope_batch"])

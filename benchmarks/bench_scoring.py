@@ -1,7 +1,7 @@
 """Scoring: every token-level attack from one pass, and the memory of scoring with a 50k vocabulary.
 
-Ours: :func:`kdprivacy.scoring.score_examples` (one forward pass per batch; LM head + chunked log-softmax at
-response positions only) followed by :func:`kdprivacy.attacks.compute_attacks` -- exactly what the
+Ours: :func:`kdprivacy.mia.scoring.score_examples` (one forward pass per batch; LM head + chunked log-softmax at
+response positions only) followed by :func:`kdprivacy.mia.attacks.compute_attacks` -- exactly what the
 ``score_model`` and ``attack_metrics`` rules run.
 
 Baselines (written here, never used by the workflow):
@@ -75,7 +75,7 @@ def _table(items, values) -> pd.DataFrame:
 
 def per_attack_scores(model, items, texts, batch_size: int, pad_id: int) -> pd.DataFrame:
     """Baseline: one full-vocabulary forward pass per attack, then the library's attack function."""
-    from kdprivacy import attacks
+    from kdprivacy.mia import attacks
 
     frames = []
     for name in ATTACKS:
@@ -92,7 +92,7 @@ def full_vocab_statistics(model, items, batch_size: int, pad_id: int) -> pd.Data
 # --------------------------------------------------------------------------------------------- ours
 def one_pass_scores(model, items, texts, batch_size: int, pad_id: int) -> pd.DataFrame:
     """Ours: what the workflow runs (score_model + attack_metrics)."""
-    from kdprivacy import attacks, scoring
+    from kdprivacy.mia import attacks, scoring
 
     scores = scoring.score_examples(model, items, batch_size, pad_id)
     return attacks.compute_attacks(scores, texts, list(ATTACKS), min_k=MIN_K)

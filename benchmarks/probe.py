@@ -56,7 +56,7 @@ def _measure(fn) -> dict:
 def score_memory(params: dict) -> dict:
     """Scoring with a large vocabulary: ours (chunked) or the full-vocabulary baseline."""
     from benchmarks import bench_scoring
-    from kdprivacy import scoring
+    from kdprivacy.mia import scoring
 
     items = _random_items(params["n"], params["length"], params["vocab"])
     model = _gpt2(params["spec"], params["vocab"], params["length"])

@@ -31,6 +31,7 @@ from kdprivacy.fields import (
     where_relative,
 )
 from kdprivacy.kd import METHOD_BLOCKS, METHODS, SGO_PARAM, MethodName
+from kdprivacy.mia.attacks import ATTACK_NAMES, REFERENCE_NAMES
 
 
 # ---------------------------------------------------------------- data
@@ -519,8 +520,7 @@ class Evaluation(Strict):
     )
 
 
-ATTACK_NAMES = ("loss", "min_k", "min_k_pp", "zlib", "ref_external", "ref_pretrained", "ref_nokd", "mope", "rmia")
-AttackName = Literal["loss", "min_k", "min_k_pp", "zlib", "ref_external", "ref_pretrained", "ref_nokd", "mope", "rmia"]
+AttackName = Literal[ATTACK_NAMES]  # the attack registry, kdprivacy.mia.attacks.ATTACKS
 
 
 class ExternalReference(Strict):
@@ -551,11 +551,11 @@ class ExternalReference(Strict):
 
 
 class RMIA(Strict):
-    """RMIA (Zarifzadeh et al. 2024) with the workflow's reference models; see kdprivacy/attacks.py."""
+    """RMIA (Zarifzadeh et al. 2024) with the workflow's reference models; see kdprivacy/mia/attacks.py."""
 
     a: Fraction = 1.0
     gamma: PosFloat = 1.0
-    references: list[Literal["external", "pretrained", "nokd"]] | None = Field(
+    references: list[Literal[REFERENCE_NAMES]] | None = Field(
         None, description="null = every reference the attack list scores"
     )
 

@@ -28,7 +28,7 @@ TRACKED_DISTRIBUTIONS = (
 )
 
 
-def _module_path(name: str) -> Path | None:
+def module_path(name: str) -> Path | None:
     """The source file of library module ``name`` (dotted below the package: ``kd.gkd``; a subpackage is its
     ``__init__.py``; ``__init__`` is the package's own), or None."""
     base = PACKAGE_DIR.joinpath(*name.split("."))
@@ -41,7 +41,7 @@ def _module_path(name: str) -> Path | None:
 def _internal_imports(module: str) -> set[str]:
     """Names of ``kdprivacy`` modules imported by ``module`` (absolute or relative imports, at any depth).
     Parsed once per file version: every rule of the Snakefile asks for its closure at parse time."""
-    path = _module_path(module)
+    path = module_path(module)
     stat = path.stat()
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     return set(_parsed_imports(str(path), stat.st_mtime_ns, stat.st_size, package))
@@ -68,7 +68,7 @@ def _parsed_imports(path: str, _mtime_ns: int, _size: int, package: str = "") ->
             for alias in node.names:
                 if alias.name.startswith(PACKAGE + "."):
                     found.add(alias.name[len(PACKAGE) + 1 :])
-    return frozenset(_with_parents(name for name in found if _module_path(name) is not None))
+    return frozenset(_with_parents(name for name in found if module_path(name) is not None))
 
 
 def _with_parents(names) -> set[str]:
@@ -89,7 +89,7 @@ def module_closure(modules: list[str] | tuple[str, ...]) -> list[str]:
         name = todo.pop()
         if name in seen:
             continue
-        if _module_path(name) is None:
+        if module_path(name) is None:
             raise ValueError(f"code_version: no module {PACKAGE}.{name}")
         seen.add(name)
         todo.extend(_internal_imports(name) - seen)
@@ -101,7 +101,7 @@ def code_version(*modules: str, extra_files: tuple[str | os.PathLike, ...] = ())
     digest = hashlib.sha256()
     for name in module_closure(list(modules)):
         digest.update(name.encode())
-        digest.update(_module_path(name).read_bytes())
+        digest.update(module_path(name).read_bytes())
     for path in extra_files:
         digest.update(Path(path).read_bytes())
     return digest.hexdigest()[:16]

@@ -1,6 +1,120 @@
 # Membership inference: one scoring pass per model (members, non-members and an RMIA population), the
 # reference models, MoPe, every attack with bootstrap CIs, and the model-free blind baseline.
 
+from kdprivacy.mia.attacks import needs as attack_needs
+
+
+def scoring_cfg(wildcards=None):
+    ev, att = CFG.evaluation, CFG.attacks
+    return {
+        "model": None,
+        "batch_size": ev.batch_size,
+        "max_members": ev.max_members,
+        "max_nonmembers": ev.max_nonmembers,
+        "sample_seed": ev.sample_seed,
+        "population": dump(ev.population),
+        "short_tokens": att.short_tokens,
+        "precision": ev.precision,
+        **data_lengths(),
+    }
+
+
+def reference_model(family, ref):
+    """``pretrained``: the teacher's pretrained base (the paper's Ref-pretrained, for every model of the
+    family); ``external``: attacks.external_reference. Returns (how to load it, local inputs)."""
+    if ref == "pretrained":
+        base = FAMILIES[family].teacher.base
+        return base_ref(family, base), base_inputs(family, base)
+    ext = CFG.attacks.external_reference
+    if ext.family is not None:
+        return base_ref(ext.family, ext.base), base_inputs(ext.family, ext.base)
+    return ext.ref(), model_inputs(ext.name_or_path)
+
+
+def reference_input(wildcards):
+    return reference_model(wildcards.family, wildcards.ref)[1]
+
+
+def reference_scoring_cfg(wildcards):
+    return {**scoring_cfg(), "model": reference_model(wildcards.family, wildcards.ref)[0]}
+
+
+def mope_cfg(wildcards):
+    ev, mope = CFG.evaluation, CFG.attacks.mope
+    return {
+        "k": mope.k,
+        "sigma": mope.sigma,
+        "seed": mope.seed,
+        "batch_size": mope.batch_size or ev.batch_size,
+        "max_members": ev.max_members,
+        "max_nonmembers": ev.max_nonmembers,
+        "sample_seed": ev.sample_seed,
+        "block": None,
+        "precision": ev.precision,
+        **data_lengths(),
+    }
+
+
+def nokd_reference(family, model):
+    """The No-KD student a model is compared with: same base when there is one, else the family's first."""
+    students = FAMILIES[family].students
+    nokd = [n for n, s in students.items() if s.method == "nokd"]
+    base = FAMILIES[family].teacher.base if model == "teacher" else STUDENTS[family][model][0].base
+    same = [n for n in nokd if students[n].base == base]
+    return (same or nokd)[0]
+
+
+def attack_inputs(wildcards):
+    """The target's scores plus whatever its attacks read (kdprivacy.mia.attacks.ATTACKS: each attack's
+    ``needs``): reference scores and their populations, the target's population, MoPe."""
+    family, seed, model = wildcards.family, wildcards.seed, wildcards.model
+    scores = f"{R}/{family}/seed{seed}/scores"
+    inputs = {
+        "scores": f"{scores}/{model}.parquet",
+        "manifest": rules.prepare_data.output.manifest,
+    }
+    needs = attack_needs(CFG.attacks.names)
+    for ref in CFG.attacks.reference_names:
+        if ref == "nokd":
+            other = nokd_reference(family, model)
+            inputs["ref_nokd"] = f"{scores}/{other}.parquet"
+            inputs["population_nokd"] = f"{scores}/{other}.population.parquet"
+        else:
+            inputs[f"ref_{ref}"] = f"{R}/{family}/references/{ref}.parquet"
+            inputs[f"population_{ref}"] = f"{R}/{family}/references/{ref}.population.parquet"
+    if "population" in needs:
+        inputs["population"] = f"{scores}/{model}.population.parquet"
+    if "mope" in needs:
+        inputs["mope"] = f"{R}/{family}/seed{seed}/mope/{model}.parquet"
+    return inputs
+
+
+def attack_cfg():
+    att = CFG.attacks
+    return {
+        "names": att.names,
+        "min_k": att.min_k,
+        "fprs": att.fprs,
+        "n_bootstrap": att.n_bootstrap,
+        "bootstrap_seed": att.bootstrap_seed,
+        "short_tokens": att.short_tokens,
+        "roc_max_points": att.roc_max_points,
+        "rmia": dump(att.rmia),
+    }
+
+
+def blind_cfg():
+    ev, att = CFG.evaluation, CFG.attacks
+    return {
+        **{k: v for k, v in dump(att.blind).items() if k != "enabled"},
+        "max_members": ev.max_members,
+        "max_nonmembers": ev.max_nonmembers,
+        "sample_seed": ev.sample_seed,
+        "fprs": att.fprs,
+        "n_bootstrap": att.n_bootstrap,
+        "bootstrap_seed": att.bootstrap_seed,
+    }
+
 
 rule score_model:
     input:
@@ -22,7 +136,7 @@ rule score_model:
         gpu=gpus("score_model"),
     params:
         cfg=scoring_cfg,
-        code=code("score_model.py", "scoring", "models"),
+        code=code("score_model.py", "mia.scoring", "config", "models"),
     script:
         "../scripts/score_model.py"
 
@@ -48,7 +162,7 @@ rule score_reference:
     params:
         sources=sources(reference_input),
         cfg=reference_scoring_cfg,
-        code=code("score_model.py", "scoring", "models"),
+        code=code("score_model.py", "mia.scoring", "config", "models"),
     script:
         "../scripts/score_model.py"
 
@@ -72,7 +186,7 @@ rule mope:
         gpu=gpus("mope"),
     params:
         cfg=mope_cfg,
-        code=code("mope.py", "perturb", "scoring", "models"),
+        code=code("mope.py", "mia.perturb", "mia.scoring", "models"),
     script:
         "../scripts/mope.py"
 
@@ -92,7 +206,7 @@ rule attack_metrics:
         ENV
     params:
         cfg=attack_cfg(),
-        code=code("attack_metrics.py", "attacks", "metrics", "scoring"),
+        code=code("attack_metrics.py", "mia.attacks", "mia.metrics"),
     script:
         "../scripts/attack_metrics.py"
 
@@ -111,6 +225,6 @@ rule blind_baseline:
         ENV
     params:
         cfg=blind_cfg(),
-        code=code("blind_baseline.py", "blind", "metrics", "scoring"),
+        code=code("blind_baseline.py", "mia.blind", "mia.metrics", "mia.scoring"),
     script:
         "../scripts/blind_baseline.py"

@@ -2,6 +2,56 @@
 # extraction, secrets and canary exposure), teacher-to-student inheritance, utility, per-block risk.
 
 
+def memorization_cfg(wildcards):
+    mem, ev = CFG.memorization, CFG.evaluation
+    return {
+        **{k: v for k, v in dump(mem).items() if k != "inheritance_thresholds"},
+        "sample_seed": ev.sample_seed,
+        "bootstrap_seed": CFG.attacks.bootstrap_seed,
+        **data_lengths(),
+    }
+
+
+def inheritance_inputs(wildcards):
+    run = f"{R}/{wildcards.family}/seed{wildcards.seed}"
+    return {
+        "teacher": f"{run}/memorization/teacher.parquet",
+        "student": f"{run}/memorization/{wildcards.student}.parquet",
+        "student_attacks": f"{run}/attacks/{wildcards.student}.parquet",
+        "teacher_attacks": f"{run}/attacks/teacher.parquet",
+    }
+
+
+def inheritance_cfg():
+    return {
+        "thresholds": CFG.memorization.inheritance_thresholds,
+        "n_bootstrap": CFG.memorization.n_bootstrap,
+        "bootstrap_seed": CFG.attacks.bootstrap_seed,
+    }
+
+
+def utility_cfg(wildcards):
+    return {
+        **{k: v for k, v in dump(CFG.utility).items() if k != "enabled"},
+        "sample_seed": CFG.evaluation.sample_seed,
+        "n_bootstrap": CFG.memorization.n_bootstrap,
+        "bootstrap_seed": CFG.attacks.bootstrap_seed,
+        **data_lengths(),
+    }
+
+
+def blocks_cfg(wildcards):
+    blk = CFG.blocks
+    return {
+        **{k: v for k, v in dump(blk).items() if k != "enabled"},
+        "batch_size": blk.batch_size or CFG.evaluation.batch_size,
+        "sample_seed": CFG.evaluation.sample_seed,
+        "bootstrap_seed": CFG.attacks.bootstrap_seed,
+        "precision": CFG.evaluation.precision,
+        **data_lengths(),
+    }
+
+
 rule memorization:
     input:
         manifest=rules.prepare_data.output.manifest,
@@ -22,7 +72,7 @@ rule memorization:
         gpu=gpus("memorization"),
     params:
         cfg=memorization_cfg,
-        code=code("memorization.py", "memorization", "models"),
+        code=code("memorization.py", "memorization.extraction", "mia.scoring", "models"),
     script:
         "../scripts/memorization.py"
 
@@ -40,7 +90,7 @@ rule inheritance:
         ENV
     params:
         cfg=inheritance_cfg(),
-        code=code("inheritance.py", "inheritance"),
+        code=code("inheritance.py", "memorization.inheritance"),
     script:
         "../scripts/inheritance.py"
 
@@ -65,7 +115,7 @@ rule utility:
         gpu=gpus("utility"),
     params:
         cfg=utility_cfg,
-        code=code("utility.py", "utility", "models"),
+        code=code("utility.py", "memorization.utility", "mia.scoring", "models"),
     script:
         "../scripts/utility.py"
 
@@ -89,6 +139,6 @@ rule block_mope:
         gpu=gpus("block_mope"),
     params:
         cfg=blocks_cfg,
-        code=code("block_mope.py", "blocks", "models"),
+        code=code("block_mope.py", "mia.blocks", "mia.scoring", "models"),
     script:
         "../scripts/block_mope.py"

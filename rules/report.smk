@@ -22,7 +22,7 @@ rule aggregate:
     params:
         models=all_models(),
         cfg={"n_bootstrap": CFG.attacks.n_bootstrap, "bootstrap_seed": CFG.attacks.bootstrap_seed},
-        code=code("aggregate.py", "metrics", "memorization"),
+        code=code("aggregate.py", "mia.metrics", "memorization.extraction"),
     script:
         "../scripts/aggregate.py"
 

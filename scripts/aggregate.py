@@ -18,7 +18,9 @@ log = runtime.start(snakemake)  # noqa: F821
 
 import pandas as pd  # noqa: E402
 
-from kdprivacy import io, memorization, metrics  # noqa: E402
+from kdprivacy import io  # noqa: E402
+from kdprivacy.memorization import extraction  # noqa: E402
+from kdprivacy.mia import metrics  # noqa: E402
 
 models = list(snakemake.params.models)  # noqa: F821
 # The key columns are whatever describes a model in params.models (family, seed, model, role, method, base,
@@ -49,7 +51,7 @@ def with_key(frame: pd.DataFrame, spec: dict) -> pd.DataFrame:
 metric_paths, memorization_paths = paths("metrics"), paths("memorization")
 mia = pd.concat([with_key(pd.read_csv(p), m) for m, p in zip(models, metric_paths)], ignore_index=True)
 memorization_table = pd.DataFrame(
-    [{**{c: m[c] for c in MODEL_COLUMNS}, **memorization.summarize_memorization(pd.read_parquet(p))}
+    [{**{c: m[c] for c in MODEL_COLUMNS}, **extraction.summarize_memorization(pd.read_parquet(p))}
      for m, p in zip(models, memorization_paths)]
 )
 log.info("MIA table: %d rows; memorization table: %d rows", len(mia), len(memorization_table))

@@ -17,16 +17,14 @@ log = runtime.start(snakemake)  # noqa: F821
 
 import pandas as pd  # noqa: E402
 
-from kdprivacy import attacks, io, metrics, scoring  # noqa: E402
+from kdprivacy import io  # noqa: E402
+from kdprivacy.mia import attacks, metrics  # noqa: E402
 
 cfg = snakemake.params.cfg  # noqa: F821
 inp = dict(snakemake.input.items())  # noqa: F821
 out = dict(snakemake.output.items())  # noqa: F821
-names = list(cfg.get("names", cfg.get("attacks")))
-fprs = list(cfg.get("fprs", metrics.DEFAULT_FPRS))
-n_bootstrap = int(cfg.get("n_bootstrap", 0))
-bootstrap_seed = int(cfg.get("bootstrap_seed", 0))
-short_tokens = int(cfg.get("short_tokens", scoring.DEFAULT_SHORT_TOKENS))
+names, fprs = cfg["names"], cfg["fprs"]
+n_bootstrap, bootstrap_seed, short_tokens = cfg["n_bootstrap"], cfg["bootstrap_seed"], cfg["short_tokens"]
 
 scores = pd.read_parquet(inp["scores"])
 manifest = pd.read_parquet(inp["manifest"], columns=["id", "response"])
@@ -47,7 +45,7 @@ log.info("attacks %s; references %s; population %s", names, sorted(references),
 
 long = attacks.compute_attacks(
     scores, texts, names, min_k=cfg["min_k"], references=references, population=population,
-    reference_populations=populations, mope=mope, rmia=cfg.get("rmia"), short_tokens=short_tokens,
+    reference_populations=populations, mope=mope, rmia=cfg["rmia"], short_tokens=short_tokens,
 )
 per_example = long.merge(scores[["id", "label", "category", "n_tokens"]], on="id", how="left",
                          validate="many_to_one")
@@ -64,12 +62,12 @@ io.write_csv(summary, out["metrics"])
 
 if "per_category" in out:
     by_category = metrics.summarize_by_category(
-        per_example, fprs=fprs, n_bootstrap=int(cfg.get("category_bootstrap", n_bootstrap)),
+        per_example, fprs=fprs, n_bootstrap=n_bootstrap,
         bootstrap_seed=bootstrap_seed,
     )
     io.write_csv(by_category, out["per_category"])
 if "roc" in out:
-    max_points = int(cfg.get("roc_max_points", 400))
+    max_points = cfg["roc_max_points"]
     curves = []
     for name in names:
         part = per_example[per_example.attack == name]

@@ -15,22 +15,19 @@ log = runtime.start(snakemake)  # noqa: F821
 
 import pandas as pd  # noqa: E402
 
-from kdprivacy import blind, io, metrics, provenance, scoring  # noqa: E402
+from kdprivacy import io, provenance  # noqa: E402
+from kdprivacy.mia import blind, metrics, scoring  # noqa: E402
 
 cfg = snakemake.params.cfg  # noqa: F821
 inp = dict(snakemake.input.items())  # noqa: F821
 out = dict(snakemake.output.items())  # noqa: F821
-fprs = list(cfg.get("fprs", metrics.DEFAULT_FPRS))
-n_bootstrap = int(cfg.get("n_bootstrap", 0))
-bootstrap_seed = int(cfg.get("bootstrap_seed", 0))
+fprs, n_bootstrap, bootstrap_seed = cfg["fprs"], cfg["n_bootstrap"], cfg["bootstrap_seed"]
 
 manifest = pd.read_parquet(inp["manifest"])
 evaluation = scoring.evaluation_set(manifest, cfg["max_members"], cfg["max_nonmembers"], cfg["sample_seed"])
 scores = blind.blind_scores(
-    evaluation, folds=int(cfg.get("folds", 5)), seed=int(cfg.get("seed", 0)),
-    fields=list(cfg.get("fields", blind.DEFAULT_FIELDS)), features=cfg.get("features", "tfidf"),
-    ngram_max=int(cfg.get("ngram_max", 2)), n_features=int(cfg.get("n_features", 2**18)),
-    c=float(cfg.get("C", 1.0)),
+    evaluation, folds=cfg["folds"], seed=cfg["seed"], features=cfg["features"], ngram_max=cfg["ngram_max"],
+    c=cfg["C"],
 )
 per_example = scores.merge(evaluation[["id", "category"]], on="id", how="left", validate="one_to_one")
 per_example = per_example.assign(attack="blind")[["id", "label", "category", "fold", "attack", "score"]]

@@ -3,11 +3,10 @@
 Contract -- inputs: ``teacher`` and ``student`` (per-example memorization parquets of
 ``scripts/memorization.py``, same evaluation set), ``student_attacks`` (per-example attack parquet of
 ``scripts/attack_metrics.py``: ``id, label, category, attack, score``), optional ``teacher_attacks`` (same,
-for the teacher); outputs: ``inheritance`` (csv, :data:`kdprivacy.inheritance.INHERITANCE_COLUMNS`),
-``correlation`` (csv, ``model`` + :data:`kdprivacy.inheritance.CORRELATION_COLUMNS`; ``model`` is
-``student`` or ``teacher``). cfg (all optional): ``thresholds`` ([0.5, 0.75, 0.9, 0.9999]), ``metrics``
-(match_rate, rouge_l, exact_k, exact_full, secret_hit), ``correlation_metrics`` (match_rate, rouge_l,
-exposure), ``n_bootstrap`` (1000), ``bootstrap_seed`` (0).
+for the teacher); outputs: ``inheritance`` (csv, :data:`kdprivacy.memorization.inheritance.INHERITANCE_COLUMNS`),
+``correlation`` (csv, ``model`` + :data:`kdprivacy.memorization.inheritance.CORRELATION_COLUMNS`; ``model``
+is ``student`` or ``teacher``). cfg: ``thresholds`` (``memorization.inheritance_thresholds``),
+``n_bootstrap``, ``bootstrap_seed``; the metrics are the library's defaults.
 """
 
 import sys
@@ -21,7 +20,8 @@ log = runtime.start(snakemake)  # noqa: F821
 
 import pandas as pd  # noqa: E402
 
-from kdprivacy import inheritance, io, provenance  # noqa: E402
+from kdprivacy import io, provenance  # noqa: E402
+from kdprivacy.memorization import inheritance  # noqa: E402
 
 cfg = snakemake.params.cfg  # noqa: F821
 inp, out = snakemake.input, snakemake.output  # noqa: F821
@@ -29,11 +29,7 @@ inp, out = snakemake.input, snakemake.output  # noqa: F821
 teacher = pd.read_parquet(inp.teacher)
 student = pd.read_parquet(inp.student)
 table = inheritance.inheritance_table(
-    teacher, student,
-    thresholds=cfg.get("thresholds", inheritance.DEFAULT_THRESHOLDS),
-    metric_names=cfg.get("metrics", inheritance.DEFAULT_METRICS),
-    n_bootstrap=cfg.get("n_bootstrap", 1000),
-    seed=cfg.get("bootstrap_seed", 0),
+    teacher, student, thresholds=cfg["thresholds"], n_bootstrap=cfg["n_bootstrap"], seed=cfg["bootstrap_seed"]
 )
 log.info("inheritance:\n%s", table.to_string(index=False))
 
@@ -43,10 +39,7 @@ if "teacher_attacks" in inp.keys():
 frames = []
 for model, attacks_path, per_example in pairs:
     attack_scores = pd.read_parquet(attacks_path, columns=["id", "attack", "score"])
-    corr = inheritance.membership_memorization_correlation(
-        attack_scores, per_example,
-        metric_names=cfg.get("correlation_metrics", inheritance.CORRELATION_METRICS),
-    )
+    corr = inheritance.membership_memorization_correlation(attack_scores, per_example)
     corr.insert(0, "model", model)
     frames.append(corr)
 correlation = pd.concat(frames, ignore_index=True)

@@ -2,12 +2,10 @@
 non-members): positional match over the first k tokens, exact extraction, ROUGE-L, secret hits, exposure.
 
 Contract -- input: ``manifest``, ``model``; output: ``per_example`` (parquet, ``id, label, category`` +
-:data:`kdprivacy.memorization.MEMORIZATION_COLUMNS`), optional ``summary`` (csv,
-:func:`kdprivacy.memorization.memorization_summary`). cfg: ``first_k`` (32), ``rouge_threshold`` (0.5),
-``n_candidates`` (100; 0 = no exposure), ``max_members``, ``max_nonmembers``, ``sample_seed`` (also seeds the
-secret candidates), ``batch_size``, ``max_new_tokens`` (None = the longest reference), ``max_length``,
-``max_prompt_length``; optional ``rouge_stemmer`` (False), ``exposure_in_prompt`` (False),
-``n_bootstrap`` (1000), ``bootstrap_seed`` (0), ``dtype`` ("float32").
+:data:`kdprivacy.memorization.extraction.MEMORIZATION_COLUMNS`), optional ``summary`` (csv,
+:func:`kdprivacy.memorization.extraction.memorization_summary`). cfg: the config's ``memorization`` section
+(less the inheritance thresholds), ``sample_seed`` (also seeds the secret candidates), ``bootstrap_seed``,
+``max_length``, ``max_prompt_length``.
 """
 
 import sys
@@ -21,7 +19,9 @@ log = runtime.start(snakemake)  # noqa: F821
 
 import pandas as pd  # noqa: E402
 
-from kdprivacy import io, memorization, models, provenance, scoring, utility  # noqa: E402
+from kdprivacy import io, models, provenance  # noqa: E402
+from kdprivacy.memorization import extraction, utility  # noqa: E402
+from kdprivacy.mia import scoring  # noqa: E402
 
 cfg = snakemake.params.cfg  # noqa: F821
 inp, out = snakemake.input, snakemake.output  # noqa: F821
@@ -32,27 +32,25 @@ n_members = int((evaluation.label == 1).sum())
 log.info("evaluation set: %d members, %d non-members", n_members, len(evaluation) - n_members)
 
 tokenizer = models.load_tokenizer(inp.model)
-model = models.load_model(inp.model, dtype=cfg.get("dtype", "float32"))
+model = models.load_model(inp.model)
 model.to(scoring.inference_device())
-table = memorization.memorization_table(
+table = extraction.memorization_table(
     model, tokenizer, evaluation,
-    k=cfg.get("first_k", memorization.DEFAULT_K),
+    k=cfg["first_k"],
     batch_size=cfg["batch_size"],
     max_length=cfg["max_length"],
     max_prompt_length=cfg["max_prompt_length"],
-    rouge_threshold=cfg.get("rouge_threshold", memorization.DEFAULT_ROUGE_THRESHOLD),
-    n_candidates=cfg.get("n_candidates", memorization.DEFAULT_N_CANDIDATES),
+    rouge_threshold=cfg["rouge_threshold"],
+    n_candidates=cfg["n_candidates"],
     candidate_seed=cfg["sample_seed"],
-    max_new_tokens=cfg.get("max_new_tokens"),
-    stemmer=utility.stemmer_from_flag(cfg.get("rouge_stemmer", False)),
-    exposure_in_prompt=cfg.get("exposure_in_prompt", False),
+    max_new_tokens=cfg["max_new_tokens"],
+    stemmer=utility.stemmer_from_flag(cfg["rouge_stemmer"]),
+    exposure_in_prompt=cfg["exposure_in_prompt"],
 )
 table = evaluation[["id", "label", "category"]].merge(table, on="id", how="left", validate="one_to_one")
 if len(table) != len(evaluation) or table["n_compared"].isna().any():
     raise RuntimeError("memorization lost examples")
-summary = memorization.memorization_summary(
-    table, n_bootstrap=cfg.get("n_bootstrap", 1000), seed=cfg.get("bootstrap_seed", 0)
-)
+summary = extraction.memorization_summary(table, n_bootstrap=cfg["n_bootstrap"], seed=cfg["bootstrap_seed"])
 log.info("memorization summary:\n%s", summary.to_string(index=False))
 io.write_parquet(table, out.per_example)
 if "summary" in out.keys():

@@ -15,7 +15,8 @@ log = runtime.start(snakemake)  # noqa: F821
 
 import pandas as pd  # noqa: E402
 
-from kdprivacy import encoding, io, models, perturb, provenance, scoring  # noqa: E402
+from kdprivacy import encoding, io, models, provenance  # noqa: E402
+from kdprivacy.mia import perturb, scoring  # noqa: E402
 
 cfg = snakemake.params.cfg  # noqa: F821
 inp, out = snakemake.input, snakemake.output  # noqa: F821
@@ -23,9 +24,9 @@ inp, out = snakemake.input, snakemake.output  # noqa: F821
 manifest = pd.read_parquet(inp.manifest)
 evaluation = scoring.evaluation_set(manifest, cfg["max_members"], cfg["max_nonmembers"], cfg["sample_seed"])
 tokenizer = models.load_tokenizer(inp.model)
-model = models.load_model(inp.model, dtype=cfg.get("dtype", "float32"))
+model = models.load_model(inp.model)
 model.to(scoring.inference_device())
-block = cfg.get("block")
+block = cfg["block"]
 params = None if block is None else perturb.block_params(model, int(block))
 if params is not None:
     log.info("perturbing block %s only (%d tensors)", perturb.find_blocks(model)[int(block)][0], len(params))
@@ -34,7 +35,7 @@ log.info("MoPe: %d examples, K=%d, sigma=%g, seed=%d", len(items), cfg["k"], cfg
 table = perturb.mope_scores(
     model, items, k=int(cfg["k"]), sigma=float(cfg["sigma"]), seed=int(cfg["seed"]),
     batch_size=int(cfg["batch_size"]), pad_id=tokenizer.pad_token_id, params=params,
-    position_chunk=int(cfg.get("position_chunk", 512)), precision=cfg.get("precision", "fp32"),
+    precision=cfg["precision"],
 )
 table = evaluation[["id", "label", "category"]].merge(table, on="id", how="left", validate="one_to_one")
 if len(table) != len(evaluation) or table["mope"].isna().any():

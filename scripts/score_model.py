@@ -2,8 +2,8 @@
 
 Named inputs: ``manifest``; ``model`` (a model directory) unless ``cfg["model"]`` names the model to load
 (e.g. a hub reference such as StableLM-3B: ``{name_or_path, revision, dtype, trust_remote_code}``).
-Outputs: ``scores`` (members + non-members); optional ``population`` (the RMIA population sample, needs
-``cfg["population"] = {pools, max_examples, seed}``). The model tokenizes the manifest text with its own
+Outputs: ``scores`` (members + non-members); optional ``population`` (the RMIA population sample,
+``cfg["population"]``: the config's ``evaluation.population``). The model tokenizes the manifest text with its own
 tokenizer, so references with another vocabulary score the same examples.
 """
 
@@ -18,24 +18,25 @@ log = runtime.start(snakemake)  # noqa: F821
 
 import pandas as pd  # noqa: E402
 
-from kdprivacy import encoding, io, models, provenance, scoring  # noqa: E402
+from kdprivacy import config, encoding, io, models, provenance  # noqa: E402
+from kdprivacy.mia import scoring  # noqa: E402
 
 cfg = snakemake.params.cfg  # noqa: F821
 inp = dict(snakemake.input.items())  # noqa: F821
 out = dict(snakemake.output.items())  # noqa: F821
-short_tokens = int(cfg.get("short_tokens", scoring.DEFAULT_SHORT_TOKENS))
+short_tokens = cfg["short_tokens"]
 
 manifest = pd.read_parquet(inp["manifest"])
 evaluation = scoring.evaluation_set(manifest, cfg["max_members"], cfg["max_nonmembers"], cfg["sample_seed"])
 n_members = int((evaluation.label == 1).sum())
 log.info("evaluation set: %d members, %d non-members", n_members, len(evaluation) - n_members)
 
-if cfg.get("model"):
+if cfg["model"] is not None:
     model, tokenizer = models.load_base(cfg["model"])
     source = cfg["model"]["name_or_path"]
 else:
     tokenizer = models.load_tokenizer(inp["model"])
-    model = models.load_model(inp["model"], dtype=cfg.get("dtype", "float32"))
+    model = models.load_model(inp["model"])
     source = inp["model"]
 model.to(scoring.inference_device())
 log.info("model %s (%s, vocabulary %d)", source, type(model).__name__, len(tokenizer))
@@ -44,8 +45,7 @@ log.info("model %s (%s, vocabulary %d)", source, type(model).__name__, len(token
 def score(frame: pd.DataFrame, keep: list[str], what: str) -> pd.DataFrame:
     items = encoding.encode_frame(tokenizer, frame, cfg["max_length"], cfg["max_prompt_length"])
     scores = scoring.score_examples(
-        model, items, batch_size=cfg["batch_size"], pad_id=tokenizer.pad_token_id,
-        position_chunk=int(cfg.get("position_chunk", 512)), precision=cfg.get("precision", "fp32"),
+        model, items, batch_size=cfg["batch_size"], pad_id=tokenizer.pad_token_id, precision=cfg["precision"]
     )
     table = frame[keep].merge(scores, on="id", how="left", validate="one_to_one")
     if len(table) != len(frame) or table["n_tokens"].isna().any():
@@ -69,12 +69,7 @@ rule = snakemake.rule  # noqa: F821
 provenance.write(f"{out['scores']}.provenance.json", params=params, inputs=inputs, rule=rule)
 
 if "population" in out:
-    pop_cfg = cfg.get("population")
-    if not pop_cfg:
-        raise ValueError("a population output needs cfg['population'] = {pools, max_examples, seed}")
-    population = scoring.population_set(
-        manifest, pop_cfg.get("pools", list(scoring.POPULATION_POOLS)), pop_cfg.get("max_examples", 1000),
-        pop_cfg.get("seed", 0),
-    )
+    pop = config.Population.model_validate(cfg["population"])
+    population = scoring.population_set(manifest, pop.pools, pop.max_examples, pop.seed)
     io.write_parquet(score(population, ["id", "pool", "category"], "population"), out["population"])
     provenance.write(f"{out['population']}.provenance.json", params=params, inputs=inputs, rule=rule)

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdprivacy import attacks
+from kdprivacy.mia import attacks
 
 
 def table():
@@ -129,7 +129,8 @@ from transformers import (
     OPTForCausalLM,
 )  # noqa: E402
 
-from kdprivacy import data, encoding, models, scoring  # noqa: E402
+from kdprivacy import data, encoding, models  # noqa: E402
+from kdprivacy.mia import scoring  # noqa: E402
 
 MAX_LEN, MAX_PROMPT = 96, 48
 
@@ -333,7 +334,7 @@ def test_ref_attack_hand_values_and_auc_below_half():
     assert s == pytest.approx({"m1": 1.0 - 2.0, "m2": 0.5 - 1.0, "n1": 4.0 - 0.5, "n2": 5.0 - 0.2})
     # short: fewer than 2 tokens under the target *or* the reference (the reference has 1 token each)
     assert out["short"].all()
-    from kdprivacy import metrics
+    from kdprivacy.mia import metrics
 
     labels = [1, 1, 0, 0]
     auc = metrics.roc_auc(out.score, labels)
@@ -382,3 +383,67 @@ def test_rmia_ratio_details():
     assert math.isnan(attacks.rmia_from_ratios(np.array([np.nan]), z)[0])
     with pytest.raises(ValueError):
         attacks.RMIASettings(a=1.5)
+
+
+# ------------------------------------------------------------------------------------ the attack registry
+def test_registry_entries_are_complete():
+    """Every attack of the registry: a score function, needs the workflow knows, a config entry, a paper name
+    that exists in the paper's table (or None), and a test in this file."""
+    import inspect
+    import typing
+    from importlib import resources
+
+    from kdprivacy import config
+
+    paper = pd.read_csv(resources.files("kdprivacy.resources") / "paper_results.csv")
+    paper_attacks = set(paper.loc[paper.metric == "mia_auc", "attack"])
+    (literal,) = typing.get_args(config.Attacks.model_fields["names"].annotation)
+    assert typing.get_args(literal) == attacks.ATTACK_NAMES  # the config schema reads the registry
+    # the tests above this section (a ref_<name> attack is tested through any reference name: ref_ext, ref_pre)
+    source = inspect.getsource(inspect.getmodule(test_registry_entries_are_complete)).split("the attack registry")[0]
+    for name, spec in attacks.ATTACKS.items():
+        assert spec.name == name and callable(spec.fn)
+        assert set(spec.needs) <= set(attacks.NEEDS)
+        assert spec.paper_name is None or spec.paper_name in paper_attacks, name
+        assert spec.reference_based == (spec.reference is not None or "references" in spec.needs), name
+        assert attacks.resolve(name) is spec.fn
+        tested = f'"{name}"' in source or (spec.reference is not None and '"ref_ext"' in source)
+        assert tested, f"attack {name} has no test in tests/test_attacks.py"
+    assert config.Attacks(names=list(attacks.ATTACK_NAMES), external_reference={"name_or_path": "gpt2"}).names
+
+
+def test_registry_carries_what_findings_and_the_paper_comparison_read():
+    # the lists the findings (reference-calibrated attacks) and the paper comparison (our -> paper name) used
+    assert attacks.ATTACK_NAMES == (
+        "loss", "min_k", "min_k_pp", "zlib", "ref_external", "ref_pretrained", "ref_nokd", "mope", "rmia"
+    )
+    assert attacks.REFERENCE_ATTACKS == ("ref_external", "ref_pretrained", "ref_nokd", "rmia")
+    assert attacks.PAPER_ATTACKS == {
+        "loss": "loss", "min_k": "min_k", "min_k_pp": "min_k_pp", "zlib": "zlib", "ref_external": "ref_external",
+        "ref_pretrained": "ref_pretrained", "mope": "mope",
+    }
+    assert attacks.REFERENCE_NAMES == ("external", "pretrained", "nokd")
+    assert attacks.needs(["loss", "rmia"]) == {"references", "population"}
+    assert attacks.needs(["zlib", "mope", "ref_nokd"]) == {"texts", "mope", "reference"}
+    with pytest.raises(ValueError, match="unknown needs"):
+        attacks.AttackSpec("x", attacks.loss_score, None, needs=("gpu",))
+
+
+def test_registry_imports_without_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, kdprivacy.mia, kdprivacy.mia.attacks, kdprivacy.config; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_an_added_attack_is_computed_like_the_others(monkeypatch):
+    """Extension point: one AttackSpec line in ATTACKS and compute_attacks scores it."""
+    spec = attacks.AttackSpec("n_tokens", lambda scores, context: scores["n_tokens"].to_numpy(float), None)
+    monkeypatch.setitem(attacks.ATTACKS, spec.name, spec)
+    table = pd.DataFrame({
+        "id": ["a", "b"], "n_tokens": [2, 1], "token_logprobs": [np.array([-1.0, -2.0]), np.array([-0.5])],
+        "token_mu": [np.zeros(2), np.zeros(1)], "token_sigma": [np.ones(2), np.ones(1)],
+    })
+    out = attacks.compute_attacks(table, {"a": "x", "b": "y"}, ["loss", "n_tokens"])
+    assert out.loc[out.attack == "n_tokens", "score"].tolist() == [2.0, 1.0]

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdprivacy import blind, data, metrics, scoring
+from kdprivacy import data
+from kdprivacy.mia import blind, metrics, scoring
 
 SPLIT = {"seed": 0, "nonmember": 300, "dev": 20, "private": 300, "public": 40}
 
@@ -95,6 +96,8 @@ def test_blind_baseline_script(tmp_path, manifest):
         "folds": 4,
         "seed": 0,
         "features": "hashing",
+        "ngram_max": 2,
+        "C": 1.0,
         "fprs": [0.05, 0.01],
         "n_bootstrap": 20,
         "bootstrap_seed": 0,

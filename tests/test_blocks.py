@@ -6,7 +6,7 @@ import torch
 from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, OPTConfig,
                           OPTForCausalLM)
 
-from kdprivacy import blocks, perturb, scoring
+from kdprivacy.mia import blocks, perturb, scoring
 from kdprivacy.encoding import Encoded
 
 VOCAB, PAD, EOS, N_LAYER = 40, 0, 1, 3
@@ -193,7 +193,8 @@ def test_block_mope_script(tmp_path):
     model = models.build_from_scratch({"arch": "llama", "n_layer": 2, "d_model": 16, "n_head": 2}, tok, 256, 0)
     models.save_model(model, tok, tmp_path / "model")
     cfg = {"k": 2, "sigmas": [0.01, 0.02], "seed": 0, "batch_size": 8, "max_members": 6, "max_nonmembers": 6,
-           "n_bootstrap": 10, "max_length": 128, "max_prompt_length": 80}
+           "n_bootstrap": 10, "max_length": 128, "max_prompt_length": 80, "sample_seed": 0, "bootstrap_seed": 0,
+           "precision": "fp32"}
     out = {"per_block": str(tmp_path / "blocks.csv"), "per_example": str(tmp_path / "blocks.parquet")}
     repo = Path(__file__).resolve().parents[1]
     smk = SimpleNamespace(scriptdir=str(repo / "scripts"), params=SimpleNamespace(cfg=cfg, code="c"),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kdprivacy import generation, memorization, models
-from kdprivacy.encoding import Encoded
+from kdprivacy import generation, models
+from kdprivacy.encoding import Encoded, collate_prompts
 
 WORDS = "river stone apple quiet lamp orbit violet seven marble cloud tiger paper honey window maple".split()
 SPEC = {"arch": "gpt2", "n_layer": 2, "d_model": 32, "n_head": 4}
@@ -27,6 +27,21 @@ def _items(n=7):
     return [Encoded(f"ex-{i}", tuple(5 + (i * 13 + j * 7) % 250 for j in range(2 + i % 5)), ()) for i in range(n)]
 
 
+def hf_greedy(model, items, max_new_tokens, batch_size, pad_id, eos_id):
+    """Hugging Face's own batched greedy ``generate`` (left-padded prompts, shortest first): the oracle."""
+    order = sorted(range(len(items)), key=lambda i: len(items[i].prompt_ids))
+    results = [None] * len(items)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch = collate_prompts([items[i] for i in idx], pad_id)
+            out = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=pad_id, eos_token_id=eos_id,
+                                 do_sample=False, num_beams=1)
+            for slot, tokens in zip(idx, out[:, batch["input_ids"].shape[1] :].tolist()):
+                results[slot] = generation.cut_after_eos(tokens, eos_id)
+    return results
+
+
 def test_greedy_batched_equals_unbatched_and_hf_generate(tokenizer):
     items = _items()
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
@@ -36,7 +51,7 @@ def test_greedy_batched_equals_unbatched_and_hf_generate(tokenizer):
         alone = [generation.generate(model, [item], 10, 1, pad, eos, do_sample=False)[0] for item in items]
         assert batched == alone, arch
         # same tokens as Hugging Face's own greedy generate (KV cache + left-padding positions are right)
-        hf = memorization.greedy_generate(model, items, 10, 4, pad, eos)
+        hf = hf_greedy(model, items, 10, 4, pad, eos)
         assert batched == [tuple(t) for t in hf], arch
         assert all(isinstance(t, tuple) and 1 <= len(t) <= 10 for t in batched)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdprivacy import inheritance
+from kdprivacy.memorization import inheritance
 
 
 def hand_tables():
@@ -172,7 +172,7 @@ def test_inheritance_script(tmp_path, with_teacher_attacks):
     attacks.to_parquet(paths["student_attacks"], index=False)
     if with_teacher_attacks:
         paths["teacher_attacks"] = paths["student_attacks"]
-    cfg = {"thresholds": [0.5, 0.9], "n_bootstrap": 10}
+    cfg = {"thresholds": [0.5, 0.9], "n_bootstrap": 10, "bootstrap_seed": 0}
     out = {"inheritance": str(tmp_path / "inh.csv"), "correlation": str(tmp_path / "corr.csv")}
     repo = Path(__file__).resolve().parents[1]
     smk = SimpleNamespace(scriptdir=str(repo / "scripts"), params=SimpleNamespace(cfg=cfg, code="c"),

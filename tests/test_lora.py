@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 import torch
 
-from kdprivacy import models, scoring
+from kdprivacy import models
+from kdprivacy.mia import scoring
 from kdprivacy.config import Train
 from kdprivacy.train import jobs, loop, pools
 from kdprivacy.train.runs import TeacherRun

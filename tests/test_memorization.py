@@ -7,7 +7,8 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from kdprivacy import encoding, memorization, models
+from kdprivacy import encoding, generation, models
+from kdprivacy.memorization import extraction
 from kdprivacy.encoding import Encoded, collate
 
 PAD, EOS, VOCAB = 0, 1, 50
@@ -23,7 +24,7 @@ def tiny_model(seed=0, n_embd=32, vocab=VOCAB, eos=EOS, pad=PAD):
 
 # ------------------------------------------------------------------------------------ positional_match
 def test_positional_match_exact():
-    assert memorization.positional_match([5, 6, 7, EOS], [5, 6, 7, EOS], k=32) == (4, 4)
+    assert extraction.positional_match([5, 6, 7, EOS], [5, 6, 7, EOS], k=32) == (4, 4)
 
 
 def test_positional_match_partial_and_k():
@@ -32,28 +33,28 @@ def test_positional_match_partial_and_k():
     gen[3] = 2
     gen[31] = 2
     gen[35] = 2  # beyond k: never compared
-    assert memorization.positional_match(gen, ref, k=32) == (32, 30)
+    assert extraction.positional_match(gen, ref, k=32) == (32, 30)
 
 
 def test_positional_match_short_generation_counts_misses():
-    assert memorization.positional_match([5, 6], [5, 6, 7, 8, EOS], k=32) == (5, 2)
-    assert memorization.positional_match([], [5, 6], k=32) == (2, 0)
+    assert extraction.positional_match([5, 6], [5, 6, 7, 8, EOS], k=32) == (5, 2)
+    assert extraction.positional_match([], [5, 6], k=32) == (2, 0)
 
 
 def test_positional_match_short_reference_never_counts_padding():
     # Reference of 3 tokens (ending with EOS): only 3 positions compared, whatever was generated after.
-    assert memorization.positional_match([5, EOS, PAD, PAD], [5, 6, EOS], k=32) == (3, 1)
-    assert memorization.positional_match([5, 6, EOS, 9, 9, 9], [5, 6, EOS], k=32) == (3, 3)
+    assert extraction.positional_match([5, EOS, PAD, PAD], [5, 6, EOS], k=32) == (3, 1)
+    assert extraction.positional_match([5, 6, EOS, 9, 9, 9], [5, 6, EOS], k=32) == (3, 3)
 
 
 def test_cut_after_eos():
-    assert memorization.cut_after_eos([4, EOS, PAD, PAD], EOS) == [4, EOS]
-    assert memorization.cut_after_eos([4, 5], EOS) == [4, 5]
+    assert list(generation.cut_after_eos([4, EOS, PAD, PAD], EOS)) == [4, EOS]
+    assert list(generation.cut_after_eos([4, 5], EOS)) == [4, 5]
 
 
 # ------------------------------------------------------------------------------------ token metrics
 def test_token_metrics_exact_match():
-    out = memorization.token_metrics([5, 6, 7, EOS], [5, 6, 7, EOS], k=32, budget=40)
+    out = extraction.token_metrics([5, 6, 7, EOS], [5, 6, 7, EOS], k=32, budget=40)
     assert out == {"n_reference": 4, "n_generated": 4, "n_compared": 4, "n_matched": 4, "match_rate": 1.0,
                    "exact_k": True, "exact_full": True}
 
@@ -61,86 +62,86 @@ def test_token_metrics_exact_match():
 def test_token_metrics_exact_k_but_not_full():
     ref = list(range(10, 30)) + [EOS]  # 21 tokens
     gen = ref[:8] + [2, 3, EOS]
-    out = memorization.token_metrics(gen, ref, k=8, budget=32)
+    out = extraction.token_metrics(gen, ref, k=8, budget=32)
     assert (out["n_compared"], out["n_matched"], out["exact_k"], out["exact_full"]) == (8, 8, True, False)
     # A generation that stops one token short of the reference is not a full reproduction.
-    out = memorization.token_metrics(ref[:-1], ref, k=32, budget=32)
+    out = extraction.token_metrics(ref[:-1], ref, k=32, budget=32)
     assert (out["n_matched"], out["exact_k"], out["exact_full"]) == (20, False, False)
 
 
 def test_token_metrics_padding_never_a_miss():
     # generate() pads finished rows; cut_after_eos removes that and the reference is 3 tokens: a full match.
-    gen = memorization.cut_after_eos([5, 6, EOS, PAD, PAD, PAD], EOS)
-    out = memorization.token_metrics(gen, [5, 6, EOS], k=32, budget=32)
+    gen = list(generation.cut_after_eos([5, 6, EOS, PAD, PAD, PAD], EOS))
+    out = extraction.token_metrics(gen, [5, 6, EOS], k=32, budget=32)
     assert (out["n_compared"], out["n_matched"], out["match_rate"], out["exact_full"]) == (3, 3, 1.0, True)
 
 
 def test_token_metrics_reference_longer_than_budget_is_na():
     ref = list(range(2, 42))
-    out = memorization.token_metrics(ref[:32], ref, k=32, budget=32)
+    out = extraction.token_metrics(ref[:32], ref, k=32, budget=32)
     assert out["exact_k"] is True and out["exact_full"] is pd.NA
     # A reference truncated by max_length (no EOS) is reproduced when its tokens are.
-    out = memorization.token_metrics(ref + [7, EOS], ref, k=32, budget=64)
+    out = extraction.token_metrics(ref + [7, EOS], ref, k=32, budget=64)
     assert out["exact_full"] is True
 
 
 def test_generation_budget():
     items = [Encoded("a", (3,), tuple(range(2, 12))), Encoded("b", (3,), tuple(range(2, 52)))]
-    assert memorization.generation_budget(items, k=32) == 50
-    assert memorization.generation_budget(items, k=64) == 64
-    assert memorization.generation_budget(items, k=8, max_new_tokens=20) == 20
-    assert memorization.generation_budget(items, k=32, max_new_tokens=20) == 32
+    assert extraction.generation_budget(items, k=32) == 50
+    assert extraction.generation_budget(items, k=64) == 64
+    assert extraction.generation_budget(items, k=8, max_new_tokens=20) == 20
+    assert extraction.generation_budget(items, k=32, max_new_tokens=20) == 32
 
 
 # ------------------------------------------------------------------------------------ text / secrets
 def test_rouge_threshold_hand_computed_lcs():
     # reference: the cat sat on the mat | prediction: the cat on the mat sat
     # LCS = "the cat on the mat" = 5 tokens; P = R = 5/6; F = 5/6.
-    out = memorization.text_metrics("The cat, on the MAT... sat!", "the cat sat on the mat", rouge_threshold=0.8)
+    out = extraction.text_metrics("The cat, on the MAT... sat!", "the cat sat on the mat", rouge_threshold=0.8)
     assert out["rouge_l"] == pytest.approx(5 / 6)
     assert out["approx_memorized"] is True
-    assert memorization.text_metrics("the cat on the mat sat", "the cat sat on the mat", 0.9)[
+    assert extraction.text_metrics("the cat on the mat sat", "the cat sat on the mat", 0.9)[
         "approx_memorized"] is False
     # >= threshold: exactly at the threshold counts as memorized
-    assert memorization.text_metrics("a b", "a b c d", 2 / 3)["approx_memorized"] is True  # P=1, R=1/2, F=2/3
-    assert memorization.text_metrics("", "a b", 0.0)["rouge_l"] == 0.0
+    assert extraction.text_metrics("a b", "a b c d", 2 / 3)["approx_memorized"] is True  # P=1, R=1/2, F=2/3
+    assert extraction.text_metrics("", "a b", 0.0)["rouge_l"] == 0.0
 
 
 def test_secret_metrics():
-    out = memorization.secret_metrics("It employs 4711 people.", "4711", "How many people?", "",
+    out = extraction.secret_metrics("It employs 4711 people.", "4711", "How many people?", "",
                                       reference="It has 4711 staff.")
     assert out == {"secret_in_prompt": False, "secret_in_reference": True, "secret_hit": True}
-    out = memorization.secret_metrics("No idea.", "Stanwood", "Where was she born?", "She was born in Stanwood.",
+    out = extraction.secret_metrics("No idea.", "Stanwood", "Where was she born?", "She was born in Stanwood.",
                                       reference="She was born in")  # truncated before the secret
     assert out == {"secret_in_prompt": True, "secret_in_reference": False, "secret_hit": False}
     none = {"secret_in_prompt": pd.NA, "secret_in_reference": pd.NA, "secret_hit": pd.NA}
-    assert memorization.secret_metrics("x", "") == none
-    assert memorization.secret_metrics("x", None) == none
-    assert memorization.secret_metrics("stanwood", "Stanwood")["secret_hit"] is False  # case-sensitive
+    assert extraction.secret_metrics("x", "") == none
+    assert extraction.secret_metrics("x", None) == none
+    assert extraction.secret_metrics("stanwood", "Stanwood")["secret_hit"] is False  # case-sensitive
 
 
 def test_reference_text_uses_truncated_reference(tokenizer):
     full = encoding.encode_example(tokenizer, "a", "Q?", "Clara Kowalczyk founded it.", 64, 16)
-    assert memorization.reference_text(tokenizer, full, "Clara Kowalczyk founded it.") == (
+    assert extraction.reference_text(tokenizer, full, "Clara Kowalczyk founded it.") == (
         "Clara Kowalczyk founded it.")
     cut = encoding.encode_example(tokenizer, "a", "Q?", "Clara Kowalczyk founded it.", 8, 4)
     assert cut.response_ids[-1] != tokenizer.eos_token_id
-    text = memorization.reference_text(tokenizer, cut, "Clara Kowalczyk founded it.")
+    text = extraction.reference_text(tokenizer, cut, "Clara Kowalczyk founded it.")
     assert "Clara Kowalczyk founded it.".startswith(text) and len(text) < len("Clara Kowalczyk founded it.")
 
 
 def test_exposure_from_hand_made_scores():
     # true -5; candidates -1 and -3 are more likely: rank 3 of C + 1 = 5
-    rank, exposure = memorization.exposure_from_scores(-5.0, [-1.0, -3.0, -7.0, -9.0])
+    rank, exposure = extraction.exposure_from_scores(-5.0, [-1.0, -3.0, -7.0, -9.0])
     assert rank == 3.0
     assert exposure == pytest.approx(math.log2(5) - math.log2(3))
-    rank, exposure = memorization.exposure_from_scores(0.0, [-1.0, -2.0, -3.0])
+    rank, exposure = extraction.exposure_from_scores(0.0, [-1.0, -2.0, -3.0])
     assert (rank, exposure) == (1.0, pytest.approx(2.0))  # most likely: log2(C + 1)
-    rank, exposure = memorization.exposure_from_scores(-9.0, [-1.0, -2.0, -3.0])
+    rank, exposure = extraction.exposure_from_scores(-9.0, [-1.0, -2.0, -3.0])
     assert (rank, exposure) == (4.0, pytest.approx(0.0))  # least likely
-    assert memorization.exposure_from_scores(-5.0, [-5.0, -9.0, -1.0])[0] == 2.5  # a tie counts half
+    assert extraction.exposure_from_scores(-5.0, [-5.0, -9.0, -1.0])[0] == 2.5  # a tie counts half
     with pytest.raises(ValueError):
-        memorization.exposure_from_scores(-1.0, [])
+        extraction.exposure_from_scores(-1.0, [])
 
 
 # ------------------------------------------------------------------------------------ with a tokenizer
@@ -175,7 +176,7 @@ def test_canary_exposure_hand_made_likelihood_ordering(tokenizer, monkeypatch):
     frame = secret_frame().iloc[:1]
     true = frame.secret.item()
     from kdprivacy import data
-    candidates = data.secret_candidates("person", 5, memorization.example_candidate_seed(7, "m0"), exclude=[true])
+    candidates = data.secret_candidates("person", 5, extraction.example_candidate_seed(7, "m0"), exclude=[true])
     # hand-made ordering: candidates[0] and candidates[1] are more likely than the truth, the rest less
     loglik = {candidates[0]: -1.0, candidates[1]: -2.0, true: -3.0, candidates[2]: -4.0, candidates[3]: -5.0,
               candidates[4]: -6.0}
@@ -191,8 +192,8 @@ def test_canary_exposure_hand_made_likelihood_ordering(tokenizer, monkeypatch):
                          "token_mu": np.zeros(1), "token_sigma": np.ones(1)})
         return pd.DataFrame(rows)
 
-    monkeypatch.setattr(memorization.scoring, "score_examples", fake_score_examples)
-    out = memorization.canary_exposure(None, tokenizer, frame, n_candidates=5, seed=7, batch_size=4,
+    monkeypatch.setattr(extraction.scoring, "score_examples", fake_score_examples)
+    out = extraction.canary_exposure(None, tokenizer, frame, n_candidates=5, seed=7, batch_size=4,
                                        max_length=192, max_prompt_length=64)
     assert out.secret_rank.item() == 3.0
     assert out.exposure.item() == pytest.approx(math.log2(6) - math.log2(3))
@@ -208,13 +209,13 @@ def test_canary_exposure_skips_with_reasons(tokenizer, caplog):
     frame.loc[1, "secret"] = "Tomas Moreau"  # not in the response
     frame.loc[2, "secret_kind"] = "shoe_size"  # no candidate drawer
     with caplog.at_level(logging.INFO):
-        out = memorization.canary_exposure(tiny_model(vocab=len(tokenizer)), tokenizer, frame, 5, 0, 4, 192, 64,
+        out = extraction.canary_exposure(tiny_model(vocab=len(tokenizer)), tokenizer, frame, 5, 0, 4, 192, 64,
                                            include_in_prompt=True)
     assert out.exposure.isna().all() and (out.n_candidates == 0).all()
     assert "no secret" in caplog.text and "not in the response" in caplog.text and "no candidates" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.INFO):
-        out = memorization.canary_exposure(tiny_model(vocab=len(tokenizer)), tokenizer, secret_frame(), 5, 0, 4,
+        out = extraction.canary_exposure(tiny_model(vocab=len(tokenizer)), tokenizer, secret_frame(), 5, 0, 4,
                                            192, 64)
     assert out.n_candidates.tolist() == [5, 5, 0] and "secret in the prompt" in caplog.text
 
@@ -255,7 +256,7 @@ def memorize(model, tokenizer, frame, items, lr=5e-3, max_steps=500, margin=1.0,
         model.eval()
         lead = response_margin(model, batch)
         if lead >= margin:
-            ranks = memorization.canary_exposure(model, tokenizer, frame, N_CANDIDATES, 0, 3, 160, 64,
+            ranks = extraction.canary_exposure(model, tokenizer, frame, N_CANDIDATES, 0, 3, 160, 64,
                                                  include_in_prompt=True).secret_rank
             if (ranks == 1.0).all():
                 return model, step
@@ -271,7 +272,7 @@ def memorized(tokenizer):
                        pad=tokenizer.pad_token_id)
     model, _ = memorize(model, tokenizer, frame, items)
     longest = max(len(item.response_ids) for item in items)
-    generated = memorization.greedy_generate(model, items, longest, 3, tokenizer.pad_token_id,
+    generated = greedy(model, items, longest, 3, tokenizer.pad_token_id,
                                              tokenizer.eos_token_id)
     assert generated == [list(item.response_ids) for item in items]  # what the tests below build on
     return model, frame
@@ -280,19 +281,19 @@ def memorized(tokenizer):
 def test_memorized_records_every_metric(memorized, tokenizer, monkeypatch):
     model, frame = memorized
     calls = []
-    real = memorization.greedy_generate
+    real = generation.generate
 
     def counting(*args, **kwargs):
         calls.append(kwargs.get("max_new_tokens"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(memorization, "greedy_generate", counting)
-    table = memorization.memorization_table(model, tokenizer, frame, k=4, batch_size=3, max_length=160,
+    monkeypatch.setattr(extraction.generation, "generate", counting)
+    table = extraction.memorization_table(model, tokenizer, frame, k=4, batch_size=3, max_length=160,
                                             max_prompt_length=64, n_candidates=N_CANDIDATES, candidate_seed=0)
     items = encoding.encode_frame(tokenizer, frame, 160, 64)
     longest = max(len(item.response_ids) for item in items)
     assert calls == [longest]  # one greedy pass, long enough for the whole responses
-    assert list(table.columns) == memorization.MEMORIZATION_COLUMNS
+    assert list(table.columns) == extraction.MEMORIZATION_COLUMNS
     assert table.id.tolist() == ["m0", "m1", "m2"]
     assert table.n_compared.tolist() == [4, 4, 4]
     assert table.n_reference.tolist() == [len(item.response_ids) for item in items]
@@ -307,7 +308,7 @@ def test_memorized_records_every_metric(memorized, tokenizer, monkeypatch):
     assert table.n_candidates.tolist() == [N_CANDIDATES, N_CANDIDATES, 0]
     assert table.secret_rank.tolist()[:2] == [1.0, 1.0] and np.isnan(table.secret_rank[2])
     assert table.exposure.to_numpy()[:2] == pytest.approx([math.log2(N_CANDIDATES + 1)] * 2)
-    control = memorization.canary_exposure(model, tokenizer, frame.iloc[2:], N_CANDIDATES, 0, 3, 160, 64,
+    control = extraction.canary_exposure(model, tokenizer, frame.iloc[2:], N_CANDIDATES, 0, 3, 160, 64,
                                            include_in_prompt=True)
     assert control.secret_rank.tolist() == [1.0] and control.n_candidates.tolist() == [N_CANDIDATES]
 
@@ -318,8 +319,8 @@ def test_prefix_of_long_generation_equals_k_generation(memorized, tokenizer):
     rng = np.random.default_rng(1)
     items = [Encoded(f"r{i}", tuple(int(t) for t in rng.integers(2, len(tokenizer), 6)), (5, 6, 7))
              for i in range(4)]
-    short = memorization.greedy_generate(model, items, 4, 4, tokenizer.pad_token_id, tokenizer.eos_token_id)
-    long = memorization.greedy_generate(model, items, 20, 4, tokenizer.pad_token_id, tokenizer.eos_token_id)
+    short = greedy(model, items, 4, 4, tokenizer.pad_token_id, tokenizer.eos_token_id)
+    long = greedy(model, items, 20, 4, tokenizer.pad_token_id, tokenizer.eos_token_id)
     for a, b in zip(short, long):
         assert b[: len(a)] == a
 
@@ -327,27 +328,33 @@ def test_prefix_of_long_generation_equals_k_generation(memorized, tokenizer):
 def test_without_secret_columns_skips_with_reason(memorized, tokenizer, caplog):
     model, frame = memorized
     with caplog.at_level(logging.INFO):
-        table = memorization.memorization_table(model, tokenizer, frame.drop(columns=["secret", "secret_kind"]),
+        table = extraction.memorization_table(model, tokenizer, frame.drop(columns=["secret", "secret_kind"]),
                                                 k=4, batch_size=3, max_length=192, max_prompt_length=64)
     assert "secret hit rate and canary exposure skipped" in caplog.text
     assert table.secret_hit.isna().all() and table.secret_in_prompt.isna().all()
     assert table.exposure.isna().all() and (table.n_candidates == 0).all()
     assert table.match_rate.tolist() == [1.0, 1.0, 1.0]
-    assert list(table.columns) == memorization.MEMORIZATION_COLUMNS
+    assert list(table.columns) == extraction.MEMORIZATION_COLUMNS
 
 
 def test_per_example_table_roundtrips_parquet(memorized, tokenizer, tmp_path):
     model, frame = memorized
-    table = memorization.memorization_table(model, tokenizer, frame, k=4, batch_size=3, max_length=160,
+    table = extraction.memorization_table(model, tokenizer, frame, k=4, batch_size=3, max_length=160,
                                             max_prompt_length=64, n_candidates=2)
     path = tmp_path / "t.parquet"
     table.to_parquet(path, index=False)
     back = pd.read_parquet(path)
-    assert list(back.columns) == memorization.MEMORIZATION_COLUMNS
+    assert list(back.columns) == extraction.MEMORIZATION_COLUMNS
     assert back.secret_hit.tolist() == table.secret_hit.tolist()
 
 
-# ------------------------------------------------------------------------------------ greedy_generate
+# ------------------------------------------------------------------------------------ greedy decoding
+def greedy(model, items, max_new_tokens, batch_size, pad_id, eos_id):
+    """The memorization rule's decoder: plain greedy, new tokens cut after the first EOS, as lists."""
+    return [list(tokens) for tokens in generation.generate(model, items, max_new_tokens, batch_size, pad_id,
+                                                            eos_id, do_sample=False)]
+
+
 def items_with_prompts(seed=0, n=6):
     rng = np.random.default_rng(seed)
     return [
@@ -359,13 +366,13 @@ def items_with_prompts(seed=0, n=6):
 def test_batched_equals_unbatched_generate():
     model = tiny_model(seed=1)
     items = items_with_prompts()
-    batched = memorization.greedy_generate(model, items, 12, batch_size=4, pad_id=PAD, eos_id=EOS)
+    batched = greedy(model, items, 12, batch_size=4, pad_id=PAD, eos_id=EOS)
     for item, tokens in zip(items, batched):
         ids = torch.tensor([item.prompt_ids])
         with torch.inference_mode():
             out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=12,
                                  do_sample=False, num_beams=1, pad_token_id=PAD, eos_token_id=EOS)
-        alone = memorization.cut_after_eos(out[0, ids.shape[1]:].tolist(), EOS)
+        alone = list(generation.cut_after_eos(out[0, ids.shape[1]:].tolist(), EOS))
         assert tokens == alone
         assert 1 <= len(tokens) <= 12
 
@@ -374,11 +381,11 @@ def test_generation_ignores_saved_no_repeat_ngram():
     # A model whose saved generation config forbids repeated n-grams must still decode plainly.
     model = tiny_model(seed=2)
     items = items_with_prompts(seed=3, n=3)
-    plain = memorization.greedy_generate(model, items, 16, batch_size=3, pad_id=PAD, eos_id=EOS)
+    plain = greedy(model, items, 16, batch_size=3, pad_id=PAD, eos_id=EOS)
     assert any(len(set(tokens)) < len(tokens) for tokens in plain)  # a repeat that the setting would forbid
     model.generation_config.no_repeat_ngram_size = 1
     model.generation_config.repetition_penalty = 5.0
-    again = memorization.greedy_generate(model, items, 16, batch_size=3, pad_id=PAD, eos_id=EOS)
+    again = greedy(model, items, 16, batch_size=3, pad_id=PAD, eos_id=EOS)
     assert again == plain
 
 
@@ -401,8 +408,8 @@ def hand_table():
 
 
 def test_memorization_summary_rates_gap_and_subsets():
-    out = memorization.memorization_summary(hand_table(), n_bootstrap=200, seed=3).set_index("metric")
-    assert list(out.columns) == memorization.SUMMARY_COLUMNS[1:]
+    out = extraction.memorization_summary(hand_table(), n_bootstrap=200, seed=3).set_index("metric")
+    assert list(out.columns) == extraction.SUMMARY_COLUMNS[1:]
     assert out.loc["match_rate", "member_rate"] == pytest.approx(0.5)
     assert out.loc["match_rate", "nonmember_rate"] == pytest.approx(0.25)
     assert out.loc["match_rate", "gap"] == pytest.approx(0.25)
@@ -420,22 +427,22 @@ def test_memorization_summary_rates_gap_and_subsets():
         for key in ("member", "nonmember"):
             assert row[f"{key}_ci_low"] <= row[f"{key}_rate"] + 1e-12 <= row[f"{key}_ci_high"] + 2e-12, metric
         assert row["gap_ci_low"] <= row["gap_ci_high"]
-    again = memorization.memorization_summary(hand_table(), n_bootstrap=200, seed=3).set_index("metric")
+    again = extraction.memorization_summary(hand_table(), n_bootstrap=200, seed=3).set_index("metric")
     pd.testing.assert_frame_equal(out, again)  # seeded
-    no_ci = memorization.memorization_summary(hand_table(), n_bootstrap=0)
+    no_ci = extraction.memorization_summary(hand_table(), n_bootstrap=0)
     assert no_ci["gap_ci_low"].isna().all()
 
 
 def test_secret_truncated_out_of_reference_is_not_learnable():
     table = hand_table()
     table["secret_in_reference"] = pd.array([False, True, True, True, True, pd.NA], dtype="boolean")
-    out = memorization.memorization_summary(table, n_bootstrap=0).set_index("metric")
+    out = extraction.memorization_summary(table, n_bootstrap=0).set_index("metric")
     assert out.loc["secret_hit", ["n_members", "n_nonmembers"]].tolist() == [1, 1]  # e0 dropped
     assert out.loc["exposure", "member_rate"] == pytest.approx(2.0)
 
 
 def test_memorization_summary_skips_absent_columns():
-    out = memorization.memorization_summary(hand_table()[["id", "label", "match_rate", "exact_k"]], n_bootstrap=10)
+    out = extraction.memorization_summary(hand_table()[["id", "label", "match_rate", "exact_k"]], n_bootstrap=10)
     assert out.metric.tolist() == ["match_rate", "exact_k"]
 
 
@@ -444,7 +451,7 @@ def test_summarize_memorization():
         {"label": [1, 1, 0, 0, 0], "match_rate": [1.0, 0.5, 0.25, 0.0, 0.5],
          "exact_k": [True, False, False, False, False]}
     )
-    out = memorization.summarize_memorization(frame, n_bootstrap=100)
+    out = extraction.summarize_memorization(frame, n_bootstrap=100)
     assert out["member_rate"] == pytest.approx(0.75)
     assert out["nonmember_rate"] == pytest.approx(0.25)
     assert out["gap"] == pytest.approx(0.5)
@@ -454,7 +461,7 @@ def test_summarize_memorization():
     assert out["nonmember_exact_rate"] == 0.0
     assert (out["n_members"], out["n_nonmembers"]) == (2, 3)
     legacy = frame.rename(columns={"exact_k": "exact_prefix"})
-    assert memorization.summarize_memorization(legacy, n_bootstrap=0)["member_exact_rate"] == pytest.approx(0.5)
+    assert extraction.summarize_memorization(legacy, n_bootstrap=0)["member_exact_rate"] == pytest.approx(0.5)
 
 
 # ------------------------------------------------------------------------------------ the workflow script
@@ -495,11 +502,12 @@ def test_memorization_script(saved_model):
 
     root, manifest_path, model_dir = saved_model
     cfg = {"first_k": 8, "max_members": 5, "max_nonmembers": 4, "sample_seed": 0, "batch_size": 4,
-           "max_length": 250, "max_prompt_length": 80, "n_candidates": 3, "max_new_tokens": 16, "n_bootstrap": 20}
+           "max_length": 250, "max_prompt_length": 80, "n_candidates": 3, "max_new_tokens": 16, "n_bootstrap": 20,
+           "rouge_threshold": 0.5, "rouge_stemmer": False, "exposure_in_prompt": False, "bootstrap_seed": 0}
     out = {"per_example": str(root / "mem.parquet"), "summary": str(root / "mem.csv")}
     run_script("memorization.py", cfg, {"manifest": str(manifest_path), "model": str(model_dir)}, out, "memorization")
     table = pd.read_parquet(out["per_example"])
-    assert list(table.columns) == ["id", "label", "category", *memorization.MEMORIZATION_COLUMNS[1:]]
+    assert list(table.columns) == ["id", "label", "category", *extraction.MEMORIZATION_COLUMNS[1:]]
     assert table.label.tolist() == [1] * 5 + [0] * 4
     assert (table.n_generated <= 16).all() and (table.n_compared <= 8).all()
     assert (table.n_candidates[table.exposure.notna()] == 3).all() and table.exposure.notna().any()
@@ -508,7 +516,7 @@ def test_memorization_script(saved_model):
     prov = json.loads((root / "mem.parquet.provenance.json").read_text())
     assert prov["params"]["cfg"] == cfg and set(prov["inputs"]) == {"manifest", "model"}
     # the aggregate step's reader keeps working on the new table
-    assert memorization.summarize_memorization(table)["n_members"] == 5
+    assert extraction.summarize_memorization(table)["n_members"] == 5
 
 
 def test_exposure_skipped_when_a_variant_is_truncated(tokenizer, caplog):
@@ -517,5 +525,5 @@ def test_exposure_skipped_when_a_variant_is_truncated(tokenizer, caplog):
     items = encoding.encode_frame(tokenizer, frame, 160, 64)
     tight = len(items[0].prompt_ids) + len(items[0].response_ids) - 1  # one token short of the true response
     with caplog.at_level(logging.INFO):
-        out = memorization.canary_exposure(tiny_model(vocab=len(tokenizer)), tokenizer, frame, 5, 0, 4, tight, 64)
+        out = extraction.canary_exposure(tiny_model(vocab=len(tokenizer)), tokenizer, frame, 5, 0, 4, tight, 64)
     assert out.exposure.isna().all() and "truncated by max_length" in caplog.text

@@ -6,7 +6,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
-from kdprivacy import metrics
+from kdprivacy.mia import metrics
 
 
 def tied_data(seed, n=300):

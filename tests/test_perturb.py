@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM
 
-from kdprivacy import perturb
+from kdprivacy.mia import perturb
 from kdprivacy.encoding import Encoded
 
 V = 50
@@ -192,7 +192,7 @@ def test_noise_is_seeded_and_restricted_to_chosen_params():
 def test_warns_about_a_parameter_no_forward_reads(caplog):
     model = gpt2()
     model.unused = torch.nn.Linear(2, 2)  # a module whose forward never runs
-    with caplog.at_level("WARNING", logger="kdprivacy.perturb"):
+    with caplog.at_level("WARNING", logger="kdprivacy.mia.perturb"):
         with perturb.perturbed(model, 0.01, 0):
             logits(model)
     assert "never read" in caplog.text and "unused.weight" in caplog.text

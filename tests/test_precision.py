@@ -20,7 +20,8 @@ import pandas as pd
 import pytest
 import torch
 
-from kdprivacy import blocks, config, models, perturb, scoring
+from kdprivacy import config, models
+from kdprivacy.mia import blocks, perturb, scoring
 from kdprivacy import kd as registry
 from kdprivacy.config import KD, Train
 from kdprivacy.encoding import batch_indices
@@ -405,14 +406,16 @@ def test_scoring_scripts_pass_the_precision(tmp_path, base_dirs, manifest_path, 
     common = {"max_members": 4, "max_nonmembers": 4, "sample_seed": 0, "batch_size": 4,
               "max_length": MAX_LENGTH, "max_prompt_length": MAX_PROMPT, "precision": "bf16"}
     inputs = {"manifest": str(manifest_path), "model": str(base_dirs["gpt2"])}
-    _script("score_model.py", common, inputs, {"scores": str(tmp_path / "scores.parquet")}, "score_model")
+    _script("score_model.py", {**common, "model": None, "short_tokens": 5}, inputs,
+            {"scores": str(tmp_path / "scores.parquet")}, "score_model")
     assert set(asked) == {"bf16"}
     asked.clear()
     _script("mope.py", {**common, "k": 1, "sigma": 0.01, "seed": 0, "block": None}, inputs,
             {"mope": str(tmp_path / "mope.parquet")}, "mope")
     assert set(asked) == {"bf16"}
     asked.clear()
-    _script("block_mope.py", {**common, "k": 1, "sigmas": [0.01], "n_bootstrap": 0}, inputs,
+    _script("block_mope.py", {**common, "k": 1, "sigmas": [0.01], "seed": 0, "n_bootstrap": 0, "bootstrap_seed": 0},
+            inputs,
             {"per_block": str(tmp_path / "blocks.csv")}, "block_mope")
     assert set(asked) == {"bf16"} and len(pd.read_csv(tmp_path / "blocks.csv")) == 2
 

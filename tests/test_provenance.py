@@ -40,7 +40,20 @@ def test_write_csv_is_byte_stable(tmp_path):
 def test_module_closure_follows_imports():
     closure = provenance.module_closure(["provenance"])
     assert closure == ["__init__", "io", "provenance"]
-    assert "encoding" in provenance.module_closure(["scoring"])
+    assert "encoding" in provenance.module_closure(["mia.scoring"])
+
+
+def test_module_closure_takes_dotted_names_and_their_packages(tmp_path):
+    """Subpackage modules are named with dots; importing one runs its package's ``__init__`` (hashed too);
+    ``from kdprivacy.mia import scoring`` and ``import kdprivacy.mia.scoring`` both count."""
+    closure = provenance.module_closure(["mia.blocks"])
+    assert {"mia", "mia.blocks", "mia.metrics", "mia.perturb", "mia.scoring", "stats", "encoding"} <= set(closure)
+    assert provenance.module_closure(["mia"]) == ["__init__", "mia"]
+    assert provenance.module_path("mia").name == "__init__.py"
+    assert provenance.module_path("mia.nope") is None
+    with pytest.raises(ValueError, match="no module kdprivacy.mia.nope"):
+        provenance.code_version("mia.nope")
+    assert provenance.code_version("mia.attacks") != provenance.code_version("mia.metrics")
 
 
 def test_code_version_changes_with_extra_file(tmp_path):

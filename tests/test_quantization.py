@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from kdprivacy import models, scoring
+from kdprivacy import models
+from kdprivacy.mia import scoring
 from kdprivacy.config import Train
 from kdprivacy.kd import generations
 from kdprivacy.train import jobs, loop, pools

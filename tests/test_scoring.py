@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from kdprivacy import scoring
+from kdprivacy.mia import scoring
 from kdprivacy.encoding import Encoded
 
 PAD = 0
@@ -246,6 +246,7 @@ def test_scripts_score_reference_population_mope_attacks(tmp_path):
         dirs[name] = tmp_path / name
         models.save_model(net, tok, dirs[name])
     cfg = {
+        "model": None,
         "batch_size": 4,
         "max_members": None,
         "max_nonmembers": 10,
@@ -254,6 +255,7 @@ def test_scripts_score_reference_population_mope_attacks(tmp_path):
         "max_prompt_length": 48,
         "short_tokens": 12,
         "population": {"pools": ["dev"], "max_examples": 6, "seed": 0},
+        "precision": "fp32",
     }
     for name in dirs:
         run_script(

@@ -1,12 +1,12 @@
 import random
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from kdprivacy import memorization, models, utility
+from kdprivacy import models
+from kdprivacy.memorization import utility
 
 
 # ------------------------------------------------------------------------------------ tokenization / LCS
@@ -79,17 +79,6 @@ def test_stemmed_rouge_l_matches_rouge_score_package():
         assert utility.rouge_l(pred, ref, stemmer) == pytest.approx(scorer.score(ref, pred)["rougeL"].fmeasure)
 
 
-# ------------------------------------------------------------------------------------ bootstrap
-def test_bootstrap_mean_ci():
-    values = np.arange(100, dtype=float)
-    low, high = utility.bootstrap_mean_ci(values, n_boot=500, seed=1)
-    assert low < values.mean() < high
-    assert (low, high) == utility.bootstrap_mean_ci(values, n_boot=500, seed=1)
-    assert utility.bootstrap_mean_ci(np.ones(5), n_boot=50) == (1.0, 1.0)
-    assert all(np.isnan(utility.bootstrap_mean_ci(values, n_boot=0)))
-    assert all(np.isnan(utility.bootstrap_mean_ci([], n_boot=10)))
-
-
 # ------------------------------------------------------------------------------------ utility
 def toy_manifest():
     rows = []
@@ -140,11 +129,11 @@ def test_utility_table_perfect_generation_scores_100(tokenizer, monkeypatch):
     dev = utility.dev_set(toy_manifest(), None, 0)
     budgets = []
 
-    def oracle(model, items, max_new_tokens, batch_size, pad_id, eos_id):
+    def oracle(model, items, max_new_tokens, batch_size, pad_id, eos_id, do_sample):
         budgets.append(max_new_tokens)
         return [list(item.response_ids) for item in items]
 
-    monkeypatch.setattr(memorization, "greedy_generate", oracle)
+    monkeypatch.setattr(utility.generation, "generate", oracle)
     table = utility.utility_table(None, tokenizer, dev, batch_size=4, max_length=96, max_prompt_length=64)
     assert budgets == [32]  # default: max_length - max_prompt_length
     assert table.rouge_l.tolist() == [100.0] * len(dev)
@@ -181,7 +170,7 @@ def test_utility_script(tmp_path, tokenizer):
     toy_manifest().to_parquet(manifest_path, index=False)
     models.save_model(tiny_model(tokenizer), tokenizer, tmp_path / "model")
     cfg = {"max_examples": 6, "batch_size": 4, "max_new_tokens": 8, "max_length": 96, "max_prompt_length": 64,
-           "n_bootstrap": 20}
+           "n_bootstrap": 20, "sample_seed": 0, "rouge_stemmer": False, "bootstrap_seed": 0}
     out = {"per_example": str(tmp_path / "u.parquet"), "summary": str(tmp_path / "u.csv")}
     repo = Path(__file__).resolve().parents[1]
     smk = SimpleNamespace(scriptdir=str(repo / "scripts"), params=SimpleNamespace(cfg=cfg, code="c"),

@@ -1,7 +1,7 @@
 """Membership-inference metrics: ROC AUC, TPR at low FPR, bootstrap CIs, paired differences, seed pooling.
 
 Conventions: ``labels`` are 1 for members and 0 for non-members; a higher score means "more likely member"
-(see :mod:`kdprivacy.attacks`). Scores are used as given: an AUC below 0.5 is reported as is, never replaced
+(see :mod:`kdprivacy.mia.attacks`). Scores are used as given: an AUC below 0.5 is reported as is, never replaced
 by ``1 - AUC`` (pitfalls.md). NaN scores are an error (no silent drops); ``+-inf`` are ordinary values.
 
 - AUC = Mann-Whitney U / (n1 n0), ties count 1/2 (= the trapezoidal area under the full ROC curve).
@@ -29,6 +29,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from kdprivacy import stats
+
 DEFAULT_FPRS = (0.05, 0.01, 0.001)
 ALL_CATEGORIES = "ALL"
 
@@ -48,25 +50,12 @@ def _validate(scores, labels) -> tuple[np.ndarray, np.ndarray]:
     return s, y
 
 
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks; tied values share the average of their ranks."""
-    order = np.argsort(values, kind="mergesort")
-    sorted_values = values[order]
-    # Start of each run of equal values in sorted order.
-    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
-    ends = np.r_[starts[1:], values.size]  # exclusive
-    run_rank = (starts + 1 + ends) / 2.0  # mean of ranks starts+1 .. ends
-    ranks = np.empty(values.size, dtype=np.float64)
-    ranks[order] = np.repeat(run_rank, ends - starts)
-    return ranks
-
-
 def roc_auc(scores, labels) -> float:
     """ROC AUC = Mann-Whitney U / (n1 n0) with average ranks for ties (a tie counts 1/2). Never flipped."""
     s, y = _validate(scores, labels)
     n1 = int(y.sum())
     n0 = y.size - n1
-    rank_sum = average_ranks(s)[y == 1].sum()
+    rank_sum = stats.average_ranks(s)[y == 1].sum()
     return float((rank_sum - n1 * (n1 + 1) / 2.0) / (n1 * n0))
 
 
@@ -191,14 +180,6 @@ def bootstrap_replicates(
     )
 
 
-def _interval(values: np.ndarray, level: float) -> tuple[float, float]:
-    if np.isnan(values).any():
-        return math.nan, math.nan
-    alpha = (1 - level) / 2
-    low, high = np.quantile(values, [alpha, 1 - alpha])
-    return float(low), float(high)
-
-
 def _check_level(level: float) -> None:
     if not 0 < level < 1:
         raise ValueError("level must be in (0, 1)")
@@ -209,7 +190,7 @@ def bootstrap_auc_ci(
 ) -> tuple[float, float]:
     """Percentile bootstrap CI of the AUC (stratified, seeded; module docstring)."""
     _check_level(level)
-    return _interval(bootstrap_replicates(scores, labels, (), n_boot, seed)[:, 0], level)
+    return stats.percentile_ci(bootstrap_replicates(scores, labels, (), n_boot, seed)[:, 0], level)
 
 
 def bootstrap_cis(
@@ -224,9 +205,9 @@ def bootstrap_cis(
     replicates; a TPR that cannot be resolved (too few non-members) has a ``(nan, nan)`` CI."""
     _check_level(level)
     reps = bootstrap_replicates(scores, labels, fprs, n_boot, seed)
-    out = {"auc": _interval(reps[:, 0], level)}
+    out = {"auc": stats.percentile_ci(reps[:, 0], level)}
     for i, f in enumerate(fprs):
-        out[tpr_column(f)] = _interval(reps[:, 1 + i], level)
+        out[tpr_column(f)] = stats.percentile_ci(reps[:, 1 + i], level)
     return out
 
 
@@ -383,7 +364,7 @@ def paired_bootstrap(
         out[f"{name}_a"], out[f"{name}_b"] = float(point_a[i]), float(point_b[i])
         out[f"{name}_diff"] = float(point_a[i] - point_b[i])
         d = diffs[:, i]
-        out[f"{name}_diff_ci_low"], out[f"{name}_diff_ci_high"] = _interval(d, level)
+        out[f"{name}_diff_ci_low"], out[f"{name}_diff_ci_high"] = stats.percentile_ci(d, level)
         out[f"{name}_diff_p"] = (
             math.nan if np.isnan(d).any() else float(min(1.0, 2 * min((d <= 0).mean(), (d >= 0).mean())))
         )

@@ -25,7 +25,7 @@ loses its first token; the prompt template makes that impossible in practice.
 Any causal LM can be scored, whatever its tokenizer: each model tokenizes the same manifest text itself
 (:func:`kdprivacy.encoding.encode_frame`), so a reference model with a different vocabulary yields its own
 per-token statistics over its own response tokens; per-example quantities (mean NLL) are then comparable
-example by example (reference attacks in :mod:`kdprivacy.attacks`), token positions are not.
+example by example (reference attacks in :mod:`kdprivacy.mia.attacks`), token positions are not.
 
 Short responses are kept and *counted*: :func:`short_counts` reports how many examples have no scored token
 (every attack is then NaN and the metrics refuse it loudly) and how many have fewer than ``short_tokens``

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kdprivacy import scoring
+from kdprivacy.mia import scoring
 from kdprivacy.encoding import Encoded
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ def mope_scores(
 
     ``nll`` is the unperturbed mean response-token NLL; perturbation ``k`` uses :func:`perturbation_seed`
     ``(seed, k)``. ``params`` restricts the noise (e.g. one block); default all floating-point weights.
-    ``precision``: compute precision of every pass (:func:`kdprivacy.scoring.score_examples`); the noise is
+    ``precision``: compute precision of every pass (:func:`kdprivacy.mia.scoring.score_examples`); the noise is
     added to the stored weights before autocast rounds them for the matmuls.
     """
     if k < 1:

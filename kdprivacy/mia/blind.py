@@ -101,7 +101,7 @@ def blind_scores(
 
 def fold_aucs(scores: pd.DataFrame) -> pd.Series:
     """ROC AUC of each fold's out-of-fold scores (index: fold)."""
-    from kdprivacy.metrics import roc_auc
+    from kdprivacy.mia.metrics import roc_auc
 
     return scores.groupby("fold", sort=True).apply(
         lambda part: roc_auc(part["score"], part["label"]), include_groups=False

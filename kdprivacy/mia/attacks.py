@@ -1,4 +1,5 @@
-"""Membership-inference attack scores from the per-token statistics of :mod:`kdprivacy.scoring`.
+"""Membership-inference attack scores from the per-token statistics of :mod:`kdprivacy.mia.scoring`, and the
+attack registry :data:`ATTACKS` every other part of the workflow reads the attack list from.
 
 Sign convention (fixed once, for every attack): **higher score = more likely a member**. Metrics use the
 scores as they are; an AUC below 0.5 is reported as is, never flipped (pitfalls.md).
@@ -24,7 +25,7 @@ ref_<name>        ``NLL_ref - NLL_T`` with ``ref`` the reference score table cal
                   is what the teacher transferred). A member is easier for the target than for the
                   reference, so its score is larger.
 mope              ``mean_k (NLL_{T + eps_k} - NLL_T)``, ``eps_k ~ N(0, sigma^2)`` on the weights (MoPe, Li et
-                  al. 2023; table from :func:`kdprivacy.perturb.mope_scores`). Members sit in sharper
+                  al. 2023; table from :func:`kdprivacy.mia.perturb.mope_scores`). Members sit in sharper
                   minima: the loss rises more under perturbation, so the score (an NLL *increase*) is
                   larger for members -- used as is.
 rmia              RMIA (Zarifzadeh et al. 2024), offline, see below; a fraction in ``[0, 1]``.
@@ -39,7 +40,7 @@ RMIA, precisely. ``Pr(x | M) = exp(-NLL_M(x))``, the per-token geometric-mean pr
     LR(x)     = Pr(x | T) / Pr(x)
     rmia(x)   = (1/|Z|) #{ z in Z : LR(x) / LR(z) > gamma }   # gamma = 1 by default
 
-``Z`` is the population sample: public/dev examples (:func:`kdprivacy.scoring.population_set`), never a
+``Z`` is the population sample: public/dev examples (:func:`kdprivacy.mia.scoring.population_set`), never a
 member or non-member, scored by the target and by every reference model; ``Pr(z)`` uses the same formula
 (as in privacytrustlab/ml_privacy_meter). Computed in log space: ``log LR(x) = -NLL_T(x) -
 log Pr(x)`` with a log-mean-exp over the references; the comparison is strict (``>``), so ties with a
@@ -55,14 +56,19 @@ scored tokens under any model the attack reads (the target, and the references f
 Every table an attack reads besides the target's must hold exactly the target's example ids (in any
 order); a mismatch is an error, never an inner join.
 
-Extension point: an attack is an entry of :data:`ATTACKS`, a function ``(scores, context) -> np.ndarray``
-returning one score per row of ``scores``. Extra inputs travel in :class:`AttackContext`.
+Extension point: an attack is one :class:`AttackSpec` line in :data:`ATTACKS`: a function ``(scores,
+context) -> np.ndarray`` returning one score per row of ``scores``, the extra inputs it reads (they travel
+in :class:`AttackContext`; the workflow's ``attack_metrics`` rule asks for them), its name in the paper's
+tables and whether it is calibrated with reference models. The config schema (``attacks.names``), the
+rules, the findings and the paper comparison read the list from here. Importing this module does not
+import torch.
 """
 
 from __future__ import annotations
 
 import math
 import zlib
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -216,7 +222,7 @@ def ref_score(scores: pd.DataFrame, context: AttackContext, name: str) -> np.nda
 def mope_score(scores: pd.DataFrame, context: AttackContext) -> np.ndarray:
     """The MoPe table's ``mope`` column (mean NLL increase under weight noise), aligned by id."""
     if context.mope is None:
-        raise ValueError("attack mope needs a MoPe table (kdprivacy.perturb.mope_scores)")
+        raise ValueError("attack mope needs a MoPe table (kdprivacy.mia.perturb.mope_scores)")
     for column in ("id", "mope"):
         if column not in context.mope.columns:
             raise ValueError(f"MoPe table lacks column {column!r}")
@@ -294,23 +300,67 @@ def rmia_score(scores: pd.DataFrame, context: AttackContext) -> np.ndarray:
 
 Attack = Callable[[pd.DataFrame, AttackContext], np.ndarray]
 
-ATTACKS: dict[str, Attack] = {
-    "loss": loss_score,
-    "min_k": min_k_score,
-    "min_k_pp": min_k_pp_score,
-    "zlib": zlib_score,
-    "mope": mope_score,
-    "rmia": rmia_score,
+NEEDS = ("texts", "reference", "references", "population", "mope")
+"""What an attack may read besides the target's scores: the sample texts, its own reference table
+(``ref_<name>``), every reference table and their populations (RMIA), the target's population table, a
+MoPe table."""
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    name: str  # the config's ``attacks.names`` value and the tables' ``attack`` value
+    fn: Attack
+    paper_name: str | None  # the attack's name in the paper's tables (paper_results.csv); None: no counterpart
+    needs: tuple[str, ...] = ()  # a subset of NEEDS
+    reference: str | None = None  # ref_<name>: the reference score table it reads
+    reference_based: bool = False  # calibrated with reference models (the findings keep these apart)
+
+    def __post_init__(self):
+        unknown = sorted(set(self.needs) - set(NEEDS))
+        if unknown:
+            raise ValueError(f"attack {self.name}: unknown needs {unknown}; known: {list(NEEDS)}")
+
+
+def reference_attack(reference: str, paper_name: str | None) -> AttackSpec:
+    """``ref_<reference>``: :func:`ref_score` against the reference score table called ``reference``."""
+    return AttackSpec(
+        f"{REF_PREFIX}{reference}", functools.partial(ref_score, name=reference), paper_name,
+        needs=("reference",), reference=reference, reference_based=True,
+    )
+
+
+ATTACKS: dict[str, AttackSpec] = {
+    spec.name: spec
+    for spec in (
+        AttackSpec("loss", loss_score, "loss"),
+        AttackSpec("min_k", min_k_score, "min_k"),
+        AttackSpec("min_k_pp", min_k_pp_score, "min_k_pp"),
+        AttackSpec("zlib", zlib_score, "zlib", needs=("texts",)),
+        reference_attack("external", "ref_external"),  # an independent LM (paper: StableLM-3B)
+        reference_attack("pretrained", "ref_pretrained"),  # the teacher's pretrained base
+        reference_attack("nokd", None),  # the No-KD student
+        AttackSpec("mope", mope_score, "mope", needs=("mope",)),
+        AttackSpec("rmia", rmia_score, None, needs=("references", "population"), reference_based=True),
+    )
 }
+ATTACK_NAMES = tuple(ATTACKS)
+REFERENCE_NAMES = tuple(spec.reference for spec in ATTACKS.values() if spec.reference is not None)
+REFERENCE_ATTACKS = tuple(name for name, spec in ATTACKS.items() if spec.reference_based)
+PAPER_ATTACKS = {name: spec.paper_name for name, spec in ATTACKS.items() if spec.paper_name is not None}
+"""Our attack -> the paper's (``ref_nokd`` and ``rmia`` have no counterpart in the paper)."""
+
+
+def needs(names: Sequence[str]) -> set[str]:
+    """Every extra input the attacks ``names`` read (:data:`NEEDS`)."""
+    return {need for name in names for need in ATTACKS[name].needs}
 
 
 def resolve(name: str) -> Attack:
-    """The attack function of ``name``: an entry of :data:`ATTACKS` or ``ref_<reference name>``."""
+    """The attack function of ``name``: an entry of :data:`ATTACKS` or ``ref_<any reference name>``."""
     if name in ATTACKS:
-        return ATTACKS[name]
+        return ATTACKS[name].fn
     if name.startswith(REF_PREFIX) and len(name) > len(REF_PREFIX):
-        ref_name = name[len(REF_PREFIX) :]
-        return lambda scores, context: ref_score(scores, context, ref_name)
+        return functools.partial(ref_score, name=name[len(REF_PREFIX) :])
     raise ValueError(f"unknown attack {name!r}; known: {sorted(ATTACKS)} and ref_<reference name>")
 
 
@@ -319,7 +369,7 @@ def _short(scores: pd.DataFrame, context: AttackContext, name: str, short_tokens
     short = scores["n_tokens"].to_numpy(dtype=np.int64) < short_tokens
     if name.startswith(REF_PREFIX):
         refs = [name[len(REF_PREFIX) :]]
-    elif name == "rmia":
+    elif name in ATTACKS and "references" in ATTACKS[name].needs:
         refs = _rmia_names(context)
     else:
         refs = []
@@ -346,7 +396,7 @@ def compute_attacks(
     order), ids in the order of ``scores``. ``references`` maps a name to a reference model's score table
     (attack ``ref_<name>``; also RMIA's references); ``population``/``reference_populations`` are the
     target's and the references' score tables on the population sample (RMIA); ``mope`` is a table ``id,
-    mope``; ``rmia`` an :class:`RMIASettings` or a mapping of its fields.
+    mope``; ``rmia`` an :class:`RMIASettings`, the config's ``attacks.rmia`` section or a mapping of its fields.
     """
     if len(set(attacks)) != len(attacks):
         raise ValueError(f"attacks listed twice: {list(attacks)}")
@@ -359,8 +409,8 @@ def compute_attacks(
         _check_table(table, f"reference {name!r}")
     if rmia is None:
         rmia = RMIASettings()
-    elif not isinstance(rmia, RMIASettings):
-        rmia = dict(rmia)
+    elif not isinstance(rmia, RMIASettings):  # a mapping, or the config's RMIA section
+        rmia = dict(rmia) if isinstance(rmia, Mapping) else {k: getattr(rmia, k) for k in ("a", "gamma", "references")}
         if rmia.get("references") is not None:
             rmia["references"] = tuple(rmia["references"])
         rmia = RMIASettings(**rmia)

@@ -1,14 +1,14 @@
 """Per-block privacy risk (the paper's Fig. 7): MoPe with noise on one decoder block at a time.
 
-For each block ``l`` (:func:`kdprivacy.perturb.find_blocks`: GPT-2, OPT, LLaMA and any HF decoder whose
+For each block ``l`` (:func:`kdprivacy.mia.perturb.find_blocks`: GPT-2, OPT, LLaMA and any HF decoder whose
 layers sit in one ``nn.ModuleList``) and each ``sigma``: ``K`` seeded perturbations
-``theta_l + N(0, sigma^2)`` of **only** block ``l``'s parameters (:func:`kdprivacy.perturb.block_params`),
-each applied through forward hooks, the stored weights never written (:func:`kdprivacy.perturb.perturbed`);
+``theta_l + N(0, sigma^2)`` of **only** block ``l``'s parameters (:func:`kdprivacy.mia.perturb.block_params`),
+each applied through forward hooks, the stored weights never written (:func:`kdprivacy.mia.perturb.perturbed`);
 the score of an example is ``(1/K) sum_k [NLL_perturbed_k - NLL_original]`` (mean response-token NLL;
 higher = member, as whole-model MoPe). ``NLL_original`` is computed once for all blocks and sigmas. One ROC AUC per
-``(block, sigma)``, with a stratified bootstrap CI (:func:`kdprivacy.metrics.bootstrap_auc_ci`).
+``(block, sigma)``, with a stratified bootstrap CI (:func:`kdprivacy.mia.metrics.bootstrap_auc_ci`).
 
-Noise seeds: perturbation ``k`` uses :func:`kdprivacy.perturb.perturbation_seed` ``(seed, k)`` for every
+Noise seeds: perturbation ``k`` uses :func:`kdprivacy.mia.perturb.perturbation_seed` ``(seed, k)`` for every
 block and sigma (common random numbers): blocks of one architecture get the same standard-normal draws,
 scaled by sigma, so differences between blocks and sigmas are not differences between noise draws.
 
@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from kdprivacy import metrics, perturb, scoring
+from kdprivacy.mia import metrics, perturb, scoring
 from kdprivacy.encoding import Encoded
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def block_mope(
     precision: str = "fp32",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(per_block, per_example)`` tables (see the module docstring); ``blocks`` = indices (default all);
-    ``precision``: compute precision of every pass (:func:`kdprivacy.scoring.score_examples`)."""
+    ``precision``: compute precision of every pass (:func:`kdprivacy.mia.scoring.score_examples`)."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     sigmas = [float(s) for s in sigmas]

@@ -1,4 +1,4 @@
-"""Text overlap (ROUGE-L), bootstrap CIs of means, and the utility of a model on held-out dev prompts.
+"""Text overlap (ROUGE-L) and the utility of a model on held-out dev prompts.
 
 ROUGE-L is implemented here (no runtime dependency) to match Google's ``rouge-score`` package
 (``RougeScorer(["rougeL"])``, the sentence-level LCS score that the MiniLLM/DistiLLM evaluation, and so the
@@ -28,6 +28,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
+
+from kdprivacy import encoding, generation, stats
 
 log = logging.getLogger(__name__)
 
@@ -104,40 +106,6 @@ def stemmer_from_flag(use_stemmer: bool) -> Stemmer | None:
     return porter_stemmer() if use_stemmer else None
 
 
-# ----------------------------------------------------------------------------------------------- bootstrap
-def bootstrap_means(values, n_boot: int, rng: np.random.Generator, chunk: int = 1 << 22) -> np.ndarray:
-    """``n_boot`` means of same-size resamples (with replacement) of ``values``; memory ~ ``chunk``."""
-    x = np.asarray(values, dtype=np.float64).ravel()
-    if x.size == 0:
-        return np.full(n_boot, np.nan)
-    out = np.empty(n_boot)
-    rows = max(1, chunk // x.size)
-    for start in range(0, n_boot, rows):
-        stop = min(n_boot, start + rows)
-        out[start:stop] = x[rng.integers(0, x.size, size=(stop - start, x.size))].mean(axis=1)
-    return out
-
-
-def percentile_ci(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of bootstrap replicates (NaN, NaN when there are none or any is NaN)."""
-    if not 0 < level < 1:
-        raise ValueError("level must be in (0, 1)")
-    if replicates.size == 0 or np.isnan(replicates).any():
-        return float("nan"), float("nan")
-    alpha = (1 - level) / 2
-    low, high = np.quantile(replicates, [alpha, 1 - alpha])
-    return float(low), float(high)
-
-
-def bootstrap_mean_ci(values, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Seeded percentile bootstrap CI of a mean; ``(nan, nan)`` for no values or ``n_boot == 0``."""
-    if n_boot < 0:
-        raise ValueError("n_boot must be >= 0")
-    if n_boot == 0:
-        return float("nan"), float("nan")
-    return percentile_ci(bootstrap_means(values, n_boot, np.random.default_rng(seed)), level)
-
-
 # ----------------------------------------------------------------------------------------------- utility
 def dev_set(manifest: pd.DataFrame, max_examples: int | None, seed: int) -> pd.DataFrame:
     """Pool ``dev`` sorted by id; above ``max_examples`` (None = all) a seeded subsample, kept in id order."""
@@ -178,16 +146,14 @@ def utility_table(
 
     ``frame`` has ``id, instruction, context, response`` (+ ``category``); prompts are encoded exactly as
     for training. ``max_new_tokens`` defaults to ``max_length - max_prompt_length`` (the longest response
-    the models are trained to produce). Plain greedy decoding (:func:`memorization.greedy_generate`).
+    the models are trained to produce). Plain greedy decoding (:func:`kdprivacy.generation.generate`).
     """
-    from kdprivacy import encoding, memorization  # memorization imports this module
-
     if max_new_tokens is None:
         max_new_tokens = max_length - max_prompt_length
     items = encoding.encode_frame(tokenizer, frame, max_length, max_prompt_length)
-    generated = memorization.greedy_generate(
+    generated = generation.generate(
         model, items, max_new_tokens=max_new_tokens, batch_size=batch_size,
-        pad_id=tokenizer.pad_token_id, eos_id=tokenizer.eos_token_id,
+        pad_id=tokenizer.pad_token_id, eos_id=tokenizer.eos_token_id, do_sample=False,
     )
     texts = [decode_generation(tokenizer, tokens) for tokens in generated]
     categories = frame["category"] if "category" in frame.columns else pd.Series("", index=frame.index)
@@ -214,7 +180,7 @@ def summarize_utility(
     rows = []
     for category, group in groups:
         values = group["rouge_l"].to_numpy(dtype=np.float64)
-        low, high = bootstrap_mean_ci(values, n_bootstrap, seed, level)
+        low, high = stats.bootstrap_mean_ci(values, n_bootstrap, seed, level)
         rows.append({"category": category, "n_examples": len(values),
                      "rouge_l": float(values.mean()) if len(values) else float("nan"),
                      "rouge_l_ci_low": low, "rouge_l_ci_high": high})

@@ -1,6 +1,6 @@
 """Teacher-to-student inheritance of memorization, and membership vs memorization per sample.
 
-Inputs are per-example memorization tables of :func:`kdprivacy.memorization.memorization_table` (plus the
+Inputs are per-example memorization tables of :func:`kdprivacy.memorization.extraction.memorization_table` (plus the
 ``label`` column the workflow adds) for a teacher and a student scored on the same evaluation set, and the
 long per-example attack table (``id, attack, score``; higher = more likely member).
 
@@ -19,7 +19,7 @@ long per-example attack table (``id, attack, score``; higher = more likely membe
 
 Examples where either model's value is missing (NA ``exact_full``, no secret) are left out of that metric
 (``n`` says how many remain); ``secret_hit`` uses only the teacher table's learnable secrets
-(:func:`kdprivacy.memorization.subset_rows`: in the reference, not in the prompt).
+(:func:`kdprivacy.memorization.extraction.subset_rows`: in the reference, not in the prompt).
 
 **Membership vs memorization** (:func:`membership_memorization_correlation`): per attack and memorization
 metric, Spearman's rho and Kendall's tau-b between the attack score and the memorization value over the
@@ -37,7 +37,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from kdprivacy import memorization, metrics, utility
+from kdprivacy import stats
+from kdprivacy.memorization import extraction
 
 DEFAULT_THRESHOLDS = (0.5, 0.75, 0.9, 0.9999)
 CONTINUOUS_METRICS = ("match_rate", "rouge_l")
@@ -118,7 +119,7 @@ def inheritance_table(
             if "secret_in_prompt_teacher" not in merged.columns:
                 continue
             flagged = merged.rename(columns={f"{flag}_teacher": flag for flag in _FLAGS})
-            frame = memorization.subset_rows(flagged, subset)
+            frame = extraction.subset_rows(flagged, subset)
         levels = list(thresholds) if metric in CONTINUOUS_METRICS else [None]
         for group, label in GROUPS.items():
             part = frame[frame["label"] == label]
@@ -131,7 +132,7 @@ def inheritance_table(
                 both = int((t_mem & s_mem).sum())
                 student_only = int((~t_mem & s_mem).sum())
                 selected = s_values[t_mem]
-                low, high = (utility.bootstrap_mean_ci(selected, n_bootstrap, seed, level) if selected.size
+                low, high = (stats.bootstrap_mean_ci(selected, n_bootstrap, seed, level) if selected.size
                              else (math.nan, math.nan))
                 rows.append({
                     "metric": metric,
@@ -166,7 +167,7 @@ def spearman(x, y) -> float:
         raise ValueError("x and y differ in length")
     if x.size < 2:
         return math.nan
-    rx, ry = metrics.average_ranks(x), metrics.average_ranks(y)
+    rx, ry = stats.average_ranks(x), stats.average_ranks(y)
     rx, ry = rx - rx.mean(), ry - ry.mean()
     denom = math.sqrt(float((rx * rx).sum()) * float((ry * ry).sum()))
     return float((rx * ry).sum() / denom) if denom > 0 else math.nan
@@ -237,7 +238,7 @@ from ``scoring.evaluation_set`` with the same seed); every memorized id must hav
             if subset is not None:
                 if "secret_in_prompt" not in frame.columns:
                     continue
-                frame = memorization.subset_rows(frame, subset)
+                frame = extraction.subset_rows(frame, subset)
             for group in groups:
                 part = frame if group == "all" else frame[frame["label"] == GROUPS[group]]
                 s, v = _float(part["score"]), _float(part[metric])

@@ -1,6 +1,6 @@
 """Memorization: one greedy continuation of each sample's prompt, compared with its true response.
 
-One plain-greedy pass per model (:func:`greedy_generate`) with a budget of
+One plain-greedy pass per model (:func:`kdprivacy.generation.generate`, ``do_sample=False``) with a budget of
 ``max(k, longest reference response)`` new tokens (optionally capped by ``max_new_tokens``); every metric
 below is derived from that single generation. Greedy decoding is deterministic, so its first ``k`` tokens
 are exactly what a ``k``-token run would produce: the paper's metric is unchanged by the longer budget.
@@ -16,7 +16,7 @@ Metrics (per example, on members and non-members alike):
   ``exact_full`` = the generation reproduces the whole encoded reference (EOS included); NA when the
   reference is longer than the generation budget (it could not be reproduced within it).
 - **approximate memorization** (Ippolito et al. 2023): ``rouge_l`` = ROUGE-L F in [0, 1]
-  (:func:`kdprivacy.utility.rouge_l`, ``rouge-score`` tokenization) between the decoded generation and the
+  (:func:`kdprivacy.memorization.utility.rouge_l`, ``rouge-score`` tokenization) between the decoded generation and the
   true response text; ``approx_memorized = rouge_l >= rouge_threshold`` (default 0.5). When ``max_length``
   truncated the encoded reference (no final EOS), the reference text is the decoded truncated reference:
   the part a model was trained on, as for the token metrics.
@@ -37,10 +37,10 @@ Metrics (per example, on members and non-members alike):
   with ``exposure_in_prompt``, as it costs ``C + 1`` scoring passes per example). Without secret columns
   these metrics are skipped (NA) and the reason is logged.
 
-Decoding (pitfalls.md): ``do_sample=False, num_beams=1`` and the processors a saved ``generation_config``
-might switch on are neutralised (``no_repeat_ngram_size=0``, ``repetition_penalty=1.0``,
-``min_new_tokens=0``): forbidding repeated n-grams blocks verbatim reproduction. Generations are cut after
-their first EOS (kept); what ``generate`` pads after it is never compared.
+Decoding (pitfalls.md): the plain argmax of :mod:`kdprivacy.generation`'s decode loop, which calls the
+model's forward itself, so no processor a saved ``generation_config`` might switch on (``no_repeat_ngram_size``
+blocks verbatim reproduction) is ever applied. Generations are cut after their first EOS (kept); what
+follows it is never compared.
 
 Per-example table (:data:`MEMORIZATION_COLUMNS`, input order):
 
@@ -76,10 +76,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
-from kdprivacy import data, encoding, generation, scoring, utility
+from kdprivacy import data, encoding, generation, stats
 from kdprivacy.encoding import Encoded
+from kdprivacy.memorization import utility
+from kdprivacy.mia import scoring
 
 log = logging.getLogger(__name__)
 
@@ -100,15 +101,6 @@ DEFAULT_K = 32
 DEFAULT_ROUGE_THRESHOLD = 0.5
 DEFAULT_N_CANDIDATES = 100
 
-PLAIN_GREEDY = {
-    "do_sample": False,
-    "num_beams": 1,
-    "no_repeat_ngram_size": 0,
-    "repetition_penalty": 1.0,
-    "min_new_tokens": 0,
-    "use_cache": True,
-}
-
 # (metric, column, subset) rows of :func:`memorization_summary`. Subset "secret_learnable": only examples
 # whose secret is in the reference and not in the prompt (see the module docstring).
 SUMMARY_METRICS = (
@@ -128,47 +120,6 @@ SUMMARY_COLUMNS = [
 
 
 # ----------------------------------------------------------------------------------------------- generation
-def cut_after_eos(tokens: Sequence[int], eos_id: int | None) -> list[int]:
-    """:func:`kdprivacy.generation.cut_after_eos` as a list."""
-    return list(generation.cut_after_eos(tokens, eos_id))
-
-
-def greedy_generate(
-    model,
-    items: Sequence[Encoded],
-    max_new_tokens: int,
-    batch_size: int,
-    pad_id: int,
-    eos_id: int | None,
-) -> list[list[int]]:
-    """Greedy continuation of each item's prompt: new tokens only, cut after the first EOS; input order.
-
-    Batches group prompts of similar length and are left-padded (:func:`encoding.collate_prompts`).
-    """
-    if max_new_tokens < 1 or batch_size < 1:
-        raise ValueError("max_new_tokens and batch_size must be >= 1")
-    model.eval()
-    device = scoring.model_device(model)
-    order = sorted(range(len(items)), key=lambda i: len(items[i].prompt_ids))
-    results: list[list[int] | None] = [None] * len(items)
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            batch_idx = order[start : start + batch_size]
-            batch = encoding.collate_prompts([items[i] for i in batch_idx], pad_id)
-            batch = {k: v.to(device) for k, v in batch.items()}
-            out = model.generate(
-                **batch,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=pad_id,
-                eos_token_id=eos_id,
-                **PLAIN_GREEDY,
-            )
-            new_tokens = out[:, batch["input_ids"].shape[1] :].cpu().tolist()
-            for slot, tokens in zip(batch_idx, new_tokens):
-                results[slot] = cut_after_eos(tokens, eos_id)
-    return results  # type: ignore[return-value]
-
-
 def generation_budget(items: Sequence[Encoded], k: int, max_new_tokens: int | None = None) -> int:
     """New tokens to generate: ``max(k, longest reference)``, the reference capped by ``max_new_tokens``."""
     if k < 1:
@@ -388,7 +339,7 @@ def memorization_table(
     """Every memorization metric of every row of ``frame`` from one greedy pass (``MEMORIZATION_COLUMNS``).
 
     ``frame``: ``id, instruction, context, response`` (+ ``secret, secret_kind``), e.g. the shared
-    :func:`scoring.evaluation_set`. ``n_candidates = 0`` skips canary exposure; ``exposure_in_prompt``
+    :func:`kdprivacy.mia.scoring.evaluation_set`. ``n_candidates = 0`` skips canary exposure; ``exposure_in_prompt``
     also scores examples whose secret is in the prompt (:func:`canary_exposure`). Rows in input order.
     """
     if frame["id"].duplicated().any():
@@ -396,8 +347,8 @@ def memorization_table(
     items = encoding.encode_frame(tokenizer, frame, max_length, max_prompt_length)
     budget = generation_budget(items, k, max_new_tokens)
     log.info("greedy generation of %d examples, up to %d new tokens", len(items), budget)
-    generated = greedy_generate(model, items, max_new_tokens=budget, batch_size=batch_size,
-                                pad_id=tokenizer.pad_token_id, eos_id=tokenizer.eos_token_id)
+    generated = generation.generate(model, items, max_new_tokens=budget, batch_size=batch_size,
+                                    pad_id=tokenizer.pad_token_id, eos_id=tokenizer.eos_token_id, do_sample=False)
     texts = [utility.decode_generation(tokenizer, tokens) for tokens in generated]
     secrets = frame_has_secrets(frame)
     if not secrets:
@@ -441,11 +392,11 @@ def _group_stats(members: np.ndarray, nonmembers: np.ndarray, n_bootstrap: int, 
     out["gap"] = out["member_rate"] - out["nonmember_rate"]
     if n_bootstrap > 0:
         rng = np.random.default_rng(seed)
-        boot_m = utility.bootstrap_means(members, n_bootstrap, rng)
-        boot_n = utility.bootstrap_means(nonmembers, n_bootstrap, rng)
-        out["member_ci_low"], out["member_ci_high"] = utility.percentile_ci(boot_m, level)
-        out["nonmember_ci_low"], out["nonmember_ci_high"] = utility.percentile_ci(boot_n, level)
-        out["gap_ci_low"], out["gap_ci_high"] = utility.percentile_ci(boot_m - boot_n, level)
+        boot_m = stats.bootstrap_means(members, n_bootstrap, rng)
+        boot_n = stats.bootstrap_means(nonmembers, n_bootstrap, rng)
+        out["member_ci_low"], out["member_ci_high"] = stats.percentile_ci(boot_m, level)
+        out["nonmember_ci_low"], out["nonmember_ci_high"] = stats.percentile_ci(boot_n, level)
+        out["gap_ci_low"], out["gap_ci_high"] = stats.percentile_ci(boot_m - boot_n, level)
     else:
         for key in ("member", "nonmember", "gap"):
             out[f"{key}_ci_low"] = out[f"{key}_ci_high"] = float("nan")
@@ -511,19 +462,19 @@ def summarize_memorization(
             raise ValueError(f"memorization table lacks column {column!r}")
     members = per_example[per_example["label"] == 1]
     nonmembers = per_example[per_example["label"] == 0]
-    stats = _group_stats(_values(members, "match_rate"), _values(nonmembers, "match_rate"), n_bootstrap, seed,
+    group = _group_stats(_values(members, "match_rate"), _values(nonmembers, "match_rate"), n_bootstrap, seed,
                          level)
     exact_m, exact_n = _values(members, exact), _values(nonmembers, exact)
     return {
-        "member_rate": stats["member_rate"],
-        "nonmember_rate": stats["nonmember_rate"],
-        "gap": stats["gap"],
-        "member_rate_ci_low": stats["member_ci_low"],
-        "member_rate_ci_high": stats["member_ci_high"],
-        "nonmember_rate_ci_low": stats["nonmember_ci_low"],
-        "nonmember_rate_ci_high": stats["nonmember_ci_high"],
-        "gap_ci_low": stats["gap_ci_low"],
-        "gap_ci_high": stats["gap_ci_high"],
+        "member_rate": group["member_rate"],
+        "nonmember_rate": group["nonmember_rate"],
+        "gap": group["gap"],
+        "member_rate_ci_low": group["member_ci_low"],
+        "member_rate_ci_high": group["member_ci_high"],
+        "nonmember_rate_ci_low": group["nonmember_ci_low"],
+        "nonmember_rate_ci_high": group["nonmember_ci_high"],
+        "gap_ci_low": group["gap_ci_low"],
+        "gap_ci_high": group["gap_ci_high"],
         "member_exact_rate": float(exact_m.mean()) if exact_m.size else float("nan"),
         "nonmember_exact_rate": float(exact_n.mean()) if exact_n.size else float("nan"),
         "n_members": len(members),
