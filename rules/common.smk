@@ -5,7 +5,7 @@ import re
 from snakemake.logging import logger
 
 from kdprivacy import hub, sizing
-from kdprivacy.config import SGO_PARAM, ConfigError, is_local, model_ref, validate_config, with_overrides
+from kdprivacy.config import ConfigError, is_local, model_ref, validate_config, with_overrides
 from kdprivacy.provenance import code_version, input_hash
 
 # Strict types: --config values nested in a mapping/list come from Snakemake as strings and are re-typed
@@ -33,7 +33,6 @@ FAMILIES = CFG.families
 
 
 STUDENTS = {family: fam.all_students() for family, fam in FAMILIES.items()}
-COLLECTED_NAMES = ("memorization_summary", "inheritance", "membership_vs_memorization", "utility", "blocks")
 
 
 def alternatives(names):
@@ -43,7 +42,6 @@ def alternatives(names):
 wildcard_constraints:
     family=alternatives(FAMILIES),
     ref="pretrained|external",
-    table=alternatives(COLLECTED_NAMES),
     seed=r"\d+",
     base=alternatives({b for f in FAMILIES.values() for b in f.bases}),
     model=alternatives({"teacher"} | {s for students in STUDENTS.values() for s in students}),
@@ -184,6 +182,7 @@ for _warning in sizing.plan_warnings(CFG):
     logger.warning(f"sizing: {_warning}")
 
 
+# The targets (rule all): the report rules' tables and figures (collected_tables, figure_outputs: rules/report.smk).
 def final_tables():
     tables = [
         f"{R}/tables/{name}.csv"
@@ -497,142 +496,3 @@ def blocks_cfg(wildcards):
         "precision": CFG.evaluation.precision,
         **data_lengths(),
     }
-
-
-# ---------------------------------------------------------------- report rules
-def per_model(pattern, role=None):
-    return [pattern.format(R=R, **m) for m in all_models() if role is None or m["role"] == role]
-
-
-# Per-model tables stacked into results/tables/<name>.csv, with the model's key columns in front.
-# name -> (per-model path pattern, which models: None = all, "student" = students only, enabled?)
-COLLECTED = {
-    "memorization_summary": ("{R}/{family}/seed{seed}/memorization/{model}.summary.csv", None, True),
-    "inheritance": ("{R}/{family}/seed{seed}/inheritance/{model}.csv", "student", True),
-    "membership_vs_memorization": (
-        "{R}/{family}/seed{seed}/inheritance/{model}.correlation.csv",
-        "student",
-        True,
-    ),
-    "utility": ("{R}/{family}/seed{seed}/utility/{model}.summary.csv", None, CFG.utility.enabled),
-    "blocks": ("{R}/{family}/seed{seed}/blocks/{model}.csv", None, CFG.blocks.enabled),
-}
-
-
-def collected_tables():
-    return [name for name, (_, role, enabled) in COLLECTED.items() if enabled and per_model("x", role)]
-
-
-def collect_inputs(wildcards):
-    pattern, role, _ = COLLECTED[wildcards.table]
-    return per_model(pattern, role)
-
-
-def collect_models(wildcards):
-    return [m for m in all_models() if COLLECTED[wildcards.table][1] in (None, m["role"])]
-
-
-# ---------------------------------------------------------------- figures, findings, paper comparison
-FIG = f"{R}/figures"
-
-
-def student_base_pairs():
-    return sorted(
-        {(family, s.base) for family, students in STUDENTS.items() for s, _, _ in students.values()}
-    )
-
-
-def student_bases():
-    return [f"{family}/{base}" for family, base in student_base_pairs()]
-
-
-def ablation_sources():
-    """The student each ablation copies, and that student's own axis value (the figures' reference)."""
-    out = {}
-    for family, fam in FAMILIES.items():
-        abl, entry = fam.ablations, {}
-        if abl.objective is not None:
-            src = fam.students[abl.objective.student]
-            entry["objective"] = {"student": abl.objective.student, "objective": src.kd.objective}
-        if abl.sgo_ratio is not None:
-            src = fam.students[abl.sgo_ratio.student]
-            value = getattr(getattr(src, src.method), SGO_PARAM[src.method])
-            entry["sgo_ratio"] = {"student": abl.sgo_ratio.student, "value": value}
-        if entry:
-            out[family] = entry
-    return out
-
-
-def figure(name, caption, category):
-    return report(
-        f"{FIG}/{name}.png",
-        caption=os.path.join(workflow.basedir, "report", f"{caption}.rst"),
-        category=category,
-    )
-
-
-def figure_outputs():
-    """Only the figures this config can fill are declared (and shown in the report)."""
-    mi, mem = "Membership inference", "Memorization"
-    outs = {
-        "methods": [
-            figure(f"mia_auc_{family}_{base}", "mia_auc_methods", mi) for family, base in student_base_pairs()
-        ],
-        "baselines": figure("mia_auc_baselines", "mia_auc_baselines", mi),
-        "category": figure("risk_by_category", "risk_by_category", mi),
-        "roc": figure("roc_loglog", "roc_loglog", mi),
-        "memorization_rate": figure("memorization_rate", "memorization_rate", mem),
-        "memorization_gap": figure("memorization_gap", "memorization_gap", mem),
-        "membership_vs_memorization": figure("membership_vs_memorization", "membership_vs_memorization", mem),
-    }
-    if CFG.utility.enabled:
-        outs["utility"] = figure("utility_rouge_l", "utility_rouge_l", "Utility")
-        outs["privacy_utility"] = figure("privacy_vs_utility", "privacy_vs_utility", "Utility")
-    if CFG.blocks.enabled:
-        outs["blocks"] = figure("blocks_mope", "blocks_mope", "Per-block risk")
-    if any(f.ablations.objective for f in FAMILIES.values()):
-        outs["objective"] = figure("ablation_objective", "ablation_objective", "Ablations")
-    if any(f.ablations.sgo_ratio for f in FAMILIES.values()):
-        outs["sgo"] = figure("ablation_sgo", "ablation_sgo", "Ablations")
-    return outs
-
-
-def optional_tables(*names):
-    """Tables the report rules read; utility/blocks only when those stages run."""
-    enabled = {
-        "utility": CFG.utility.enabled,
-        "blocks": CFG.blocks.enabled,
-        "blind_baseline": CFG.attacks.blind.enabled,
-    }
-    return {n: f"{R}/tables/{n}.csv" for n in names if enabled.get(n, True)}
-
-
-def figure_inputs(wildcards):
-    return {
-        **optional_tables("mia", "mia_category", "memorization", "memorization_summary", "utility", "blocks"),
-        "roc": per_model("{R}/{family}/seed{seed}/attacks/{model}.roc.csv"),
-    }
-
-
-def figures_cfg():
-    return {"attacks": CFG.attacks.names, "student_bases": student_bases(), "sources": ablation_sources()}
-
-
-def findings_inputs(wildcards):
-    return optional_tables("mia", "mia_paired", "memorization", "blind_baseline", "mia_category", "blocks")
-
-
-def findings_cfg():
-    sizes = {family: {base: fam.n_params(base) for base in fam.bases} for family, fam in FAMILIES.items()}
-    return {"attacks": CFG.attacks.names, "sources": ablation_sources(), "base_sizes": sizes}
-
-
-def paper_cfg():
-    """Map our runs to the paper's cells by hub model name; from-scratch families map to nothing."""
-    from kdprivacy import paper
-
-    names = {
-        family: {base: spec.name_or_path for base, spec in fam.bases.items() if spec.name_or_path}
-        for family, fam in FAMILIES.items()
-    }
-    return {"paper": paper.mapping_from_names(names)}

@@ -6,7 +6,7 @@ from importlib import resources
 import pandas as pd
 import pytest
 
-from kdprivacy import findings, paper
+from kdprivacy.reporting import claims, paper, verdicts
 
 from toy import model
 
@@ -116,8 +116,8 @@ def test_seeds_pooled_before_comparison():
 
 def claims_table(rows):
     return pd.DataFrame(
-        [findings.make_row(c, lvl, s, "x", v, supported=sup, detail=d) for c, lvl, s, v, sup, d in rows],
-        columns=findings.COLUMNS,
+        [verdicts.make_row(c, lvl, s, "x", v, supported=sup, detail=d) for c, lvl, s, v, sup, d in rows],
+        columns=verdicts.COLUMNS,
     )
 
 
@@ -152,7 +152,7 @@ def test_qualitative_claims_verdicts():
 
 def test_qualitative_claims_after_csv_round_trip(tmp_path):
     mia = mia_rows([(TEACHER, "loss", 0.9, 0.02), (NOKD, "loss", 0.5, 0.05)])
-    t = findings.compute_findings(mia)
+    t = claims.compute_findings(mia)
     t.to_csv(tmp_path / "f.csv", index=False)
     back = pd.read_csv(tmp_path / "f.csv")
     assert (
