@@ -1,5 +1,5 @@
-# Tidy tables across all models, the AUC heatmap, the figures (the registry kdprivacy.reporting.plots.FIGURES),
-# the findings, the paper comparison and the summary page.
+# Tidy tables across all models, the AUC heatmap, the figures (the registry
+# kdprivacy.reporting.plots.FIGURES), the findings, the paper comparison and the summary page.
 from kdprivacy.kd import METHODS
 from kdprivacy.reporting import plots
 

@@ -99,7 +99,8 @@ def test_pool_mean_and_envelope():
 
 
 def test_sizes_spearman_slope_bool():
-    assert claims_ablations.size_from_name("opt-1.3b") == 1.3e9 and claims_ablations.size_from_name("125m") == 125e6
+    size = claims_ablations.size_from_name
+    assert size("opt-1.3b") == 1.3e9 and size("125m") == 125e6
     assert (
         claims_ablations.size_from_name("large", "gpt2") == 774e6
         and claims_ablations.size_from_name("small", "llama") is None

@@ -176,3 +176,12 @@ def test_mapping_from_names_exact_only():
             "opt": {"family": "opt", "models": {"teacher": "opt-2.7b"}},
         }
     }
+
+
+def test_method_names_come_from_the_registry():
+    """Every method of kdprivacy.kd.METHODS maps to its paper name, and the paper's table knows each name."""
+    from kdprivacy.kd import METHODS
+
+    assert list(paper.METHOD_MAP) == ["teacher", *METHODS]
+    assert paper.METHOD_MAP == {"teacher": "teacher", **{n: s.paper_name for n, s in METHODS.items()}}
+    assert set(paper.METHOD_MAP.values()) <= set(paper.load_paper_results()["method"])

@@ -1,8 +1,11 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from kdprivacy import io
+from kdprivacy import config, io, provenance
+from kdprivacy.reporting import plots
 from kdprivacy.reporting.plots import ablations as ablation_plots
 from kdprivacy.reporting.plots import base as plot_base
 from kdprivacy.reporting.plots import memorization as memo_plots
@@ -211,7 +214,7 @@ def test_memorization_heatmaps(tmp_path):
     assert not (tmp_path / "no.png").exists()
 
 
-def test_utility_bars_and_privacy_vs_utility(tmp_path):
+def utility_table():
     util = pd.DataFrame(
         [
             {**m, "category": c, "rouge_l": v, "rouge_l_ci_low": v - 1, "rouge_l_ci_high": v + 1}
@@ -220,6 +223,11 @@ def test_utility_bars_and_privacy_vs_utility(tmp_path):
         ]
     )
     util.loc[util.category == "open_qa", "rouge_l"] = 99.0
+    return util
+
+
+def test_utility_bars_and_privacy_vs_utility(tmp_path):
+    util = utility_table()
     drawn = utility_plots.utility_bars(util, tmp_path / "u.png")
     assert dict(zip(drawn.model, drawn.rouge_l)) == {"teacher": 27.0, "nokd-s": 20.0, "kd-s": 21.5}
     assert drawn.ci_low.tolist() == [26.0, 19.0, 20.5]
@@ -360,13 +368,17 @@ def test_roc_curves_log_log(tmp_path):
     assert mia_plots.roc_curves(roc, tmp_path / "none.png", "zlib") is None
 
 
-def test_membership_vs_memorization_scatter(tmp_path):
-    memo = pd.DataFrame(
+def memorization_table():
+    return pd.DataFrame(
         [
             {**m, "member_rate": r, "member_rate_ci_low": r - 0.01, "member_rate_ci_high": r + 0.01}
             for m, r in ((TEACHER, 0.2), (KD_S, 0.05), (MINI_S, 0.08), (NOKD_S, 0.03))
         ]
     )
+
+
+def test_membership_vs_memorization_scatter(tmp_path):
+    memo = memorization_table()
     drawn = memo_plots.membership_vs_memorization(study_mia(), memo, tmp_path / "mm.png", "loss").set_index(
         "model"
     )
@@ -378,4 +390,88 @@ def test_membership_vs_memorization_scatter(tmp_path):
 def test_placeholder(tmp_path):
     plot_base.placeholder(tmp_path / "p.png", "Objective ablation", "no ablation rows")
     assert (tmp_path / "p.png").stat().st_size > 0
+    assert not plt.get_fignums()
+
+
+# ============================================================================ the FIGURES registry
+REPO = Path(__file__).resolve().parents[1]
+FIGURE_INPUTS = {"mia", "mia_category", "memorization", "memorization_summary", "utility", "blocks", "roc"}
+
+
+def test_figures_registry_entries_are_complete():
+    """Every figure has a caption file, a report category, a notice title, a drawing function that resolves, a
+    module the code version can hash, and reads only inputs the workflow writes."""
+    assert plots.FIGURES and all(name == spec.name for name, spec in plots.FIGURES.items())
+    stems = [spec.file for spec in plots.FIGURES.values()]
+    assert len(set(stems)) == len(stems)
+    for spec in plots.FIGURES.values():
+        assert (REPO / "report" / f"{spec.caption}.rst").is_file(), spec.name
+        assert spec.category and spec.title, spec.name
+        assert callable(spec.fn), spec.name
+        assert provenance.module_path(spec.module) is not None, spec.name
+        assert set(spec.tables) <= FIGURE_INPUTS, spec.name
+        assert spec.per_base == ("{family}" in spec.file), spec.name
+    assert provenance.code_version(*plots.code_modules())
+
+
+def test_importing_the_registry_imports_no_plotting(tmp_path):
+    """The rules read FIGURES at every Snakefile parse: no matplotlib or pandas there."""
+    import subprocess
+    import sys
+
+    code = "import sys, kdprivacy.reporting.plots; "
+    code += "print('matplotlib' in sys.modules, 'pandas' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.stdout.split() == ["False", "False"], proc.stderr
+
+
+def test_enabled_figures_follow_the_config():
+    cfg = config.load_yaml(str(REPO / "configs" / "smoke.yaml"))
+    names = [spec.name for spec in plots.enabled_figures(cfg)]
+    assert names[:7] == [
+        "methods", "baselines", "category", "roc", "memorization_rate", "memorization_gap",
+        "membership_vs_memorization",
+    ]
+    assert ("utility" in names) == cfg.utility.enabled and ("blocks" in names) == cfg.blocks.enabled
+    off = cfg.model_copy(update={"utility": cfg.utility.model_copy(update={"enabled": False})})
+    assert not {"utility", "privacy_utility"} & {spec.name for spec in plots.enabled_figures(off)}
+
+
+def test_draw_figures_draws_every_registered_figure(tmp_path, monkeypatch):
+    """Given every input, each entry of FIGURES is drawn by its function (no notice); without its tables, a
+    notice naming them is written in its place."""
+    tables = {
+        "mia": sgo_mia(), "mia_category": category_table(), "memorization": memorization_table(),
+        "memorization_summary": memo_summary(), "utility": utility_table(), "blocks": blocks_table(),
+    }
+    paths = {}
+    for name, table in tables.items():
+        paths[name] = str(tmp_path / f"{name}.csv")
+        table.to_csv(paths[name], index=False)
+    mia = tables["mia"]
+    keys = mia.drop_duplicates("model")[KEY].astype(object)
+    models = keys.where(keys.notna(), None).to_dict("records")
+    paths["roc"] = []
+    for spec in models:
+        path = tmp_path / f"{spec['model']}.roc.csv"
+        points = {"attack": "loss", "fpr": [0, 0.1, 1], "tpr": [0, 0.3, 1], "threshold": [9, 1, 0]}
+        pd.DataFrame(points).to_csv(path, index=False)
+        paths["roc"].append(str(path))
+    notices = []
+    original = plot_base.placeholder
+    monkeypatch.setattr(plot_base, "placeholder", lambda *a: (notices.append(a[1]), original(*a)))
+    out = tmp_path / "out"
+    outputs = {
+        spec.name: [str(out / "methods_s.png")] if spec.per_base else str(out / f"{spec.file}.png")
+        for spec in plots.FIGURES.values()
+    }
+    inputs = plots.FigureInputs(paths, models, attacks=["loss", "zlib"], student_bases=["gpt2/s"])
+    plots.draw_figures(inputs, outputs)
+    assert notices == []
+    for name, files in outputs.items():
+        assert all(Path(p).stat().st_size > 0 for p in plots.as_list(files)), name
+    bare = {name: out.replace("/out/", "/bare/") for name, out in outputs.items() if name != "methods"}
+    plots.draw_figures(plots.FigureInputs({"mia": paths["mia"]}, models), bare)
+    needs_more = [s.title for s in plots.FIGURES.values() if s.name in bare and set(s.tables) - {"mia"}]
+    assert needs_more and set(needs_more) <= set(notices)
     assert not plt.get_fignums()

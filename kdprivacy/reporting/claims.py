@@ -55,7 +55,6 @@ from kdprivacy.reporting.claims_mia import (
 from kdprivacy.reporting.tidy import require
 from kdprivacy.reporting.verdicts import COLUMNS, make_row, summarize
 
-
 CLAIMS: dict[str, str] = {
     "kd_leaks_more_than_nokd": "a KD student's AUC is above the No-KD student's (paired, same examples)",
     "kd_method_ranking": "KD methods ranked by AUC per attack (descriptive; paired difference vs No-KD)",

@@ -29,7 +29,6 @@ from kdprivacy.reporting.verdicts import (
     spearman,
 )
 
-
 GPT2_SIZES = {
     "distilgpt2": 82e6,
     "gpt2": 124e6,

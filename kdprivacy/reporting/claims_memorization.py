@@ -11,7 +11,15 @@ import pandas as pd
 
 from kdprivacy.kd import KD_METHODS
 from kdprivacy.reporting.tidy import col, kd_method_auc, main_rows, ordered, pool, require
-from kdprivacy.reporting.verdicts import above, fmt, fmt_ci, make_row, seeds_note, spearman, spearman_p_greater
+from kdprivacy.reporting.verdicts import (
+    above,
+    fmt,
+    fmt_ci,
+    make_row,
+    seeds_note,
+    spearman,
+    spearman_p_greater,
+)
 
 
 def memorization_claims(

@@ -1,8 +1,9 @@
 """Membership-inference claims: KD vs No-KD students, which methods leak most and least, teacher vs students,
 which attacks are strongest, what sits at chance, per-task and per-block risk.
 
-Each function turns the tidy tables into ``cell`` rows of the findings table (:mod:`kdprivacy.reporting.claims`
-adds the summaries); the rules for intervals and verdicts are in :mod:`kdprivacy.reporting.verdicts`.
+Each function turns the tidy tables into ``cell`` rows of the findings table (the summaries are added by
+:mod:`~kdprivacy.reporting.claims`); the rules for intervals and verdicts are in
+:mod:`kdprivacy.reporting.verdicts`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import pandas as pd
 
 from kdprivacy.reporting.tidy import col, configured_students, kd_method_auc, main_rows, pool, require
 from kdprivacy.reporting.verdicts import above, fmt, fmt_ci, make_row, seeds_note
-
 
 TOP_LEAKERS = ("imitkd", "seqkd", "kd")
 REFERENCE_ATTACKS = ("ref_external", "ref_pretrained", "ref_nokd", "rmia")

@@ -52,7 +52,10 @@ from kdprivacy.reporting import tidy
 from kdprivacy.reporting.verdicts import as_bool
 
 PAPER = "Zhang et al., EMNLP 2025, arXiv 2508.07054"
-METHOD_MAP: dict[str, str] = {"teacher": "teacher", **{name: spec.paper_name for name, spec in METHODS.items()}}
+METHOD_MAP: dict[str, str] = {
+    "teacher": "teacher",
+    **{name: spec.paper_name for name, spec in METHODS.items()},
+}
 """Our method -> the paper's."""
 ATTACK_MAP: dict[str, str] = {
     "loss": "loss",
@@ -323,7 +326,8 @@ PAPER_CLAIMS: list[dict[str, Any]] = [
         "findings": ["block_risk_varies"],
     },
 ]
-"""The paper's qualitative claims and the findings (:data:`kdprivacy.reporting.claims.CLAIMS`) that test them."""
+"""The paper's qualitative claims and the findings (:data:`kdprivacy.reporting.claims.CLAIMS`) that test
+them."""
 
 SMALL_GAP = 0.017
 """The paper's largest member/non-member memorization gap."""

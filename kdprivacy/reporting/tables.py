@@ -68,7 +68,8 @@ def aggregate(
 
     def stacked(name: str) -> pd.DataFrame:
         return pd.concat(
-            [with_model_keys(pd.read_csv(p), m, columns) for m, p in zip(models, paths(name))], ignore_index=True
+            [with_model_keys(pd.read_csv(p), m, columns) for m, p in zip(models, paths(name))],
+            ignore_index=True,
         )
 
     mia = stacked("metrics")
@@ -86,7 +87,9 @@ def aggregate(
         if c == "auc" or (c.startswith("tpr_at_fpr_") and not c.endswith(("_ci_low", "_ci_high")))
     ]
     if "mia_pooled" in outputs:
-        out["mia_pooled"] = metrics.pool_seeds(mia, [*pool_keys, "attack"], value_columns, include_seeds=False)
+        out["mia_pooled"] = metrics.pool_seeds(
+            mia, [*pool_keys, "attack"], value_columns, include_seeds=False
+        )
     if "mia_category" in outputs:
         if paths("per_category") is None:
             raise ValueError("output mia_category needs the per_category inputs")
@@ -125,20 +128,40 @@ def paired_table(
 
     frames = []
     for model, comparator, kind in metrics.comparison_pairs(models):
-        diff = metrics.paired_differences(per_example(model), per_example(comparator), n_bootstrap, bootstrap_seed)
+        diff = metrics.paired_differences(
+            per_example(model), per_example(comparator), n_bootstrap, bootstrap_seed
+        )
         diff = diff.rename(
-            columns={c: c.replace("auc_a", "auc_model").replace("auc_b", "auc_comparator") for c in diff.columns}
+            columns={
+                c: c.replace("auc_a", "auc_model").replace("auc_b", "auc_comparator") for c in diff.columns
+            }
         )
         diff.insert(0, "comparison", kind)
         diff.insert(0, "comparator", comparator["model"])
         frames.append(with_model_keys(diff, model, columns))
         log.info(
             "paired %s/%s seed %s vs %s: %d attacks",
-            model["family"], model["model"], model["seed"], comparator["model"], len(diff),
+            model["family"],
+            model["model"],
+            model["seed"],
+            comparator["model"],
+            len(diff),
         )
     if frames:
         return pd.concat(frames, ignore_index=True)
     return pd.DataFrame(
-        columns=[*columns, "comparator", "comparison", "attack", "auc_model", "auc_comparator", "auc_diff",
-                 "auc_diff_ci_low", "auc_diff_ci_high", "auc_diff_p", "n_members", "n_nonmembers"]
+        columns=[
+            *columns,
+            "comparator",
+            "comparison",
+            "attack",
+            "auc_model",
+            "auc_comparator",
+            "auc_diff",
+            "auc_diff_ci_low",
+            "auc_diff_ci_high",
+            "auc_diff_p",
+            "n_members",
+            "n_nonmembers",
+        ]
     )

@@ -17,7 +17,6 @@ import pandas as pd
 
 from kdprivacy.kd import KD_METHODS, METHODS
 
-
 METHOD_ORDER = ("teacher", *METHODS)
 """How methods are ordered in tables and figures: the teacher, then the registry's order."""
 

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-
 COLUMNS = ["claim", "level", "scope", "statistic", "value", "ci_low", "ci_high", "n", "supported", "detail"]
 Z95 = 1.959963984540054
 

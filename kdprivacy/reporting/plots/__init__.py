@@ -46,12 +46,15 @@ def _ablation(axis: str) -> Callable[[Any], bool]:
 class FigureSpec:
     name: str  # the figures rule's output name
     file: str  # file stem under results/figures/; with {family} and {base}: one figure per student base
-    caption: str  # report/<caption>.rst
     category: str  # the figure's section of the Snakemake report
     title: str  # the title of the notice drawn in its place when the tables cannot fill it
     draw: str  # "module:function" of this package, called as function(inputs, path) (paths: per base)
     tables: tuple[str, ...] = ("mia",)  # what it reads: tables under results/tables/, or "roc" (per model)
     enabled: Callable[[Any], bool] = _always  # given the validated config: whether this run can fill it
+    caption: str = ""  # report/<caption>.rst; default: the file stem
+
+    def __post_init__(self):
+        object.__setattr__(self, "caption", self.caption or self.file)
 
     @property
     def per_base(self) -> bool:
@@ -72,29 +75,28 @@ MI, MEM = "Membership inference", "Memorization"
 FIGURES: dict[str, FigureSpec] = {
     spec.name: spec
     for spec in (
-        FigureSpec("methods", "mia_auc_{family}_{base}", "mia_auc_methods", MI, "KD method x attack AUC",
-                   "mia:figure_methods"),
-        FigureSpec("baselines", "mia_auc_baselines", "mia_auc_baselines", MI, "Teacher and No-KD AUC",
-                   "mia:figure_baselines"),
-        FigureSpec("category", "risk_by_category", "risk_by_category", MI, "Per-task risk", "mia:figure_category",
-                   ("mia_category",)),
-        FigureSpec("roc", "roc_loglog", "roc_loglog", MI, "ROC curves", "mia:figure_roc", ("roc",)),
-        FigureSpec("memorization_rate", "memorization_rate", "memorization_rate", MEM, "Memorization (member rate)",
+        FigureSpec("methods", "mia_auc_{family}_{base}", MI, "KD method x attack AUC", "mia:figure_methods",
+                   caption="mia_auc_methods"),
+        FigureSpec("baselines", "mia_auc_baselines", MI, "Teacher and No-KD AUC", "mia:figure_baselines"),
+        FigureSpec("category", "risk_by_category", MI, "Per-task risk", "mia:figure_category",
+                   ("mia", "mia_category")),
+        FigureSpec("roc", "roc_loglog", MI, "ROC curves", "mia:figure_roc", ("mia", "roc")),
+        FigureSpec("memorization_rate", "memorization_rate", MEM, "Memorization (member rate)",
                    "memorization:figure_memorization_rate", ("memorization_summary",)),
-        FigureSpec("memorization_gap", "memorization_gap", "memorization_gap", MEM, "Memorization gap",
+        FigureSpec("memorization_gap", "memorization_gap", MEM, "Memorization gap",
                    "memorization:figure_memorization_gap", ("memorization_summary",)),
-        FigureSpec("membership_vs_memorization", "membership_vs_memorization", "membership_vs_memorization", MEM,
+        FigureSpec("membership_vs_memorization", "membership_vs_memorization", MEM,
                    "Membership vs memorization", "memorization:figure_membership_vs_memorization",
                    ("mia", "memorization")),
-        FigureSpec("utility", "utility_rouge_l", "utility_rouge_l", "Utility", "Utility (ROUGE-L)",
-                   "utility:figure_utility", ("utility",), _utility),
-        FigureSpec("privacy_utility", "privacy_vs_utility", "privacy_vs_utility", "Utility", "Privacy vs utility",
+        FigureSpec("utility", "utility_rouge_l", "Utility", "Utility (ROUGE-L)", "utility:figure_utility",
+                   ("utility",), _utility),
+        FigureSpec("privacy_utility", "privacy_vs_utility", "Utility", "Privacy vs utility",
                    "utility:figure_privacy_utility", ("mia", "utility"), _utility),
-        FigureSpec("blocks", "blocks_mope", "blocks_mope", "Per-block risk", "Per-block risk", "mia:figure_blocks",
+        FigureSpec("blocks", "blocks_mope", "Per-block risk", "Per-block risk", "mia:figure_blocks",
                    ("blocks",), _blocks),
-        FigureSpec("objective", "ablation_objective", "ablation_objective", "Ablations", "KD objective ablation",
+        FigureSpec("objective", "ablation_objective", "Ablations", "KD objective ablation",
                    "ablations:figure_objective", enabled=_ablation("objective")),
-        FigureSpec("sgo", "ablation_sgo", "ablation_sgo", "Ablations", "SGO-ratio ablation", "ablations:figure_sgo",
+        FigureSpec("sgo", "ablation_sgo", "Ablations", "SGO-ratio ablation", "ablations:figure_sgo",
                    enabled=_ablation("sgo_ratio")),
     )
 }
@@ -146,9 +148,12 @@ class FigureInputs:
 
         files = as_list(self.paths["roc"])
         if len(files) != len(self.models):
-            raise ValueError(f"roc ({len(files)}) and params.models ({len(self.models)}) must align index by index")
+            raise ValueError(
+                f"roc ({len(files)}) and params.models ({len(self.models)}) must align index by index"
+            )
         return pd.concat(
-            [with_model_keys(pd.read_csv(path), spec) for spec, path in zip(self.models, files)], ignore_index=True
+            [with_model_keys(pd.read_csv(path), spec) for spec, path in zip(self.models, files)],
+            ignore_index=True,
         )
 
 
@@ -172,7 +177,9 @@ def draw_figures(inputs: FigureInputs, outputs: Mapping[str, Any]) -> None:
         missing = [n for n in spec.tables if n not in inputs.paths]
         result = None if missing else spec.fn(inputs, outputs[spec.name])
         if result is None:
-            reason = f"input(s) {missing} not given" if missing else "the tables hold no rows for it (see the log)"
+            reason = (
+                f"input(s) {missing} not given" if missing else "the tables hold no rows for it (see the log)"
+            )
             placeholder(outputs[spec.name], spec.title, reason)
             log.info("%s: notice written (%s)", spec.name, reason)
         else:

@@ -5,17 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from kdprivacy.reporting import tidy  # noqa: E402
-from kdprivacy.reporting.plots import FigureInputs  # noqa: E402
-from kdprivacy.reporting.plots.base import (  # noqa: E402
+from kdprivacy.reporting import tidy
+from kdprivacy.reporting.plots import FigureInputs
+from kdprivacy.reporting.plots.base import (
     attack_columns,
     error_bars,
     outside_legend,

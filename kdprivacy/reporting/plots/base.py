@@ -1,5 +1,6 @@
 """What every figure shares: the annotated heatmap, notices for figures a run cannot fill, error bars,
-labels, saving. Matplotlib with the Agg backend (no display); files written atomically via :mod:`kdprivacy.io`.
+labels, saving. Matplotlib with the Agg backend (no display); files written atomically via
+:mod:`kdprivacy.io`.
 
 The study figures (the other modules of this package) each take a tidy table (as written under
 results/tables/) and a path, write the figure and return what they drew (a :class:`Heatmap`, or a DataFrame
@@ -28,7 +29,6 @@ from matplotlib.colors import Normalize, TwoSlopeNorm  # noqa: E402
 
 from kdprivacy import io  # noqa: E402
 from kdprivacy.reporting import tidy  # noqa: E402
-
 
 MISSING_COLOR = "#d9d9d9"
 """Background of cells without a value (no number is printed there)."""
@@ -190,7 +190,9 @@ def placeholder(path: str | os.PathLike, title: str, reason: str) -> None:
     fig, ax = plt.subplots(figsize=(5, 1.8))
     ax.axis("off")
     ax.text(0.5, 0.6, title, ha="center", va="center", fontsize=10, weight="bold")
-    ax.text(0.5, 0.3, wrap_title(f"Not available in this run: {reason}", 60), ha="center", va="center", fontsize=8)
+    ax.text(
+        0.5, 0.3, wrap_title(f"Not available in this run: {reason}", 60), ha="center", va="center", fontsize=8
+    )
     save(fig, path)
 
 

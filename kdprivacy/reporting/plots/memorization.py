@@ -8,18 +8,14 @@ import math
 import os
 from collections.abc import Sequence
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from kdprivacy.kd import KD_METHODS  # noqa: E402
-from kdprivacy.reporting import tidy, verdicts  # noqa: E402
-from kdprivacy.reporting.plots import FigureInputs  # noqa: E402
-from kdprivacy.reporting.plots.base import (  # noqa: E402
+from kdprivacy.kd import KD_METHODS
+from kdprivacy.reporting import tidy, verdicts
+from kdprivacy.reporting.plots import FigureInputs
+from kdprivacy.reporting.plots.base import (
     Heatmap,
     error_bars,
     heatmap,
@@ -29,7 +25,6 @@ from kdprivacy.reporting.plots.base import (  # noqa: E402
     skip,
     wrap_title,
 )
-
 
 RATE_METRICS = ("match_rate", "exact_k", "exact_full", "rouge_l", "approx_memorized", "secret_hit")
 """Memorization metrics on a common 0..1 scale (drawn together); exposure and secret rank are not."""
@@ -114,9 +109,7 @@ def membership_vs_memorization(
     memo = tidy.main_rows(memorization)
     memo = memo[memo["role"] == "student"] if "role" in memo.columns else memo
     if students.empty or memo.empty:
-        return skip(
-            "membership vs memorization", f"no student rows for attack {attack!r} or no memorization"
-        )
+        return skip("membership vs memorization", f"no student rows for attack {attack!r} or no memorization")
     keys = ["family", "base", "model", "method"]
     a = tidy.pool(students.assign(base=tidy.col(students, "base")), keys)
     m = tidy.pool(
@@ -163,7 +156,8 @@ def membership_vs_memorization(
     ax.set_xlabel("member match rate (memorization)")
     ax.set_ylabel(f"ROC AUC ({attack})")
     ax.set_title(
-        wrap_title("Membership vs memorization per student: do they rank methods alike? (95% CI)"), fontsize=10
+        wrap_title("Membership vs memorization per student: do they rank methods alike? (95% CI)"),
+        fontsize=10,
     )
     ax.legend(fontsize=7, loc="best")
     save(fig, path)

@@ -8,17 +8,13 @@ import math
 import os
 from collections.abc import Sequence
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from kdprivacy.reporting import tidy  # noqa: E402
-from kdprivacy.reporting.plots import FigureInputs  # noqa: E402
-from kdprivacy.reporting.plots.base import (  # noqa: E402
+from kdprivacy.reporting import tidy
+from kdprivacy.reporting.plots import FigureInputs
+from kdprivacy.reporting.plots.base import (
     Heatmap,
     attack_columns,
     auc_by_model,
@@ -306,8 +302,13 @@ def mia_auc_heatmap(mia: pd.DataFrame, path: str | os.PathLike, attacks: Sequenc
     else:
         seeds = f"mean over {seed_counts[0]}-{seed_counts[-1]} seeds per model"
     drawn = heatmap(
-        table, row="label", col="attack", value="auc", path=path,
-        title=f"Membership inference ROC AUC ({seeds}; 0.5 = chance)", col_order=attack_order,
+        table,
+        row="label",
+        col="attack",
+        value="auc",
+        path=path,
+        title=f"Membership inference ROC AUC ({seeds}; 0.5 = chance)",
+        col_order=attack_order,
         colorbar_label="ROC AUC (raw, not flipped)",
     )
     log.info("heatmap of %d models x %d attacks", *drawn.values.shape)

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import os
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from kdprivacy.reporting import tidy  # noqa: E402
-from kdprivacy.reporting.plots import FigureInputs  # noqa: E402
-from kdprivacy.reporting.plots.base import error_bars, model_labels, save, skip, wrap_title  # noqa: E402
+from kdprivacy.reporting import tidy
+from kdprivacy.reporting.plots import FigureInputs
+from kdprivacy.reporting.plots.base import error_bars, model_labels, save, skip, wrap_title
 
 
 def utility_bars(
@@ -26,9 +22,7 @@ def utility_bars(
     main = main[main["category"] == category]
     if main.empty:
         return skip("utility", f"no utility rows for category {category!r}")
-    pooled = tidy.pool(
-        main, ["family", "model", "method"], "rouge_l", "rouge_l_ci_low", "rouge_l_ci_high"
-    )
+    pooled = tidy.pool(main, ["family", "model", "method"], "rouge_l", "rouge_l_ci_low", "rouge_l_ci_high")
     pooled = pooled.sort_values(
         ["family", "method"],
         key=lambda s: s.map(tidy.method_sort_key) if s.name == "method" else s,
@@ -51,7 +45,9 @@ def utility_bars(
             ax.text(xi, v, f"{v:.1f}", ha="center", va="bottom", fontsize=7)
     ax.set_xticks(x, labels=pooled["label"], rotation=45, ha="right")
     ax.set_ylabel("ROUGE-L (x100)")
-    ax.set_title(wrap_title("Utility: ROUGE-L of greedy answers on held-out dev prompts (95% CI)"), fontsize=10)
+    ax.set_title(
+        wrap_title("Utility: ROUGE-L of greedy answers on held-out dev prompts (95% CI)"), fontsize=10
+    )
     save(fig, path)
     return pooled[["family", "model", "method", "rouge_l", "ci_low", "ci_high", "n_seeds"]]
 
@@ -115,7 +111,9 @@ def privacy_vs_utility(
     ax.axhline(0.5, color="grey", ls=":", lw=1)
     ax.set_xlabel("utility: ROUGE-L (x100)")
     ax.set_ylabel("privacy risk: best-attack ROC AUC")
-    ax.set_title(wrap_title("Privacy vs utility per model (grey: teacher, green: No-KD; 95% CI)"), fontsize=10)
+    ax.set_title(
+        wrap_title("Privacy vs utility per model (grey: teacher, green: No-KD; 95% CI)"), fontsize=10
+    )
     save(fig, path)
     return both.drop(columns=["label"]).reset_index(drop=True)
 
