@@ -35,7 +35,6 @@ The claims themselves live by concept in :mod:`~kdprivacy.reporting.claims_mia`,
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -53,7 +52,7 @@ from kdprivacy.reporting.claims_mia import (
     teacher_vs_students,
 )
 from kdprivacy.reporting.tidy import require
-from kdprivacy.reporting.verdicts import COLUMNS, make_row, summarize
+from kdprivacy.reporting.verdicts import COLUMNS, summarize, untestable_summary
 
 CLAIMS: dict[str, str] = {
     "kd_leaks_more_than_nokd": "a KD student's AUC is above the No-KD student's (paired, same examples)",
@@ -119,15 +118,8 @@ def compute_findings(
         if not cells:
             for family in families:
                 out.append(
-                    make_row(
-                        claim,
-                        "summary",
-                        family,
-                        "share of testable cells supported",
-                        math.nan,
-                        n=0,
-                        supported=None,
-                        detail="no table rows for this claim: not testable in this run",
+                    untestable_summary(
+                        claim, family, "no table rows for this claim: not testable in this run"
                     )
                 )
             continue

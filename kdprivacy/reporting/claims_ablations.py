@@ -27,6 +27,7 @@ from kdprivacy.reporting.verdicts import (
     make_row,
     seeds_note,
     spearman,
+    untestable,
 )
 
 GPT2_SIZES = {
@@ -91,15 +92,12 @@ def larger_students(mia: pd.DataFrame, sizes: Mapping[str, Mapping[str, float]] 
                 + ": fewer than two sizes, not testable"
             )
             rows.append(
-                make_row(
+                untestable(
                     "larger_students_leak_more",
-                    "cell",
                     f"{family}",
                     "auc(largest) - auc(smallest)",
-                    math.nan,
+                    why,
                     n=len(distinct),
-                    supported=None,
-                    detail=why,
                 )
             )
             continue
@@ -109,15 +107,12 @@ def larger_students(mia: pd.DataFrame, sizes: Mapping[str, Mapping[str, float]] 
             scope = f"{family}/{method}/{attack}"
             if g["size"].nunique() < 2:
                 rows.append(
-                    make_row(
+                    untestable(
                         "larger_students_leak_more",
-                        "cell",
                         scope,
                         "auc(largest) - auc(smallest)",
-                        math.nan,
+                        f"{method} trained on fewer than two sized bases: not testable",
                         n=len(g),
-                        supported=None,
-                        detail=f"{method} trained on fewer than two sized bases: not testable",
                     )
                 )
                 continue
@@ -187,14 +182,11 @@ def reverse_kl(
         if reverse.empty or reference.empty:
             have = sorted(set(fam["objective"]))
             rows.append(
-                make_row(
+                untestable(
                     "reverse_kl_leaks_less",
-                    "cell",
                     family,
                     "auc(reverse) - auc(fkl)",
-                    math.nan,
-                    supported=None,
-                    detail=f"objectives present {have}"
+                    f"objectives present {have}"
                     + (
                         ""
                         if not reference.empty
@@ -323,15 +315,12 @@ def more_sgo(mia: pd.DataFrame, sources: Mapping[str, Mapping[str, Any]] | None 
         scope = f"{family}/{attack}"
         if g["ratio"].nunique() < 2:
             rows.append(
-                make_row(
+                untestable(
                     "more_sgo_leaks_more",
-                    "cell",
                     scope,
                     "slope of auc over sgo ratio",
-                    math.nan,
+                    "fewer than two SGO ratios: not testable",
                     n=len(g),
-                    supported=None,
-                    detail="fewer than two SGO ratios: not testable",
                 )
             )
             continue
@@ -358,15 +347,12 @@ def more_sgo(mia: pd.DataFrame, sources: Mapping[str, Mapping[str, Any]] | None 
     if points.empty:
         for family in dict.fromkeys(mia["family"]) if "family" in mia.columns else []:
             rows.append(
-                make_row(
+                untestable(
                     "more_sgo_leaks_more",
-                    "cell",
                     f"{family}",
                     "slope of auc over sgo ratio",
-                    math.nan,
+                    "no SGO-ratio ablation rows: not testable",
                     n=0,
-                    supported=None,
-                    detail="no SGO-ratio ablation rows: not testable",
                 )
             )
     return rows

@@ -19,6 +19,7 @@ from kdprivacy.reporting.verdicts import (
     seeds_note,
     spearman,
     spearman_p_greater,
+    untestable,
 )
 
 
@@ -73,17 +74,14 @@ def memorization_claims(
         dist = g[g["method"] == "distillm"]
         if dist.empty or g["member_rate"].nunique() < 2:
             rows.append(
-                make_row(
+                untestable(
                     "distillm_memorizes_most",
-                    "cell",
                     scope,
                     "rate(distillm) - max rate(others)",
-                    math.nan,
-                    n=len(g),
-                    supported=None,
-                    detail=f"member match rates {listing or 'none'}: "
+                    f"member match rates {listing or 'none'}: "
                     + ("no DistiLLM student" if dist.empty else "all equal")
                     + ", not testable",
+                    n=len(g),
                 )
             )
         else:
@@ -112,41 +110,37 @@ def memorization_claims(
             scope_a = f"{family}/{base}/{attack}"
             rho = spearman(both["auc"], both["member_rate"]) if len(both) >= 2 else math.nan
             if len(both) < 4 or math.isnan(rho):
-                rows.append(
-                    make_row(
-                        "membership_memorization_disagree",
-                        "cell",
-                        scope_a,
-                        "spearman(auc, member match rate) over KD methods",
-                        rho,
-                        n=len(both),
-                        supported=None,
-                        detail=f"{len(both)} KD methods with both numbers"
-                        + (" (a side is constant)" if len(both) >= 4 else " (need >= 4)")
-                        + ": not testable",
-                    )
+                ok = None
+                detail = (
+                    f"{len(both)} KD methods with both numbers"
+                    + (" (a side is constant)" if len(both) >= 4 else " (need >= 4)")
+                    + ": not testable"
                 )
-                continue
-            p = spearman_p_greater(both["auc"], both["member_rate"])
-            ok = bool(p >= 0.05)
-            by_auc = " > ".join(both.sort_values("auc", ascending=False)["method"])
-            by_mem = " > ".join(both.sort_values("member_rate", ascending=False)["method"])
-            rows.append(
-                make_row(
-                    "membership_memorization_disagree",
-                    "cell",
-                    scope_a,
-                    "spearman(auc, member match rate) over KD methods",
-                    rho,
-                    n=len(both),
-                    supported=ok,
-                    detail=f"by AUC: {by_auc}; by memorization: {by_mem}; Spearman {rho:+.2f}, one-sided "
+            else:
+                p = spearman_p_greater(both["auc"], both["member_rate"])
+                ok = bool(p >= 0.05)
+                by_auc = " > ".join(both.sort_values("auc", ascending=False)["method"])
+                by_mem = " > ".join(both.sort_values("member_rate", ascending=False)["method"])
+                detail = (
+                    f"by AUC: {by_auc}; by memorization: {by_mem}; Spearman {rho:+.2f}, one-sided "
                     f"permutation p {p:.3f}: "
                     + (
                         "agreement not significant, the two disagree"
                         if ok
                         else "significant agreement, they do not disagree"
-                    ),
+                    )
+                )
+            statistic = "spearman(auc, member match rate) over KD methods"
+            rows.append(
+                make_row(
+                    "membership_memorization_disagree",
+                    "cell",
+                    scope_a,
+                    statistic,
+                    rho,
+                    n=len(both),
+                    supported=ok,
+                    detail=detail,
                 )
             )
     return rows

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from kdprivacy.reporting.tidy import col, configured_students, kd_method_auc, main_rows, pool, require
-from kdprivacy.reporting.verdicts import above, fmt, fmt_ci, make_row, seeds_note
+from kdprivacy.reporting.verdicts import above, fmt, fmt_ci, make_row, seeds_note, untestable
 
 TOP_LEAKERS = ("imitkd", "seqkd", "kd")
 REFERENCE_ATTACKS = ("ref_external", "ref_pretrained", "ref_nokd", "rmia")
@@ -108,29 +108,9 @@ def method_extremes(mia: pd.DataFrame) -> list[dict]:
         listing = ", ".join(f"{m} {fmt(a)}" for m, a in zip(g["method"], g["auc"]))
         if len(g) < 2 or g["auc"].nunique() < 2:
             detail = f"{len(g)} KD methods with an AUC ({listing}): no ranking, not testable"
+            rows.append(untestable("top_leakers_imitkd_seqkd_kd", scope, "auc(top method)", detail, n=len(g)))
             rows.append(
-                make_row(
-                    "top_leakers_imitkd_seqkd_kd",
-                    "cell",
-                    scope,
-                    "auc(top method)",
-                    math.nan,
-                    n=len(g),
-                    supported=None,
-                    detail=detail,
-                )
-            )
-            rows.append(
-                make_row(
-                    "minillm_leaks_least",
-                    "cell",
-                    scope,
-                    "auc(minillm) - min auc(others)",
-                    math.nan,
-                    n=len(g),
-                    supported=None,
-                    detail=detail,
-                )
+                untestable("minillm_leaks_least", scope, "auc(minillm) - min auc(others)", detail, n=len(g))
             )
             continue
         top = g.loc[g["auc"].idxmax()]
@@ -152,15 +132,12 @@ def method_extremes(mia: pd.DataFrame) -> list[dict]:
         mini = g[g["method"] == "minillm"]
         if mini.empty:
             rows.append(
-                make_row(
+                untestable(
                     "minillm_leaks_least",
-                    "cell",
                     scope,
                     "auc(minillm) - min auc(others)",
-                    math.nan,
+                    f"no MiniLLM student ({listing}): not testable",
                     n=len(g),
-                    supported=None,
-                    detail=f"no MiniLLM student ({listing}): not testable",
                 )
             )
             continue
@@ -236,15 +213,12 @@ def reference_strongest(mia: pd.DataFrame) -> list[dict]:
         listing = ", ".join(f"{a} {fmt(v)}" for a, v in means.sort_values(ascending=False).items())
         if not refs:
             rows.append(
-                make_row(
+                untestable(
                     "reference_attacks_strongest",
-                    "cell",
                     family,
                     "max mean auc(reference) - max mean " "auc(other)",
-                    math.nan,
+                    f"no reference attack run ({listing}): not testable",
                     n=len(means),
-                    supported=None,
-                    detail=f"no reference attack run ({listing}): not testable",
                 )
             )
             continue
@@ -346,15 +320,12 @@ def category_order(category: pd.DataFrame | None, attacks: Sequence[str] | None 
         scope = f"{family}/{attack}"
         if not risky or not safe:
             rows.append(
-                make_row(
+                untestable(
                     "category_risk_order",
-                    "cell",
                     scope,
                     "mean auc(risky) - mean auc(safe)",
-                    math.nan,
+                    f"categories present {sorted(means.index)}: a group is missing, not testable",
                     n=len(means),
-                    supported=None,
-                    detail=f"categories present {sorted(means.index)}: a group is missing, not testable",
                 )
             )
             continue
@@ -390,15 +361,12 @@ def block_variation(blocks: pd.DataFrame | None) -> list[dict]:
         scope = "/".join(str(k) for k in key[:2]) + (f"/sigma={key[2]:g}" if len(key) > 2 else "")
         if len(g) < 2:
             rows.append(
-                make_row(
+                untestable(
                     "block_risk_varies",
-                    "cell",
                     scope,
                     "auc(highest block) - auc(lowest block)",
-                    math.nan,
+                    "fewer than two blocks: not testable",
                     n=len(g),
-                    supported=None,
-                    detail="fewer than two blocks: not testable",
                 )
             )
             continue

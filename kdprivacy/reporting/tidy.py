@@ -83,6 +83,15 @@ def method_sort_key(method: Any) -> int:
     return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
 
 
+def by_method(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """``frame`` sorted (stable) by ``columns``, the ``method`` column in :data:`METHOD_ORDER`."""
+    return frame.sort_values(
+        list(columns),
+        key=lambda s: s.map(method_sort_key) if s.name == "method" else s,
+        kind="stable",
+    )
+
+
 def ordered(values: Iterable, preferred: Sequence | None = None) -> list:
     """Distinct ``values`` in first-appearance order, those in ``preferred`` first in its order."""
     seen = list(dict.fromkeys(v for v in values if not (isinstance(v, float) and math.isnan(v))))

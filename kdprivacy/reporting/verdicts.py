@@ -114,6 +114,25 @@ def make_row(
     }
 
 
+def untestable(claim: str, scope: str, statistic: str, detail: str, n: float = math.nan) -> dict:
+    """A ``cell`` row this run cannot test: no value, ``supported`` None, the reason in ``detail``."""
+    return make_row(claim, "cell", scope, statistic, math.nan, n=n, supported=None, detail=detail)
+
+
+def untestable_summary(claim: str, family: str, detail: str) -> dict:
+    """A family's summary row of a claim with no testable cell."""
+    return make_row(
+        claim,
+        "summary",
+        family,
+        "share of testable cells supported",
+        math.nan,
+        n=0,
+        supported=None,
+        detail=detail,
+    )
+
+
 def above(lo: float, hi: float, threshold: float = 0.0) -> tuple[bool | None, str]:
     """Whether an interval says 'above threshold'; None when there is no interval."""
     if math.isnan(lo) or math.isnan(hi):
@@ -142,15 +161,8 @@ def summarize(rows: list[dict], claim: str, family: str, effect: str = "") -> di
     ]
     testable = [r for r in cells if r["supported"] is not None]
     if not testable:
-        return make_row(
-            claim,
-            "summary",
-            family,
-            "share of testable cells supported",
-            math.nan,
-            n=0,
-            supported=None,
-            detail=f"{len(cells)} cells, none testable: not testable in this run",
+        return untestable_summary(
+            claim, family, f"{len(cells)} cells, none testable: not testable in this run"
         )
     k = sum(bool(r["supported"]) for r in testable)
     share = k / len(testable)

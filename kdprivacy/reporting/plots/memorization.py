@@ -55,47 +55,35 @@ def memorization_heatmap(
     )
     pooled = tidy.pool(main, ["family", "model", "method", "metric"], value, low, high)
     pooled["row"] = model_labels(pooled)
-    pooled = pooled.sort_values(
-        ["family", "method"],
-        key=lambda s: s.map(tidy.method_sort_key) if s.name == "method" else s,
-        kind="stable",
-    )
+    pooled = tidy.by_method(pooled, ["family", "method"])
     order = [m for m in metrics if m in set(pooled["metric"])]
     if value == "gap":
         d = float(np.nanmax(np.abs(pooled[value].to_numpy(float)))) if pooled[value].notna().any() else 0.0
         d = d if d > 0 else 0.01
-        return heatmap(
-            pooled,
-            "row",
-            "metric",
-            value,
-            path,
+        scale = dict(
             vmin=-d,
             vmax=d,
             center=0.0,
             fmt="{:+.3f}",
-            col_order=order,
             colorbar_label="member - non-member",
             title="Memorization gap (member minus non-member rate; 0 = no memorization of members)",
         )
-    top = (
-        nice_ceiling(float(np.nanmax(pooled[value].to_numpy(float)))) if pooled[value].notna().any() else 1.0
-    )
-    return heatmap(
-        pooled,
-        "row",
-        "metric",
-        value,
-        path,
-        vmin=0.0,
-        vmax=min(1.0, top),
-        center=None,
-        fmt="{:.3f}",
-        cmap="Reds",
-        col_order=order,
-        colorbar_label="member rate",
-        title="Memorization of the teacher's private examples (member rate per metric)",
-    )
+    else:
+        top = (
+            nice_ceiling(float(np.nanmax(pooled[value].to_numpy(float))))
+            if pooled[value].notna().any()
+            else 1.0
+        )
+        scale = dict(
+            vmin=0.0,
+            vmax=min(1.0, top),
+            center=None,
+            fmt="{:.3f}",
+            cmap="Reds",
+            colorbar_label="member rate",
+            title="Memorization of the teacher's private examples (member rate per metric)",
+        )
+    return heatmap(pooled, "row", "metric", value, path, col_order=order, **scale)
 
 
 def membership_vs_memorization(

@@ -43,6 +43,24 @@ def shared_auc_scale(
     return max(0.0, 0.5 - d), min(1.0, 0.5 + d)
 
 
+def auc_grid(
+    pooled: pd.DataFrame, path, vmin: float, vmax: float, attack_order: Sequence | None, title: str
+) -> Heatmap:
+    """Pooled AUC of ``pooled``'s ``row`` labels (rows) x attack (columns) on the colour scale vmin..vmax."""
+    return heatmap(
+        pooled,
+        row="row",
+        col="attack",
+        value="auc",
+        path=path,
+        vmin=vmin,
+        vmax=vmax,
+        col_order=attack_columns(pooled["attack"], attack_order),
+        title=title,
+        colorbar_label="ROC AUC",
+    )
+
+
 def method_heatmap(
     mia: pd.DataFrame,
     family: str,
@@ -73,19 +91,8 @@ def method_heatmap(
     pooled = pooled.sort_values("method", key=lambda s: s.map(tidy.method_sort_key), kind="stable")
     seeds = sorted(set(pooled["n_seeds"]))
     note = "one seed" if seeds == [1] else f"mean over {seeds[-1]} seeds"
-    return heatmap(
-        pooled,
-        row="row",
-        col="attack",
-        value="auc",
-        path=path,
-        vmin=vmin,
-        vmax=vmax,
-        col_order=attack_columns(pooled["attack"], attack_order),
-        title=f"MIA ROC AUC of {family} students on base '{base}' ({note}; 0.5 = chance; "
-        "shared colour scale)",
-        colorbar_label="ROC AUC",
-    )
+    title = f"MIA ROC AUC of {family} students on base '{base}' ({note}; 0.5 = chance; shared colour scale)"
+    return auc_grid(pooled, path, vmin, vmax, attack_order, title)
 
 
 def baselines_heatmap(
@@ -103,23 +110,9 @@ def baselines_heatmap(
         return skip("baselines", "no teacher or No-KD rows in the MIA table")
     pooled = tidy.pool(rows, ["family", "model", "method", "attack"])
     pooled["row"] = pooled["family"].astype(str) + "/" + pooled["model"].astype(str)
-    pooled = pooled.sort_values(
-        ["family", "method"],
-        key=lambda s: s.map(tidy.method_sort_key) if s.name == "method" else s,
-        kind="stable",
-    )
-    return heatmap(
-        pooled,
-        row="row",
-        col="attack",
-        value="auc",
-        path=path,
-        vmin=vmin,
-        vmax=vmax,
-        col_order=attack_columns(pooled["attack"], attack_order),
-        title="Baselines: teacher (attacked directly) and No-KD students (no teacher): MIA ROC AUC",
-        colorbar_label="ROC AUC",
-    )
+    pooled = tidy.by_method(pooled, ["family", "method"])
+    title = "Baselines: teacher (attacked directly) and No-KD students (no teacher): MIA ROC AUC"
+    return auc_grid(pooled, path, vmin, vmax, attack_order, title)
 
 
 def category_risk(
@@ -140,11 +133,7 @@ def category_risk(
     rank_base = students if students["auc"].notna().any() else pooled
     order = rank_base.groupby("category")["auc"].mean().sort_values(ascending=False, na_position="last")
     cats = list(order.index) + [c for c in dict.fromkeys(pooled["category"]) if c not in order.index]
-    pooled = pooled.sort_values(
-        ["family", "method"],
-        key=lambda s: s.map(tidy.method_sort_key) if s.name == "method" else s,
-        kind="stable",
-    ).reset_index(drop=True)
+    pooled = tidy.by_method(pooled, ["family", "method"]).reset_index(drop=True)
     pooled["label"] = model_labels(pooled)
     labels = list(dict.fromkeys(pooled["label"]))
     fig, ax = plt.subplots(figsize=(7, max(3.0, 0.55 * len(cats) + 1.2)))
@@ -198,11 +187,7 @@ def roc_curves(
     if main.empty:
         return skip("ROC", f"no ROC points with FPR, TPR > 0 for attack {attack!r}")
     main = main.assign(seed=tidy.col(main, "seed"), method=tidy.col(main, "method"))
-    main = main.sort_values(
-        ["family", "method"],
-        key=lambda s: s.map(tidy.method_sort_key) if s.name == "method" else s,
-        kind="stable",
-    )
+    main = tidy.by_method(main, ["family", "method"])
     main["label"] = model_labels(main)
     fig, ax = plt.subplots(figsize=(5.5, 5))
     colors = plt.get_cmap("tab10")
@@ -243,11 +228,7 @@ def block_curves(
     keys = ["family", "model", "method"] + (["sigma"] if "sigma" in main.columns else []) + ["block"]
     main = main.assign(method=tidy.col(main, "method"))
     pooled = tidy.pool(main, keys)
-    pooled = pooled.sort_values(
-        ["family", "method"] + keys[3:],
-        key=lambda s: s.map(tidy.method_sort_key) if s.name == "method" else s,
-        kind="stable",
-    ).reset_index(drop=True)
+    pooled = tidy.by_method(pooled, ["family", "method"] + keys[3:]).reset_index(drop=True)
     pooled["line"] = model_labels(pooled)
     if "sigma" in pooled.columns and pooled["sigma"].nunique() > 1:
         pooled["line"] = pooled["line"] + " (sigma " + pooled["sigma"].map("{:g}".format) + ")"

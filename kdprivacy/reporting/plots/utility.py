@@ -23,11 +23,7 @@ def utility_bars(
     if main.empty:
         return skip("utility", f"no utility rows for category {category!r}")
     pooled = tidy.pool(main, ["family", "model", "method"], "rouge_l", "rouge_l_ci_low", "rouge_l_ci_high")
-    pooled = pooled.sort_values(
-        ["family", "method"],
-        key=lambda s: s.map(tidy.method_sort_key) if s.name == "method" else s,
-        kind="stable",
-    ).reset_index(drop=True)
+    pooled = tidy.by_method(pooled, ["family", "method"]).reset_index(drop=True)
     pooled["label"] = model_labels(pooled)
     fig, ax = plt.subplots(figsize=(max(4.5, 1.0 + 0.6 * len(pooled)), 3.6))
     x = np.arange(len(pooled))
