@@ -7,7 +7,7 @@ from snakemake.logging import logger
 from kdprivacy import hub, sizing
 from kdprivacy.config import ConfigError, model_ref, validate_config
 from kdprivacy.fields import is_local, with_overrides
-from kdprivacy.kd import METHODS, SGO_PARAM
+from kdprivacy.kd import METHODS
 from kdprivacy.provenance import code_version, input_hash
 
 # Strict types: --config values nested in a mapping/list come from Snakemake as strings and are re-typed
@@ -35,7 +35,6 @@ FAMILIES = CFG.families
 
 
 STUDENTS = {family: fam.all_students() for family, fam in FAMILIES.items()}
-COLLECTED_NAMES = ("memorization_summary", "inheritance", "membership_vs_memorization", "utility", "blocks")
 
 
 def alternatives(names):
@@ -45,7 +44,6 @@ def alternatives(names):
 wildcard_constraints:
     family=alternatives(FAMILIES),
     ref="pretrained|external",
-    table=alternatives(COLLECTED_NAMES),
     seed=r"\d+",
     base=alternatives({b for f in FAMILIES.values() for b in f.bases}),
     model=alternatives({"teacher"} | {s for students in STUDENTS.values() for s in students}),
@@ -186,6 +184,7 @@ for _warning in sizing.plan_warnings(CFG):
     logger.warning(f"sizing: {_warning}")
 
 
+# The targets (rule all): the report rules' tables and figures (collected_tables, figure_outputs: rules/report.smk).
 def final_tables():
     tables = [
         f"{R}/tables/{name}.csv"
@@ -217,140 +216,285 @@ def final_figures():
     return outs
 
 
-# ---------------------------------------------------------------- report rules
-def per_model(pattern, role=None):
-    return [pattern.format(R=R, **m) for m in all_models() if role is None or m["role"] == role]
+# ---------------------------------------------------------------- models rules
+def tokenizer_cfg(wildcards):
+    return dump(FAMILIES[wildcards.family].tokenizer.train)
 
 
-# Per-model tables stacked into results/tables/<name>.csv, with the model's key columns in front.
-# name -> (per-model path pattern, which models: None = all, "student" = students only, enabled?)
-COLLECTED = {
-    "memorization_summary": ("{R}/{family}/seed{seed}/memorization/{model}.summary.csv", None, True),
-    "inheritance": ("{R}/{family}/seed{seed}/inheritance/{model}.csv", "student", True),
-    "membership_vs_memorization": (
-        "{R}/{family}/seed{seed}/inheritance/{model}.correlation.csv",
-        "student",
-        True,
-    ),
-    "utility": ("{R}/{family}/seed{seed}/utility/{model}.summary.csv", None, CFG.utility.enabled),
-    "blocks": ("{R}/{family}/seed{seed}/blocks/{model}.csv", None, CFG.blocks.enabled),
-}
-
-
-def collected_tables():
-    return [name for name, (_, role, enabled) in COLLECTED.items() if enabled and per_model("x", role)]
-
-
-def collect_inputs(wildcards):
-    pattern, role, _ = COLLECTED[wildcards.table]
-    return per_model(pattern, role)
-
-
-def collect_models(wildcards):
-    return [m for m in all_models() if COLLECTED[wildcards.table][1] in (None, m["role"])]
-
-
-# ---------------------------------------------------------------- figures, findings, paper comparison
-FIG = f"{R}/figures"
-
-
-def student_base_pairs():
-    return sorted(
-        {(family, s.base) for family, students in STUDENTS.items() for s, _, _ in students.values()}
-    )
-
-
-def student_bases():
-    return [f"{family}/{base}" for family, base in student_base_pairs()]
-
-
-def ablation_sources():
-    """The student each ablation copies, and that student's own axis value (the figures' reference)."""
-    out = {}
-    for family, fam in FAMILIES.items():
-        abl, entry = fam.ablations, {}
-        if abl.objective is not None:
-            src = fam.students[abl.objective.student]
-            entry["objective"] = {"student": abl.objective.student, "objective": src.kd.objective}
-        if abl.sgo_ratio is not None:
-            src = fam.students[abl.sgo_ratio.student]
-            value = getattr(getattr(src, src.method), SGO_PARAM[src.method])
-            entry["sgo_ratio"] = {"student": abl.sgo_ratio.student, "value": value}
-        if entry:
-            out[family] = entry
-    return out
-
-
-def figure(name, caption, category):
-    return report(
-        f"{FIG}/{name}.png",
-        caption=os.path.join(workflow.basedir, "report", f"{caption}.rst"),
-        category=category,
-    )
-
-
-def figure_outputs():
-    """Only the figures this config can fill are declared (and shown in the report)."""
-    mi, mem = "Membership inference", "Memorization"
-    outs = {
-        "methods": [
-            figure(f"mia_auc_{family}_{base}", "mia_auc_methods", mi) for family, base in student_base_pairs()
-        ],
-        "baselines": figure("mia_auc_baselines", "mia_auc_baselines", mi),
-        "category": figure("risk_by_category", "risk_by_category", mi),
-        "roc": figure("roc_loglog", "roc_loglog", mi),
-        "memorization_rate": figure("memorization_rate", "memorization_rate", mem),
-        "memorization_gap": figure("memorization_gap", "memorization_gap", mem),
-        "membership_vs_memorization": figure("membership_vs_memorization", "membership_vs_memorization", mem),
-    }
-    if CFG.utility.enabled:
-        outs["utility"] = figure("utility_rouge_l", "utility_rouge_l", "Utility")
-        outs["privacy_utility"] = figure("privacy_vs_utility", "privacy_vs_utility", "Utility")
-    if CFG.blocks.enabled:
-        outs["blocks"] = figure("blocks_mope", "blocks_mope", "Per-block risk")
-    if any(f.ablations.objective for f in FAMILIES.values()):
-        outs["objective"] = figure("ablation_objective", "ablation_objective", "Ablations")
-    if any(f.ablations.sgo_ratio for f in FAMILIES.values()):
-        outs["sgo"] = figure("ablation_sgo", "ablation_sgo", "Ablations")
-    return outs
-
-
-def optional_tables(*names):
-    """Tables the report rules read; utility/blocks only when those stages run."""
-    enabled = {
-        "utility": CFG.utility.enabled,
-        "blocks": CFG.blocks.enabled,
-        "blind_baseline": CFG.attacks.blind.enabled,
-    }
-    return {n: f"{R}/tables/{n}.csv" for n in names if enabled.get(n, True)}
-
-
-def figure_inputs(wildcards):
+def pretrain_cfg(wildcards):
+    fam = FAMILIES[wildcards.family]
     return {
-        **optional_tables("mia", "mia_category", "memorization", "memorization_summary", "utility", "blocks"),
-        "roc": per_model("{R}/{family}/seed{seed}/attacks/{model}.roc.csv"),
+        "spec": dump(fam.bases[wildcards.base].from_scratch),
+        "train": dump(fam.pretrain.train),
+        "pools": fam.pretrain.pools,
+        "seed": fam.pretrain.seed,
+        **data_lengths(),
     }
 
 
-def figures_cfg():
-    return {"attacks": CFG.attacks.names, "student_bases": student_bases(), "sources": ablation_sources()}
+# ---------------------------------------------------------------- training rules
+def teacher_base_input(wildcards):
+    return base_inputs(wildcards.family, FAMILIES[wildcards.family].teacher.base)
 
 
-def findings_inputs(wildcards):
-    return optional_tables("mia", "mia_paired", "memorization", "blind_baseline", "mia_category", "blocks")
-
-
-def findings_cfg():
-    sizes = {family: {base: fam.n_params(base) for base in fam.bases} for family, fam in FAMILIES.items()}
-    return {"attacks": CFG.attacks.names, "sources": ablation_sources(), "base_sizes": sizes}
-
-
-def paper_cfg():
-    """Map our runs to the paper's cells by hub model name; from-scratch families map to nothing."""
-    from kdprivacy import paper
-
-    names = {
-        family: {base: spec.name_or_path for base, spec in fam.bases.items() if spec.name_or_path}
-        for family, fam in FAMILIES.items()
+def teacher_cfg(wildcards):
+    fam = FAMILIES[wildcards.family]
+    return {
+        "base": base_ref(wildcards.family, fam.teacher.base),
+        "train": dump(fam.teacher.train),
+        "lora": dump(fam.teacher.lora) if fam.teacher.lora else None,
+        "seed": int(wildcards.seed),
+        **data_lengths(),
     }
-    return {"paper": paper.mapping_from_names(names)}
+
+
+def student(wildcards):
+    return STUDENTS[wildcards.family][wildcards.student][0]
+
+
+def init_dir(family, seed, base):
+    return f"{R}/{family}/seed{seed}/init/{base}"
+
+
+def student_start(wildcards):
+    """Where a student starts: its pretrained base, or the family's init student of that base (stored in the
+    base's dtype, so the student's checkpoint is saved in that dtype too)."""
+    s = student(wildcards)
+    ref = base_ref(wildcards.family, s.base)
+    if s.init == "init":
+        path = init_dir(wildcards.family, wildcards.seed, s.base)
+        return model_ref(path, dtype=ref["dtype"]), [path]
+    return ref, base_inputs(wildcards.family, s.base)
+
+
+def student_base_input(wildcards):
+    return student_start(wildcards)[1]
+
+
+def student_teacher_input(wildcards):
+    """Only methods that query the teacher depend on it (No-KD does not rerun when the teacher changes)."""
+    s = student(wildcards)
+    if not s.uses_teacher or (s.method == "seqkd" and s.seqkd.loss == "ce"):
+        return []
+    return [model_dir(wildcards.family, wildcards.seed, "teacher")]
+
+
+def student_generations_input(wildcards):
+    if student(wildcards).method != "seqkd":
+        return []
+    return [f"{R}/{wildcards.family}/seed{wildcards.seed}/generations/teacher.parquet"]
+
+
+def teacher_ref(family, seed):
+    """The frozen teacher as KD and generation load it (optionally 8-/4-bit)."""
+    return model_ref(model_dir(family, seed, "teacher"), quantization=FAMILIES[family].teacher.quantization)
+
+
+def student_cfg(wildcards):
+    s = student(wildcards)
+    return {
+        "base": student_start(wildcards)[0],
+        "init": s.init,
+        "method": s.method,
+        "teacher": teacher_ref(wildcards.family, wildcards.seed) if s.uses_teacher else None,
+        "train": dump(s.train),
+        "lora": dump(s.lora) if s.lora else None,
+        "kd": dump(s.kd) if s.uses_teacher else None,
+        "generation": dump(s.generation) if s.method in ("imitkd", "gkd", "minillm", "distillm") else None,
+        "method_params": s.method_params,
+        "seed": int(wildcards.seed),
+        **data_lengths(),
+    }
+
+
+def init_base_input(wildcards):
+    return base_inputs(wildcards.family, wildcards.base)
+
+
+def init_cfg(wildcards):
+    """The init student is a No-KD fine-tune of the base on public data with the family's init settings."""
+    fam = FAMILIES[wildcards.family]
+    return {
+        "base": base_ref(wildcards.family, wildcards.base),
+        "method": "nokd",
+        "teacher": None,
+        "train": dump(fam.init.train),
+        "lora": dump(fam.init.lora) if fam.init.lora else None,
+        "kd": None,
+        "generation": None,
+        "method_params": None,
+        "seed": int(wildcards.seed),
+        **data_lengths(),
+    }
+
+
+def teacher_generation_cfg(wildcards):
+    fam = FAMILIES[wildcards.family]
+    return {
+        "teacher": teacher_ref(wildcards.family, wildcards.seed),
+        "generation": dump(fam.teacher_generation),
+        "seed": int(wildcards.seed),
+        **data_lengths(),
+    }
+
+
+# ---------------------------------------------------------------- attacks rules
+def scoring_cfg(wildcards=None):
+    ev, att = CFG.evaluation, CFG.attacks
+    return {
+        "batch_size": ev.batch_size,
+        "max_members": ev.max_members,
+        "max_nonmembers": ev.max_nonmembers,
+        "sample_seed": ev.sample_seed,
+        "population": dump(ev.population),
+        "short_tokens": att.short_tokens,
+        "precision": ev.precision,
+        **data_lengths(),
+    }
+
+
+def reference_model(family, ref):
+    """``pretrained``: the teacher's pretrained base (the paper's Ref-pretrained, for every model of the
+    family); ``external``: attacks.external_reference. Returns (how to load it, local inputs)."""
+    if ref == "pretrained":
+        base = FAMILIES[family].teacher.base
+        return base_ref(family, base), base_inputs(family, base)
+    ext = CFG.attacks.external_reference
+    if ext.family is not None:
+        return base_ref(ext.family, ext.base), base_inputs(ext.family, ext.base)
+    return ext.ref(), model_inputs(ext.name_or_path)
+
+
+def reference_input(wildcards):
+    return reference_model(wildcards.family, wildcards.ref)[1]
+
+
+def reference_scoring_cfg(wildcards):
+    return {**scoring_cfg(), "model": reference_model(wildcards.family, wildcards.ref)[0]}
+
+
+def mope_cfg(wildcards):
+    ev, mope = CFG.evaluation, CFG.attacks.mope
+    return {
+        "k": mope.k,
+        "sigma": mope.sigma,
+        "seed": mope.seed,
+        "batch_size": mope.batch_size or ev.batch_size,
+        "max_members": ev.max_members,
+        "max_nonmembers": ev.max_nonmembers,
+        "sample_seed": ev.sample_seed,
+        "block": None,
+        "precision": ev.precision,
+        **data_lengths(),
+    }
+
+
+def nokd_reference(family, model):
+    """The No-KD student a model is compared with: same base when there is one, else the family's first."""
+    students = FAMILIES[family].students
+    nokd = [n for n, s in students.items() if s.method == "nokd"]
+    base = FAMILIES[family].teacher.base if model == "teacher" else STUDENTS[family][model][0].base
+    same = [n for n in nokd if students[n].base == base]
+    return (same or nokd)[0]
+
+
+def attack_inputs(wildcards):
+    """The target's scores plus whatever its attacks read: reference scores, populations, MoPe."""
+    family, seed, model = wildcards.family, wildcards.seed, wildcards.model
+    scores = f"{R}/{family}/seed{seed}/scores"
+    inputs = {
+        "scores": f"{scores}/{model}.parquet",
+        "manifest": rules.prepare_data.output.manifest,
+    }
+    names = CFG.attacks.names
+    for ref in CFG.attacks.reference_names:
+        if ref == "nokd":
+            other = nokd_reference(family, model)
+            inputs["ref_nokd"] = f"{scores}/{other}.parquet"
+            inputs["population_nokd"] = f"{scores}/{other}.population.parquet"
+        else:
+            inputs[f"ref_{ref}"] = f"{R}/{family}/references/{ref}.parquet"
+            inputs[f"population_{ref}"] = f"{R}/{family}/references/{ref}.population.parquet"
+    if "rmia" in names:
+        inputs["population"] = f"{scores}/{model}.population.parquet"
+    if "mope" in names:
+        inputs["mope"] = f"{R}/{family}/seed{seed}/mope/{model}.parquet"
+    return inputs
+
+
+def attack_cfg():
+    att = CFG.attacks
+    return {
+        "names": att.names,
+        "min_k": att.min_k,
+        "fprs": att.fprs,
+        "n_bootstrap": att.n_bootstrap,
+        "bootstrap_seed": att.bootstrap_seed,
+        "short_tokens": att.short_tokens,
+        "roc_max_points": att.roc_max_points,
+        "rmia": dump(att.rmia),
+    }
+
+
+def blind_cfg():
+    ev, att = CFG.evaluation, CFG.attacks
+    return {
+        **{k: v for k, v in dump(att.blind).items() if k != "enabled"},
+        "max_members": ev.max_members,
+        "max_nonmembers": ev.max_nonmembers,
+        "sample_seed": ev.sample_seed,
+        "fprs": att.fprs,
+        "n_bootstrap": att.n_bootstrap,
+        "bootstrap_seed": att.bootstrap_seed,
+    }
+
+
+# ---------------------------------------------------------------- memorization rules
+def memorization_cfg(wildcards):
+    mem, ev = CFG.memorization, CFG.evaluation
+    return {
+        **{k: v for k, v in dump(mem).items() if k != "inheritance_thresholds"},
+        "sample_seed": ev.sample_seed,
+        "bootstrap_seed": CFG.attacks.bootstrap_seed,
+        **data_lengths(),
+    }
+
+
+def inheritance_inputs(wildcards):
+    run = f"{R}/{wildcards.family}/seed{wildcards.seed}"
+    return {
+        "teacher": f"{run}/memorization/teacher.parquet",
+        "student": f"{run}/memorization/{wildcards.student}.parquet",
+        "student_attacks": f"{run}/attacks/{wildcards.student}.parquet",
+        "teacher_attacks": f"{run}/attacks/teacher.parquet",
+    }
+
+
+def inheritance_cfg():
+    return {
+        "thresholds": CFG.memorization.inheritance_thresholds,
+        "n_bootstrap": CFG.memorization.n_bootstrap,
+        "bootstrap_seed": CFG.attacks.bootstrap_seed,
+    }
+
+
+def utility_cfg(wildcards):
+    return {
+        **{k: v for k, v in dump(CFG.utility).items() if k != "enabled"},
+        "sample_seed": CFG.evaluation.sample_seed,
+        "n_bootstrap": CFG.memorization.n_bootstrap,
+        "bootstrap_seed": CFG.attacks.bootstrap_seed,
+        **data_lengths(),
+    }
+
+
+def blocks_cfg(wildcards):
+    blk = CFG.blocks
+    return {
+        **{k: v for k, v in dump(blk).items() if k != "enabled"},
+        "batch_size": blk.batch_size or CFG.evaluation.batch_size,
+        "sample_seed": CFG.evaluation.sample_seed,
+        "bootstrap_seed": CFG.attacks.bootstrap_seed,
+        "precision": CFG.evaluation.precision,
+        **data_lengths(),
+    }

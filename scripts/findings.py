@@ -1,10 +1,8 @@
-"""The study's claims tested on this run's tables (kdprivacy.findings.compute_findings).
+"""The study's claims tested on this run's tables (kdprivacy.reporting.claims.compute_findings).
 
 Named inputs: ``mia`` (required), ``mia_paired``, ``memorization``, ``blind_baseline``, ``mia_category``,
 ``blocks`` (optional). Output: ``findings`` (CSV). ``params.cfg``: ``attacks`` (preferred order),
-``base_sizes`` (``{family: {base: n_params}}``; bases not listed are sized from their names when possible),
-``sources`` (the ablations' source students: ``{family: {"objective": {"student", "objective"},
-"sgo_ratio": {"student", "value"}}}``).
+``base_sizes`` (``{family: {base: n_params}}``), ``sources`` (the ablations' source students).
 """
 
 import sys
@@ -18,9 +16,10 @@ log = runtime.start(snakemake)  # noqa: F821
 
 import pandas as pd  # noqa: E402
 
-from kdprivacy import findings, io  # noqa: E402
+from kdprivacy import io  # noqa: E402
+from kdprivacy.reporting import claims  # noqa: E402
 
-cfg = dict(snakemake.params.cfg or {})  # noqa: F821
+cfg = snakemake.params.cfg  # noqa: F821
 inp = dict(snakemake.input.items())  # noqa: F821
 
 
@@ -28,16 +27,16 @@ def table(name):
     return pd.read_csv(inp[name]) if name in inp else None
 
 
-result = findings.compute_findings(
+result = claims.compute_findings(
     table("mia"),
     paired=table("mia_paired"),
     memorization=table("memorization"),
     blind=table("blind_baseline"),
     category=table("mia_category"),
     blocks=table("blocks"),
-    sizes=cfg.get("base_sizes"),
-    sources=cfg.get("sources"),
-    attacks=cfg.get("attacks"),
+    sizes=cfg["base_sizes"],
+    sources=cfg["sources"],
+    attacks=cfg["attacks"],
 )
 io.write_csv(result, snakemake.output.findings)  # noqa: F821
 for r in result[result["level"] == "summary"].itertuples(index=False):

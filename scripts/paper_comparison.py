@@ -1,10 +1,9 @@
-"""This run beside the paper (kdprivacy.paper): matched cells and the paper's qualitative claims.
+"""This run beside the paper (kdprivacy.reporting.paper): matched cells and the paper's qualitative claims.
 
 Named inputs: ``mia`` (required), ``memorization``, ``utility`` (optional), ``findings`` (required: the
 findings table). Outputs: ``comparison`` (ours, paper, diff per mapped cell; header only when nothing is
 mapped), ``claims`` (the paper's qualitative claims, supported True/False/None). ``params.cfg``: ``paper``
-= ``{"families": {our_family: {"family": paper_family, "models": {our_base: paper_model}}}}`` (optional
-``methods`` / ``attacks`` overrides of the default name tables).
+(the mapping of our families and bases onto the paper's, see kdprivacy.reporting.paper.compare).
 """
 
 import sys
@@ -18,9 +17,10 @@ log = runtime.start(snakemake)  # noqa: F821
 
 import pandas as pd  # noqa: E402
 
-from kdprivacy import io, paper  # noqa: E402
+from kdprivacy import io  # noqa: E402
+from kdprivacy.reporting import paper  # noqa: E402
 
-cfg = dict(snakemake.params.cfg or {})  # noqa: F821
+cfg = snakemake.params.cfg  # noqa: F821
 inp = dict(snakemake.input.items())  # noqa: F821
 
 
@@ -28,7 +28,7 @@ def table(name):
     return pd.read_csv(inp[name]) if name in inp else None
 
 
-comparison = paper.compare(cfg.get("paper"), table("mia"), table("memorization"), table("utility"))
+comparison = paper.compare(cfg["paper"], table("mia"), table("memorization"), table("utility"))
 io.write_csv(comparison, snakemake.output.comparison)  # noqa: F821
 log.info("%d of our cells matched a cell of the paper", len(comparison))
 claims = paper.qualitative_claims(table("findings"))

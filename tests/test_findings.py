@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdprivacy import findings
+from kdprivacy.reporting import claims, claims_ablations, summary, tidy, verdicts
 
 from toy import mia_rows, model
 
@@ -90,28 +90,29 @@ def test_pool_mean_and_envelope():
             (model("b", "kd", "s"), "loss", 0.55, 0.05),
         ]
     )
-    p = findings.pool(t, ["model", "attack"]).set_index("model")
+    p = tidy.pool(t, ["model", "attack"]).set_index("model")
     assert p.loc["a", "auc"] == pytest.approx(0.65) and p.loc["a", "n_seeds"] == 2
     assert p.loc["a", "ci_low"] == pytest.approx(0.55) and p.loc["a", "ci_high"] == pytest.approx(0.72)
     assert p.loc["b", "ci_low"] == pytest.approx(0.5) and p.loc["b", "n_seeds"] == 1
     t.loc[0, "auc"] = np.nan
-    assert math.isnan(findings.pool(t, ["model", "attack"]).set_index("model").loc["a", "auc"])
+    assert math.isnan(tidy.pool(t, ["model", "attack"]).set_index("model").loc["a", "auc"])
 
 
 def test_sizes_spearman_slope_bool():
-    assert findings.size_from_name("opt-1.3b") == 1.3e9 and findings.size_from_name("125m") == 125e6
+    size = claims_ablations.size_from_name
+    assert size("opt-1.3b") == 1.3e9 and size("125m") == 125e6
     assert (
-        findings.size_from_name("large", "gpt2") == 774e6
-        and findings.size_from_name("small", "llama") is None
+        claims_ablations.size_from_name("large", "gpt2") == 774e6
+        and claims_ablations.size_from_name("small", "llama") is None
     )
-    assert findings.spearman([1, 2, 3, 4], [2, 4, 6, 9]) == pytest.approx(1.0)
-    assert math.isnan(findings.spearman([1, 2, 3], [5, 5, 5]))
-    assert findings.spearman_p_greater([1, 2, 3, 4, 5], [1, 2, 3, 4, 5]) == pytest.approx(1 / 120)
-    slope, lo, hi = findings.slope_with_ci(
+    assert verdicts.spearman([1, 2, 3, 4], [2, 4, 6, 9]) == pytest.approx(1.0)
+    assert math.isnan(verdicts.spearman([1, 2, 3], [5, 5, 5]))
+    assert verdicts.spearman_p_greater([1, 2, 3, 4, 5], [1, 2, 3, 4, 5]) == pytest.approx(1 / 120)
+    slope, lo, hi = claims_ablations.slope_with_ci(
         [0, 0.5, 1], [0.5, 0.6, 0.7], [0.49, 0.59, 0.69], [0.51, 0.61, 0.71]
     )
     assert slope == pytest.approx(0.2) and lo < 0.2 < hi and lo > 0
-    assert [findings.as_bool(x) for x in (True, "False", "true", "", float("nan"), None)] == [
+    assert [verdicts.as_bool(x) for x in (True, "False", "true", "", float("nan"), None)] == [
         True,
         False,
         True,
@@ -132,7 +133,7 @@ def test_kd_vs_nokd_supported_and_not_and_ranking():
         ]
     )
     mia = mia_rows([(TEACHER, "loss", 0.9, 0.02), (NOKD, "loss", 0.5, 0.05)])
-    t = findings.compute_findings(mia, paired=paired)
+    t = claims.compute_findings(mia, paired=paired)
     kd = one(t, "kd_leaks_more_than_nokd", "gpt2/kd-s/loss")
     assert kd.supported is True and kd.value == pytest.approx(0.15) and kd.ci_low == pytest.approx(0.12)
     assert "supported" in kd.detail and "0.650" in kd.detail
@@ -160,7 +161,7 @@ def test_method_extremes():
             (KD, "mope", 0.5, 0.05),
         ]
     )
-    t = findings.compute_findings(mia)
+    t = claims.compute_findings(mia)
     assert one(t, "top_leakers_imitkd_seqkd_kd", "gpt2/s/loss").supported is True
     assert one(t, "minillm_leaks_least", "gpt2/s/loss").supported is True
     assert one(t, "top_leakers_imitkd_seqkd_kd", "gpt2/s/zlib").supported is False
@@ -178,15 +179,15 @@ def test_larger_students():
             (large, "zlib", 0.52, 0.02),
         ]
     )
-    single = findings.compute_findings(mia[mia.model == "kd-s"])
+    single = claims.compute_findings(mia[mia.model == "kd-s"])
     assert one(single, "larger_students_leak_more", "gpt2").supported is None
     assert one(single, "larger_students_leak_more", "gpt2", "summary").supported is None
-    t = findings.compute_findings(mia, sizes={"gpt2": {"s": 1e8, "l": 1e9}})
+    t = claims.compute_findings(mia, sizes={"gpt2": {"s": 1e8, "l": 1e9}})
     loss = one(t, "larger_students_leak_more", "gpt2/kd/loss")
     assert loss.value == pytest.approx(0.15) and loss.supported is True and "approximate" in loss.detail
     assert one(t, "larger_students_leak_more", "gpt2/kd/zlib").supported is False
     # no sizes given and names that say nothing: not testable
-    assert one(findings.compute_findings(mia), "larger_students_leak_more", "gpt2").supported is None
+    assert one(claims.compute_findings(mia), "larger_students_leak_more", "gpt2").supported is None
 
 
 def test_reverse_kl():
@@ -203,20 +204,20 @@ def test_reverse_kl():
             (KD, "loss", 0.66, 0.01),
         ]
     )
-    t = findings.compute_findings(mia)
+    t = claims.compute_findings(mia)
     assert one(t, "reverse_kl_leaks_less", "gpt2/rkl/loss").supported is True
     assert one(t, "reverse_kl_leaks_less", "gpt2/rkl/loss").value == pytest.approx(-0.10)
     assert one(t, "reverse_kl_leaks_less", "gpt2/rkl/zlib").supported is False
     assert not len(t[t.scope.str.contains("tvd")])
     # no fkl copy: not testable unless the source student's objective is named
     no_fkl = mia[mia.model != "kd-s.obj-fkl"]
-    assert one(findings.compute_findings(no_fkl), "reverse_kl_leaks_less", "gpt2").supported is None
+    assert one(claims.compute_findings(no_fkl), "reverse_kl_leaks_less", "gpt2").supported is None
     src = {"gpt2": {"objective": {"student": "kd-s", "objective": "fkl"}}}
-    row = one(findings.compute_findings(no_fkl, sources=src), "reverse_kl_leaks_less", "gpt2/rkl/loss")
+    row = one(claims.compute_findings(no_fkl, sources=src), "reverse_kl_leaks_less", "gpt2/rkl/loss")
     assert row.value == pytest.approx(-0.11) and row.supported is True and "source student kd-s" in row.detail
     # a paired row rkl copy vs the fkl model is used when present
     paired = paired_rows([(rkl, "kd-s.obj-fkl", "source", "loss", 0.55, 0.65, 0.2)])
-    row = one(findings.compute_findings(mia, paired=paired), "reverse_kl_leaks_less", "gpt2/rkl/loss")
+    row = one(claims.compute_findings(mia, paired=paired), "reverse_kl_leaks_less", "gpt2/rkl/loss")
     assert "paired bootstrap" in row.detail and row.supported is False
 
 
@@ -234,20 +235,20 @@ def test_more_sgo():
             (m(1.0), "zlib", 0.6, 0.05),
         ]
     )
-    t = findings.compute_findings(mia)
+    t = claims.compute_findings(mia)
     loss = one(t, "more_sgo_leaks_more", "gpt2/loss")
     assert loss.supported is True and loss.value == pytest.approx(0.11) and loss.n == 3
     assert one(t, "more_sgo_leaks_more", "gpt2/zlib").supported is False
     one_ratio = mia[mia.ablation_value == "0.5"]
-    assert one(findings.compute_findings(one_ratio), "more_sgo_leaks_more", "gpt2/loss").supported is None
+    assert one(claims.compute_findings(one_ratio), "more_sgo_leaks_more", "gpt2/loss").supported is None
     # the source student joins at its own ratio
     src = {"gpt2": {"sgo_ratio": {"student": "imitkd-s", "value": 1.0}}}
     with_src = pd.concat([one_ratio, mia_rows([(model("imitkd-s", "imitkd", "s"), "loss", 0.7, 0.01)])])
-    row = one(findings.compute_findings(with_src, sources=src), "more_sgo_leaks_more", "gpt2/loss")
+    row = one(claims.compute_findings(with_src, sources=src), "more_sgo_leaks_more", "gpt2/loss")
     assert row.n == 2 and row.value == pytest.approx(0.2) and row.supported is True
     assert (
         one(
-            findings.compute_findings(mia_rows([(KD, "loss", 0.6, 0.1)])), "more_sgo_leaks_more", "gpt2"
+            claims.compute_findings(mia_rows([(KD, "loss", 0.6, 0.1)])), "more_sgo_leaks_more", "gpt2"
         ).supported
         is None
     )
@@ -267,7 +268,7 @@ def test_near_chance_and_blind():
             }
         ]
     )
-    t = findings.compute_findings(mia, blind=blind_ok)
+    t = claims.compute_findings(mia, blind=blind_ok)
     assert one(t, "nokd_near_chance", "gpt2/nokd-s/loss").supported is True
     assert one(t, "nokd_near_chance", "gpt2/nokd-s/zlib").supported is False
     assert one(t, "blind_baseline_near_chance", "blind/blind").supported is True
@@ -275,12 +276,12 @@ def test_near_chance_and_blind():
     blind_bad = blind_ok.assign(auc=0.7, auc_ci_low=0.62, auc_ci_high=0.78)
     assert (
         one(
-            findings.compute_findings(mia, blind=blind_bad), "blind_baseline_near_chance", "blind/blind"
+            claims.compute_findings(mia, blind=blind_bad), "blind_baseline_near_chance", "blind/blind"
         ).supported
         is False
     )
     assert (
-        one(findings.compute_findings(mia), "blind_baseline_near_chance", "gpt2", "summary").supported is None
+        one(claims.compute_findings(mia), "blind_baseline_near_chance", "gpt2", "summary").supported is None
     )
 
 
@@ -312,14 +313,14 @@ def test_memorization_gap_and_distillm():
             (imit, 0.04, 0.0, 0.01),
         ]
     )
-    t = findings.compute_findings(mia_rows([(KD, "loss", 0.6, 0.1)]), memorization=m)
+    t = claims.compute_findings(mia_rows([(KD, "loss", 0.6, 0.1)]), memorization=m)
     assert one(t, "memorization_gap_positive", "gpt2/teacher").supported is True
     assert one(t, "memorization_gap_positive", "gpt2/kd-s").supported is False
     assert one(t, "distillm_memorizes_most", "gpt2/s").supported is True
     m2 = m.assign(member_rate=[0.2, 0.1, 0.05, 0.04])
     assert (
         one(
-            findings.compute_findings(mia_rows([(KD, "loss", 0.6, 0.1)]), memorization=m2),
+            claims.compute_findings(mia_rows([(KD, "loss", 0.6, 0.1)]), memorization=m2),
             "distillm_memorizes_most",
             "gpt2/s",
         ).supported
@@ -328,7 +329,7 @@ def test_memorization_gap_and_distillm():
     m3 = m.assign(member_rate=0.0)
     assert (
         one(
-            findings.compute_findings(mia_rows([(KD, "loss", 0.6, 0.1)]), memorization=m3),
+            claims.compute_findings(mia_rows([(KD, "loss", 0.6, 0.1)]), memorization=m3),
             "distillm_memorizes_most",
             "gpt2/s",
         ).supported
@@ -343,11 +344,11 @@ def test_membership_memorization_disagreement():
     agree = memo([(m, a / 10, 0.0, 0.01) for m, a in zip(methods, aucs)])  # same ranking
     disagree = memo([(m, r, 0.0, 0.01) for m, r in zip(methods, [0.05, 0.06, 0.04, 0.07, 0.08, 0.09])])
     row = one(
-        findings.compute_findings(mia, memorization=agree), "membership_memorization_disagree", "gpt2/s/loss"
+        claims.compute_findings(mia, memorization=agree), "membership_memorization_disagree", "gpt2/s/loss"
     )
     assert row.value == pytest.approx(1.0) and row.supported is False
     row = one(
-        findings.compute_findings(mia, memorization=disagree),
+        claims.compute_findings(mia, memorization=disagree),
         "membership_memorization_disagree",
         "gpt2/s/loss",
     )
@@ -355,7 +356,7 @@ def test_membership_memorization_disagreement():
     three = memo([(m, r, 0.0, 0.01) for m, r in zip(methods[:3], [0.05, 0.06, 0.04])])
     assert (
         one(
-            findings.compute_findings(mia, memorization=three),
+            claims.compute_findings(mia, memorization=three),
             "membership_memorization_disagree",
             "gpt2/s/loss",
         ).supported
@@ -394,13 +395,13 @@ def test_category_order_and_blocks():
             }
         )
     cat = pd.DataFrame(rows)
-    t = findings.compute_findings(mia_rows([(KD, "loss", 0.6, 0.1)]), category=cat)
+    t = claims.compute_findings(mia_rows([(KD, "loss", 0.6, 0.1)]), category=cat)
     assert one(t, "category_risk_order", "gpt2/loss").supported is True
     assert one(t, "category_risk_order", "gpt2/zlib").supported is False
     only_risky = cat[cat.category.isin(["creative_writing", "general_qa"])]
     assert (
         one(
-            findings.compute_findings(mia_rows([(KD, "loss", 0.6, 0.1)]), category=only_risky),
+            claims.compute_findings(mia_rows([(KD, "loss", 0.6, 0.1)]), category=only_risky),
             "category_risk_order",
             "gpt2/loss",
         ).supported
@@ -413,7 +414,7 @@ def test_category_order_and_blocks():
             for b, a in enumerate(aucs)
         ]
     )
-    t = findings.compute_findings(mia_rows([(KD, "loss", 0.6, 0.1)]), blocks=blocks)
+    t = claims.compute_findings(mia_rows([(KD, "loss", 0.6, 0.1)]), blocks=blocks)
     assert one(t, "block_risk_varies", "gpt2/teacher/sigma=0.01").supported is True
     assert one(t, "block_risk_varies", "gpt2/kd-s/sigma=0.01").supported is False
     assert one(t, "block_risk_varies", "gpt2/nokd-s/sigma=0.01").supported is None
@@ -428,22 +429,22 @@ def test_reference_attacks_and_table_shape():
             (SEQ, "ref_pretrained", 0.66, 0.05),
         ]
     )
-    t = findings.compute_findings(mia)
-    assert list(t.columns) == findings.COLUMNS
+    t = claims.compute_findings(mia)
+    assert list(t.columns) == verdicts.COLUMNS
     assert one(t, "reference_attacks_strongest", "gpt2").supported is True
-    no_ref = findings.compute_findings(mia[mia.attack == "loss"])
+    no_ref = claims.compute_findings(mia[mia.attack == "loss"])
     assert one(no_ref, "reference_attacks_strongest", "gpt2").supported is None
     # every claim has a summary row for the family, testable or not
-    assert set(t[t.level == "summary"].claim) >= set(findings.CLAIMS) - {"kd_method_ranking"}
+    assert set(t[t.level == "summary"].claim) >= set(claims.CLAIMS) - {"kd_method_ranking"}
     assert set(t.supported.map(type)) <= {bool, type(None)}
 
 
 def test_render_summary_links_and_numbers(tmp_path):
     mia = mia_rows([(TEACHER, "loss", 0.912, 0.02), (NOKD, "loss", 0.503, 0.05), (KD, "loss", 0.655, 0.02)])
     paired = paired_rows([(KD, "nokd-s", "nokd", "loss", 0.655, 0.503, 0.03)])
-    t = findings.compute_findings(mia, paired=paired)
+    t = claims.compute_findings(mia, paired=paired)
     results = tmp_path / "results"
-    text = findings.render_summary(
+    text = summary.render_summary(
         results / "summary.md",
         t,
         {"mia": str(results / "tables" / "mia.csv"), "findings": str(results / "tables" / "findings.csv")},
@@ -513,7 +514,7 @@ def test_scripts_contract(tmp_path):
                 "memorization": f"{t}/memorization.csv",
             },
             {"findings": f"{o}/tables/findings.csv"},
-            {"cfg": {"attacks": ["loss"], "sources": src}},
+            {"cfg": {"attacks": ["loss"], "sources": src, "base_sizes": {}}},
             {},
         ),
         (
@@ -568,7 +569,7 @@ def test_scripts_contract(tmp_path):
         p.read_text() for p in (out / "logs").glob("*.log")
     )
     f = pd.read_csv(out / "tables" / "findings.csv")
-    assert list(f.columns) == findings.COLUMNS
+    assert list(f.columns) == verdicts.COLUMNS
     assert bool(f[(f.claim == "kd_leaks_more_than_nokd") & (f.level == "cell")].supported.iloc[0]) is True
     comparison = pd.read_csv(out / "tables" / "paper_comparison.csv")
     kd_loss = comparison[(comparison.model == "kd-s") & (comparison.metric == "mia_auc")].iloc[0]

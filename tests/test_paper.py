@@ -6,7 +6,7 @@ from importlib import resources
 import pandas as pd
 import pytest
 
-from kdprivacy import findings, paper
+from kdprivacy.reporting import claims, paper, verdicts
 
 from toy import model
 
@@ -116,8 +116,8 @@ def test_seeds_pooled_before_comparison():
 
 def claims_table(rows):
     return pd.DataFrame(
-        [findings.make_row(c, lvl, s, "x", v, supported=sup, detail=d) for c, lvl, s, v, sup, d in rows],
-        columns=findings.COLUMNS,
+        [verdicts.make_row(c, lvl, s, "x", v, supported=sup, detail=d) for c, lvl, s, v, sup, d in rows],
+        columns=verdicts.COLUMNS,
     )
 
 
@@ -152,7 +152,7 @@ def test_qualitative_claims_verdicts():
 
 def test_qualitative_claims_after_csv_round_trip(tmp_path):
     mia = mia_rows([(TEACHER, "loss", 0.9, 0.02), (NOKD, "loss", 0.5, 0.05)])
-    t = findings.compute_findings(mia)
+    t = claims.compute_findings(mia)
     t.to_csv(tmp_path / "f.csv", index=False)
     back = pd.read_csv(tmp_path / "f.csv")
     assert (
@@ -176,3 +176,12 @@ def test_mapping_from_names_exact_only():
             "opt": {"family": "opt", "models": {"teacher": "opt-2.7b"}},
         }
     }
+
+
+def test_method_names_come_from_the_registry():
+    """Every method of kdprivacy.kd.METHODS maps to its paper name, and the paper's table knows each name."""
+    from kdprivacy.kd import METHODS
+
+    assert list(paper.METHOD_MAP) == ["teacher", *METHODS]
+    assert paper.METHOD_MAP == {"teacher": "teacher", **{n: s.paper_name for n, s in METHODS.items()}}
+    assert set(paper.METHOD_MAP.values()) <= set(paper.load_paper_results()["method"])

@@ -1,8 +1,16 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from kdprivacy import plots
+from kdprivacy import config, io, provenance
+from kdprivacy.reporting import plots
+from kdprivacy.reporting.plots import ablations as ablation_plots
+from kdprivacy.reporting.plots import base as plot_base
+from kdprivacy.reporting.plots import memorization as memo_plots
+from kdprivacy.reporting.plots import mia as mia_plots
+from kdprivacy.reporting.plots import utility as utility_plots
 
 from toy import mia_rows, model
 
@@ -20,7 +28,7 @@ def mia_table():
 def test_heatmap_annotations_equal_table_and_missing_blank(tmp_path):
     table = mia_table()
     path = tmp_path / "fig" / "heat.png"
-    drawn = plots.heatmap(table, row="row", col="col", value="auc", path=path, title="AUC")
+    drawn = plot_base.heatmap(table, row="row", col="col", value="auc", path=path, title="AUC")
     assert path.is_file() and path.stat().st_size > 0
     assert list(drawn.values.index) == ["gpt2/teacher", "gpt2/kd-small", "gpt2/nokd-small"]
     assert list(drawn.values.columns) == ["loss", "zlib"]
@@ -35,14 +43,14 @@ def test_heatmap_annotations_equal_table_and_missing_blank(tmp_path):
 
 def test_heatmap_orders_and_duplicates(tmp_path):
     table = mia_table()
-    drawn = plots.heatmap(
+    drawn = plot_base.heatmap(
         table, "row", "col", "auc", tmp_path / "h.png", col_order=["zlib", "loss", "min_k"], fmt="{:.3f}"
     )
     assert list(drawn.values.columns) == ["zlib", "loss", "min_k"]
     assert (drawn.texts["min_k"] == "").all()
     assert drawn.texts.loc["gpt2/teacher", "loss"] == "0.912"
     with pytest.raises(ValueError, match="duplicate"):
-        plots.heatmap(pd.concat([table, table.iloc[:1]]), "row", "col", "auc", tmp_path / "d.png")
+        plot_base.heatmap(pd.concat([table, table.iloc[:1]]), "row", "col", "auc", tmp_path / "d.png")
     assert not (tmp_path / "d.png").exists()
 
 
@@ -56,7 +64,7 @@ def test_auc_by_model_averages_seeds():
             "auc": [0.9, 0.8, 0.6, 0.4, 0.7],
         }
     )
-    out = plots.auc_by_model(mia)
+    out = plot_base.auc_by_model(mia)
     assert out.label.tolist() == ["gpt2/teacher", "gpt2/kd-small", "gpt2/teacher"]
     assert out.attack.tolist() == ["loss", "loss", "zlib"]
     assert out.auc.tolist() == pytest.approx([0.85, 0.5, 0.7])
@@ -105,7 +113,7 @@ class Capture:
 
     def __init__(self, monkeypatch):
         self.lines, self.texts = [], []
-        original = plots.io.write_figure
+        original = io.write_figure
 
         def spy(fig, path, **kwargs):
             for ax in fig.axes:
@@ -130,16 +138,16 @@ class Capture:
                 self.texts += [t.get_text() for t in ax.texts]
             original(fig, path, **kwargs)
 
-        monkeypatch.setattr(plots.io, "write_figure", spy)
+        monkeypatch.setattr(io, "write_figure", spy)
 
 
 def test_method_heatmaps_share_scale_and_equal_table(tmp_path):
     mia = study_mia()
-    vmin, vmax = plots.shared_auc_scale(mia)
+    vmin, vmax = mia_plots.shared_auc_scale(mia)
     # largest student distance from 0.5: kd-l loss 0.71 -> 0.21 -> rounded up to 0.25
     assert (vmin, vmax) == pytest.approx((0.25, 0.75))
-    small = plots.method_heatmap(mia, "gpt2", "s", tmp_path / "s.png", vmin, vmax, ["zlib", "loss"])
-    large = plots.method_heatmap(mia, "gpt2", "l", tmp_path / "l.png", vmin, vmax, ["zlib", "loss"])
+    small = mia_plots.method_heatmap(mia, "gpt2", "s", tmp_path / "s.png", vmin, vmax, ["zlib", "loss"])
+    large = mia_plots.method_heatmap(mia, "gpt2", "l", tmp_path / "l.png", vmin, vmax, ["zlib", "loss"])
     assert (tmp_path / "s.png").stat().st_size > 0 and (tmp_path / "l.png").stat().st_size > 0
     assert list(small.values.index) == ["nokd", "kd", "minillm"]  # method order, ablation copies excluded
     assert list(small.values.columns) == ["zlib", "loss"]
@@ -149,7 +157,7 @@ def test_method_heatmaps_share_scale_and_equal_table(tmp_path):
     students = mia[(mia.role == "student") & mia.ablation.isna() & (mia.base == "s")]
     for r in students.itertuples():
         assert small.values.loc[r.method, r.attack] == r.auc
-    assert plots.method_heatmap(mia, "gpt2", "xl", tmp_path / "x.png") is None
+    assert mia_plots.method_heatmap(mia, "gpt2", "xl", tmp_path / "x.png") is None
     assert not (tmp_path / "x.png").exists()
 
 
@@ -159,19 +167,19 @@ def test_method_heatmap_means_seeds_and_names_shared_methods(tmp_path):
         (model("kd-s", "kd", "s", seed=1), "loss", 0.7, 0.1),
         (model("kd-s-lr", "kd", "s"), "loss", 0.55, 0.1),
     ]
-    drawn = plots.method_heatmap(mia_rows(rows), "gpt2", "s", tmp_path / "h.png")
+    drawn = mia_plots.method_heatmap(mia_rows(rows), "gpt2", "s", tmp_path / "h.png")
     assert drawn.values.loc["kd (kd-s)", "loss"] == pytest.approx(0.65)
     assert drawn.values.loc["kd (kd-s-lr)", "loss"] == 0.55
 
 
 def test_baselines_heatmap(tmp_path):
-    drawn = plots.baselines_heatmap(study_mia(), tmp_path / "b.png")
+    drawn = mia_plots.baselines_heatmap(study_mia(), tmp_path / "b.png")
     assert list(drawn.values.index) == ["gpt2/teacher", "gpt2/nokd-s", "gpt2/nokd-l"]
     assert drawn.values.loc["gpt2/teacher", "zlib"] == 0.88
     assert drawn.texts.loc["gpt2/nokd-l", "zlib"] == "0.51"
     only_kd = study_mia()
     only_kd = only_kd[only_kd.method == "kd"]
-    assert plots.baselines_heatmap(only_kd, tmp_path / "none.png") is None
+    assert mia_plots.baselines_heatmap(only_kd, tmp_path / "none.png") is None
 
 
 def memo_summary():
@@ -196,17 +204,17 @@ def memo_summary():
 
 def test_memorization_heatmaps(tmp_path):
     table = memo_summary()
-    rate = plots.memorization_heatmap(table, tmp_path / "rate.png")
+    rate = memo_plots.memorization_heatmap(table, tmp_path / "rate.png")
     assert list(rate.values.columns) == ["match_rate", "exact_k"]  # exposure is not on the 0..1 scale
     assert list(rate.values.index) == ["teacher", "nokd-s", "kd-s"]
     assert rate.values.loc["kd-s", "match_rate"] == 0.06 and rate.texts.loc["teacher", "exact_k"] == "0.060"
-    gap = plots.memorization_heatmap(table, tmp_path / "gap.png", value="gap")
+    gap = memo_plots.memorization_heatmap(table, tmp_path / "gap.png", value="gap")
     assert gap.values.loc["teacher", "match_rate"] == 0.05 and gap.texts.loc["kd-s", "match_rate"] == "+0.010"
-    assert plots.memorization_heatmap(table, tmp_path / "no.png", metrics=("secret_hit",)) is None
+    assert memo_plots.memorization_heatmap(table, tmp_path / "no.png", metrics=("secret_hit",)) is None
     assert not (tmp_path / "no.png").exists()
 
 
-def test_utility_bars_and_privacy_vs_utility(tmp_path):
+def utility_table():
     util = pd.DataFrame(
         [
             {**m, "category": c, "rouge_l": v, "rouge_l_ci_low": v - 1, "rouge_l_ci_high": v + 1}
@@ -215,15 +223,20 @@ def test_utility_bars_and_privacy_vs_utility(tmp_path):
         ]
     )
     util.loc[util.category == "open_qa", "rouge_l"] = 99.0
-    drawn = plots.utility_bars(util, tmp_path / "u.png")
+    return util
+
+
+def test_utility_bars_and_privacy_vs_utility(tmp_path):
+    util = utility_table()
+    drawn = utility_plots.utility_bars(util, tmp_path / "u.png")
     assert dict(zip(drawn.model, drawn.rouge_l)) == {"teacher": 27.0, "nokd-s": 20.0, "kd-s": 21.5}
     assert drawn.ci_low.tolist() == [26.0, 19.0, 20.5]
-    pu = plots.privacy_vs_utility(study_mia(), util, tmp_path / "pu.png")
+    pu = utility_plots.privacy_vs_utility(study_mia(), util, tmp_path / "pu.png")
     best = pu.set_index("model")
     assert best.loc["teacher", "best_attack"] == "loss" and best.loc["teacher", "auc"] == 0.91
     assert best.loc["nokd-s", "best_attack"] == "loss" and best.loc["kd-s", "rouge_l"] == 21.5
     assert "minillm-s" not in best.index  # no utility row: no point
-    assert plots.utility_bars(util[util.category == "open_qa"], tmp_path / "none.png") is None
+    assert utility_plots.utility_bars(util[util.category == "open_qa"], tmp_path / "none.png") is None
 
 
 def blocks_table(seeds=(0,)):
@@ -249,7 +262,7 @@ def blocks_table(seeds=(0,)):
 def test_block_curves_points_equal_table(tmp_path, monkeypatch):
     cap = Capture(monkeypatch)
     table = blocks_table()
-    drawn = plots.block_curves(table, tmp_path / "blocks.png")
+    drawn = mia_plots.block_curves(table, tmp_path / "blocks.png")
     assert (tmp_path / "blocks.png").is_file()
     merged = table.merge(drawn, on=["model", "block"], suffixes=("", "_drawn"))
     assert len(merged) == len(table)
@@ -259,18 +272,18 @@ def test_block_curves_points_equal_table(tmp_path, monkeypatch):
     assert lines["teacher"][1].tolist() == pytest.approx([0.55, 0.7, 0.6])
     assert lines["kd-s"][1].tolist() == pytest.approx([0.5, 0.52])
     # two seeds: mean, interval = envelope of the per-seed intervals
-    two = plots.block_curves(blocks_table((0, 1)), tmp_path / "b2.png").set_index(["model", "block"])
+    two = mia_plots.block_curves(blocks_table((0, 1)), tmp_path / "b2.png").set_index(["model", "block"])
     assert two.loc[("teacher", 1), "auc"] == pytest.approx(0.71)
     assert two.loc[("teacher", 1), "ci_low"] == pytest.approx(0.66)
     assert two.loc[("teacher", 1), "ci_high"] == pytest.approx(0.76)
     assert two.loc[("teacher", 1), "n_seeds"] == 2
-    assert plots.block_curves(table.iloc[0:0], tmp_path / "none.png") is None
+    assert mia_plots.block_curves(table.iloc[0:0], tmp_path / "none.png") is None
 
 
 def test_objective_ablation_values_equal_table(tmp_path, monkeypatch):
     cap = Capture(monkeypatch)
     mia = study_mia()
-    drawn = plots.objective_ablation(mia, tmp_path / "obj.png")
+    drawn = ablation_plots.objective_ablation(mia, tmp_path / "obj.png")
     assert set(drawn.objective) == {"rkl", "fkl"}
     got = dict(zip(drawn.objective, drawn.auc))
     assert got == {"rkl": 0.55, "fkl": 0.63}
@@ -279,14 +292,14 @@ def test_objective_ablation_values_equal_table(tmp_path, monkeypatch):
     assert caps == sorted([*drawn.ci_low, *drawn.ci_high])
     # with the source student under its own objective (not already an ablation value)
     only_rkl = mia[mia.ablation_value.astype(object) != "fkl"]
-    with_src = plots.objective_ablation(
+    with_src = ablation_plots.objective_ablation(
         only_rkl,
         tmp_path / "obj2.png",
         sources={"gpt2": {"objective": {"student": "kd-s", "objective": "fkl"}}},
     )
     got = with_src.set_index(["objective", "attack"]).auc
     assert got[("fkl", "loss")] == 0.62 and got[("fkl", "zlib")] == 0.58 and got[("rkl", "loss")] == 0.55
-    assert plots.objective_ablation(mia[mia.ablation.isna()], tmp_path / "none.png") is None
+    assert ablation_plots.objective_ablation(mia[mia.ablation.isna()], tmp_path / "none.png") is None
     assert not (tmp_path / "none.png").exists()
 
 
@@ -300,13 +313,13 @@ def sgo_mia():
 
 def test_sgo_ablation_y_values_equal_table(tmp_path, monkeypatch):
     cap = Capture(monkeypatch)
-    drawn = plots.sgo_ablation(sgo_mia(), tmp_path / "sgo.png", attack_order=["loss", "zlib"])
+    drawn = ablation_plots.sgo_ablation(sgo_mia(), tmp_path / "sgo.png", attack_order=["loss", "zlib"])
     loss = drawn[drawn.attack == "loss"]
     assert loss.ratio.tolist() == [0.0, 0.5, 1.0] and loss.auc.tolist() == [0.52, 0.58, 0.66]
     lines = {label: y for label, _, y in cap.lines if label in ("loss", "zlib")}
     assert lines["loss"].tolist() == pytest.approx([0.52, 0.58, 0.66])
     assert lines["zlib"].tolist() == pytest.approx([0.47, 0.53, 0.61])
-    assert plots.sgo_ablation(study_mia(), tmp_path / "none.png") is None
+    assert ablation_plots.sgo_ablation(study_mia(), tmp_path / "none.png") is None
 
 
 def category_table():
@@ -331,14 +344,14 @@ def category_table():
 def test_category_risk(tmp_path, monkeypatch):
     cap = Capture(monkeypatch)
     table = category_table()
-    drawn = plots.category_risk(table, tmp_path / "cat.png", "loss")
+    drawn = mia_plots.category_risk(table, tmp_path / "cat.png", "loss")
     assert list(dict.fromkeys(drawn.category)) == ["creative_writing", "open_qa", "classification"]
     got = drawn.set_index(["model", "category"]).auc
     for r in table[table.attack == "loss"].itertuples():
         assert got[(r.model, r.category)] == pytest.approx(r.auc)
     teacher_line = next(x for label, x, _ in cap.lines if label == "teacher")
     assert teacher_line.tolist() == pytest.approx([0.9, 0.8, 0.75])
-    assert plots.category_risk(table, tmp_path / "none.png", "mope") is None
+    assert mia_plots.category_risk(table, tmp_path / "none.png", "mope") is None
 
 
 def test_roc_curves_log_log(tmp_path):
@@ -349,28 +362,116 @@ def test_roc_curves_log_log(tmp_path):
     ):
         rows += [{**m, "attack": "loss", "fpr": f, "tpr": t, "threshold": 0.0} for f, t in pts]
     roc = pd.DataFrame(rows)
-    drawn = plots.roc_curves(roc, tmp_path / "roc.png", "loss")
+    drawn = mia_plots.roc_curves(roc, tmp_path / "roc.png", "loss")
     assert (drawn.fpr > 0).all() and (drawn.tpr > 0).all()
     assert drawn[drawn.model == "teacher"].fpr.tolist() == [0.01, 0.1, 1.0]
-    assert plots.roc_curves(roc, tmp_path / "none.png", "zlib") is None
+    assert mia_plots.roc_curves(roc, tmp_path / "none.png", "zlib") is None
 
 
-def test_membership_vs_memorization_scatter(tmp_path):
-    memo = pd.DataFrame(
+def memorization_table():
+    return pd.DataFrame(
         [
             {**m, "member_rate": r, "member_rate_ci_low": r - 0.01, "member_rate_ci_high": r + 0.01}
             for m, r in ((TEACHER, 0.2), (KD_S, 0.05), (MINI_S, 0.08), (NOKD_S, 0.03))
         ]
     )
-    drawn = plots.membership_vs_memorization(study_mia(), memo, tmp_path / "mm.png", "loss").set_index(
+
+
+def test_membership_vs_memorization_scatter(tmp_path):
+    memo = memorization_table()
+    drawn = memo_plots.membership_vs_memorization(study_mia(), memo, tmp_path / "mm.png", "loss").set_index(
         "model"
     )
     assert "teacher" not in drawn.index
     assert drawn.loc["minillm-s", "auc"] == 0.53 and drawn.loc["minillm-s", "member_rate"] == 0.08
-    assert plots.membership_vs_memorization(study_mia(), memo, tmp_path / "none.png", "mope") is None
+    assert memo_plots.membership_vs_memorization(study_mia(), memo, tmp_path / "none.png", "mope") is None
 
 
 def test_placeholder(tmp_path):
-    plots.placeholder(tmp_path / "p.png", "Objective ablation", "no ablation rows")
+    plot_base.placeholder(tmp_path / "p.png", "Objective ablation", "no ablation rows")
     assert (tmp_path / "p.png").stat().st_size > 0
+    assert not plt.get_fignums()
+
+
+# ============================================================================ the FIGURES registry
+REPO = Path(__file__).resolve().parents[1]
+FIGURE_INPUTS = {"mia", "mia_category", "memorization", "memorization_summary", "utility", "blocks", "roc"}
+
+
+def test_figures_registry_entries_are_complete():
+    """Every figure has a caption file, a report category, a notice title, a drawing function that resolves, a
+    module the code version can hash, and reads only inputs the workflow writes."""
+    assert plots.FIGURES and all(name == spec.name for name, spec in plots.FIGURES.items())
+    stems = [spec.file for spec in plots.FIGURES.values()]
+    assert len(set(stems)) == len(stems)
+    for spec in plots.FIGURES.values():
+        assert (REPO / "report" / f"{spec.caption}.rst").is_file(), spec.name
+        assert spec.category and spec.title, spec.name
+        assert callable(spec.fn), spec.name
+        assert provenance.module_path(spec.module) is not None, spec.name
+        assert set(spec.tables) <= FIGURE_INPUTS, spec.name
+        assert spec.per_base == ("{family}" in spec.file), spec.name
+    assert provenance.code_version(*plots.code_modules())
+
+
+def test_importing_the_registry_imports_no_plotting(tmp_path):
+    """The rules read FIGURES at every Snakefile parse: no matplotlib or pandas there."""
+    import subprocess
+    import sys
+
+    code = "import sys, kdprivacy.reporting.plots; "
+    code += "print('matplotlib' in sys.modules, 'pandas' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.stdout.split() == ["False", "False"], proc.stderr
+
+
+def test_enabled_figures_follow_the_config():
+    cfg = config.load_yaml(str(REPO / "configs" / "smoke.yaml"))
+    names = [spec.name for spec in plots.enabled_figures(cfg)]
+    assert names[:7] == [
+        "methods", "baselines", "category", "roc", "memorization_rate", "memorization_gap",
+        "membership_vs_memorization",
+    ]
+    assert ("utility" in names) == cfg.utility.enabled and ("blocks" in names) == cfg.blocks.enabled
+    off = cfg.model_copy(update={"utility": cfg.utility.model_copy(update={"enabled": False})})
+    assert not {"utility", "privacy_utility"} & {spec.name for spec in plots.enabled_figures(off)}
+
+
+def test_draw_figures_draws_every_registered_figure(tmp_path, monkeypatch):
+    """Given every input, each entry of FIGURES is drawn by its function (no notice); without its tables, a
+    notice naming them is written in its place."""
+    tables = {
+        "mia": sgo_mia(), "mia_category": category_table(), "memorization": memorization_table(),
+        "memorization_summary": memo_summary(), "utility": utility_table(), "blocks": blocks_table(),
+    }
+    paths = {}
+    for name, table in tables.items():
+        paths[name] = str(tmp_path / f"{name}.csv")
+        table.to_csv(paths[name], index=False)
+    mia = tables["mia"]
+    keys = mia.drop_duplicates("model")[KEY].astype(object)
+    models = keys.where(keys.notna(), None).to_dict("records")
+    paths["roc"] = []
+    for spec in models:
+        path = tmp_path / f"{spec['model']}.roc.csv"
+        points = {"attack": "loss", "fpr": [0, 0.1, 1], "tpr": [0, 0.3, 1], "threshold": [9, 1, 0]}
+        pd.DataFrame(points).to_csv(path, index=False)
+        paths["roc"].append(str(path))
+    notices = []
+    original = plot_base.placeholder
+    monkeypatch.setattr(plot_base, "placeholder", lambda *a: (notices.append(a[1]), original(*a)))
+    out = tmp_path / "out"
+    outputs = {
+        spec.name: [str(out / "methods_s.png")] if spec.per_base else str(out / f"{spec.file}.png")
+        for spec in plots.FIGURES.values()
+    }
+    inputs = plots.FigureInputs(paths, models, attacks=["loss", "zlib"], student_bases=["gpt2/s"])
+    plots.draw_figures(inputs, outputs)
+    assert notices == []
+    for name, files in outputs.items():
+        assert all(Path(p).stat().st_size > 0 for p in plots.as_list(files)), name
+    bare = {name: out.replace("/out/", "/bare/") for name, out in outputs.items() if name != "methods"}
+    plots.draw_figures(plots.FigureInputs({"mia": paths["mia"]}, models), bare)
+    needs_more = [s.title for s in plots.FIGURES.values() if s.name in bare and set(s.tables) - {"mia"}]
+    assert needs_more and set(needs_more) <= set(notices)
     assert not plt.get_fignums()

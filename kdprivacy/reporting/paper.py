@@ -7,7 +7,7 @@ The paper's numbers (read off its figures) ship as package data, ``kdprivacy/res
 - :func:`compare`: our value beside the paper's for every cell a mapping says is the same experiment, with
   ``diff = ours - paper``. A cell of ours with no mapped paper cell gives **no row**; nothing is filled in.
 - :func:`qualitative_claims`: the paper's qualitative claims (study "Headline numbers" and "Ablations"),
-  each judged on this run through the rows of :func:`kdprivacy.findings.compute_findings`.
+  each judged on this run through the rows of :func:`kdprivacy.reporting.claims.compute_findings`.
 
 Mapping (ours -> paper). Models are mapped only through the configuration: ``mapping`` is
 ``{"families": {our_family: {"family": paper_family, "models": {our_base: paper_model}}}}`` where
@@ -15,19 +15,12 @@ Mapping (ours -> paper). Models are mapped only through the configuration: ``map
 ``{"families": {"gpt2": {"family": "gpt2", "models": {"teacher": "gpt2-xl", "large": "gpt2-large"}}}}``.
 A family or base missing from the mapping has no paper counterpart. Methods and attacks use the fixed
 tables below (overridable with ``mapping["methods"]`` / ``mapping["attacks"]``); ablation copies are never
-compared.
+compared. A method's paper name is its ``paper_name`` in the registry :data:`kdprivacy.kd.METHODS` (the
+teacher is ``teacher`` in both); attacks:
 
 =============  ==================  =============================================================
 ours           paper               notes
 =============  ==================  =============================================================
-teacher        teacher
-nokd           no_kd
-kd             kd
-seqkd          seqkd
-imitkd         imitkd
-gkd            gkd
-minillm        minillm
-distillm       distillm
 loss           loss
 min_k          min_k               k = 20% in both
 min_k_pp       min_k_pp
@@ -42,7 +35,7 @@ rmia           (none)              ours only
 Metrics: ``mia.csv`` ``auc`` -> ``mia_auc`` (per attack); ``memorization.csv`` ``member_rate`` ->
 ``memorization_accuracy`` and ``gap`` -> ``memorization_gap`` (the paper's 32-token positional match; ours
 uses ``memorization.first_k`` tokens); ``utility.csv`` ``rouge_l`` (category ``ALL``, x100) -> ``rouge_l``
-(x100). Our values are pooled over seeds (:func:`kdprivacy.findings.pool`).
+(x100). Our values are pooled over seeds (:func:`kdprivacy.reporting.tidy.pool`).
 """
 
 from __future__ import annotations
@@ -54,19 +47,16 @@ from typing import Any
 
 import pandas as pd
 
-from kdprivacy import findings
+from kdprivacy.kd import METHODS
+from kdprivacy.reporting import tidy
+from kdprivacy.reporting.verdicts import as_bool
 
 PAPER = "Zhang et al., EMNLP 2025, arXiv 2508.07054"
 METHOD_MAP: dict[str, str] = {
     "teacher": "teacher",
-    "nokd": "no_kd",
-    "kd": "kd",
-    "seqkd": "seqkd",
-    "imitkd": "imitkd",
-    "gkd": "gkd",
-    "minillm": "minillm",
-    "distillm": "distillm",
+    **{name: spec.paper_name for name, spec in METHODS.items()},
 }
+"""Our method -> the paper's."""
 ATTACK_MAP: dict[str, str] = {
     "loss": "loss",
     "min_k": "min_k",
@@ -131,11 +121,11 @@ def _ours(
     keys = ["family", "model", "base", "method"]
 
     def prep(table: pd.DataFrame) -> pd.DataFrame:
-        table = findings.main_rows(table)
-        return table.assign(base=findings.col(table, "base"), method=findings.col(table, "method"))
+        table = tidy.main_rows(table)
+        return table.assign(base=tidy.col(table, "base"), method=tidy.col(table, "method"))
 
     if mia is not None and not mia.empty:
-        p = findings.pool(prep(mia), [*keys, "attack"])
+        p = tidy.pool(prep(mia), [*keys, "attack"])
         frames.append(p.rename(columns={"auc": "ours"}).assign(metric="mia_auc"))
     if memorization is not None and not memorization.empty:
         m = prep(memorization)
@@ -144,13 +134,13 @@ def _ours(
             ("gap", "memorization_gap", "gap_ci_low", "gap_ci_high"),
         ):
             if ours in m.columns:
-                p = findings.pool(m, keys, ours, lo, hi)
+                p = tidy.pool(m, keys, ours, lo, hi)
                 frames.append(p.rename(columns={ours: "ours"}).assign(metric=metric, attack=""))
     if utility is not None and not utility.empty:
         u = prep(utility)
         u = u[u["category"] == "ALL"] if "category" in u.columns else u
         if not u.empty:
-            p = findings.pool(u, keys, "rouge_l", "rouge_l_ci_low", "rouge_l_ci_high")
+            p = tidy.pool(u, keys, "rouge_l", "rouge_l_ci_low", "rouge_l_ci_high")
             frames.append(p.rename(columns={"rouge_l": "ours"}).assign(metric="rouge_l", attack=""))
     if not frames:
         return pd.DataFrame(columns=[*keys, "metric", "attack", "ours", "ci_low", "ci_high", "n_seeds"])
@@ -336,7 +326,8 @@ PAPER_CLAIMS: list[dict[str, Any]] = [
         "findings": ["block_risk_varies"],
     },
 ]
-"""The paper's qualitative claims and the findings (:data:`kdprivacy.findings.CLAIMS`) that test them."""
+"""The paper's qualitative claims and the findings (:data:`kdprivacy.reporting.claims.CLAIMS`) that test
+them."""
 
 SMALL_GAP = 0.017
 """The paper's largest member/non-member memorization gap."""
@@ -361,7 +352,8 @@ def _small_gap(cells: pd.DataFrame) -> tuple[bool | None, int, str]:
 
 
 def qualitative_claims(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per :data:`PAPER_CLAIMS` entry judged on ``table`` (:func:`findings.compute_findings`).
+    """One row per :data:`PAPER_CLAIMS` entry judged on ``table``
+    (:func:`kdprivacy.reporting.claims.compute_findings`).
 
     ``supported``: True when every testable family summary of the linked findings is supported, False when
     one is not, None when none is testable. ``detail`` quotes the summaries.
@@ -373,7 +365,7 @@ def qualitative_claims(table: pd.DataFrame) -> pd.DataFrame:
             ok, n, detail = _small_gap(linked[linked["level"] == "cell"])
         else:
             summaries = linked[linked["level"] == "summary"]
-            summaries = summaries.assign(supported=[findings.as_bool(v) for v in summaries["supported"]])
+            summaries = summaries.assign(supported=[as_bool(v) for v in summaries["supported"]])
             testable = summaries[[v is not None for v in summaries["supported"]]]
             if testable.empty:
                 ok, n = None, 0

@@ -1,0 +1,123 @@
+"""Utility figures: ROUGE-L per model, and privacy risk (best-attack AUC) against utility."""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from kdprivacy.reporting import tidy
+from kdprivacy.reporting.plots import FigureInputs
+from kdprivacy.reporting.plots.base import error_bars, model_labels, save, skip, wrap_title
+
+
+def utility_bars(
+    utility: pd.DataFrame, path: str | os.PathLike, category: str = "ALL"
+) -> pd.DataFrame | None:
+    """ROUGE-L (x100) per model (``category`` row of ``utility.csv``), bars with 95% CIs."""
+    tidy.require(utility, ["family", "model", "category", "rouge_l"], "utility")
+    main = tidy.main_rows(utility)
+    main = main[main["category"] == category]
+    if main.empty:
+        return skip("utility", f"no utility rows for category {category!r}")
+    pooled = tidy.pool(main, ["family", "model", "method"], "rouge_l", "rouge_l_ci_low", "rouge_l_ci_high")
+    pooled = tidy.by_method(pooled, ["family", "method"]).reset_index(drop=True)
+    pooled["label"] = model_labels(pooled)
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.0 + 0.6 * len(pooled)), 3.6))
+    x = np.arange(len(pooled))
+    ax.bar(x, pooled["rouge_l"], color=["#7f7f7f" if m == "teacher" else "#4c72b0" for m in pooled["method"]])
+    ax.errorbar(
+        x,
+        pooled["rouge_l"],
+        yerr=error_bars(pooled["rouge_l"], pooled["ci_low"], pooled["ci_high"]),
+        fmt="none",
+        ecolor="black",
+        capsize=3,
+    )
+    for xi, v in zip(x, pooled["rouge_l"]):
+        if not pd.isna(v):
+            ax.text(xi, v, f"{v:.1f}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(x, labels=pooled["label"], rotation=45, ha="right")
+    ax.set_ylabel("ROUGE-L (x100)")
+    ax.set_title(
+        wrap_title("Utility: ROUGE-L of greedy answers on held-out dev prompts (95% CI)"), fontsize=10
+    )
+    save(fig, path)
+    return pooled[["family", "model", "method", "rouge_l", "ci_low", "ci_high", "n_seeds"]]
+
+
+def privacy_vs_utility(
+    mia: pd.DataFrame, utility: pd.DataFrame, path: str | os.PathLike, category: str = "ALL"
+) -> pd.DataFrame | None:
+    """Per configured model: ROUGE-L x100 (x, ``category`` row of ``utility.csv``) vs its best-attack AUC
+    (y: the attack with the highest seed-pooled AUC for that model), 95% CIs."""
+    main = tidy.main_rows(mia)
+    util = tidy.main_rows(utility)
+    util = util[util["category"] == category] if "category" in util.columns else util
+    if main.empty or util.empty:
+        return skip("privacy vs utility", "no MIA or utility rows")
+    keys = ["family", "model", "method"]
+    a = tidy.pool(main, [*keys, "attack"]).dropna(subset=["auc"])
+    if a.empty:
+        return skip("privacy vs utility", "no AUC values")
+    best = a.loc[a.groupby(["family", "model"], sort=False)["auc"].idxmax()].rename(
+        columns={"attack": "best_attack"}
+    )
+    u = tidy.pool(
+        util.assign(method=tidy.col(util, "method")),
+        keys,
+        "rouge_l",
+        "rouge_l_ci_low",
+        "rouge_l_ci_high",
+    )
+    both = best.merge(u, on=keys, suffixes=("", "_rouge")).dropna(subset=["rouge_l"])
+    both = both.rename(
+        columns={
+            "ci_low_rouge": "rouge_l_ci_low",
+            "ci_high_rouge": "rouge_l_ci_high",
+            "n_seeds_rouge": "n_seeds_utility",
+        }
+    )
+    if both.empty:
+        return skip("privacy vs utility", "no model has both an AUC and a ROUGE-L")
+    both["label"] = model_labels(both)
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for r in both.itertuples(index=False):
+        color = "#7f7f7f" if r.method == "teacher" else ("#55a868" if r.method == "nokd" else "#4c72b0")
+        ax.errorbar(
+            [r.rouge_l],
+            [r.auc],
+            xerr=error_bars([r.rouge_l], [r.rouge_l_ci_low], [r.rouge_l_ci_high]),
+            yerr=error_bars([r.auc], [r.ci_low], [r.ci_high]),
+            fmt="o",
+            ms=4,
+            lw=0.8,
+            capsize=2,
+            color=color,
+        )
+        ax.annotate(
+            f"{r.label} ({r.best_attack})",
+            (r.rouge_l, r.auc),
+            textcoords="offset points",
+            xytext=(4, 3),
+            fontsize=6.5,
+        )
+    ax.axhline(0.5, color="grey", ls=":", lw=1)
+    ax.set_xlabel("utility: ROUGE-L (x100)")
+    ax.set_ylabel("privacy risk: best-attack ROC AUC")
+    ax.set_title(
+        wrap_title("Privacy vs utility per model (grey: teacher, green: No-KD; 95% CI)"), fontsize=10
+    )
+    save(fig, path)
+    return both.drop(columns=["label"]).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- entry points of the FIGURES registry
+def figure_utility(inputs: FigureInputs, path: str) -> pd.DataFrame | None:
+    return utility_bars(inputs.table("utility"), path)
+
+
+def figure_privacy_utility(inputs: FigureInputs, path: str) -> pd.DataFrame | None:
+    return privacy_vs_utility(inputs.mia, inputs.table("utility"), path)
