@@ -28,45 +28,73 @@ TRACKED_DISTRIBUTIONS = (
 )
 
 
+def module_path(module: str) -> Path | None:
+    """The source file of library module ``module`` (dotted below the package: ``mia.scoring``; a
+    subpackage is its ``__init__.py``), or None when there is none."""
+    base = PACKAGE_DIR.joinpath(*module.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
 def _internal_imports(module: str) -> set[str]:
     """Names of ``kdprivacy`` modules imported by ``module`` (absolute or relative imports). Parsed once per
     file version: every rule of the Snakefile asks for its closure at parse time."""
-    path = PACKAGE_DIR / f"{module}.py"
+    path = module_path(module)
     stat = path.stat()
-    return set(_parsed_imports(str(path), stat.st_mtime_ns, stat.st_size))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    return set(_parsed_imports(str(path), package, stat.st_mtime_ns, stat.st_size))
+
+
+def _with_parents(module: str) -> list[str]:
+    """``mia.scoring`` -> ``mia``, ``mia.scoring``: importing a module runs its packages' ``__init__``."""
+    parts = module.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
 @functools.lru_cache(maxsize=None)
-def _parsed_imports(path: str, _mtime_ns: int, _size: int) -> frozenset[str]:
+def _parsed_imports(path: str, package: str, _mtime_ns: int, _size: int) -> frozenset[str]:
     source = Path(path).read_text(encoding="utf-8")
     found: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom):
-            if node.level == 1 or node.module == PACKAGE:
-                if node.module and node.level == 1:
-                    found.add(node.module.split(".")[0])
-                else:
-                    found.update(alias.name for alias in node.names)
+            if node.level:
+                parts = package.split(".") if package else []
+                parts = parts[: len(parts) - (node.level - 1)] if node.level > 1 else parts
+                parent = ".".join([*parts, *(node.module.split(".") if node.module else [])])
+            elif node.module == PACKAGE:
+                parent = ""
             elif node.module and node.module.startswith(PACKAGE + "."):
-                found.add(node.module.split(".")[1])
+                parent = node.module[len(PACKAGE) + 1 :]
+            else:
+                continue
+            if parent:
+                found.update(_with_parents(parent))
+            for alias in node.names:  # a submodule, or a name defined in ``parent``
+                name = f"{parent}.{alias.name}" if parent else alias.name
+                if module_path(name) is not None:
+                    found.update(_with_parents(name))
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith(PACKAGE + "."):
-                    found.add(alias.name.split(".")[1])
-    return frozenset(name for name in found if (Path(path).parent / f"{name}.py").exists())
+                    found.update(_with_parents(alias.name[len(PACKAGE) + 1 :]))
+    return frozenset(name for name in found if module_path(name) is not None)
 
 
 def module_closure(modules: list[str] | tuple[str, ...]) -> list[str]:
-    """``modules`` plus every library module they import, transitively, sorted."""
+    """``modules`` plus every library module they import (and the packages holding them), transitively,
+    sorted; dotted names below the package (``mia.scoring``)."""
     seen: set[str] = set()
     todo = list(modules)
     while todo:
         name = todo.pop()
         if name in seen:
             continue
-        if not (PACKAGE_DIR / f"{name}.py").exists():
+        if module_path(name) is None:
             raise ValueError(f"code_version: no module {PACKAGE}.{name}")
         seen.add(name)
+        todo.extend(set(_with_parents(name)[:-1]) - seen)
         todo.extend(_internal_imports(name) - seen)
     return sorted(seen | {"__init__"})
 
@@ -76,7 +104,7 @@ def code_version(*modules: str, extra_files: tuple[str | os.PathLike, ...] = ())
     digest = hashlib.sha256()
     for name in module_closure(list(modules)):
         digest.update(name.encode())
-        digest.update((PACKAGE_DIR / f"{name}.py").read_bytes())
+        digest.update((PACKAGE_DIR / "__init__.py" if name == "__init__" else module_path(name)).read_bytes())
     for path in extra_files:
         digest.update(Path(path).read_bytes())
     return digest.hexdigest()[:16]

@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from kdprivacy import checkpoint, data, objectives
+from kdprivacy import checkpoint, objectives
+from kdprivacy.data.manifest import select_pool
 from kdprivacy.encoding import (
     Encoded,
     batch_indices,
@@ -54,7 +55,7 @@ def select_pools(manifest: pd.DataFrame, pools: Sequence[str]) -> pd.DataFrame:
     pools = list(pools)
     if not pools:
         raise ValueError("no pools given")
-    return data.select_pool(manifest, *pools)
+    return select_pool(manifest, *pools)
 
 
 def refuse_secret_pools(pools: Iterable[str], what: str) -> None:
