@@ -1138,9 +1138,11 @@ def load_trainable(ref: dict, lora: dict | None, seed: int, what: str):
     :func:`finish_trained` merges it into the base reloaded in full precision."""
     from kdprivacy import models
 
+    from kdprivacy.config import Lora
+
     models.refuse_quantized(ref, what)
-    lora = models.resolve_lora_config(lora)
-    quantization = lora["quantization"] if lora is not None else None
+    lora = Lora.model_validate(lora) if lora is not None else None
+    quantization = lora.quantization if lora is not None else None
     model, tokenizer = models.load_base({**ref, "dtype": "float32", "quantization": quantization},
                                         compute_dtype="auto" if quantization else None)
     return models.apply_lora(model, lora, seed=seed), tokenizer
@@ -1160,7 +1162,7 @@ def train_teacher_from_cfg(
 ):
     """SFT of ``cfg.base`` on the private pool (the members), dev pool for dev loss.
 
-    ``cfg.lora`` (optional; None = full fine-tuning): LoRA block (:func:`kdprivacy.models.resolve_lora_config`);
+    ``cfg.lora`` (optional; None = full fine-tuning): LoRA block (:class:`kdprivacy.config.Lora`);
     the returned model is then merged (:func:`kdprivacy.models.merge_lora`). Training runs on float32 weights;
     the returned model is in the base ref's ``dtype`` (:func:`finish_trained`). ``resume``, ``on_step``: see
     :func:`fit`.

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from kdprivacy import distillation, models, scoring, training
+from kdprivacy.config import Lora
 
 import toy
 
@@ -126,4 +127,4 @@ def test_quantization_is_for_frozen_models_only(teacher_dir, manifest_path):
     with pytest.raises(ValueError, match="frozen"):
         training.train_teacher_from_cfg(cfg, manifest_path)
     with pytest.raises(ValueError, match="quantized"):
-        models.apply_lora(models.load_model(str(teacher_dir), quantization="8bit"), {"r": 2})
+        models.apply_lora(models.load_model(str(teacher_dir), quantization="8bit"), Lora(r=2))

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from kdprivacy import checkpoint, distillation, models, training
+from kdprivacy.config import Lora
 from kdprivacy.encoding import collate, encode_frame
 
 import toy
@@ -110,7 +111,7 @@ def test_sft_resumes_exactly(tmp_path, tokenizer, items, kill_at):
 
 def test_best_dev_and_lora_resume_exactly(tmp_path, tokenizer, items):
     pytest.importorskip("peft")
-    lora = {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": None}
+    lora = Lora(r=4, alpha=8, dropout=0.1, target_modules=None)
     kw = {"select": "best_dev", "epochs": 3, "lr": 2e-2}
     reference, ref_history = _sft(tokenizer, items, lora=lora, **kw)
     resume = checkpoint.Resume(tmp_path / "r", "fp")
