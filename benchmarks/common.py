@@ -201,9 +201,10 @@ def spread(values) -> str:
 # ------------------------------------------------------------------------------------------------ data
 @cache
 def _tokenizer(vocab: int, n_texts: int):
-    from kdprivacy import data, encoding, models
+    from kdprivacy import encoding, models
+    from kdprivacy.data.synthetic import generate_synthetic
 
-    frame = data.generate_synthetic(n_texts, seed=4321)
+    frame = generate_synthetic(n_texts, seed=4321)
     texts = [encoding.format_prompt(r.instruction, r.context) + r.response
              for r in frame.itertuples(index=False)]
     return models.train_tokenizer(texts, vocab, min_frequency=2)
@@ -215,9 +216,10 @@ def tokenizer(mode: dict):
 
 def items(mode: dict, n: int, seed: int = 7):
     """``n`` encoded synthetic Dolly-style examples (prompt + response), the demo's lengths."""
-    from kdprivacy import data, encoding
+    from kdprivacy import encoding
+    from kdprivacy.data.synthetic import generate_synthetic
 
-    frame = data.generate_synthetic(n, seed=seed)
+    frame = generate_synthetic(n, seed=seed)
     frame.insert(0, "id", [f"ex{seed}-{i:05d}" for i in range(len(frame))])
     return encoding.encode_frame(tokenizer(mode), frame, int(mode["max_length"]),
                                  int(mode["max_prompt_length"]))
@@ -225,9 +227,9 @@ def items(mode: dict, n: int, seed: int = 7):
 
 def texts_of(n: int, seed: int = 7) -> dict[str, str]:
     """id -> response text of :func:`items` (what Zlib compresses)."""
-    from kdprivacy import data
+    from kdprivacy.data.synthetic import generate_synthetic
 
-    frame = data.generate_synthetic(n, seed=seed)
+    frame = generate_synthetic(n, seed=seed)
     return {f"ex{seed}-{i:05d}": r for i, r in enumerate(frame["response"])}
 
 

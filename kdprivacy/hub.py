@@ -69,8 +69,13 @@ def download(items: list[dict[str, Any]], cache_dir: str | None = None) -> list[
     """``snapshot_download`` each entry into ``cache_dir`` (None = the cache of ``HF_HOME``); returns the
     entries with ``commit`` (the resolved sha) and ``path`` (the snapshot directory).
 
-    Call with the network on: this process clears ``HF_HUB_OFFLINE`` before importing huggingface_hub.
+    Call with the network on: this process clears ``HF_HUB_OFFLINE`` before importing huggingface_hub. Entries
+    without a pinned revision are named in a warning: the commit they resolve to is recorded, but may change.
     """
+    unpinned = [e["repo_id"] for e in items if not e["revision"]]
+    if unpinned:
+        log_.warning("no pinned revision for %s: the commit they resolve to now is recorded, but may change",
+                     unpinned)
     os.environ["HF_HUB_OFFLINE"] = "0"
     os.environ["HF_DATASETS_OFFLINE"] = "0"
     from huggingface_hub import snapshot_download

@@ -1,25 +1,12 @@
-"""Tokenizers and causal LMs: train a tokenizer, build tiny models from scratch, load and save.
+"""Tokenizers and causal LMs: train a tokenizer, build tiny models from scratch, load (optionally quantized),
+wrap for LoRA, merge and save.
 
-- Local tokenizers are byte-level BPE with ``<|endoftext|>`` as BOS/EOS and a separate ``<|pad|>`` token.
-- Models built from scratch are plain Hugging Face GPT-2 / OPT / LLaMA configurations, so every later step
-  (training, scoring, generation, perturbation) treats them exactly like pretrained checkpoints.
-- Loading never reaches a hub by accident: a ``name_or_path`` that looks like a path must exist.
-- Frozen models (a KD teacher, the teacher answering SeqKD prompts) may be loaded quantized:
-  ``quantization="8bit"`` / ``"4bit"`` through ``transformers.BitsAndBytesConfig`` (bitsandbytes; works on
-  CPU with bitsandbytes >= 0.48 and on CUDA). Trained weights are never quantized; QLoRA
-  (``lora.quantization``) trains a full-precision adapter on a quantized frozen base and saves the adapter
-  merged into the base reloaded unquantized (:func:`merge_lora` with ``base_ref``).
-- LoRA (peft): :func:`apply_lora` wraps a model for training; :func:`merge_lora` merges the trained adapter
-  into the weights. A LoRA-trained model is saved as an ordinary, **merged** Hugging Face checkpoint (every
-  downstream step loads it with :func:`load_model` like any other model; MoPe/per-block perturbations see
-  the merged weights) plus the adapter alone in ``<dir>/adapter/`` (``adapter_config.json`` +
-  ``adapter_model.safetensors``) for provenance. :func:`load_model` also accepts an adapter-only directory
-  (``adapter_config.json`` without ``config.json``): it loads the base named there and merges.
-- Device: models are loaded onto :func:`default_device` (``$KDPRIVACY_DEVICE``, else ``cuda:$LOCAL_RANK``
-  when CUDA is available, else the CPU).
-- Precision: :func:`autocast` is the compute context of ``train.precision`` / ``evaluation.precision``
-  (fp32 = none; bf16 / fp16 = ``torch.autocast`` on the model's device type, CPU included). Trained models
-  keep float32 weights while training; :func:`to_dtype` casts the final one to its base's storage dtype.
+Models built from scratch are plain Hugging Face GPT-2 / OPT / LLaMA configurations, so every later step
+treats them exactly like pretrained checkpoints. Loading never reaches a hub by accident (a path-like
+``name_or_path`` must exist). Only frozen models are quantized (bitsandbytes); a LoRA-trained model is
+saved merged, with its adapter alone in ``<dir>/adapter/`` for provenance, and :func:`load_model` also
+loads an adapter-only directory. Models load onto :func:`default_device`; :func:`autocast` is the compute
+context of a precision (fp32 = none), trained weights stay float32 until :func:`to_dtype`.
 """
 
 from __future__ import annotations
@@ -35,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from kdprivacy.config import MODEL_REF_KEYS
+from kdprivacy.config import MODEL_REF_KEYS, Lora
 from kdprivacy.fields import is_local, looks_like_path
 
 EOS_TOKEN = "<|endoftext|>"
@@ -46,7 +33,6 @@ QUANTIZATIONS = (None, "8bit", "4bit")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # precision -> autocast dtype
 ADAPTER_DIR = "adapter"
 log_ = logging.getLogger(__name__)
-LORA_DEFAULTS = {"r": 16, "alpha": 64, "dropout": 0.1, "target_modules": None, "quantization": None}
 
 
 # --------------------------------------------------------------------------------------------- tokenizers
@@ -428,58 +414,31 @@ def refuse_quantized(cfg: dict, what: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------------- LoRA
-def resolve_lora_config(lora: dict | None) -> dict | None:
-    """The ``lora`` block with defaults (None = full fine-tuning).
-
-    ``r`` (16), ``alpha`` (64), ``dropout`` (0.1), ``target_modules`` (None = peft's default for the
-    architecture: GPT-2 ``c_attn``, OPT/LLaMA ``q_proj, v_proj``; ``"all-linear"`` = every linear layer but
-    the output head; or a list of module names), ``quantization`` (None; ``"4bit"`` / ``"8bit"`` = QLoRA:
-    the base is loaded quantized for training, see :func:`apply_lora` and :func:`merge_lora`).
-    """
-    if lora is None:
-        return None
-    unknown = sorted(set(lora) - set(LORA_DEFAULTS))
-    if unknown:
-        raise ValueError(f"lora config has unknown keys {unknown}; allowed {sorted(LORA_DEFAULTS)}")
-    out = {**LORA_DEFAULTS, **{k: v for k, v in lora.items() if v is not None}}
-    out["target_modules"] = lora.get("target_modules")
-    if int(out["r"]) < 1 or float(out["alpha"]) <= 0 or not 0.0 <= float(out["dropout"]) < 1.0:
-        raise ValueError(f"lora needs r >= 1, alpha > 0 and dropout in [0, 1), got {out}")
-    target = out["target_modules"]
-    if target is not None and not (
-        target == "all-linear"
-        or (isinstance(target, (list, tuple)) and target and all(isinstance(t, str) for t in target))
-    ):
-        raise ValueError(f"lora.target_modules must be null, 'all-linear' or a list of names, got {target!r}")
-    out["target_modules"] = list(target) if isinstance(target, (list, tuple)) else target
-    if out["quantization"] not in QUANTIZATIONS:
-        raise ValueError(
-            f"lora.quantization must be one of {list(QUANTIZATIONS)}, got {out['quantization']!r}"
-        )
-    return out
-
-
-def apply_lora(model, lora: dict | None, seed: int = 0):
+def apply_lora(model, lora: Lora | None, seed: int = 0):
     """``model`` wrapped by peft for LoRA training (only the adapter is trainable); unchanged for None.
+
+    ``lora.target_modules`` None is peft's default for the architecture (GPT-2 ``c_attn``, OPT/LLaMA
+    ``q_proj, v_proj``); ``"all-linear"`` is every linear layer but the output head.
 
     The adapter's random initialisation is seeded by ``seed`` without touching the caller's RNG. QLoRA
     (``lora.quantization`` set): ``model`` must be loaded with that quantization; it is prepared with
     ``peft.prepare_model_for_kbit_training`` (base frozen, its remaining 16-bit weights in float32; gradient
     checkpointing is left to ``train.gradient_checkpointing``) before the adapter is added.
     """
-    lora = resolve_lora_config(lora)
     if lora is None:
         return model
+    if lora.target_modules == []:
+        raise ValueError("lora.target_modules must be null, 'all-linear' or a non-empty list of names")
     quantized = is_quantized(model)
-    if quantized and lora["quantization"] is None:
+    if quantized and lora.quantization is None:
         raise ValueError(
             "LoRA training on a quantized base needs lora.quantization (QLoRA: the adapter is merged into "
             "the base reloaded in full precision); otherwise load the base unquantized"
         )
-    if lora["quantization"] is not None and not quantized:
+    if lora.quantization is not None and not quantized:
         raise ValueError(
-            f"lora.quantization is {lora['quantization']!r} but the base was loaded unquantized; load it "
-            f"with quantization={lora['quantization']!r} (train.jobs.load_trainable does)"
+            f"lora.quantization is {lora.quantization!r} but the base was loaded unquantized; load it "
+            f"with quantization={lora.quantization!r} (train.jobs.load_trainable does)"
         )
     from peft import LoraConfig, get_peft_model
 
@@ -494,10 +453,10 @@ def apply_lora(model, lora: dict | None, seed: int = 0):
                 module.support_avx512bf16_for_cpu = False
     model_type = getattr(model.config, "model_type", "")
     config = LoraConfig(
-        r=int(lora["r"]),
-        lora_alpha=float(lora["alpha"]),
-        lora_dropout=float(lora["dropout"]),
-        target_modules=lora["target_modules"],
+        r=int(lora.r),
+        lora_alpha=float(lora.alpha),
+        lora_dropout=float(lora.dropout),
+        target_modules=lora.target_modules,
         bias="none",
         task_type="CAUSAL_LM",
         # GPT-2's Conv1D stores weights transposed (bitsandbytes replaces them by ordinary quantized linears)

@@ -1,7 +1,7 @@
-"""What every workflow script does first: log to the rule's log file, pin threads, fix seeds.
+"""What every workflow script does first, and what it hands the library: one :class:`Job` per script.
 
-Scripts are thin: ``start(snakemake)`` then one library call. Logging goes to ``snakemake.log[0]`` (and
-stderr); tqdm progress bars are written to the same log.
+Scripts are thin: ``job = runtime.Job(snakemake)`` then one library call. Logging goes to
+``snakemake.log[0]`` (and stderr); tqdm progress bars are written to the same log.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import logging
 import os
 import random
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -106,3 +108,103 @@ def start(snakemake: Any) -> logging.Logger:
         versions = " ".join(f"{k}={v}" for k, v in torch_versions().items() if v is not None)
         logger.info("device %s (%d GPU(s) requested); %s", default_device(), gpus, versions)
     return logger
+
+
+class Job:
+    """One workflow script's job: started on construction, then the handle a script needs, nothing else.
+
+    A script is its one path line (the repository root is not on Snakemake's script path), a Job and one
+    library call::
+
+        import sys
+        from pathlib import Path
+
+        sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 - injected by Snakemake
+        from kdprivacy import runtime  # noqa: E402
+        from kdprivacy.config import Data  # noqa: E402
+        from kdprivacy.data import manifest  # noqa: E402
+
+        job = runtime.Job(snakemake, Data)  # noqa: F821
+        pools, card = manifest.prepare(job.cfg, job.optional_input("hub"))
+        job.save(manifest=pools, card=card)
+        job.write_provenance(job.output.provenance)
+
+    Constructing it does what :func:`start` does (log into the rule's log, pin threads, check and log the
+    GPUs of a rule declaring ``resources.gpu``). Then:
+
+    - ``job.cfg``: ``params.cfg`` validated into ``schema`` (a :mod:`kdprivacy.config` model or a slice of
+      one) when given, else as the rule passed it; ``job.params``: ``params.cfg`` exactly as passed (what
+      provenance records); ``job.code``: ``params.code``.
+    - ``job.input`` / ``job.output``: Snakemake's named lists (``job.input.manifest``); ``job.inputs`` /
+      ``job.outputs``: the same as dicts; :meth:`optional_input` for an input an input function may leave
+      out; :meth:`has_output` for an optional output.
+    - ``job.log`` (the logger), ``job.rule``, ``job.threads``, ``job.snakemake`` (anything else, e.g.
+      ``params.models``); :meth:`seed` seeds Python, NumPy and torch.
+    - :meth:`save` writes named outputs by suffix (parquet, csv, json, text); :meth:`write_provenance` the
+      record of one artifact (``{"cfg": job.params, "code": job.code, **extra}``, the named inputs' hashes).
+    """
+
+    def __init__(self, snakemake: Any, schema: type | None = None) -> None:
+        self.snakemake = snakemake
+        self.log = start(snakemake)
+        self.rule = snakemake.rule
+        self.threads = snakemake.threads
+        params = getattr(snakemake, "params", None)
+        self.params = getattr(params, "cfg", None)
+        self.code = getattr(params, "code", None)
+        self.cfg = schema.model_validate(self.params) if schema is not None else self.params
+        self.input = snakemake.input
+        self.output = snakemake.output
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        return dict(self.input.items())
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        return dict(self.output.items())
+
+    def optional_input(self, name: str) -> str | None:
+        """A named input that may be absent, an empty list (its input function returned nothing) or one path."""
+        value = self.inputs.get(name)
+        if value is None or isinstance(value, str):
+            return value or None
+        paths = list(value)
+        if len(paths) > 1:
+            raise ValueError(f"input {name!r} must be one path, got {paths}")
+        return paths[0] if paths else None
+
+    def has_output(self, name: str) -> bool:
+        return name in self.outputs
+
+    def seed(self, seed: int) -> None:
+        seed_everything(seed)
+
+    def save(self, **named: Any) -> None:
+        """Write each ``output name=object`` to that output's path, by its suffix: ``.parquet`` and ``.csv``
+        (a DataFrame), ``.json`` (JSON-able data), anything else as text."""
+        from kdprivacy import io
+
+        writers: dict[str, Callable[[str, Any], None]] = {
+            ".parquet": lambda path, obj: io.write_parquet(obj, path),
+            ".csv": lambda path, obj: io.write_csv(obj, path),
+            ".json": io.write_json,
+        }
+        outputs = self.outputs
+        for name, obj in named.items():
+            if name not in outputs:
+                raise KeyError(f"rule {self.rule} has no output {name!r}; outputs: {sorted(outputs)}")
+            path = str(outputs[name])
+            writers.get(Path(path).suffix, io.write_text)(path, obj)
+
+    def write_provenance(self, path: str | os.PathLike, inputs: dict[str, Any] | None = None, **extra: Any) -> None:
+        """``path``: the provenance of one artifact, with ``params = {"cfg", "code", **extra}`` and the hashes
+        of ``inputs`` (default: every named input)."""
+        from kdprivacy import provenance
+
+        provenance.write(
+            path,
+            params={"cfg": self.params, "code": self.code, **extra},
+            inputs=self.inputs if inputs is None else inputs,
+            rule=self.rule,
+        )

@@ -32,7 +32,7 @@ SPECIALS = {
 
 def corpus(n_examples: int = 400, seed: int = 11) -> list[str]:
     """Text to train a stand-in tokenizer on: the synthetic generator's records in the prompt template."""
-    from kdprivacy.data import generate_synthetic
+    from kdprivacy.data.synthetic import generate_synthetic
     from kdprivacy.encoding import format_prompt
 
     frame = generate_synthetic(n_examples, seed)

@@ -96,57 +96,23 @@ def base_inputs(family, base):
     return [base_dir(family, base)] if spec.from_scratch is not None else model_inputs(spec.name_or_path)
 
 
-def prepare_data_inputs(wildcards):
-    """The data file (source file) or the hub download manifest (source hub); synthetic data has none."""
-    if CFG.data.source == "file":
-        return {"data": os.path.normpath(os.path.expanduser(CFG.data.file.path))}
-    return {"hub": DOWNLOADS} if hub.dataset_entries(CFG) else {}
-
-
-def hub_cfg():
-    return {"entries": HUB_ENTRIES}
-
-
-def data_source_cfg():
-    """Only what decides the manifest: the active source and the split (not sequence lengths)."""
-    data = dump(CFG.data)
-    return {"source": data["source"], data["source"]: data[data["source"]], "split": data["split"]}
-
-
 def data_lengths():
     return {"max_length": CFG.data.max_length, "max_prompt_length": CFG.data.max_prompt_length}
 
 
+MODEL_COLUMNS = ("family", "seed", "model", "role", "method", "base", "ablation", "ablation_value")
+
+
 def all_models():
-    """Every trained model, in a fixed order, with the columns the tables carry."""
+    """Every trained model, in a fixed order, with the columns the tables carry (MODEL_COLUMNS)."""
     rows = []
     for family, fam in FAMILIES.items():
         for seed in SEEDS:
-            rows.append(
-                {
-                    "family": family,
-                    "seed": seed,
-                    "model": "teacher",
-                    "role": "teacher",
-                    "method": "teacher",
-                    "base": fam.teacher.base,
-                    "ablation": None,
-                    "ablation_value": None,
-                }
-            )
+            teacher = (family, seed, "teacher", "teacher", "teacher", fam.teacher.base, None, None)
+            rows.append(dict(zip(MODEL_COLUMNS, teacher)))
             for name, (student, axis, value) in STUDENTS[family].items():
-                rows.append(
-                    {
-                        "family": family,
-                        "seed": seed,
-                        "model": name,
-                        "role": "student",
-                        "method": student.method,
-                        "base": student.base,
-                        "ablation": axis,
-                        "ablation_value": value,
-                    }
-                )
+                row = (family, seed, name, "student", student.method, student.base, axis, value)
+                rows.append(dict(zip(MODEL_COLUMNS, row)))
     return rows
 
 
@@ -155,24 +121,22 @@ def all_model_dirs():
 
 
 # ---------------------------------------------------------------- resources
-def mem_mb(rule):
-    """Host memory of a rule's jobs (kdprivacy.sizing: the models the job holds; +50% per retry, capped)."""
-
+def _sized(rule, key):
     def fn(wildcards, attempt):
         work = sizing.work_for(CFG, rule, dict(wildcards.items()))
-        return sizing.request(work, CFG.resources, attempt)["mem_mb"]
+        return sizing.request(work, CFG.resources, attempt)[key]
 
     return fn
+
+
+def mem_mb(rule):
+    """Host memory of a rule's jobs (kdprivacy.sizing: the models the job holds; +50% per retry, capped)."""
+    return _sized(rule, "mem_mb")
 
 
 def runtime(rule):
     """Wall-time minutes of a rule's jobs (kdprivacy.sizing: FLOPs over throughput; +50% per retry, capped)."""
-
-    def fn(wildcards, attempt):
-        work = sizing.work_for(CFG, rule, dict(wildcards.items()))
-        return sizing.request(work, CFG.resources, attempt)["runtime"]
-
-    return fn
+    return _sized(rule, "runtime")
 
 
 def gpus(rule):

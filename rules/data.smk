@@ -1,6 +1,23 @@
 # Hub downloads (where the network is) and data: load the source, deduplicate, split into disjoint pools, write the manifest every step reads.
 
 
+def prepare_data_inputs(wildcards):
+    """The data file (source file) or the hub download manifest (source hub); synthetic data has none."""
+    if CFG.data.source == "file":
+        return {"data": os.path.normpath(os.path.expanduser(CFG.data.file.path))}
+    return {"hub": DOWNLOADS} if hub.dataset_entries(CFG) else {}
+
+
+def hub_cfg():
+    return {"entries": HUB_ENTRIES}
+
+
+def data_source_cfg():
+    """Only what decides the manifest: the active source and the split (not sequence lengths)."""
+    data = dump(CFG.data)
+    return {"source": data["source"], data["source"]: data[data["source"]], "split": data["split"]}
+
+
 rule download_hub:
     output:
         downloads=DOWNLOADS,
@@ -30,6 +47,6 @@ rule prepare_data:
     params:
         sources=sources(prepare_data_inputs),
         cfg=data_source_cfg(),
-        code=code("prepare_data.py", "data", "hub"),
+        code=code("prepare_data.py", "data.manifest"),
     script:
         "../scripts/prepare_data.py"

@@ -9,11 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 - injected by Snakemake
 
-from kdprivacy import hub, io, runtime  # noqa: E402
+from kdprivacy import hub, runtime  # noqa: E402
 
-log = runtime.start(snakemake)  # noqa: F821
-cfg = snakemake.params.cfg  # noqa: F821
-unpinned = [e["repo_id"] for e in cfg["entries"] if not e["revision"]]
-if unpinned:
-    log.warning("no pinned revision for %s: the commit they resolve to now is recorded, but may change", unpinned)
-io.write_json(snakemake.output.downloads, hub.download(cfg["entries"]))  # noqa: F821
+job = runtime.Job(snakemake)  # noqa: F821
+job.save(downloads=hub.download(job.cfg["entries"]))

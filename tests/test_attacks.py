@@ -130,6 +130,7 @@ from transformers import (
 )  # noqa: E402
 
 from kdprivacy import data, encoding, models  # noqa: E402
+from kdprivacy.data.synthetic import generate_synthetic  # noqa: E402
 from kdprivacy.mia import scoring  # noqa: E402
 
 MAX_LEN, MAX_PROMPT = 96, 48
@@ -137,7 +138,7 @@ MAX_LEN, MAX_PROMPT = 96, 48
 
 @pytest.fixture(scope="module")
 def frames():
-    raw = data.generate_synthetic(60, seed=3)
+    raw = generate_synthetic(60, seed=3)
     raw.insert(0, "id", [f"x{i:03d}" for i in range(len(raw))])
     return raw.iloc[:14].reset_index(drop=True), raw.iloc[14:24].reset_index(drop=True), raw
 

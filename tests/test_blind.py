@@ -5,14 +5,17 @@ import pandas as pd
 import pytest
 
 from kdprivacy import data
+from kdprivacy.config import Split
+from kdprivacy.data.manifest import build_manifest
+from kdprivacy.data.synthetic import generate_synthetic
 from kdprivacy.mia import blind, metrics, scoring
 
-SPLIT = {"seed": 0, "nonmember": 300, "dev": 20, "private": 300, "public": 40}
+SPLIT = Split(seed=0, nonmember=300, dev=20, private=300, public=40)
 
 
 @pytest.fixture(scope="module")
 def manifest():
-    return data.build_manifest(data.generate_synthetic(800, seed=5), SPLIT, seed=0)
+    return build_manifest(generate_synthetic(800, seed=5), SPLIT)
 
 
 def test_random_split_is_near_chance(manifest):

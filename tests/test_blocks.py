@@ -184,10 +184,13 @@ def test_block_mope_script(tmp_path):
 
     import pandas as pd
 
-    from kdprivacy import data, models
+    from kdprivacy import models
+    from kdprivacy.config import Split
+    from kdprivacy.data.manifest import build_manifest
+    from kdprivacy.data.synthetic import generate_synthetic
 
-    records = data.generate_synthetic(120, seed=2)
-    manifest = data.build_manifest(records, {"nonmember": 10, "dev": 5, "private": 10, "public": 10, "seed": 0}, 0)
+    records = generate_synthetic(120, seed=2)
+    manifest = build_manifest(records, Split(nonmember=10, dev=5, private=10, public=10, seed=0))
     manifest.to_parquet(tmp_path / "manifest.parquet", index=False)
     tok = models.train_tokenizer(list(manifest.response), 300)
     model = models.build_from_scratch({"arch": "llama", "n_layer": 2, "d_model": 16, "n_head": 2}, tok, 256, 0)

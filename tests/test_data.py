@@ -1,4 +1,4 @@
-"""Tests for kdprivacy.data: the synthetic corpus, loaders, and the seeded content-hash split."""
+"""Tests for kdprivacy.data: the synthetic corpus, sources, and the seeded content-hash split (manifest)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pydantic import ValidationError
+
 from kdprivacy import data as D
+from kdprivacy import provenance
+from kdprivacy.config import Data, FileSource, HubSource, Split, SyntheticSource
+from kdprivacy.data import manifest as M
+from kdprivacy.data import sources as S
+from kdprivacy.data import synthetic as G
 
 SPLIT = {"nonmember": 60, "dev": 20, "private": 100, "public": 100}
 SECRET_FORMATS = {
@@ -25,20 +32,20 @@ SECRET_FORMATS = {
 
 @pytest.fixture(scope="module")
 def synth() -> pd.DataFrame:
-    return D.generate_synthetic(2000, seed=7)
+    return G.generate_synthetic(2000, seed=7)
 
 
 @pytest.fixture(scope="module")
 def small() -> pd.DataFrame:
-    return D.generate_synthetic(400, seed=3)
+    return G.generate_synthetic(400, seed=3)
 
 
 # ---- synthetic generator -----------------------------------------------------------------------------
 
 def test_synthetic_is_deterministic_per_seed() -> None:
-    a, b = D.generate_synthetic(300, seed=1), D.generate_synthetic(300, seed=1)
+    a, b = G.generate_synthetic(300, seed=1), G.generate_synthetic(300, seed=1)
     pd.testing.assert_frame_equal(a, b)
-    other = D.generate_synthetic(300, seed=2)
+    other = G.generate_synthetic(300, seed=2)
     shared = set(a["response"]) & set(other["response"])
     assert len(shared) < 3
 
@@ -47,8 +54,8 @@ def test_synthetic_schema_categories_and_distinct_records(synth: pd.DataFrame) -
     assert list(synth.columns) == [*D.FIELDS, *D.SECRET_FIELDS]
     assert not synth.duplicated(["instruction", "context", "response"]).any()
     counts = synth["category"].value_counts()
-    assert set(counts.index) == set(D.CATEGORIES)
-    assert counts.min() >= 0.8 * len(synth) / len(D.CATEGORIES)
+    assert set(counts.index) == set(G.CATEGORIES)
+    assert counts.min() >= 0.8 * len(synth) / len(G.CATEGORIES)
     # Dolly leaves context empty for open-ended tasks and fills it for reading tasks.
     has_ctx = synth.groupby("category")["context"].apply(lambda s: (s != "").mean())
     for cat in ("closed_qa", "information_extraction", "summarization"):
@@ -89,20 +96,20 @@ def test_synthetic_lengths_look_like_dolly(synth: pd.DataFrame) -> None:
 def test_secret_candidates_match_format_and_exclude_the_truth(synth: pd.DataFrame) -> None:
     for kind, pattern in SECRET_FORMATS.items():
         truth = synth.loc[synth["secret_kind"] == kind, "secret"].iloc[0]
-        cands = D.secret_candidates(kind, 200, seed=0, exclude=[truth])
+        cands = G.secret_candidates(kind, 200, seed=0, exclude=[truth])
         assert len(cands) == len(set(cands)) == 200
         assert truth not in cands
         assert all(re.fullmatch(pattern, c) for c in cands), kind
-        assert cands == D.secret_candidates(kind, 200, seed=0, exclude=[truth])
+        assert cands == G.secret_candidates(kind, 200, seed=0, exclude=[truth])
     with pytest.raises(D.DataError, match="unknown secret kind 'ssn'"):
-        D.secret_candidates("ssn", 5, seed=0)
+        G.secret_candidates("ssn", 5, seed=0)
     with pytest.raises(D.DataError, match="only 9000 exist"):
-        D.secret_candidates("number4", 9001, seed=0)
+        G.secret_candidates("number4", 9001, seed=0)
 
 
 def test_synthetic_rejects_nonpositive_n() -> None:
     with pytest.raises(D.DataError, match="n_examples"):
-        D.generate_synthetic(0, seed=0)
+        G.generate_synthetic(0, seed=0)
 
 
 # ---- validation and ids -------------------------------------------------------------------------------
@@ -115,7 +122,7 @@ def test_validate_strips_fills_and_keeps_only_fields() -> None:
         "category": ["open_qa", None],
         "extra": [1, 2],
     })
-    out = D.validate_records(raw)
+    out = S.validate_records(raw)
     assert list(out.columns) == list(D.FIELDS)
     assert out["instruction"].tolist() == ["Say hi", "Name a colour"]
     assert out["context"].tolist() == ["", "sky"]
@@ -127,13 +134,13 @@ def test_validate_reports_empty_responses_with_count_and_positions() -> None:
     raw = pd.DataFrame({"instruction": list("abcdef"), "response": ["x", "", "y", "  ", None, "z"]})
     positions = r"3 of 6 rows have an empty response \(first row positions: \[1, 3, 4\]\)"
     with pytest.raises(D.DataError, match=positions):
-        D.validate_records(raw)
+        S.validate_records(raw)
     with pytest.raises(D.DataError, match="empty instruction"):
-        D.validate_records(pd.DataFrame({"instruction": [""], "response": ["x"]}))
+        S.validate_records(pd.DataFrame({"instruction": [""], "response": ["x"]}))
     with pytest.raises(D.DataError, match="at least 5 rows, got 2"):
-        D.validate_records(pd.DataFrame({"instruction": ["a", "b"], "response": ["x", "y"]}), min_rows=5)
+        S.validate_records(pd.DataFrame({"instruction": ["a", "b"], "response": ["x", "y"]}), min_rows=5)
     with pytest.raises(D.DataError, match="only one of"):
-        D.validate_records(pd.DataFrame({"instruction": ["a"], "response": ["x"], "secret": ["s"]}))
+        S.validate_records(pd.DataFrame({"instruction": ["a"], "response": ["x"], "secret": ["s"]}))
 
 
 @pytest.mark.parametrize("value, kind", [(["a", "b"], "list"), ({"text": "a"}, "dict"),
@@ -144,7 +151,7 @@ def test_validate_names_row_and_column_of_a_non_text_cell(value, kind) -> None:
     raw = pd.DataFrame({"instruction": ["a", "b", "c"], "response": ["x", "y", "z"]})
     raw["response"] = pd.Series(["x", value, "z"], dtype=object)
     with pytest.raises(D.DataError, match=rf"row 1, column 'response': expected text .*got a {kind}"):
-        D.validate_records(raw)
+        S.validate_records(raw)
 
 
 def test_load_file_with_a_list_response_names_the_cell(tmp_path) -> None:
@@ -152,39 +159,39 @@ def test_load_file_with_a_list_response_names_the_cell(tmp_path) -> None:
     path.write_text(json.dumps({"instruction": "a", "response": "x"}) + "\n"
                     + json.dumps({"instruction": "b", "response": ["x", "y"]}) + "\n")
     with pytest.raises(D.DataError, match=r"row 1, column 'response'.*list"):
-        D.validate_records(D.load_file(str(path)))
+        S.validate_records(S.load_file(str(path)))
 
 
 def test_example_id_is_a_stable_content_hash() -> None:
     fields = ("Name a colour", "", "blue", "open_qa")
-    first = D.example_id(*fields)
+    first = M.example_id(*fields)
     assert re.fullmatch(r"[0-9a-f]{16}", first)
-    assert D.example_id(*fields) == first
+    assert M.example_id(*fields) == first
     for i in range(4):
         changed = list(fields)
         changed[i] += "!"
-        assert D.example_id(*changed) != first
+        assert M.example_id(*changed) != first
     # Field boundaries matter: moving text between fields is a different example.
-    assert D.example_id("ab", "", "c", "x") != D.example_id("a", "b", "c", "x")
+    assert M.example_id("ab", "", "c", "x") != M.example_id("a", "b", "c", "x")
 
 
 # ---- manifest -----------------------------------------------------------------------------------------
 
 def test_manifest_sizes_disjoint_and_leftover_is_pretrain(small: pd.DataFrame) -> None:
-    m = D.build_manifest(small, SPLIT, seed=0)
+    m = M.build_manifest(small, Split(**SPLIT, seed=0))
     assert list(m.columns) == ["id", "pool", "category", "instruction", "context", "response",
                                "secret", "secret_kind"]
     sizes = m["pool"].value_counts().to_dict()
     assert sizes == {**SPLIT, "pretrain": len(small) - sum(SPLIT.values())}
     assert m["id"].is_unique
     assert m.attrs["n_duplicates_dropped"] == 0
-    D.check_disjoint(m)
+    M.check_disjoint(m)
 
 
 def test_manifest_ignores_input_order_and_is_byte_identical(small: pd.DataFrame, tmp_path) -> None:
-    m1 = D.build_manifest(small, SPLIT, seed=5)
+    m1 = M.build_manifest(small, Split(**SPLIT, seed=5))
     shuffled = small.sample(frac=1.0, random_state=11).reset_index(drop=True)
-    m2 = D.build_manifest(shuffled, SPLIT, seed=5)
+    m2 = M.build_manifest(shuffled, Split(**SPLIT, seed=5))
     pd.testing.assert_frame_equal(m1, m2)
     m1.to_parquet(tmp_path / "a.parquet")
     m2.to_parquet(tmp_path / "b.parquet")
@@ -192,21 +199,21 @@ def test_manifest_ignores_input_order_and_is_byte_identical(small: pd.DataFrame,
 
 
 def test_manifest_seed_changes_assignment(small: pd.DataFrame) -> None:
-    a = D.build_manifest(small, SPLIT, seed=0).set_index("id")["pool"]
-    b = D.build_manifest(small, SPLIT, seed=1).set_index("id")["pool"]
+    a = M.build_manifest(small, Split(**SPLIT, seed=0)).set_index("id")["pool"]
+    b = M.build_manifest(small, Split(**SPLIT, seed=1)).set_index("id")["pool"]
     assert (a.sort_index() != b.sort_index()).mean() > 0.3
 
 
 def test_manifest_drops_exact_duplicates_and_counts_them(small: pd.DataFrame) -> None:
     dup = small.iloc[:7].copy()
     dup["response"] = " " + dup["response"] + "  "  # whitespace-only variants are the same example
-    m = D.build_manifest(pd.concat([small, dup, small.iloc[:2]]), SPLIT, seed=0)
+    m = M.build_manifest(pd.concat([small, dup, small.iloc[:2]]), Split(**SPLIT, seed=0))
     assert m.attrs["n_duplicates_dropped"] == 9
     assert len(m) == len(small)
 
 
 def test_manifest_halves_the_rest_when_private_public_are_null(small: pd.DataFrame) -> None:
-    m = D.build_manifest(small, {"nonmember": 101, "dev": 20, "private": None, "public": None}, seed=0)
+    m = M.build_manifest(small, Split(nonmember=101, dev=20, private=None, public=None, seed=0))
     sizes = m["pool"].value_counts()
     rest = len(small) - 101 - 20
     assert sizes["private"] == sizes["public"] == rest // 2
@@ -214,42 +221,43 @@ def test_manifest_halves_the_rest_when_private_public_are_null(small: pd.DataFra
 
 
 def test_manifest_rejects_oversized_split_naming_sizes_and_count(small: pd.DataFrame) -> None:
-    split = {"nonmember": 200, "dev": 50, "private": 100, "public": 100}
+    split = Split(nonmember=200, dev=50, private=100, public=100, seed=0)
     with pytest.raises(D.DataError) as err:
-        D.build_manifest(small, split, seed=0)
+        M.build_manifest(small, split)
     msg = str(err.value)
     assert "nonmember=200" in msg and "dev=50" in msg and "private=100" in msg and "= 450" in msg
     assert f"only {len(small)} unique examples" in msg
 
 
-def test_manifest_rejects_bad_split_keys_and_values(small: pd.DataFrame) -> None:
-    with pytest.raises(D.DataError, match="unknown key.*'members'"):
-        D.build_manifest(small, {**SPLIT, "members": 3}, seed=0)
-    with pytest.raises(D.DataError, match="split.dev must be"):
-        D.build_manifest(small, {**SPLIT, "dev": -1}, seed=0)
-    with pytest.raises(D.DataError, match="split.nonmember must be an integer"):
-        D.build_manifest(small, {"dev": 1}, seed=0)
-    with pytest.raises(D.DataError, match="disagrees with the seed argument 0"):
-        D.build_manifest(small, {**SPLIT, "seed": 1}, seed=0)
-    # The config keeps the split seed beside the sizes (data.split.seed); that is accepted.
-    D.build_manifest(small, {**SPLIT, "seed": 0}, seed=0)
+def test_split_refuses_bad_keys_and_values() -> None:
+    """The manifest takes a validated config.Split: a typo'd key or a bad size stops before any split, and the
+    split's own seed is the only seed (no second one to disagree with)."""
+    with pytest.raises(ValidationError, match="members"):
+        Split(**SPLIT, members=3)
+    with pytest.raises(ValidationError, match="dev"):
+        Split(**{**SPLIT, "dev": -1})
+    with pytest.raises(ValidationError, match="nonmember"):
+        Split(**{**SPLIT, "nonmember": 1.5})
+    with pytest.raises(ValidationError, match="private"):
+        Split(**{**SPLIT, "private": "100"})
+    assert Split(**SPLIT, seed=3).seed == 3
 
 
 def test_check_disjoint_catches_forged_overlap(small: pd.DataFrame) -> None:
-    m = D.build_manifest(small, SPLIT, seed=0)
+    m = M.build_manifest(small, Split(**SPLIT, seed=0))
     leaked = m[m["pool"] == "private"].head(3).assign(pool="public")
     overlap = r"3 example id\(s\) appear in more than one pool \(private & public: 3\)"
     with pytest.raises(D.DataError, match=overlap):
-        D.check_disjoint(pd.concat([m, leaked]))
+        M.check_disjoint(pd.concat([m, leaked]))
     with pytest.raises(D.DataError, match="more than once within a pool"):
-        D.check_disjoint(pd.concat([m, m.head(1)]))
+        M.check_disjoint(pd.concat([m, m.head(1)]))
     with pytest.raises(D.DataError, match="unknown pool.*'members'"):
-        D.check_disjoint(m.assign(pool=m["pool"].replace("private", "members")))
+        M.check_disjoint(m.assign(pool=m["pool"].replace("private", "members")))
 
 
 def test_data_card_counts_sum_to_pool_sizes(small: pd.DataFrame) -> None:
-    m = D.build_manifest(small, SPLIT, seed=0)
-    card = D.data_card(m)
+    m = M.build_manifest(small, Split(**SPLIT, seed=0))
+    card = M.data_card(m)
     assert list(card.columns) == ["pool", "category", "n_examples", "mean_response_words"]
     sizes = m["pool"].value_counts()
     for pool, rows in card.groupby("pool"):
@@ -262,12 +270,12 @@ def test_data_card_counts_sum_to_pool_sizes(small: pd.DataFrame) -> None:
 
 
 def test_select_pool(small: pd.DataFrame) -> None:
-    m = D.build_manifest(small, SPLIT, seed=0)
-    both = D.select_pool(m, "private", "nonmember")
+    m = M.build_manifest(small, Split(**SPLIT, seed=0))
+    both = M.select_pool(m, "private", "nonmember")
     assert len(both) == SPLIT["private"] + SPLIT["nonmember"]
     assert set(both["pool"]) == {"private", "nonmember"}
     with pytest.raises(D.DataError, match="unknown pool.*'member'"):
-        D.select_pool(m, "member")
+        M.select_pool(m, "member")
 
 
 # ---- loaders --------------------------------------------------------------------------------------------
@@ -296,7 +304,7 @@ def _write(path, fmt: str) -> None:
 def test_load_file_formats_with_column_mapping(tmp_path, fmt: str) -> None:
     path = tmp_path / f"data.{fmt}"
     _write(path, fmt)
-    out = D.validate_records(D.load_file(str(path), MAPPING))
+    out = S.validate_records(S.load_file(str(path), MAPPING))
     assert out["instruction"].tolist() == ["Name a colour", "Summarize", "Say NA"]
     assert out["context"].tolist() == ["", "A long text.", ""]
     assert out["response"].tolist() == ["Blue", "Short.", "NA"]  # "NA" is text, not a missing value
@@ -306,7 +314,7 @@ def test_load_file_formats_with_column_mapping(tmp_path, fmt: str) -> None:
 def test_load_file_defaults_for_absent_context_and_category(tmp_path) -> None:
     path = tmp_path / "plain.jsonl"
     path.write_text(json.dumps({"instruction": "Hi", "response": "Hello"}) + "\n")
-    out = D.load_file(str(path))
+    out = S.load_file(str(path))
     assert out.iloc[0].to_dict() == {"instruction": "Hi", "context": "", "response": "Hello",
                                      "category": D.UNCATEGORIZED}
 
@@ -315,19 +323,19 @@ def test_load_file_errors_name_the_problem(tmp_path) -> None:
     path = tmp_path / "data.json"
     _write(path, "json")
     with pytest.raises(D.DataError, match=r"column 'response' \(for field 'response'\) not found.*'output'"):
-        D.load_file(str(path), {"instruction": "prompt"})
+        S.load_file(str(path), {"instruction": "prompt"})
     with pytest.raises(D.DataError, match=r"column 'ctx' \(for field 'context'\)"):
-        D.load_file(str(path), {**MAPPING, "context": "ctx"})
+        S.load_file(str(path), {**MAPPING, "context": "ctx"})
     with pytest.raises(D.DataError, match="unknown field"):
-        D.load_file(str(path), {"answer": "output"})
+        S.load_file(str(path), {"answer": "output"})
     with pytest.raises(D.DataError, match="data file not found"):
-        D.load_file(str(tmp_path / "missing.json"))
+        S.load_file(str(tmp_path / "missing.json"))
     (tmp_path / "data.txt").write_text("x")
     with pytest.raises(D.DataError, match="cannot infer the format"):
-        D.load_file(str(tmp_path / "data.txt"))
+        S.load_file(str(tmp_path / "data.txt"))
     (tmp_path / "bad.jsonl").write_text('{"instruction": "a"}\nnot json\n')
     with pytest.raises(D.DataError, match=r"bad.jsonl:2"):
-        D.load_file(str(tmp_path / "bad.jsonl"))
+        S.load_file(str(tmp_path / "bad.jsonl"))
 
 
 def test_load_hub_maps_columns_offline(tmp_path, monkeypatch) -> None:
@@ -342,7 +350,7 @@ def test_load_hub_maps_columns_offline(tmp_path, monkeypatch) -> None:
         return real_load("json", data_files=str(path), split=split, cache_dir=str(tmp_path / "cache"))
 
     monkeypatch.setattr(datasets, "load_dataset", offline_load)
-    out = D.load_hub("org/dolly-like", split="train", revision="abc123", columns=MAPPING)
+    out = S.load_hub("org/dolly-like", split="train", revision="abc123", columns=MAPPING)
     assert calls == [("org/dolly-like", "train", "abc123")]
     assert out["response"].tolist() == ["Blue", "Short.", "NA"]
     assert out["category"].tolist() == ["open_qa", "summarization", "open_qa"]
@@ -356,19 +364,52 @@ def test_load_hub_failure_is_a_data_error_with_offline_hint(monkeypatch) -> None
 
     monkeypatch.setattr(datasets, "load_dataset", no_network)
     with pytest.raises(D.DataError, match=r"'org/x'.*no route to host.*HF_HUB_OFFLINE"):
-        D.load_hub("org/x")
+        S.load_hub("org/x")
 
 
 def test_load_source_dispatch(tmp_path) -> None:
-    synth = D.load_source({"source": "synthetic", "synthetic": {"n_examples": 16, "seed": 0}})
-    pd.testing.assert_frame_equal(synth, D.generate_synthetic(16, 0))
+    small_split = Split(nonmember=1, dev=1)
+    synth = S.load_source(Data(synthetic=SyntheticSource(n_examples=16, seed=0), split=small_split))
+    pd.testing.assert_frame_equal(synth, G.generate_synthetic(16, 0))
     path = tmp_path / "d.csv"
     _write(path, "csv")
-    out = D.load_source({"source": "file", "file": {"path": str(path), "format": "auto", "columns": MAPPING}})
+    out = S.load_source(Data(source="file", file=FileSource(path=str(path), columns=MAPPING)))
     assert len(out) == 3
-    with pytest.raises(D.DataError, match="data.source must be"):
-        D.load_source({"source": "ftp"})
-    with pytest.raises(D.DataError, match="data.hub section is missing"):
-        D.load_source({"source": "hub"})
-    with pytest.raises(D.DataError, match="data.file is missing the key 'path'"):
-        D.load_source({"source": "file", "file": {}})
+    # A source that names nothing to read is refused by the config model, before any loading.
+    with pytest.raises(ValidationError, match="source"):
+        Data(source="ftp")
+    with pytest.raises(ValidationError, match="hub.name is not set"):
+        Data(source="hub")
+    with pytest.raises(ValidationError, match="file.path is not set"):
+        Data(source="file", file=FileSource())
+    assert HubSource().split == "train"
+
+
+def test_prepare_code_version_covers_the_data_package() -> None:
+    """The prepare_data rule hashes ``data.manifest``: its closure reaches every module the split runs."""
+    closure = provenance.module_closure(["data.manifest"])
+    assert {"data", "data.manifest", "data.sources", "data.synthetic", "data.vocabulary", "hub", "io",
+            "config"} <= set(closure)
+
+
+def test_prepare_is_build_manifest_plus_data_card() -> None:
+    data = Data(synthetic=SyntheticSource(n_examples=400, seed=3), split=Split(**SPLIT, seed=0))
+    manifest, card = M.prepare(data)
+    expected = M.build_manifest(G.generate_synthetic(400, 3), data.split)
+    pd.testing.assert_frame_equal(manifest, expected)
+    pd.testing.assert_frame_equal(card, M.data_card(expected))
+
+
+def test_prepare_reads_a_hub_dataset_from_the_downloaded_snapshot(tmp_path) -> None:
+    pytest.importorskip("datasets")
+    snap = tmp_path / "snapshot"
+    snap.mkdir()
+    rows = [{"instruction": f"Q{i}", "context": "", "response": f"A{i}", "category": "open_qa"} for i in range(30)]
+    (snap / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    downloads = tmp_path / "downloads.json"
+    entry = {"repo_id": "org/d", "repo_type": "dataset", "revision": None, "commit": "c" * 40, "path": str(snap)}
+    downloads.write_text(json.dumps([entry]))
+    data = Data(source="hub", hub=HubSource(name="org/d"), split=Split(nonmember=5, dev=5, seed=0))
+    manifest, card = M.prepare(data, str(downloads))
+    assert len(manifest) == 30 and set(manifest["response"]) == {f"A{i}" for i in range(30)}
+    assert card.loc[card.category == "ALL", "n_examples"].sum() == 30

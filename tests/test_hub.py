@@ -12,7 +12,8 @@ import pytest
 
 from dag import plan_jobs
 
-from kdprivacy import config, data, hub
+from kdprivacy import config, hub
+from kdprivacy.data.sources import load_source
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = {p.stem: config.load_yaml(str(p)) for p in sorted((REPO / "configs").glob("paper-*.yaml"))}
@@ -85,8 +86,7 @@ def test_hub_dataset_reads_the_downloaded_snapshot_offline(tmp_path):
     snap.mkdir(parents=True)
     rows = [{"instruction": f"Q{i}", "context": "", "response": f"A{i}", "category": "open_qa"} for i in range(5)]
     (snap / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    frame = data.load_source({"source": "hub", "hub": {"name": "org/dolly", "split": "train", "revision": None,
-                                                       "columns": {}, "snapshot": str(snap)}})
+    frame = load_source(config.Data(source="hub", hub=config.HubSource(name="org/dolly")), snapshot=str(snap))
     assert frame["response"].tolist() == [f"A{i}" for i in range(5)]
 
 

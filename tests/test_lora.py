@@ -14,9 +14,11 @@ import pandas as pd
 import pytest
 import torch
 
+from pydantic import ValidationError
+
 from kdprivacy import models
+from kdprivacy.config import Lora, Train
 from kdprivacy.mia import scoring
-from kdprivacy.config import Train
 from kdprivacy.train import jobs, loop, pools
 from kdprivacy.train.runs import TeacherRun
 from kdprivacy.encoding import encode_frame
@@ -63,13 +65,15 @@ def _teacher_cfg(base_dir, lora=LORA, **train):
 
 
 def test_lora_config():
-    assert models.resolve_lora_config(None) is None
-    assert models.resolve_lora_config({}) == {"r": 16, "alpha": 64, "dropout": 0.1, "target_modules": None,
-                                              "quantization": None}
-    assert models.resolve_lora_config({"target_modules": ("q_proj",)})["target_modules"] == ["q_proj"]
-    for bad in ({"rank": 4}, {"r": 0}, {"dropout": 1.0}, {"target_modules": "all"}, {"target_modules": []}):
-        with pytest.raises(ValueError):
-            models.resolve_lora_config(bad)
+    """The LoRA block is config.Lora (its defaults live there only); apply_lora takes it validated."""
+    assert Lora().model_dump() == {"r": 16, "alpha": 64, "dropout": 0.1, "target_modules": None,
+                                   "quantization": None}
+    assert Lora.model_validate({"target_modules": ["q_proj"]}).target_modules == ["q_proj"]
+    for bad in ({"rank": 4}, {"r": 0}, {"dropout": 1.0}, {"target_modules": "all"}):
+        with pytest.raises(ValidationError):
+            Lora.model_validate(bad)
+    with pytest.raises(ValueError, match="non-empty list"):  # an empty target list would adapt nothing
+        models.apply_lora(None, Lora(target_modules=[]))
 
 
 @pytest.mark.parametrize("arch, target, expect", [
@@ -116,7 +120,7 @@ def test_lora_teacher_output_is_a_merged_checkpoint(tmp_path, base_dirs, manifes
 def test_merged_model_matches_unmerged_adapter(base_dirs, manifest_path, tokenizer):
     """Merging changes nothing but floating-point rounding (in float32: < 1e-5 on these logits)."""
     model, tok = models.load_base({"name_or_path": str(base_dirs["llama"])})
-    model = models.apply_lora(model, LORA, seed=0)
+    model = models.apply_lora(model, Lora(**LORA), seed=0)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     items = pools.load_items(manifest_path, ["private"], tok, MAX_LENGTH, MAX_PROMPT)

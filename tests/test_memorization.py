@@ -175,8 +175,8 @@ def test_canary_exposure_hand_made_likelihood_ordering(tokenizer, monkeypatch):
     """A fake scorer whose log-likelihood is fixed per substituted name: the rank follows that ordering."""
     frame = secret_frame().iloc[:1]
     true = frame.secret.item()
-    from kdprivacy import data
-    candidates = data.secret_candidates("person", 5, extraction.example_candidate_seed(7, "m0"), exclude=[true])
+    from kdprivacy.data.synthetic import secret_candidates
+    candidates = secret_candidates("person", 5, extraction.example_candidate_seed(7, "m0"), exclude=[true])
     # hand-made ordering: candidates[0] and candidates[1] are more likely than the truth, the rest less
     loglik = {candidates[0]: -1.0, candidates[1]: -2.0, true: -3.0, candidates[2]: -4.0, candidates[3]: -5.0,
               candidates[4]: -6.0}
@@ -484,11 +484,13 @@ def run_script(name, cfg, inputs, outputs, rule):
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
-    from kdprivacy import data
+    from kdprivacy.config import Split
+    from kdprivacy.data.manifest import build_manifest
+    from kdprivacy.data.synthetic import generate_synthetic
 
     root = tmp_path_factory.mktemp("script")
-    records = data.generate_synthetic(160, seed=1)
-    manifest = data.build_manifest(records, {"nonmember": 20, "dev": 10, "private": 20, "public": 20, "seed": 0}, 0)
+    records = generate_synthetic(160, seed=1)
+    manifest = build_manifest(records, Split(nonmember=20, dev=10, private=20, public=20, seed=0))
     manifest_path = root / "manifest.parquet"
     manifest.to_parquet(manifest_path, index=False)
     tok = models.train_tokenizer(list(manifest.response) + list(manifest.instruction), 300)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from kdprivacy import models
+from kdprivacy.config import Lora
 
 WORDS = "river stone apple quiet lamp orbit violet seven marble cloud tiger paper honey window maple".split()
 
@@ -187,7 +188,7 @@ def test_model_refs_accept_quantization_and_refuse_unknown_keys(tokenizer, tmp_p
 def test_save_model_refuses_an_unmerged_lora_model(tokenizer, tmp_path):
     pytest.importorskip("peft")
     model = models.build_from_scratch({"arch": "llama", **SPEC}, tokenizer, 64, 0)
-    wrapped = models.apply_lora(model, {"r": 2, "alpha": 4, "dropout": 0.0})
+    wrapped = models.apply_lora(model, Lora(r=2, alpha=4, dropout=0.0))
     assert models.is_lora(wrapped) and models.apply_lora(model, None) is model
     with pytest.raises(ValueError, match="merge"):
         models.save_model(wrapped, tokenizer, tmp_path / "m")

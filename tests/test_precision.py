@@ -108,8 +108,8 @@ def test_precision_options_are_validated_and_named():
         Train.model_validate({**TRAIN, "precision": "fp8"})
     with pytest.raises(ValueError, match=r"gradient_checkpointing\s+Input should be a valid boolean"):
         Train.model_validate({**TRAIN, "gradient_checkpointing": "yes"})
-    with pytest.raises(ValueError, match="lora.quantization"):
-        models.resolve_lora_config({"quantization": "3bit"})
+    with pytest.raises(ValueError, match="quantization"):
+        config.Lora(quantization="3bit")
     with pytest.raises(ValueError, match="precision"):
         models.autocast("half", "cpu")
     raw = {"families": {"f": {"bases": {"b": {"from_scratch": {"arch": "gpt2", "n_layer": 1, "d_model": 8,
@@ -220,7 +220,7 @@ def test_fp16_loss_scale_skips_overflowing_steps(tokenizer, items, monkeypatch):
 
 
 # ------------------------------------------------------------------------------ gradient checkpointing
-@pytest.mark.parametrize("arch, lora", [("gpt2", None), ("llama", {"r": 4, "alpha": 8, "dropout": 0.0})])
+@pytest.mark.parametrize("arch, lora", [("gpt2", None), ("llama", config.Lora(r=4, alpha=8, dropout=0.0))])
 def test_gradient_checkpointing_recomputes_and_changes_nothing(tokenizer, items, arch, lora):
     pytest.importorskip("peft")
     pad = tokenizer.pad_token_id
@@ -346,11 +346,11 @@ def test_qlora_is_refused_where_it_makes_no_sense(base_dirs):
     pytest.importorskip("peft")
     full = models.load_model(str(base_dirs["llama"]))
     with pytest.raises(ValueError, match="lora.quantization.*unquantized"):
-        models.apply_lora(full, {"r": 2, "quantization": "4bit"})
+        models.apply_lora(full, config.Lora(r=2, quantization="4bit"))
     quantized = models.load_model(str(base_dirs["llama"]), quantization="4bit")
     with pytest.raises(ValueError, match="needs lora.quantization"):
-        models.apply_lora(quantized, {"r": 2})
-    wrapped = models.apply_lora(quantized, {"r": 2, "quantization": "4bit"})
+        models.apply_lora(quantized, config.Lora(r=2))
+    wrapped = models.apply_lora(quantized, config.Lora(r=2, quantization="4bit"))
     with pytest.raises(ValueError, match="base_ref"):
         models.merge_lora(wrapped)
     with pytest.raises(ValueError, match="frozen"):  # the ref's own quantization stays for frozen models

@@ -17,7 +17,7 @@ import torch
 
 from kdprivacy import models
 from kdprivacy.mia import scoring
-from kdprivacy.config import Train
+from kdprivacy.config import Lora, Train
 from kdprivacy.kd import generations
 from kdprivacy.train import jobs, loop, pools
 from kdprivacy.train.runs import StudentRun, TeacherGenerationRun, TeacherRun
@@ -131,4 +131,4 @@ def test_quantization_is_for_frozen_models_only(teacher_dir, manifest_path):
     with pytest.raises(ValueError, match="frozen"):
         jobs.train_teacher_from_cfg(TeacherRun.model_validate(cfg), manifest_path)
     with pytest.raises(ValueError, match="quantized"):
-        models.apply_lora(models.load_model(str(teacher_dir), quantization="8bit"), {"r": 2})
+        models.apply_lora(models.load_model(str(teacher_dir), quantization="8bit"), Lora(r=2))

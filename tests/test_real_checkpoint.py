@@ -12,7 +12,9 @@ import torch
 
 from benchmarks.real_checkpoint import prepare
 from kdprivacy.config import load_yaml
-from kdprivacy.data import build_manifest, load_file
+from kdprivacy.config import Split
+from kdprivacy.data.manifest import build_manifest
+from kdprivacy.data.sources import load_file
 
 CONFIG = "benchmarks/real_checkpoint/config.yaml"
 
@@ -61,7 +63,7 @@ def test_build_records_reads_the_files_into_a_manifest(tmp_path):
     assert sorted(r["category"] for r in records) == ["fortune", "murphy", "quotation", "startrek", "zippy"]
     path = tmp_path / "data.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    manifest = build_manifest(load_file(str(path)), {"nonmember": 1, "dev": 1, "private": 1, "public": 1}, 0)
+    manifest = build_manifest(load_file(str(path)), Split(nonmember=1, dev=1, private=1, public=1, seed=0))
     assert len(manifest) == 5
 
 

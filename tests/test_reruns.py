@@ -18,7 +18,8 @@ from dag import plan_jobs
 from safetensors.torch import load_file, save_file
 from test_workflow import REPO, planned_jobs, smk
 
-from kdprivacy import data, provenance, standins
+from kdprivacy import provenance, standins
+from kdprivacy.data.synthetic import generate_synthetic
 
 SMOKE_HF = REPO / "configs" / "smoke-hf.yaml"
 
@@ -58,7 +59,7 @@ def test_training_jobs_carry_their_base_hashes(tmp_path):
 @pytest.mark.workflow
 def test_editing_the_data_file_or_a_model_in_place_reruns_exactly_its_dependents(tmp_path):
     standins.write_smoke_hf(tmp_path / "hf", ["gpt2-teacher", "gpt2-small", "reference"])
-    frame = data.generate_synthetic(300, 7)
+    frame = generate_synthetic(300, 7)
     (tmp_path / "records.jsonl").write_text(frame.to_json(orient="records", lines=True))
     raw = yaml.safe_load(SMOKE_HF.read_text())
     raw["families"] = {"gpt2": raw["families"]["gpt2"]}

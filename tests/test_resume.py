@@ -18,7 +18,7 @@ import torch
 from kdprivacy import checkpoint, models
 from kdprivacy import kd as registry
 from kdprivacy.config import Train
-from kdprivacy.kd import teacher as kd_teacher
+from kdprivacy.config import Lora, Train
 from kdprivacy.train import distributed, jobs, loop, losses
 from kdprivacy.train.runs import MethodRun, TeacherRun
 from kdprivacy.encoding import collate, encode_frame
@@ -115,7 +115,7 @@ def test_sft_resumes_exactly(tmp_path, tokenizer, items, kill_at):
 
 def test_best_dev_and_lora_resume_exactly(tmp_path, tokenizer, items):
     pytest.importorskip("peft")
-    lora = {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": None}
+    lora = Lora(r=4, alpha=8, dropout=0.1, target_modules=None)
     kw = {"select": "best_dev", "epochs": 3, "lr": 2e-2}
     reference, ref_history = _sft(tokenizer, items, lora=lora, **kw)
     resume = checkpoint.Resume(tmp_path / "r", "fp")

@@ -53,3 +53,85 @@ def test_too_few_gpus(monkeypatch):
 def test_light_jobs_never_touch_the_device(no_cuda, tmp_path):
     runtime.start(fake_job(tmp_path, None))  # no gpu resource declared: no check, no device line
     assert "device" not in (tmp_path / "job.log").read_text()
+
+
+# ---- Job: what every script shares -----------------------------------------------------------------------
+
+class Named(list):  # what scripts use of Snakemake's Namedlist: attributes, items(), iteration
+    def __init__(self, named=None, plain=()):
+        super().__init__(list(plain) + list((named or {}).values()))
+        self._named = dict(named or {})
+        for key, value in self._named.items():
+            setattr(self, key, value)
+
+    def items(self):
+        return self._named.items()
+
+
+def smk_job(tmp_path, cfg, inputs=None, outputs=None, gpu=None):
+    resources = SimpleNamespace() if gpu is None else SimpleNamespace(gpu=gpu)
+    return SimpleNamespace(
+        log=Named(plain=[str(tmp_path / "job.log")]), threads=1, rule="prepare_data", resources=resources,
+        params=SimpleNamespace(cfg=cfg, code="abc123"), input=Named(inputs), output=Named(outputs),
+    )
+
+
+def test_job_starts_validates_cfg_and_exposes_inputs_outputs(no_cuda, tmp_path):
+    from kdprivacy.config import Split
+
+    raw = {"seed": 3, "nonmember": 5, "dev": 2, "private": None, "public": None}
+    smk = smk_job(tmp_path, raw, {"manifest": "m.parquet", "none": [], "one": ["a"], "two": ["a", "b"]},
+                  {"table": str(tmp_path / "t.csv")})
+    job = runtime.Job(smk, Split)
+    assert isinstance(job.cfg, Split) and job.cfg.seed == 3 and job.params is raw and job.code == "abc123"
+    assert job.input.manifest == job.inputs["manifest"] == "m.parquet" and job.rule == "prepare_data"
+    assert job.optional_input("missing") is None and job.optional_input("none") is None
+    assert job.optional_input("one") == "a" and job.optional_input("manifest") == "m.parquet"
+    with pytest.raises(ValueError, match="must be one path"):
+        job.optional_input("two")
+    assert job.has_output("table") and not job.has_output("figure")
+    assert "rule prepare_data, threads 1" in (tmp_path / "job.log").read_text()
+    assert runtime.Job(smk).cfg is raw  # no schema: the cfg as passed
+
+
+def test_job_refuses_a_cfg_its_schema_rejects(no_cuda, tmp_path):
+    from pydantic import ValidationError
+
+    from kdprivacy.config import Split
+
+    with pytest.raises(ValidationError, match="members"):
+        runtime.Job(smk_job(tmp_path, {"members": 3}), Split)
+
+
+def test_job_checks_gpus_like_start(no_cuda, tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    with pytest.raises(runtime.DeviceError, match="CUDA is unusable"):
+        runtime.Job(smk_job(tmp_path, {}, gpu=1))
+
+
+def test_job_saves_outputs_by_suffix_and_writes_provenance(no_cuda, tmp_path):
+    import json
+
+    import pandas as pd
+
+    from kdprivacy import io
+
+    src = tmp_path / "in.txt"
+    src.write_text("x")
+    outs = {name: str(tmp_path / f"out.{ext}") for name, ext in
+            (("frame", "parquet"), ("table", "csv"), ("record", "json"), ("text", "md"))}
+    job = runtime.Job(smk_job(tmp_path, {"k": 1}, {"src": str(src)}, outs))
+    frame = pd.DataFrame({"a": [1.5, 2.0], "b": ["x", "y"]})
+    job.save(frame=frame, table=frame, record={"n": 1}, text="# hi\n")
+    pd.testing.assert_frame_equal(pd.read_parquet(outs["frame"]), frame)
+    io.write_csv(frame, tmp_path / "expected.csv")
+    assert (tmp_path / "out.csv").read_bytes() == (tmp_path / "expected.csv").read_bytes()
+    assert io.read_json(outs["record"]) == {"n": 1} and (tmp_path / "out.md").read_text() == "# hi\n"
+    with pytest.raises(KeyError, match="no output 'nope'"):
+        job.save(nope=frame)
+    job.write_provenance(tmp_path / "p.json", summary={"rows": 2})
+    record = json.loads((tmp_path / "p.json").read_text())
+    assert record["params"] == {"cfg": {"k": 1}, "code": "abc123", "summary": {"rows": 2}}
+    assert record["rule"] == "prepare_data" and list(record["inputs"]) == ["src"]
+    job.write_provenance(tmp_path / "q.json", inputs={})
+    assert json.loads((tmp_path / "q.json").read_text())["inputs"] == {}

@@ -209,7 +209,10 @@ import runpy  # noqa: E402
 import types  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from kdprivacy import data, models  # noqa: E402
+from kdprivacy import models  # noqa: E402
+from kdprivacy.config import Split  # noqa: E402
+from kdprivacy.data.manifest import build_manifest  # noqa: E402
+from kdprivacy.data.synthetic import generate_synthetic  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -228,8 +231,8 @@ def run_script(name, cfg, inputs, outputs, rule="test"):
 
 
 def test_scripts_score_reference_population_mope_attacks(tmp_path):
-    split = {"seed": 0, "nonmember": 12, "dev": 8, "private": 12, "public": 10}
-    man = data.build_manifest(data.generate_synthetic(60, seed=2), split, seed=0)
+    split = Split(seed=0, nonmember=12, dev=8, private=12, public=10)
+    man = build_manifest(generate_synthetic(60, seed=2), split)
     man_path = tmp_path / "manifest.parquet"
     man.to_parquet(man_path, index=False)
     corpus = (man.instruction + " " + man.response).tolist()

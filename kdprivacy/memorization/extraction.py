@@ -23,7 +23,7 @@ Metrics (per example, on members and non-members alike):
 - **private specifics** (data with ``secret``/``secret_kind`` columns, e.g. the synthetic generator):
   ``secret_hit`` = the example's ``secret`` string occurs verbatim in the decoded generation;
   **canary exposure** (Carlini et al. 2019): the response is scored with the true secret and with each of
-  ``C`` candidates of the same format (:func:`kdprivacy.data.secret_candidates`, seeded per example,
+  ``C`` candidates of the same format (:func:`kdprivacy.data.synthetic.secret_candidates`, seeded per example,
   excluding the true secret) substituted for the secret's first occurrence; score = total log-probability
   of the response tokens (EOS included) given the prompt, computed only when no variant is truncated by
   ``max_length``; ``secret_rank`` = 1 + #candidates scoring higher + #ties / 2 (1 = the true secret is the
@@ -78,6 +78,7 @@ import numpy as np
 import pandas as pd
 
 from kdprivacy import data, encoding, generation, stats
+from kdprivacy.data.synthetic import secret_candidates
 from kdprivacy.encoding import Encoded
 from kdprivacy.memorization import utility
 from kdprivacy.mia import scoring
@@ -275,7 +276,7 @@ def canary_exposure(
             skipped[reason] = skipped.get(reason, 0) + 1
             continue
         try:
-            candidates = data.secret_candidates(
+            candidates = secret_candidates(
                 kind, n_candidates, example_candidate_seed(seed, row.id), exclude=[secret]
             )
         except data.DataError as err:

@@ -111,8 +111,7 @@ def load_trainable(ref: dict, lora: Lora | None, seed: int, what: str):
     from kdprivacy import models
 
     models.refuse_quantized(ref, what)
-    lora = models.resolve_lora_config(lora.model_dump(mode="json") if lora is not None else None)
-    quantization = lora["quantization"] if lora is not None else None
+    quantization = lora.quantization if lora is not None else None
     model, tokenizer = models.load_base({**ref, "dtype": "float32", "quantization": quantization},
                                         compute_dtype="auto" if quantization else None)
     return models.apply_lora(model, lora, seed=seed), tokenizer

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import pandas as pd
 
-from kdprivacy import data
+from kdprivacy.data.manifest import select_pool
 from kdprivacy.encoding import Encoded, encode_frame, format_prompt
 
 SECRET_POOLS = ("private", "nonmember")  # what membership is measured on: never train students/bases on it
@@ -25,7 +25,7 @@ def select_pools(manifest: pd.DataFrame, pools: Sequence[str]) -> pd.DataFrame:
     pools = list(pools)
     if not pools:
         raise ValueError("no pools given")
-    return data.select_pool(manifest, *pools)
+    return select_pool(manifest, *pools)
 
 
 def refuse_secret_pools(pools: Iterable[str], what: str) -> None:
