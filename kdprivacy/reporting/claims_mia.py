@@ -13,11 +13,11 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from kdprivacy.mia.attacks import REFERENCE_ATTACKS
 from kdprivacy.reporting.tidy import col, configured_students, kd_method_auc, main_rows, pool, require
 from kdprivacy.reporting.verdicts import above, fmt, fmt_ci, make_row, seeds_note, untestable
 
 TOP_LEAKERS = ("imitkd", "seqkd", "kd")
-REFERENCE_ATTACKS = ("ref_external", "ref_pretrained", "ref_nokd", "rmia")
 RISKY_CATEGORIES = ("creative_writing", "general_qa", "brainstorming")
 SAFE_CATEGORIES = ("classification", "summarization", "closed_qa")
 

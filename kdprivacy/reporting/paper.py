@@ -48,6 +48,7 @@ from typing import Any
 import pandas as pd
 
 from kdprivacy.kd import METHODS
+from kdprivacy.mia.attacks import PAPER_ATTACKS
 from kdprivacy.reporting import tidy
 from kdprivacy.reporting.verdicts import as_bool
 
@@ -57,16 +58,9 @@ METHOD_MAP: dict[str, str] = {
     **{name: spec.paper_name for name, spec in METHODS.items()},
 }
 """Our method -> the paper's."""
-ATTACK_MAP: dict[str, str] = {
-    "loss": "loss",
-    "min_k": "min_k",
-    "min_k_pp": "min_k_pp",
-    "zlib": "zlib",
-    "ref_external": "ref_external",
-    "ref_pretrained": "ref_pretrained",
-    "mope": "mope",
-}
-"""Our attack -> the paper's. ``ref_nokd`` and ``rmia`` have no counterpart in the paper."""
+ATTACK_MAP: dict[str, str] = dict(PAPER_ATTACKS)  # the attack registry's paper names
+"""Our attack -> the paper's (from :data:`kdprivacy.mia.attacks.ATTACKS`); ``ref_nokd`` and ``rmia`` have no
+counterpart in the paper."""
 
 COMPARISON_COLUMNS = [
     "family",
