@@ -137,7 +137,8 @@ class Job:
       provenance records); ``job.code``: ``params.code``.
     - ``job.input`` / ``job.output``: Snakemake's named lists (``job.input.manifest``); ``job.inputs`` /
       ``job.outputs``: the same as dicts; :meth:`optional_input` for an input an input function may leave
-      out; :meth:`has_output` for an optional output.
+      out; :meth:`optional_table` reads such an input's CSV (None when absent); :meth:`has_output` for an
+      optional output.
     - ``job.log`` (the logger), ``job.rule``, ``job.threads``, ``job.snakemake`` (anything else, e.g.
       ``params.models``); :meth:`seed` seeds Python, NumPy and torch.
     - :meth:`save` writes named outputs by suffix (parquet, csv, json, text); :meth:`write_provenance` the
@@ -173,6 +174,15 @@ class Job:
         if len(paths) > 1:
             raise ValueError(f"input {name!r} must be one path, got {paths}")
         return paths[0] if paths else None
+
+    def optional_table(self, name: str) -> Any:
+        """The CSV of an :meth:`optional_input` as a DataFrame, or None when the input is absent."""
+        path = self.optional_input(name)
+        if path is None:
+            return None
+        import pandas as pd
+
+        return pd.read_csv(path)
 
     def has_output(self, name: str) -> bool:
         return name in self.outputs

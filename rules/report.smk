@@ -234,7 +234,7 @@ rule findings:
         ENV
     params:
         cfg=findings_cfg(),
-        code=code("findings.py", "reporting.claims"),
+        code=code("findings.py", "reporting.jobs", "reporting.claims"),
     script:
         "../scripts/findings.py"
 
@@ -252,7 +252,7 @@ rule paper_comparison:
         ENV
     params:
         cfg=paper_cfg(),
-        code=code("paper_comparison.py", "reporting.paper"),
+        code=code("paper_comparison.py", "reporting.jobs", "reporting.paper"),
     script:
         "../scripts/paper_comparison.py"
 
@@ -274,6 +274,6 @@ rule summary:
         ENV
     params:
         cfg={"config_name": CONFIG_NAME},
-        code=code("summary.py", "reporting.summary"),
+        code=code("summary.py", "reporting.jobs", "reporting.summary"),
     script:
         "../scripts/summary.py"

@@ -12,20 +12,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 - injected by Snakemake
 
 from kdprivacy import runtime  # noqa: E402
-
-log = runtime.start(snakemake)  # noqa: F821
-
-from kdprivacy import io  # noqa: E402
 from kdprivacy.reporting import tables  # noqa: E402
 
-cfg = snakemake.params.cfg  # noqa: F821
-out = dict(snakemake.output.items())  # noqa: F821
-built = tables.aggregate(
-    snakemake.params.models,  # noqa: F821
-    dict(snakemake.input.items()),  # noqa: F821
-    out,
-    n_bootstrap=int(cfg["n_bootstrap"]),
-    bootstrap_seed=int(cfg["bootstrap_seed"]),
-)
-for name, table in built.items():
-    io.write_csv(table, out[name])
+job = runtime.Job(snakemake)  # noqa: F821
+job.save(**tables.aggregate(
+    job.snakemake.params.models, job.inputs, job.outputs,
+    n_bootstrap=int(job.cfg["n_bootstrap"]), bootstrap_seed=int(job.cfg["bootstrap_seed"]),
+))

@@ -13,17 +13,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 - injected by Snakemake
 
 from kdprivacy import runtime  # noqa: E402
-
-log = runtime.start(snakemake)  # noqa: F821
-
 from kdprivacy.reporting import plots  # noqa: E402
 
-cfg = snakemake.params.cfg  # noqa: F821
+job = runtime.Job(snakemake)  # noqa: F821
 inputs = plots.FigureInputs(
-    dict(snakemake.input.items()),  # noqa: F821
-    models=list(snakemake.params.models),  # noqa: F821
-    attacks=list(cfg["attacks"]),
-    student_bases=list(cfg["student_bases"]),
-    sources=cfg["sources"],
+    job.inputs,
+    models=list(job.snakemake.params.models),
+    attacks=list(job.cfg["attacks"]),
+    student_bases=list(job.cfg["student_bases"]),
+    sources=job.cfg["sources"],
 )
-plots.draw_figures(inputs, dict(snakemake.output.items()))  # noqa: F821
+plots.draw_figures(inputs, job.outputs)
