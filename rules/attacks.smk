@@ -136,7 +136,7 @@ rule score_model:
         gpu=gpus("score_model"),
     params:
         cfg=scoring_cfg,
-        code=code("score_model.py", "mia.scoring", "config", "models"),
+        code=code("score_model.py", "mia.jobs", "mia.scoring", "config", "models"),
     script:
         "../scripts/score_model.py"
 
@@ -162,7 +162,7 @@ rule score_reference:
     params:
         sources=sources(reference_input),
         cfg=reference_scoring_cfg,
-        code=code("score_model.py", "mia.scoring", "config", "models"),
+        code=code("score_model.py", "mia.jobs", "mia.scoring", "config", "models"),
     script:
         "../scripts/score_model.py"
 
@@ -186,7 +186,7 @@ rule mope:
         gpu=gpus("mope"),
     params:
         cfg=mope_cfg,
-        code=code("mope.py", "mia.perturb", "mia.scoring", "models"),
+        code=code("mope.py", "mia.jobs", "mia.perturb", "mia.scoring", "models"),
     script:
         "../scripts/mope.py"
 
@@ -206,7 +206,7 @@ rule attack_metrics:
         ENV
     params:
         cfg=attack_cfg(),
-        code=code("attack_metrics.py", "mia.attacks", "mia.metrics"),
+        code=code("attack_metrics.py", "mia.jobs", "mia.attacks", "mia.metrics"),
     script:
         "../scripts/attack_metrics.py"
 
@@ -225,6 +225,6 @@ rule blind_baseline:
         ENV
     params:
         cfg=blind_cfg(),
-        code=code("blind_baseline.py", "mia.blind", "mia.metrics", "mia.scoring"),
+        code=code("blind_baseline.py", "mia.jobs", "mia.blind", "mia.metrics", "mia.scoring"),
     script:
         "../scripts/blind_baseline.py"

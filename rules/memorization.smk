@@ -72,7 +72,7 @@ rule memorization:
         gpu=gpus("memorization"),
     params:
         cfg=memorization_cfg,
-        code=code("memorization.py", "memorization.extraction", "mia.scoring", "models"),
+        code=code("memorization.py", "memorization.jobs", "memorization.extraction", "mia.scoring", "models"),
     script:
         "../scripts/memorization.py"
 
@@ -90,7 +90,7 @@ rule inheritance:
         ENV
     params:
         cfg=inheritance_cfg(),
-        code=code("inheritance.py", "memorization.inheritance"),
+        code=code("inheritance.py", "memorization.jobs", "memorization.inheritance"),
     script:
         "../scripts/inheritance.py"
 
@@ -115,7 +115,7 @@ rule utility:
         gpu=gpus("utility"),
     params:
         cfg=utility_cfg,
-        code=code("utility.py", "memorization.utility", "mia.scoring", "models"),
+        code=code("utility.py", "memorization.jobs", "memorization.utility", "mia.scoring", "models"),
     script:
         "../scripts/utility.py"
 
@@ -139,6 +139,6 @@ rule block_mope:
         gpu=gpus("block_mope"),
     params:
         cfg=blocks_cfg,
-        code=code("block_mope.py", "mia.blocks", "mia.scoring", "models"),
+        code=code("block_mope.py", "mia.jobs", "mia.blocks", "mia.scoring", "models"),
     script:
         "../scripts/block_mope.py"

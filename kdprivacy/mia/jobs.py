@@ -1,0 +1,238 @@
+"""The membership-inference jobs of the workflow, one function per script, each taking a
+:class:`kdprivacy.runtime.Job`: score a model (``score_model``), MoPe (``mope``), per-block MoPe
+(``block_mope``), the attacks and their metrics (``attack_metrics``) and the blind baseline
+(``blind_baseline``). Each reads the job's named inputs and ``cfg``, writes its outputs and provenance and
+logs into the job's log; the numbers come from :mod:`kdprivacy.mia.scoring`, :mod:`~kdprivacy.mia.perturb`,
+:mod:`~kdprivacy.mia.blocks`, :mod:`~kdprivacy.mia.attacks`, :mod:`~kdprivacy.mia.metrics` and
+:mod:`~kdprivacy.mia.blind`. Heavy imports are inside the functions: the job starts (logging, threads)
+before torch and the models load, as the scripts always did.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _evaluation(job: Any, log_counts: bool = True):
+    """The manifest and the shared evaluation set (``max_members``, ``max_nonmembers``, ``sample_seed``)."""
+    import pandas as pd
+
+    from kdprivacy.mia import scoring
+
+    cfg = job.cfg
+    manifest = pd.read_parquet(job.inputs["manifest"])
+    evaluation = scoring.evaluation_set(manifest, cfg["max_members"], cfg["max_nonmembers"], cfg["sample_seed"])
+    if log_counts:
+        n_members = int((evaluation.label == 1).sum())
+        job.log.info("evaluation set: %d members, %d non-members", n_members, len(evaluation) - n_members)
+    return manifest, evaluation
+
+
+def _load_model(path):
+    """The model directory's tokenizer and model, on the inference device."""
+    from kdprivacy import models
+    from kdprivacy.mia import scoring
+
+    tokenizer = models.load_tokenizer(path)
+    model = models.load_model(path)
+    model.to(scoring.inference_device())
+    return model, tokenizer
+
+
+def score_model(job: Any) -> None:
+    """Outputs ``scores`` (members + non-members) and optional ``population`` (the RMIA population sample of
+    ``cfg["population"]``), each with its provenance; the model is ``cfg["model"]`` (a hub/base ref) when
+    given, else the ``model`` input."""
+    from kdprivacy import config, encoding, io, models
+    from kdprivacy.mia import scoring
+
+    cfg, inp, out, log = job.cfg, job.inputs, job.outputs, job.log
+    short_tokens = cfg["short_tokens"]
+    manifest, evaluation = _evaluation(job)
+    if cfg["model"] is not None:
+        model, tokenizer = models.load_base(cfg["model"])
+        source = cfg["model"]["name_or_path"]
+        model.to(scoring.inference_device())
+    else:
+        model, tokenizer = _load_model(inp["model"])
+        source = inp["model"]
+    log.info("model %s (%s, vocabulary %d)", source, type(model).__name__, len(tokenizer))
+
+    def score(frame, keep: list[str], what: str):
+        items = encoding.encode_frame(tokenizer, frame, cfg["max_length"], cfg["max_prompt_length"])
+        scores = scoring.score_examples(
+            model, items, batch_size=cfg["batch_size"], pad_id=tokenizer.pad_token_id, precision=cfg["precision"]
+        )
+        table = frame[keep].merge(scores, on="id", how="left", validate="one_to_one")
+        if len(table) != len(frame) or table["n_tokens"].isna().any():
+            raise RuntimeError(f"scoring lost {what} examples")
+        counts = scoring.short_counts(table["n_tokens"], short_tokens)
+        log.info(
+            "%s: scored %d examples, %d response tokens; %d with no scored token, %d short (< %d tokens)",
+            what, counts["n_examples"], int(table.n_tokens.sum()), counts["n_empty"], counts["n_short"],
+            short_tokens,
+        )
+        if counts["n_empty"]:
+            log.warning("%s: %d example(s) have no scored token: every attack on them is NaN and the metrics "
+                        "will refuse them", what, counts["n_empty"])
+        return table
+
+    io.write_parquet(score(evaluation, ["id", "label", "category"], "evaluation set"), out["scores"])
+    inputs = {k: v for k, v in inp.items() if k in ("manifest", "model")}
+    job.write_provenance(f"{out['scores']}.provenance.json", inputs=inputs)
+    if "population" in out:
+        pop = config.Population.model_validate(cfg["population"])
+        population = scoring.population_set(manifest, pop.pools, pop.max_examples, pop.seed)
+        io.write_parquet(score(population, ["id", "pool", "category"], "population"), out["population"])
+        job.write_provenance(f"{out['population']}.provenance.json", inputs=inputs)
+
+
+def mope(job: Any) -> None:
+    """Output ``mope`` (``id, label, category, n_tokens, nll, mope``): K seeded weight perturbations, on
+    decoder block ``cfg["block"]`` only when it is not null."""
+    from kdprivacy import encoding, io
+    from kdprivacy.mia import perturb
+
+    cfg, log = job.cfg, job.log
+    _, evaluation = _evaluation(job, log_counts=False)
+    model, tokenizer = _load_model(job.input.model)
+    block = cfg["block"]
+    params = None if block is None else perturb.block_params(model, int(block))
+    if params is not None:
+        log.info("perturbing block %s only (%d tensors)", perturb.find_blocks(model)[int(block)][0], len(params))
+    items = encoding.encode_frame(tokenizer, evaluation, cfg["max_length"], cfg["max_prompt_length"])
+    log.info("MoPe: %d examples, K=%d, sigma=%g, seed=%d", len(items), cfg["k"], cfg["sigma"], cfg["seed"])
+    table = perturb.mope_scores(
+        model, items, k=int(cfg["k"]), sigma=float(cfg["sigma"]), seed=int(cfg["seed"]),
+        batch_size=int(cfg["batch_size"]), pad_id=tokenizer.pad_token_id, params=params,
+        precision=cfg["precision"],
+    )
+    table = evaluation[["id", "label", "category"]].merge(table, on="id", how="left", validate="one_to_one")
+    if len(table) != len(evaluation) or table["mope"].isna().any():
+        raise RuntimeError("MoPe lost examples or produced NaN scores (examples without scored tokens?)")
+    io.write_parquet(table, job.output.mope)
+    job.write_provenance(f"{job.output.mope}.provenance.json",
+                         inputs={"manifest": job.input.manifest, "model": job.input.model})
+
+
+def block_mope(job: Any) -> None:
+    """Outputs ``per_block`` (one AUC per block and sigma) and optional ``per_example``."""
+    from kdprivacy import encoding, io
+    from kdprivacy.mia import blocks
+
+    cfg = job.cfg
+    _, evaluation = _evaluation(job)
+    model, tokenizer = _load_model(job.input.model)
+    items = encoding.encode_frame(tokenizer, evaluation, cfg["max_length"], cfg["max_prompt_length"])
+    per_block, per_example = blocks.block_mope(
+        model, items, evaluation["label"].to_numpy(),
+        k=cfg["k"],
+        sigmas=cfg["sigmas"],
+        seed=cfg["seed"],
+        batch_size=cfg["batch_size"],
+        pad_id=tokenizer.pad_token_id,
+        n_bootstrap=cfg["n_bootstrap"],
+        bootstrap_seed=cfg["bootstrap_seed"],
+        precision=cfg["precision"],
+    )
+    job.log.info("per-block MoPe:\n%s", per_block.to_string(index=False))
+    io.write_csv(per_block, job.output.per_block)
+    if job.has_output("per_example"):
+        io.write_parquet(per_example, job.output.per_example)
+    job.write_provenance(f"{job.output.per_block}.provenance.json",
+                         inputs={"manifest": job.input.manifest, "model": job.input.model})
+
+
+def attack_metrics(job: Any) -> None:
+    """Every attack of ``cfg["names"]`` on one model's ``scores`` (with the ``ref_*``, ``population*`` and
+    ``mope`` inputs given), then AUC / TPR@FPR with bootstrap CIs: outputs ``per_example``, ``metrics``,
+    optional ``per_category`` and ``roc``."""
+    import pandas as pd
+
+    from kdprivacy import io
+    from kdprivacy.mia import attacks, metrics
+
+    cfg, inp, out, log = job.cfg, job.inputs, job.outputs, job.log
+    names, fprs = cfg["names"], cfg["fprs"]
+    n_bootstrap, bootstrap_seed, short_tokens = cfg["n_bootstrap"], cfg["bootstrap_seed"], cfg["short_tokens"]
+
+    scores = pd.read_parquet(inp["scores"])
+    manifest = pd.read_parquet(inp["manifest"], columns=["id", "response"])
+    texts = dict(zip(manifest["id"], manifest["response"]))
+    references = {k[len("ref_"):]: pd.read_parquet(v) for k, v in inp.items() if k.startswith("ref_")}
+    populations = {
+        k[len("population_"):]: pd.read_parquet(v) for k, v in inp.items() if k.startswith("population_")
+    }
+    population = pd.read_parquet(inp["population"]) if "population" in inp else None
+    mope_table = pd.read_parquet(inp["mope"]) if "mope" in inp else None
+    unused = sorted(set(references) - {n[len("ref_"):] for n in names if n.startswith("ref_")})
+    if unused and "rmia" not in names:
+        log.warning("reference table(s) %s given but no attack uses them", unused)
+    if mope_table is not None and "mope" not in names:
+        log.warning("a MoPe table is given but 'mope' is not among the attacks %s", names)
+    log.info("attacks %s; references %s; population %s", names, sorted(references),
+             "none" if population is None else f"{len(population)} examples")
+
+    long = attacks.compute_attacks(
+        scores, texts, names, min_k=cfg["min_k"], references=references, population=population,
+        reference_populations=populations, mope=mope_table, rmia=cfg["rmia"], short_tokens=short_tokens,
+    )
+    per_example = long.merge(scores[["id", "label", "category", "n_tokens"]], on="id", how="left",
+                             validate="many_to_one")
+    per_example = per_example[["id", "label", "category", "n_tokens", "attack", "score", "short"]]
+    n_short = int(per_example.loc[per_example.attack == names[0], "short"].sum()) if names else 0
+    log.info("%d of %d examples are short (< %d scored tokens under a model the attack reads) -- kept, counted",
+             n_short, len(scores), short_tokens)
+    summary = metrics.summarize_attacks(
+        per_example, fprs=fprs, n_bootstrap=n_bootstrap, bootstrap_seed=bootstrap_seed
+    )
+    log.info("attack metrics:\n%s", summary.to_string(index=False))
+    io.write_parquet(per_example, out["per_example"])
+    io.write_csv(summary, out["metrics"])
+
+    if "per_category" in out:
+        by_category = metrics.summarize_by_category(
+            per_example, fprs=fprs, n_bootstrap=n_bootstrap,
+            bootstrap_seed=bootstrap_seed,
+        )
+        io.write_csv(by_category, out["per_category"])
+    if "roc" in out:
+        max_points = cfg["roc_max_points"]
+        curves = []
+        for name in names:
+            part = per_example[per_example.attack == name]
+            curves.append(metrics.roc_points(part["score"], part["label"], max_points).assign(attack=name))
+        roc = pd.concat(curves, ignore_index=True)[["attack", "fpr", "tpr", "threshold"]]
+        io.write_csv(roc, out["roc"], float_format="%.8g")
+
+
+def blind_baseline(job: Any) -> None:
+    """A bag-of-words classifier that never queries a model, scored out-of-fold: outputs ``scores``,
+    ``metrics`` (with per-fold AUCs) and its provenance, optional ``per_category``."""
+    from kdprivacy import io
+    from kdprivacy.mia import blind, metrics
+
+    cfg, out = job.cfg, job.outputs
+    fprs, n_bootstrap, bootstrap_seed = cfg["fprs"], cfg["n_bootstrap"], cfg["bootstrap_seed"]
+    _, evaluation = _evaluation(job, log_counts=False)
+    scores = blind.blind_scores(
+        evaluation, folds=cfg["folds"], seed=cfg["seed"], features=cfg["features"], ngram_max=cfg["ngram_max"],
+        c=cfg["C"],
+    )
+    per_example = scores.merge(evaluation[["id", "category"]], on="id", how="left", validate="one_to_one")
+    per_example = per_example.assign(attack="blind")[["id", "label", "category", "fold", "attack", "score"]]
+    summary = metrics.summarize_attacks(
+        per_example, fprs=fprs, n_bootstrap=n_bootstrap, bootstrap_seed=bootstrap_seed
+    )
+    folds = blind.fold_aucs(scores)
+    summary["fold_auc_mean"] = folds.mean()
+    summary["fold_auc_min"] = folds.min()
+    summary["fold_auc_max"] = folds.max()
+    job.log.info("blind baseline (never queries a model):\n%s\nper-fold AUC: %s", summary.to_string(index=False),
+                 ", ".join(f"{a:.3f}" for a in folds))
+    io.write_parquet(per_example, out["scores"])
+    io.write_csv(summary, out["metrics"])
+    if "per_category" in out:
+        io.write_csv(metrics.summarize_by_category(per_example, fprs=fprs, n_bootstrap=n_bootstrap,
+                                                   bootstrap_seed=bootstrap_seed), out["per_category"])
+    job.write_provenance(f"{out['metrics']}.provenance.json", inputs={"manifest": job.inputs["manifest"]})
