@@ -9,18 +9,18 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 - injected by Snakemake
-from kdprivacy import runtime
 
-log = runtime.start(snakemake)  # noqa: F821
-
+from kdprivacy import runtime  # noqa: E402
 from kdprivacy.train import jobs, runs  # noqa: E402
+
+job = runtime.Job(snakemake)  # noqa: F821
 
 
 def train(run, resume):
     return jobs.pretrain_from_cfg(
-        run, snakemake.input.manifest, snakemake.input.tokenizer, log, resume=resume  # noqa: F821
+        run, job.input.manifest, job.input.tokenizer, job.log, resume=resume  # noqa: F821
     )
 
 
 if __name__ == "__main__":
-    jobs.run_job(snakemake, __file__, log, runs.PretrainRun, train)  # noqa: F821
+    jobs.run_job(snakemake, __file__, job.log, runs.PretrainRun, train)  # noqa: F821

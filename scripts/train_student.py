@@ -15,33 +15,23 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 - injected by Snakemake
-from kdprivacy import runtime
 
-log = runtime.start(snakemake)  # noqa: F821
-
+from kdprivacy import runtime  # noqa: E402
 from kdprivacy.train import jobs, runs  # noqa: E402
 
-
-def optional_input(name):
-    """A named input that may be absent, an empty list (input function returned nothing) or one path."""
-    value = getattr(snakemake.input, name, None)  # noqa: F821
-    if value is None or isinstance(value, str):
-        return value or None
-    paths = list(value)
-    if len(paths) > 1:
-        raise ValueError(f"input {name!r} must be one path, got {paths}")
-    return paths[0] if paths else None
+job = runtime.Job(snakemake)  # noqa: F821
 
 
-GENERATIONS = optional_input("generations")
+
+GENERATIONS = job.optional_input("generations")
 
 
 def train(run, resume):
     # Base and teacher are loaded from cfg; local dirs are also named inputs so the DAG orders them.
     return jobs.train_student_from_cfg(
-        run, snakemake.input.manifest, log, teacher_generations_path=GENERATIONS, resume=resume  # noqa: F821
+        run, job.input.manifest, job.log, teacher_generations_path=GENERATIONS, resume=resume  # noqa: F821
     )
 
 
 if __name__ == "__main__":
-    jobs.run_job(snakemake, __file__, log, runs.StudentRun, train, fingerprint_extra=(GENERATIONS,))  # noqa: F821
+    jobs.run_job(snakemake, __file__, job.log, runs.StudentRun, train, fingerprint_extra=(GENERATIONS,))  # noqa: F821

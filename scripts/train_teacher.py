@@ -11,17 +11,17 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 - injected by Snakemake
-from kdprivacy import runtime
 
-log = runtime.start(snakemake)  # noqa: F821
-
+from kdprivacy import runtime  # noqa: E402
 from kdprivacy.train import jobs, runs  # noqa: E402
+
+job = runtime.Job(snakemake)  # noqa: F821
 
 
 def train(run, resume):
     # The base is always loaded from cfg["base"]; a local base dir is also a named input so the DAG orders it.
-    return jobs.train_teacher_from_cfg(run, snakemake.input.manifest, log, resume=resume)  # noqa: F821
+    return jobs.train_teacher_from_cfg(run, job.input.manifest, job.log, resume=resume)  # noqa: F821
 
 
 if __name__ == "__main__":
-    jobs.run_job(snakemake, __file__, log, runs.TeacherRun, train)  # noqa: F821
+    jobs.run_job(snakemake, __file__, job.log, runs.TeacherRun, train)  # noqa: F821
