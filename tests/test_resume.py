@@ -17,8 +17,8 @@ import torch
 
 from kdprivacy import checkpoint, models
 from kdprivacy import kd as registry
-from kdprivacy.config import Train
 from kdprivacy.config import Lora, Train
+from kdprivacy.kd import teacher as kd_teacher
 from kdprivacy.train import distributed, jobs, loop, losses
 from kdprivacy.train.runs import MethodRun, TeacherRun
 from kdprivacy.encoding import collate, encode_frame
