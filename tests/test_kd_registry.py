@@ -81,9 +81,16 @@ def train(student, teacher, train_items, dev_items, run, pad_id, log=None, **hoo
 '''
 
 
-def test_an_eighth_method_is_one_file_and_one_registry_line(tmp_path):
+def _copy_with_dummy(tmp_path: Path) -> Path:
+    """A copy of the repository (package, workflow, tests/dag.py) with the dummy method added as the issue
+    says an eighth method is added: one new file under kd/ and one registry line. Returns the copy."""
+    ignore = shutil.ignore_patterns("__pycache__")
+    for part in ("kdprivacy", "rules", "scripts", "schemas", "report", "configs"):
+        shutil.copytree(REPO / part, tmp_path / part, ignore=ignore)
+    for part in ("Snakefile", "config.yaml", "tests/dag.py"):
+        (tmp_path / part).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / part, tmp_path / part)
     package = tmp_path / "kdprivacy"
-    shutil.copytree(REPO / "kdprivacy", package, ignore=shutil.ignore_patterns("__pycache__"))
     (package / "kd" / "dummy.py").write_text(DUMMY)
     registry = package / "kd" / "__init__.py"
     lines = registry.read_text().splitlines(keepends=True)
@@ -91,6 +98,11 @@ def test_an_eighth_method_is_one_file_and_one_registry_line(tmp_path):
     lines.insert(at + 1, '        MethodSpec("dummy", "dummy", uses_teacher=True, samples_student=False, '
                          'params_class="DummyParams"),\n')
     registry.write_text("".join(lines))
+    return tmp_path
+
+
+def test_an_eighth_method_is_one_file_and_one_registry_line(tmp_path):
+    _copy_with_dummy(tmp_path)
     raw = {"families": {"f": {"bases": {"b": {"from_scratch": {"arch": "gpt2", "n_layer": 1, "d_model": 8,
                                                                "n_head": 2}}},
                               "teacher": {"base": "b"},
@@ -130,3 +142,44 @@ def test_train_method_dispatches_through_the_registry(monkeypatch):
     monkeypatch.setattr(type(METHODS["gkd"]), "train", property(lambda spec: lambda *a, **kw: calls.append(spec.name)))
     train_method(None, None, [], [], MethodRun(method="gkd", max_length=8, max_prompt_length=4), 0)
     assert calls == ["gkd"]
+
+
+def test_an_eighth_method_reaches_the_dag_and_the_findings_order(tmp_path):
+    repo = _copy_with_dummy(tmp_path / "repo")
+    configfile = tmp_path / "dummy.yaml"
+    smoke = (REPO / "configs" / "smoke.yaml").read_text()
+    anchor = "      nokd-small: {base: small"
+    assert anchor in smoke
+    configfile.write_text(smoke.replace(anchor, "      dummy-small: {base: small, method: dummy, dummy: {strength: 0.5}, "
+                                                "train: {epochs: 1, lr: 1.0e-3, batch_size: 16}}\n" + anchor, 1))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(repo), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    out = workdir / "jobs.json"
+    done = subprocess.run([sys.executable, str(repo / "tests" / "dag.py"), "--configfile", str(configfile),
+                           "--workdir", str(workdir), "--out", str(out)], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    jobs = json.loads(out.read_text())
+    trained = [j for j in jobs if j["rule"] == "train_student" and j["wildcards"].get("student") == "dummy-small"]
+    assert len(trained) == 1, sorted({j["rule"] for j in jobs})
+    job = trained[0]
+    assert '"method": "dummy"' in json.dumps(job["params"]) and '"strength": 0.5' in json.dumps(job["params"])
+    assert job["input"]["teacher"] == ["results/gpt2/seed0/models/teacher"], job["input"]  # uses_teacher=True
+    # and its models are scored and attacked like every student
+    scored = {j["rule"] for j in jobs if "dummy-small" in json.dumps(j["wildcards"]) + json.dumps(j["output"])}
+    assert {"score_model", "attack_metrics"} <= scored, scored
+    # the findings' method order and the KD-method set (what the claims and tables sort and filter by)
+    order = _python("""
+        import json
+        from kdprivacy import kd
+        from kdprivacy.reporting import tidy
+        import pandas as pd
+        frame = pd.DataFrame({"method": ["dummy", "nokd", "teacher", "distillm", "kd"]})
+        print(json.dumps({"order": list(tidy.METHOD_ORDER), "kd": list(kd.KD_METHODS),
+                          "sorted": tidy.by_method(frame, ["method"])["method"].tolist()}))
+    """, repo)
+    found = json.loads(order.strip().splitlines()[-1])
+    assert found["order"] == ["teacher", *METHODS, "dummy"]
+    assert found["kd"][-1] == "dummy" and "nokd" not in found["kd"]
+    assert found["sorted"] == ["teacher", "nokd", "kd", "distillm", "dummy"]
