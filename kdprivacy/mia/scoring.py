@@ -174,6 +174,14 @@ def inference_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def load_for_inference(path) -> tuple:
+    """``(model, tokenizer)`` of a model directory, the model on :func:`inference_device`."""
+    tokenizer = models.load_tokenizer(path)
+    model = models.load_model(path)
+    model.to(inference_device())
+    return model, tokenizer
+
+
 def model_device(model) -> torch.device:
     """Where a model's inputs go (``model.device`` for Hugging Face models, else its first parameter's)."""
     device = getattr(model, "device", None)
