@@ -1,5 +1,6 @@
 """Small statistics shared by the attack metrics, memorization, inheritance and utility: average ranks,
-seeded bootstrap means and percentile intervals.
+seeded bootstrap means and percentile intervals, and the normal approximation of an unpaired difference from
+two 95% intervals.
 
 Each helper is written once here so that every table computes an interval the same way; the random draws
 (``rng.integers`` on the caller's generator) are part of the contract, so the same seed gives the same
@@ -8,7 +9,12 @@ interval wherever it is used.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+Z95 = 1.959963984540054
+"""The two-sided 95% quantile of the standard normal."""
 
 
 def average_ranks(values: np.ndarray) -> np.ndarray:
@@ -55,3 +61,17 @@ def bootstrap_mean_ci(values, n_boot: int = 1000, seed: int = 0, level: float = 
     if n_boot == 0:
         return float("nan"), float("nan")
     return percentile_ci(bootstrap_means(values, n_boot, np.random.default_rng(seed)), level)
+
+
+def se_from_ci(low: float, high: float) -> float:
+    return (high - low) / (2 * Z95)
+
+
+def approx_diff_ci(
+    a: float, a_lo: float, a_hi: float, b: float, b_lo: float, b_hi: float
+) -> tuple[float, float]:
+    """Normal-approximation interval of ``a - b`` from two independent 95% intervals (NaN if one lacks)."""
+    if any(math.isnan(x) for x in (a, a_lo, a_hi, b, b_lo, b_hi)):
+        return math.nan, math.nan
+    half = Z95 * math.hypot(se_from_ci(a_lo, a_hi), se_from_ci(b_lo, b_hi))
+    return a - b - half, a - b + half

@@ -424,6 +424,8 @@ def test_registry_carries_what_findings_and_the_paper_comparison_read():
         "ref_pretrained": "ref_pretrained", "mope": "mope",
     }
     assert attacks.REFERENCE_NAMES == ("external", "pretrained", "nokd")
+    assert attacks.FOCUS_ATTACKS == ("ref_pretrained", "ref_external", "loss")  # the figures' focus attack
+    assert set(attacks.FOCUS_ATTACKS) <= set(attacks.ATTACK_NAMES)
     assert attacks.needs(["loss", "rmia"]) == {"references", "population"}
     assert attacks.needs(["zlib", "mope", "ref_nokd"]) == {"texts", "mope", "reference"}
     with pytest.raises(ValueError, match="unknown needs"):

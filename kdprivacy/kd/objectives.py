@@ -119,18 +119,22 @@ def skewed_forward_kl(
     student_logits, teacher_logits, mask, *, alpha: float = DEFAULT_ALPHA, temperature: float = 1.0
 ) -> torch.Tensor:
     """KL(p ‖ α p + (1−α) q) (DistiLLM's skewed forward KL; α = 0 is forward KL)."""
-    alpha = _check_unit("alpha", alpha)
-    log_q, log_p = _prepare(student_logits, teacher_logits, temperature)
-    return _masked_mean(_kl(log_p, _log_mix(log_p, log_q, alpha)), mask)
+    return _skewed_kl(student_logits, teacher_logits, mask, alpha, temperature, reverse=False)
 
 
 def skewed_reverse_kl(
     student_logits, teacher_logits, mask, *, alpha: float = DEFAULT_ALPHA, temperature: float = 1.0
 ) -> torch.Tensor:
     """KL(q ‖ (1−α) p + α q) (DistiLLM's skewed reverse KL; α = 0 is reverse KL)."""
+    return _skewed_kl(student_logits, teacher_logits, mask, alpha, temperature, reverse=True)
+
+
+def _skewed_kl(student_logits, teacher_logits, mask, alpha: float, temperature: float, reverse: bool):
+    """KL(a ‖ α a + (1−α) b) per masked position, averaged; (a, b) = (p, q), or (q, p) when ``reverse``."""
     alpha = _check_unit("alpha", alpha)
     log_q, log_p = _prepare(student_logits, teacher_logits, temperature)
-    return _masked_mean(_kl(log_q, _log_mix(log_q, log_p, alpha)), mask)
+    a, b = (log_q, log_p) if reverse else (log_p, log_q)
+    return _masked_mean(_kl(a, _log_mix(a, b, alpha)), mask)
 
 
 OBJECTIVES: dict[str, Callable[..., torch.Tensor]] = {

@@ -48,6 +48,19 @@ GROUPS = {"member": 1, "nonmember": 0}
 SUBSETS = dict.fromkeys(("secret_hit", "exposure", "secret_rank"), "secret_learnable")
 _FLAGS = ("secret_in_prompt", "secret_in_reference")
 
+
+def _metric_rows(frame: pd.DataFrame, metric: str, flags: str = "") -> pd.DataFrame | None:
+    """The rows of ``frame`` that ``metric`` is computed on: all, or its :data:`SUBSETS` subset chosen by the
+    :data:`_FLAGS` columns ``<flag><flags>``; None when those columns are missing (the metric is skipped)."""
+    subset = SUBSETS.get(metric)
+    if subset is None:
+        return frame
+    if f"secret_in_prompt{flags}" not in frame.columns:
+        return None
+    if flags:
+        frame = frame.rename(columns={f"{flag}{flags}": flag for flag in _FLAGS})
+    return extraction.subset_rows(frame, subset)
+
 INHERITANCE_COLUMNS = [
     "metric", "threshold", "group", "n", "n_teacher", "n_student", "both", "teacher_only", "student_only",
     "neither", "p_student_given_teacher", "p_student_given_not_teacher", "teacher_rate_given_teacher",
@@ -113,13 +126,9 @@ def inheritance_table(
     for metric in metric_names:
         if f"{metric}_teacher" not in merged.columns or f"{metric}_student" not in merged.columns:
             continue
-        frame = merged
-        subset = SUBSETS.get(metric)
-        if subset is not None:
-            if "secret_in_prompt_teacher" not in merged.columns:
-                continue
-            flagged = merged.rename(columns={f"{flag}_teacher": flag for flag in _FLAGS})
-            frame = extraction.subset_rows(flagged, subset)
+        frame = _metric_rows(merged, metric, flags="_teacher")  # the teacher's flags pick the subset
+        if frame is None:
+            continue
         levels = list(thresholds) if metric in CONTINUOUS_METRICS else [None]
         for group, label in GROUPS.items():
             part = frame[frame["label"] == label]
@@ -233,12 +242,9 @@ from ``scoring.evaluation_set`` with the same seed); every memorized id must hav
         for metric in metric_names:
             if metric not in joined.columns:
                 continue
-            frame = joined
-            subset = SUBSETS.get(metric)
-            if subset is not None:
-                if "secret_in_prompt" not in frame.columns:
-                    continue
-                frame = extraction.subset_rows(frame, subset)
+            frame = _metric_rows(joined, metric)
+            if frame is None:
+                continue
             for group in groups:
                 part = frame if group == "all" else frame[frame["label"] == GROUPS[group]]
                 s, v = _float(part["score"]), _float(part[metric])

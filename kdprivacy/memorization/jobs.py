@@ -12,15 +12,17 @@ from __future__ import annotations
 from typing import Any
 
 
-def _load_model(path):
-    """The model directory's tokenizer and model, on the inference device."""
-    from kdprivacy import models
-    from kdprivacy.mia import scoring
+def _decoding(cfg: Any) -> dict[str, Any]:
+    """The greedy-decoding settings the memorization and utility jobs share (same cfg keys)."""
+    from kdprivacy.memorization.utility import stemmer_from_flag
 
-    tokenizer = models.load_tokenizer(path)
-    model = models.load_model(path)
-    model.to(scoring.inference_device())
-    return model, tokenizer
+    return dict(
+        batch_size=cfg["batch_size"],
+        max_length=cfg["max_length"],
+        max_prompt_length=cfg["max_prompt_length"],
+        max_new_tokens=cfg["max_new_tokens"],
+        stemmer=stemmer_from_flag(cfg["rouge_stemmer"]),
+    )
 
 
 def memorization(job: Any) -> None:
@@ -29,7 +31,7 @@ def memorization(job: Any) -> None:
     import pandas as pd
 
     from kdprivacy import io
-    from kdprivacy.memorization import extraction, utility
+    from kdprivacy.memorization import extraction
     from kdprivacy.mia import scoring
 
     cfg, inp, out, log = job.cfg, job.input, job.output, job.log
@@ -38,19 +40,15 @@ def memorization(job: Any) -> None:
     n_members = int((evaluation.label == 1).sum())
     log.info("evaluation set: %d members, %d non-members", n_members, len(evaluation) - n_members)
 
-    model, tokenizer = _load_model(inp.model)
+    model, tokenizer = scoring.load_for_inference(inp.model)
     table = extraction.memorization_table(
         model, tokenizer, evaluation,
         k=cfg["first_k"],
-        batch_size=cfg["batch_size"],
-        max_length=cfg["max_length"],
-        max_prompt_length=cfg["max_prompt_length"],
         rouge_threshold=cfg["rouge_threshold"],
         n_candidates=cfg["n_candidates"],
         candidate_seed=cfg["sample_seed"],
-        max_new_tokens=cfg["max_new_tokens"],
-        stemmer=utility.stemmer_from_flag(cfg["rouge_stemmer"]),
         exposure_in_prompt=cfg["exposure_in_prompt"],
+        **_decoding(cfg),
     )
     table = evaluation[["id", "label", "category"]].merge(table, on="id", how="left", validate="one_to_one")
     if len(table) != len(evaluation) or table["n_compared"].isna().any():
@@ -71,21 +69,15 @@ def utility(job: Any) -> None:
 
     from kdprivacy import io
     from kdprivacy.memorization import utility as rouge
+    from kdprivacy.mia import scoring
 
     cfg, inp, out, log = job.cfg, job.input, job.output, job.log
     manifest = pd.read_parquet(inp.manifest)
     dev = rouge.dev_set(manifest, cfg["max_examples"], cfg["sample_seed"])
     log.info("utility on %d dev examples", len(dev))
 
-    model, tokenizer = _load_model(inp.model)
-    table = rouge.utility_table(
-        model, tokenizer, dev,
-        batch_size=cfg["batch_size"],
-        max_length=cfg["max_length"],
-        max_prompt_length=cfg["max_prompt_length"],
-        max_new_tokens=cfg["max_new_tokens"],
-        stemmer=rouge.stemmer_from_flag(cfg["rouge_stemmer"]),
-    )
+    model, tokenizer = scoring.load_for_inference(inp.model)
+    table = rouge.utility_table(model, tokenizer, dev, **_decoding(cfg))
     if len(table) != len(dev):
         raise RuntimeError("utility lost examples")
     summary = rouge.summarize_utility(table, n_bootstrap=cfg["n_bootstrap"], seed=cfg["bootstrap_seed"])

@@ -348,6 +348,11 @@ REFERENCE_NAMES = tuple(spec.reference for spec in ATTACKS.values() if spec.refe
 REFERENCE_ATTACKS = tuple(name for name, spec in ATTACKS.items() if spec.reference_based)
 PAPER_ATTACKS = {name: spec.paper_name for name, spec in ATTACKS.items() if spec.paper_name is not None}
 """Our attack -> the paper's (``ref_nokd`` and ``rmia`` have no counterpart in the paper)."""
+FOCUS_ATTACKS = ("ref_pretrained", "ref_external", "loss")
+"""The attack of the single-attack figures (per-task risk, ROC, membership vs memorization), in order of
+preference: the first of these that was run (else the first attack of the MIA table)."""
+if not set(FOCUS_ATTACKS) <= set(ATTACKS):
+    raise ValueError(f"FOCUS_ATTACKS {FOCUS_ATTACKS} names attacks outside the registry")
 
 
 def needs(names: Sequence[str]) -> set[str]:

@@ -28,17 +28,6 @@ def _evaluation(job: Any, log_counts: bool = True):
     return manifest, evaluation
 
 
-def _load_model(path):
-    """The model directory's tokenizer and model, on the inference device."""
-    from kdprivacy import models
-    from kdprivacy.mia import scoring
-
-    tokenizer = models.load_tokenizer(path)
-    model = models.load_model(path)
-    model.to(scoring.inference_device())
-    return model, tokenizer
-
-
 def score_model(job: Any) -> None:
     """Outputs ``scores`` (members + non-members) and optional ``population`` (the RMIA population sample of
     ``cfg["population"]``), each with its provenance; the model is ``cfg["model"]`` (a hub/base ref) when
@@ -54,7 +43,7 @@ def score_model(job: Any) -> None:
         source = cfg["model"]["name_or_path"]
         model.to(scoring.inference_device())
     else:
-        model, tokenizer = _load_model(inp["model"])
+        model, tokenizer = scoring.load_for_inference(inp["model"])
         source = inp["model"]
     log.info("model %s (%s, vocabulary %d)", source, type(model).__name__, len(tokenizer))
 
@@ -91,11 +80,11 @@ def mope(job: Any) -> None:
     """Output ``mope`` (``id, label, category, n_tokens, nll, mope``): K seeded weight perturbations, on
     decoder block ``cfg["block"]`` only when it is not null."""
     from kdprivacy import encoding, io
-    from kdprivacy.mia import perturb
+    from kdprivacy.mia import perturb, scoring
 
     cfg, log = job.cfg, job.log
     _, evaluation = _evaluation(job, log_counts=False)
-    model, tokenizer = _load_model(job.input.model)
+    model, tokenizer = scoring.load_for_inference(job.input.model)
     block = cfg["block"]
     params = None if block is None else perturb.block_params(model, int(block))
     if params is not None:
@@ -118,11 +107,11 @@ def mope(job: Any) -> None:
 def block_mope(job: Any) -> None:
     """Outputs ``per_block`` (one AUC per block and sigma) and optional ``per_example``."""
     from kdprivacy import encoding, io
-    from kdprivacy.mia import blocks
+    from kdprivacy.mia import blocks, scoring
 
     cfg = job.cfg
     _, evaluation = _evaluation(job)
-    model, tokenizer = _load_model(job.input.model)
+    model, tokenizer = scoring.load_for_inference(job.input.model)
     items = encoding.encode_frame(tokenizer, evaluation, cfg["max_length"], cfg["max_prompt_length"])
     per_block, per_example = blocks.block_mope(
         model, items, evaluation["label"].to_numpy(),

@@ -174,6 +174,14 @@ def inference_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def load_for_inference(path) -> tuple:
+    """``(model, tokenizer)`` of a model directory, the model on :func:`inference_device`."""
+    tokenizer = models.load_tokenizer(path)
+    model = models.load_model(path)
+    model.to(inference_device())
+    return model, tokenizer
+
+
 def model_device(model) -> torch.device:
     """Where a model's inputs go (``model.device`` for Hugging Face models, else its first parameter's)."""
     device = getattr(model, "device", None)
@@ -321,13 +329,8 @@ def _target_logprob(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.
 
 
 def mean_nll(
-    model,
-    items: Sequence[Encoded],
-    batch_size: int,
-    pad_id: int,
-    position_chunk: int = 512,
-    head_mode: str = "auto",
-    precision: str = "fp32",
+    model, items: Sequence[Encoded], batch_size: int, pad_id: int,
+    position_chunk: int = 512, head_mode: str = "auto", precision: str = "fp32",
 ) -> np.ndarray:
     """Per-item mean negative log-likelihood of the response tokens (float64; NaN for 0 tokens).
 

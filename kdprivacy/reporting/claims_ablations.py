@@ -17,18 +17,8 @@ import numpy as np
 import pandas as pd
 
 from kdprivacy.reporting.tidy import ablation_rows, col, configured_students, pool, sgo_points, source_rows
-from kdprivacy.reporting.verdicts import (
-    Z95,
-    above,
-    approx_diff_ci,
-    below,
-    fmt,
-    fmt_ci,
-    make_row,
-    seeds_note,
-    spearman,
-    untestable,
-)
+from kdprivacy.reporting.verdicts import above, below, fmt, fmt_ci, make_row, seeds_note, spearman, untestable
+from kdprivacy.stats import approx_diff_ci, se_from_ci
 
 GPT2_SIZES = {
     "distilgpt2": 82e6,
@@ -72,6 +62,7 @@ def student_sizes(mia: pd.DataFrame, sizes: Mapping[str, Mapping[str, float]] | 
 
 def larger_students(mia: pd.DataFrame, sizes: Mapping[str, Mapping[str, float]] | None = None) -> list[dict]:
     """``larger_students_leak_more``: per (family, method, attack), largest minus smallest base."""
+    claim, statistic = "larger_students_leak_more", "auc(largest) - auc(smallest)"
     rows = []
     known = student_sizes(mia, sizes)
     students = configured_students(mia)
@@ -91,64 +82,35 @@ def larger_students(mia: pd.DataFrame, sizes: Mapping[str, Mapping[str, float]] 
                 + (f" (no size for {unsized}; give attacks/base_sizes)" if unsized else "")
                 + ": fewer than two sizes, not testable"
             )
-            rows.append(
-                untestable(
-                    "larger_students_leak_more",
-                    f"{family}",
-                    "auc(largest) - auc(smallest)",
-                    why,
-                    n=len(distinct),
-                )
-            )
+            rows.append(untestable(claim, f"{family}", statistic, why, n=len(distinct)))
             continue
         for (method, attack), g in fam.groupby(["method", "attack"], sort=False):
             g = g[g["base"].isin(sized)].dropna(subset=["auc"])
             g = g.assign(size=[known[(family, b)][0] for b in g["base"]])
             scope = f"{family}/{method}/{attack}"
             if g["size"].nunique() < 2:
-                rows.append(
-                    untestable(
-                        "larger_students_leak_more",
-                        scope,
-                        "auc(largest) - auc(smallest)",
-                        f"{method} trained on fewer than two sized bases: not testable",
-                        n=len(g),
-                    )
-                )
+                why = f"{method} trained on fewer than two sized bases: not testable"
+                rows.append(untestable(claim, scope, statistic, why, n=len(g)))
                 continue
             g = g.sort_values("size", kind="stable")
             small, large = g.iloc[0], g.iloc[-1]
             diff = float(large["auc"] - small["auc"])
             lo, hi = approx_diff_ci(
-                large["auc"],
-                large["ci_low"],
-                large["ci_high"],
-                small["auc"],
-                small["ci_low"],
-                small["ci_high"],
+                large["auc"], large["ci_low"], large["ci_high"],
+                small["auc"], small["ci_low"], small["ci_high"],
             )
             ok, why = above(lo, hi)
             rho = spearman(g["size"], g["auc"])
-            rows.append(
-                make_row(
-                    "larger_students_leak_more",
-                    "cell",
-                    scope,
-                    "auc(largest) - auc(smallest)",
-                    diff,
-                    lo,
-                    hi,
-                    len(g),
-                    ok,
-                    f"{method}/{attack}: "
-                    + ", ".join(
-                        f"{b} ({s:.3g} params, {known[(family, b)][1]}) {fmt(a)}"
-                        for b, s, a in zip(g["base"], g["size"], g["auc"])
-                    )
-                    + f"; largest - smallest {diff:+.3f} {fmt_ci(lo, hi)} (approximate, unpaired); "
-                    f"Spearman(size, AUC) {fmt(rho, 2)}; {why}",
+            detail = (
+                f"{method}/{attack}: "
+                + ", ".join(
+                    f"{b} ({s:.3g} params, {known[(family, b)][1]}) {fmt(a)}"
+                    for b, s, a in zip(g["base"], g["size"], g["auc"])
                 )
+                + f"; largest - smallest {diff:+.3f} {fmt_ci(lo, hi)} (approximate, unpaired); "
+                f"Spearman(size, AUC) {fmt(rho, 2)}; {why}"
             )
+            rows.append(make_row(claim, "cell", scope, statistic, diff, lo, hi, len(g), ok, detail))
     return rows
 
 
@@ -166,6 +128,7 @@ def reverse_kl(
     ["objective"] == {"student": name, "objective": "fkl"}``, the source student itself. A paired row of
     ``mia_paired`` (model = the rkl copy, comparator = the fkl model) is used when there is one.
     """
+    claim, statistic = "reverse_kl_leaks_less", "auc(reverse) - auc(fkl)"
     rows = []
     abl = ablation_rows(mia, "objective")
     families = list(dict.fromkeys(abl["family"])) if not abl.empty else []
@@ -181,22 +144,17 @@ def reverse_kl(
         reverse = fam[fam["objective"].isin(REVERSE_OBJECTIVES)]
         if reverse.empty or reference.empty:
             have = sorted(set(fam["objective"]))
-            rows.append(
-                untestable(
-                    "reverse_kl_leaks_less",
-                    family,
-                    "auc(reverse) - auc(fkl)",
-                    f"objectives present {have}"
-                    + (
-                        ""
-                        if not reference.empty
-                        else ", no forward-KL reference (add fkl to the ablation or name the source's "
-                        "objective)"
-                    )
-                    + ("" if not reverse.empty else ", no rkl/srkl copy")
-                    + ": not testable",
+            why = (
+                f"objectives present {have}"
+                + (
+                    ""
+                    if not reference.empty
+                    else ", no forward-KL reference (add fkl to the ablation or name the source's objective)"
                 )
+                + ("" if not reverse.empty else ", no rkl/srkl copy")
+                + ": not testable"
             )
+            rows.append(untestable(claim, family, statistic, why))
             continue
         ref = pool(reference, ["model", "attack"]).set_index("attack")
         rev = pool(reverse, ["objective", "model", "attack"])
@@ -224,22 +182,12 @@ def reverse_kl(
             else:
                 lo, hi = approx_diff_ci(r.auc, r.ci_low, r.ci_high, f["auc"], f["ci_low"], f["ci_high"])
             ok, why = below(lo, hi)
-            rows.append(
-                make_row(
-                    "reverse_kl_leaks_less",
-                    "cell",
-                    scope,
-                    "auc(reverse) - auc(fkl)",
-                    float(diff),
-                    lo,
-                    hi,
-                    int(r.n_seeds),
-                    ok,
-                    f"{r.objective} ({r.model}) {fmt(r.auc)} vs fkl ({ref_note}) {fmt(f['auc'])}: "
-                    f"{diff:+.3f} "
-                    f"{fmt_ci(lo, hi)} ({how}; {seeds_note(int(r.n_seeds))}); {why}",
-                )
+            detail = (
+                f"{r.objective} ({r.model}) {fmt(r.auc)} vs fkl ({ref_note}) {fmt(f['auc'])}: {diff:+.3f} "
+                f"{fmt_ci(lo, hi)} ({how}; {seeds_note(int(r.n_seeds))}); {why}"
             )
+            n = int(r.n_seeds)
+            rows.append(make_row(claim, "cell", scope, statistic, float(diff), lo, hi, n, ok, detail))
     return rows
 
 
@@ -254,8 +202,13 @@ def _paired_row(paired: pd.DataFrame | None, family: str, model: str, comparator
     ]
     if hit.empty:
         return None
-    p = pool(hit, ["attack"], "auc_diff", "auc_diff_ci_low", "auc_diff_ci_high").iloc[0]
+    p = _pooled_diff(hit)
     return float(p["auc_diff"]), float(p["ci_low"]), float(p["ci_high"])
+
+
+def _pooled_diff(rows: pd.DataFrame) -> pd.Series:
+    """The seed-pooled paired AUC difference (``auc_diff, ci_low, ci_high``) of one attack's paired rows."""
+    return pool(rows, ["attack"], "auc_diff", "auc_diff_ci_low", "auc_diff_ci_high").iloc[0]
 
 
 def _via_common(paired: pd.DataFrame | None, family: str, model_a: str, model_b: str, attack: str):
@@ -271,20 +224,8 @@ def _via_common(paired: pd.DataFrame | None, family: str, model_a: str, model_b:
     a, b = vs[vs["model"] == model_a], vs[vs["model"] == model_b]
     for comparator in dict.fromkeys(a["comparator"]):
         if comparator in set(b["comparator"]):
-            pa = pool(
-                a[a["comparator"] == comparator],
-                ["attack"],
-                "auc_diff",
-                "auc_diff_ci_low",
-                "auc_diff_ci_high",
-            ).iloc[0]
-            pb = pool(
-                b[b["comparator"] == comparator],
-                ["attack"],
-                "auc_diff",
-                "auc_diff_ci_low",
-                "auc_diff_ci_high",
-            ).iloc[0]
+            pa = _pooled_diff(a[a["comparator"] == comparator])
+            pb = _pooled_diff(b[b["comparator"] == comparator])
             lo, hi = approx_diff_ci(
                 pa["auc_diff"], pa["ci_low"], pa["ci_high"], pb["auc_diff"], pb["ci_low"], pb["ci_high"]
             )
@@ -296,7 +237,7 @@ def slope_with_ci(x, y, lo, hi, n_draws: int = 4000, seed: int = 0) -> tuple[flo
     """OLS slope of ``y`` on ``x`` and a parametric-bootstrap 95% interval (each y ~ N(y, se from its CI))."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     slope = float(np.polyfit(x, y, 1)[0])
-    se = (np.asarray(hi, float) - np.asarray(lo, float)) / (2 * Z95)
+    se = se_from_ci(np.asarray(lo, float), np.asarray(hi, float))
     if np.isnan(se).any():
         return slope, math.nan, math.nan
     rng = np.random.default_rng(seed)
@@ -308,51 +249,28 @@ def slope_with_ci(x, y, lo, hi, n_draws: int = 4000, seed: int = 0) -> tuple[flo
 
 def more_sgo(mia: pd.DataFrame, sources: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict]:
     """``more_sgo_leaks_more``: per (family, attack), slope of AUC over the SGO ratio."""
+    claim, statistic = "more_sgo_leaks_more", "slope of auc over sgo ratio"
     rows = []
     points = sgo_points(mia, sources)
     for (family, attack), g in points.groupby(["family", "attack"], sort=False):
         g = g.dropna(subset=["auc"])
         scope = f"{family}/{attack}"
         if g["ratio"].nunique() < 2:
-            rows.append(
-                untestable(
-                    "more_sgo_leaks_more",
-                    scope,
-                    "slope of auc over sgo ratio",
-                    "fewer than two SGO ratios: not testable",
-                    n=len(g),
-                )
-            )
+            why = "fewer than two SGO ratios: not testable"
+            rows.append(untestable(claim, scope, statistic, why, n=len(g)))
             continue
         slope, lo, hi = slope_with_ci(g["ratio"], g["auc"], g["ci_low"], g["ci_high"])
         ok, why = above(lo, hi)
         rho = spearman(g["ratio"], g["auc"])
-        rows.append(
-            make_row(
-                "more_sgo_leaks_more",
-                "cell",
-                scope,
-                "slope of auc over sgo ratio",
-                slope,
-                lo,
-                hi,
-                len(g),
-                ok,
-                "AUC by ratio: "
-                + ", ".join(f"{x:g}: {fmt(a)}" for x, a in zip(g["ratio"], g["auc"]))
-                + f"; OLS slope {slope:+.3f} per unit ratio {fmt_ci(lo, hi)} (parametric bootstrap over the "
-                f"per-point CIs); Spearman {fmt(rho, 2)}; {why}",
-            )
+        detail = (
+            "AUC by ratio: "
+            + ", ".join(f"{x:g}: {fmt(a)}" for x, a in zip(g["ratio"], g["auc"]))
+            + f"; OLS slope {slope:+.3f} per unit ratio {fmt_ci(lo, hi)} (parametric bootstrap over the "
+            f"per-point CIs); Spearman {fmt(rho, 2)}; {why}"
         )
+        rows.append(make_row(claim, "cell", scope, statistic, slope, lo, hi, len(g), ok, detail))
     if points.empty:
         for family in dict.fromkeys(mia["family"]) if "family" in mia.columns else []:
-            rows.append(
-                untestable(
-                    "more_sgo_leaks_more",
-                    f"{family}",
-                    "slope of auc over sgo ratio",
-                    "no SGO-ratio ablation rows: not testable",
-                    n=0,
-                )
-            )
+            why = "no SGO-ratio ablation rows: not testable"
+            rows.append(untestable(claim, f"{family}", statistic, why, n=0))
     return rows

@@ -42,20 +42,11 @@ def memorization_claims(
     )
     for r in gaps.itertuples(index=False):
         ok, why = above(r.ci_low, r.ci_high)
+        detail = f"{r.model} gap {r.gap:+.4f} {fmt_ci(r.ci_low, r.ci_high)} ({seeds_note(r.n_seeds)}); {why}"
+        claim, statistic = "memorization_gap_positive", "member_rate - nonmember_rate"
+        scope = f"{r.family}/{r.model}"
         rows.append(
-            make_row(
-                "memorization_gap_positive",
-                "cell",
-                f"{r.family}/{r.model}",
-                "member_rate - nonmember_rate",
-                r.gap,
-                r.ci_low,
-                r.ci_high,
-                r.n_seeds,
-                ok,
-                f"{r.model} gap {r.gap:+.4f} {fmt_ci(r.ci_low, r.ci_high)} ({seeds_note(r.n_seeds)}); "
-                f"{why}",
-            )
+            make_row(claim, "cell", scope, statistic, r.gap, r.ci_low, r.ci_high, r.n_seeds, ok, detail)
         )
     kd = main[col(main, "method").isin(KD_METHODS)]
     if kd.empty:

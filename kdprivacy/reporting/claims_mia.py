@@ -55,22 +55,15 @@ def kd_vs_nokd(paired: pd.DataFrame | None) -> list[dict]:
     rows = []
     for r in diff.itertuples(index=False):
         ok, why = above(r.ci_low, r.ci_high)
+        detail = (
+            f"{r.model} ({r.method}) AUC {fmt(r.auc_model)} vs No-KD {r.comparator} {fmt(r.auc_comparator)}: "
+            f"difference {r.auc_diff:+.3f} {fmt_ci(r.ci_low, r.ci_high)} (paired bootstrap; "
+            f"{seeds_note(r.n_seeds)}); {why}"
+        )
+        claim, statistic = "kd_leaks_more_than_nokd", "auc(model) - auc(nokd)"
+        scope = f"{r.family}/{r.model}/{r.attack}"
         rows.append(
-            make_row(
-                "kd_leaks_more_than_nokd",
-                "cell",
-                f"{r.family}/{r.model}/{r.attack}",
-                "auc(model) - auc(nokd)",
-                r.auc_diff,
-                r.ci_low,
-                r.ci_high,
-                r.n_seeds,
-                ok,
-                f"{r.model} ({r.method}) AUC {fmt(r.auc_model)} vs No-KD {r.comparator} "
-                f"{fmt(r.auc_comparator)}: "
-                f"difference {r.auc_diff:+.3f} {fmt_ci(r.ci_low, r.ci_high)} (paired bootstrap; "
-                f"{seeds_note(r.n_seeds)}); {why}",
-            )
+            make_row(claim, "cell", scope, statistic, r.auc_diff, r.ci_low, r.ci_high, r.n_seeds, ok, detail)
         )
     for (family, base, attack), group in diff.groupby(["family", "base", "attack"], sort=False, dropna=False):
         group = group.sort_values("auc_model", ascending=False, kind="stable")

@@ -1,9 +1,9 @@
 """One row of the findings table and how a number with an interval becomes a verdict.
 
 Shared by the claim modules (:mod:`kdprivacy.reporting.claims` and its ``claims_*`` parts): the row layout
-(:data:`COLUMNS`), the "interval excludes the threshold" rule, the per-family majority summary, the normal
-approximation for unpaired differences, Spearman rank correlation and its permutation test, and number
-formatting for the ``detail`` text.
+(:data:`COLUMNS`), the "interval excludes the threshold" rule, the per-family majority summary, Spearman rank
+correlation and its permutation test, and number formatting for the ``detail`` text. The normal
+approximation for unpaired differences is :func:`kdprivacy.stats.approx_diff_ci`.
 """
 
 from __future__ import annotations
@@ -17,21 +17,6 @@ import numpy as np
 import pandas as pd
 
 COLUMNS = ["claim", "level", "scope", "statistic", "value", "ci_low", "ci_high", "n", "supported", "detail"]
-Z95 = 1.959963984540054
-
-
-def se_from_ci(low: float, high: float) -> float:
-    return (high - low) / (2 * Z95)
-
-
-def approx_diff_ci(
-    a: float, a_lo: float, a_hi: float, b: float, b_lo: float, b_hi: float
-) -> tuple[float, float]:
-    """Normal-approximation interval of ``a - b`` from two independent 95% intervals (NaN if one lacks)."""
-    if any(math.isnan(x) for x in (a, a_lo, a_hi, b, b_lo, b_hi)):
-        return math.nan, math.nan
-    half = Z95 * math.hypot(se_from_ci(a_lo, a_hi), se_from_ci(b_lo, b_hi))
-    return a - b - half, a - b + half
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:

@@ -18,10 +18,6 @@ from typing import Any
 
 log = logging.getLogger("kdprivacy.reporting.plots")
 
-FOCUS_ATTACKS = ("ref_pretrained", "ref_external", "loss")
-"""The attack of the per-task, ROC and membership-vs-memorization figures: the first of these that was run
-(else the first attack of the MIA table)."""
-
 
 def _always(cfg: Any) -> bool:
     return True
@@ -109,8 +105,9 @@ def enabled_figures(cfg: Any) -> list[FigureSpec]:
 
 
 def code_modules() -> list[str]:
-    """This package and every drawing module (for the figures rule's code version)."""
-    return ["reporting.plots", *sorted({spec.module for spec in FIGURES.values()})]
+    """This package, every drawing module and the attack registry (the focus attack) for the figures rule's
+    code version."""
+    return ["reporting.plots", *sorted({spec.module for spec in FIGURES.values()}), "mia.attacks"]
 
 
 @dataclass
@@ -137,6 +134,10 @@ class FigureInputs:
 
     @functools.cached_property
     def focus(self) -> str | None:
+        """The attack of the single-attack figures: the first of the registry's
+        :data:`~kdprivacy.mia.attacks.FOCUS_ATTACKS` that was run, else the MIA table's first attack."""
+        from kdprivacy.mia.attacks import FOCUS_ATTACKS
+
         present = list(dict.fromkeys(self.mia["attack"]))
         return next((a for a in FOCUS_ATTACKS if a in present), present[0] if present else None)
 

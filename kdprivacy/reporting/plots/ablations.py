@@ -11,19 +11,11 @@ import pandas as pd
 
 from kdprivacy.reporting import tidy
 from kdprivacy.reporting.plots import FigureInputs
-from kdprivacy.reporting.plots.base import (
-    attack_columns,
-    error_bars,
-    outside_legend,
-    save,
-    skip,
-)
+from kdprivacy.reporting.plots.base import attack_columns, ci_errorbar, outside_legend, save, skip
 
 
 def objective_ablation(
-    mia: pd.DataFrame,
-    path: str | os.PathLike,
-    attack_order: Sequence | None = None,
+    mia: pd.DataFrame, path: str | os.PathLike, attack_order: Sequence | None = None,
     sources: dict | None = None,
 ) -> pd.DataFrame | None:
     """Paper Fig. 3: AUC per KD objective (bars) and attack (groups), 95% CI error bars, one panel per
@@ -59,15 +51,8 @@ def objective_ablation(
             o = g[g["objective"] == obj].set_index("attack").reindex(attacks)
             x = np.arange(len(attacks)) + (i - (len(objectives) - 1) / 2) * width
             ax.bar(x, o["auc"] - 0.5, width, bottom=0.5, label=obj)  # NaN: no bar
-            ax.errorbar(
-                x,
-                o["auc"],
-                yerr=error_bars(o["auc"], o["ci_low"], o["ci_high"]),
-                fmt="none",
-                ecolor="black",
-                capsize=2,
-                lw=0.8,
-            )
+            whisker = dict(fmt="none", ecolor="black", capsize=2, lw=0.8)
+            ci_errorbar(ax, x, o["auc"], (o["ci_low"], o["ci_high"]), **whisker)
         ax.axhline(0.5, color="grey", lw=0.8)
         ax.set_xticks(np.arange(len(attacks)), labels=attacks, rotation=30, ha="right")
         ax.set_ylabel("ROC AUC (bars from 0.5)")
@@ -78,9 +63,7 @@ def objective_ablation(
 
 
 def sgo_ablation(
-    mia: pd.DataFrame,
-    path: str | os.PathLike,
-    attack_order: Sequence | None = None,
+    mia: pd.DataFrame, path: str | os.PathLike, attack_order: Sequence | None = None,
     sources: dict | None = None,
 ) -> pd.DataFrame | None:
     """Paper Fig. 4: fraction of student-generated outputs (x) vs AUC (y), one line per attack with 95% CI
@@ -100,17 +83,9 @@ def sgo_ablation(
         dodge = 0.012 * span
         for i, attack in enumerate(present):
             a = g[g["attack"] == attack].sort_values("ratio")
-            ax.errorbar(
-                a["ratio"] + (i - (len(present) - 1) / 2) * dodge,
-                a["auc"],
-                yerr=error_bars(a["auc"], a["ci_low"], a["ci_high"]),
-                marker="o",
-                ms=3,
-                capsize=2,
-                lw=1.2,
-                color=colors(i % 10),
-                label=attack,
-            )
+            x = a["ratio"] + (i - (len(present) - 1) / 2) * dodge
+            style = dict(marker="o", ms=3, capsize=2, lw=1.2, color=colors(i % 10), label=attack)
+            ci_errorbar(ax, x, a["auc"], (a["ci_low"], a["ci_high"]), **style)
         ax.axhline(0.5, color="grey", ls=":", lw=1)
         ax.set_xlabel("fraction of student-generated outputs in the student's training data")
         ax.set_ylabel("ROC AUC")

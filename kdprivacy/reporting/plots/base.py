@@ -151,6 +151,16 @@ def error_bars(y, lo, hi) -> np.ndarray:
     return np.vstack([below, above])
 
 
+def ci_errorbar(ax, x, y, y_ci=None, x_ci=None, **style):
+    """``ax.errorbar`` of the points (``x``, ``y``) with bars spanning the 95% CIs ``y_ci`` / ``x_ci``
+    (``(low, high)`` of that coordinate; :func:`error_bars`: no bar where there is no interval)."""
+    if x_ci is not None:
+        style["xerr"] = error_bars(x, *x_ci)
+    if y_ci is not None:
+        style["yerr"] = error_bars(y, *y_ci)
+    return ax.errorbar(x, y, **style)
+
+
 def model_labels(frame: pd.DataFrame) -> pd.Series:
     """``model`` when one family is present, ``family/model`` otherwise."""
     if frame["family"].nunique() > 1:

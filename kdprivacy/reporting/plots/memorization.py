@@ -17,7 +17,7 @@ from kdprivacy.reporting import tidy, verdicts
 from kdprivacy.reporting.plots import FigureInputs
 from kdprivacy.reporting.plots.base import (
     Heatmap,
-    error_bars,
+    ci_errorbar,
     heatmap,
     model_labels,
     nice_ceiling,
@@ -123,18 +123,11 @@ def membership_vs_memorization(
     for i, ((family, base), g) in enumerate(both.groupby(["family", "base"], sort=False, dropna=False)):
         kd = g[g["method"].isin(KD_METHODS)]
         rho = verdicts.spearman(kd["member_rate"], kd["auc"]) if len(kd) >= 2 else math.nan
-        ax.errorbar(
-            g["member_rate"],
-            g["auc"],
-            xerr=error_bars(g["member_rate"], g["member_rate_ci_low"], g["member_rate_ci_high"]),
-            yerr=error_bars(g["auc"], g["ci_low"], g["ci_high"]),
-            fmt="o",
-            ms=4,
-            lw=0.8,
-            capsize=2,
-            color=colors(i % 10),
-            label=f"{family}/{base} (Spearman over KD methods: "
-            f"{'n/a' if math.isnan(rho) else f'{rho:+.2f}'})",
+        label = f"{family}/{base} (Spearman over KD methods: {'n/a' if math.isnan(rho) else f'{rho:+.2f}'})"
+        ci_errorbar(
+            ax, g["member_rate"], g["auc"], (g["ci_low"], g["ci_high"]),
+            (g["member_rate_ci_low"], g["member_rate_ci_high"]),
+            fmt="o", ms=4, lw=0.8, capsize=2, color=colors(i % 10), label=label,
         )
         for r in g.itertuples(index=False):
             ax.annotate(

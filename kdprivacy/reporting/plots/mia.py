@@ -18,7 +18,7 @@ from kdprivacy.reporting.plots.base import (
     Heatmap,
     attack_columns,
     auc_by_model,
-    error_bars,
+    ci_errorbar,
     heatmap,
     log,
     model_labels,
@@ -142,17 +142,8 @@ def category_risk(
     for i, label in enumerate(labels):
         g = pooled[pooled["label"] == label].set_index("category").reindex(cats)
         y = np.arange(len(cats)) + (i - (len(labels) - 1) / 2) * step
-        ax.errorbar(
-            g["auc"],
-            y,
-            xerr=error_bars(g["auc"], g["ci_low"], g["ci_high"]),
-            fmt="o",
-            ms=3.5,
-            capsize=0,
-            lw=0.9,
-            color=colors(i % 10),
-            label=label,
-        )
+        style = dict(fmt="o", ms=3.5, capsize=0, lw=0.9, color=colors(i % 10), label=label)
+        ci_errorbar(ax, g["auc"], y, x_ci=(g["ci_low"], g["ci_high"]), **style)
     ax.axvline(0.5, color="grey", ls=":", lw=1)
     ax.set_yticks(np.arange(len(cats)), labels=cats)
     ax.invert_yaxis()
@@ -247,15 +238,8 @@ def block_curves(
         )
         ax.fill_between(g["block"], g["ci_low"], g["ci_high"], color=c, alpha=0.12, lw=0)
         if len(g) == 1:  # a band needs two blocks: show the interval as a whisker
-            ax.errorbar(
-                g["block"],
-                g["auc"],
-                yerr=error_bars(g["auc"], g["ci_low"], g["ci_high"]),
-                fmt="none",
-                ecolor=c,
-                capsize=2,
-                lw=0.8,
-            )
+            whisker = dict(fmt="none", ecolor=c, capsize=2, lw=0.8)
+            ci_errorbar(ax, g["block"], g["auc"], (g["ci_low"], g["ci_high"]), **whisker)
     ax.axhline(0.5, color="grey", ls=":", lw=1)
     ax.set_xlabel("decoder block (noise in this block only)")
     ax.set_ylabel("MoPe ROC AUC")

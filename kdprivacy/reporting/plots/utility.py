@@ -10,7 +10,7 @@ import pandas as pd
 
 from kdprivacy.reporting import tidy
 from kdprivacy.reporting.plots import FigureInputs
-from kdprivacy.reporting.plots.base import error_bars, model_labels, save, skip, wrap_title
+from kdprivacy.reporting.plots.base import ci_errorbar, model_labels, save, skip, wrap_title
 
 
 def utility_bars(
@@ -28,14 +28,8 @@ def utility_bars(
     fig, ax = plt.subplots(figsize=(max(4.5, 1.0 + 0.6 * len(pooled)), 3.6))
     x = np.arange(len(pooled))
     ax.bar(x, pooled["rouge_l"], color=["#7f7f7f" if m == "teacher" else "#4c72b0" for m in pooled["method"]])
-    ax.errorbar(
-        x,
-        pooled["rouge_l"],
-        yerr=error_bars(pooled["rouge_l"], pooled["ci_low"], pooled["ci_high"]),
-        fmt="none",
-        ecolor="black",
-        capsize=3,
-    )
+    whisker = dict(fmt="none", ecolor="black", capsize=3)
+    ci_errorbar(ax, x, pooled["rouge_l"], (pooled["ci_low"], pooled["ci_high"]), **whisker)
     for xi, v in zip(x, pooled["rouge_l"]):
         if not pd.isna(v):
             ax.text(xi, v, f"{v:.1f}", ha="center", va="bottom", fontsize=7)
@@ -86,16 +80,9 @@ def privacy_vs_utility(
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for r in both.itertuples(index=False):
         color = "#7f7f7f" if r.method == "teacher" else ("#55a868" if r.method == "nokd" else "#4c72b0")
-        ax.errorbar(
-            [r.rouge_l],
-            [r.auc],
-            xerr=error_bars([r.rouge_l], [r.rouge_l_ci_low], [r.rouge_l_ci_high]),
-            yerr=error_bars([r.auc], [r.ci_low], [r.ci_high]),
-            fmt="o",
-            ms=4,
-            lw=0.8,
-            capsize=2,
-            color=color,
+        ci_errorbar(
+            ax, [r.rouge_l], [r.auc], ([r.ci_low], [r.ci_high]), ([r.rouge_l_ci_low], [r.rouge_l_ci_high]),
+            fmt="o", ms=4, lw=0.8, capsize=2, color=color,
         )
         ax.annotate(
             f"{r.label} ({r.best_attack})",
