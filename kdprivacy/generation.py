@@ -148,8 +148,16 @@ def _check(items: Sequence[Encoded], max_new_tokens: int, batch_size: int) -> No
 
 def _decode(
     models_and_weights: list[tuple[torch.nn.Module, float]],
-    items: Sequence[Encoded], max_new_tokens: int, batch_size: int, pad_id: int, eos_id: int | None,
-    do_sample: bool, temperature: float, top_p: float, top_k: int, seed: int,
+    items: Sequence[Encoded],
+    max_new_tokens: int,
+    batch_size: int,
+    pad_id: int,
+    eos_id: int | None,
+    do_sample: bool,
+    temperature: float,
+    top_p: float,
+    top_k: int,
+    seed: int,
 ) -> list[tuple[int, ...]]:
     """The one decode loop: the next-token distribution is ``Σ_m weight_m · warp(p_m)`` (a single model with
     weight 1 is plain sampling; greedy takes the argmax of that model's raw logits)."""

@@ -197,7 +197,9 @@ def bootstrap_cis(
     scores,
     labels,
     fprs: Sequence[float] = DEFAULT_FPRS,
-    n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
 ) -> dict[str, tuple[float, float]]:
     """Percentile CIs ``{"auc": (low, high), "tpr_at_fpr_<f>": (low, high), ...}`` from one set of
     replicates; a TPR that cannot be resolved (too few non-members) has a ``(nan, nan)`` CI."""
@@ -229,7 +231,9 @@ def metric_row(
     scores,
     labels,
     fprs: Sequence[float] = DEFAULT_FPRS,
-    n_bootstrap: int = 0, bootstrap_seed: int = 0, ci_level: float = 0.95,
+    n_bootstrap: int = 0,
+    bootstrap_seed: int = 0,
+    ci_level: float = 0.95,
 ) -> dict[str, float]:
     """AUC and TPR at each FPR with their CIs (NaN CIs when ``n_bootstrap == 0``), plus class counts."""
     s, y = _validate(scores, labels)
@@ -271,7 +275,9 @@ def _n_short(part: pd.DataFrame) -> float:
 def summarize_attacks(
     attack_scores: pd.DataFrame,
     fprs: Sequence[float] = DEFAULT_FPRS,
-    n_bootstrap: int = 0, bootstrap_seed: int = 0, ci_level: float = 0.95,
+    n_bootstrap: int = 0,
+    bootstrap_seed: int = 0,
+    ci_level: float = 0.95,
 ) -> pd.DataFrame:
     """One row per attack (first-appearance order) from a long table ``attack, score, label`` (+ ``id``,
     ``short``).
@@ -294,7 +300,9 @@ def summarize_attacks(
 def summarize_by_category(
     attack_scores: pd.DataFrame,
     fprs: Sequence[float] = DEFAULT_FPRS,
-    n_bootstrap: int = 0, bootstrap_seed: int = 0, ci_level: float = 0.95,
+    n_bootstrap: int = 0,
+    bootstrap_seed: int = 0,
+    ci_level: float = 0.95,
     category_column: str = "category",
 ) -> pd.DataFrame:
     """:func:`summarize_attacks` per (attack, category): one row each, categories sorted.
@@ -328,7 +336,9 @@ def paired_bootstrap(
     scores_a,
     scores_b,
     labels,
-    n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
     fprs: Sequence[float] = (),
 ) -> dict[str, float]:
     """Difference A - B of AUC (and of TPR at each FPR) for two score vectors on the same examples.
@@ -365,7 +375,9 @@ def paired_bootstrap(
 def paired_differences(
     a: pd.DataFrame,
     b: pd.DataFrame,
-    n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
     fprs: Sequence[float] = (),
 ) -> pd.DataFrame:
     """One row per attack present in both long per-example tables ``id, attack, score, label``.

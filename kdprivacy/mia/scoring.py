@@ -329,8 +329,13 @@ def _target_logprob(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.
 
 
 def mean_nll(
-    model, items: Sequence[Encoded], batch_size: int, pad_id: int,
-    position_chunk: int = 512, head_mode: str = "auto", precision: str = "fp32",
+    model,
+    items: Sequence[Encoded],
+    batch_size: int,
+    pad_id: int,
+    position_chunk: int = 512,
+    head_mode: str = "auto",
+    precision: str = "fp32",
 ) -> np.ndarray:
     """Per-item mean negative log-likelihood of the response tokens (float64; NaN for 0 tokens).
 
