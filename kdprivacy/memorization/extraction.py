@@ -78,6 +78,7 @@ import numpy as np
 import pandas as pd
 
 from kdprivacy import data, encoding, generation, stats
+from kdprivacy.config import Memorization
 from kdprivacy.data.synthetic import secret_candidates
 from kdprivacy.encoding import Encoded
 from kdprivacy.memorization import utility
@@ -98,9 +99,10 @@ _DTYPES = {
     "generation": object,
 }
 
-DEFAULT_K = 32
-DEFAULT_ROUGE_THRESHOLD = 0.5
-DEFAULT_N_CANDIDATES = 100
+# keyword defaults of the library calls: the config's defaults (their one home)
+DEFAULT_K = Memorization.model_fields["first_k"].default
+DEFAULT_ROUGE_THRESHOLD = Memorization.model_fields["rouge_threshold"].default
+DEFAULT_N_CANDIDATES = Memorization.model_fields["n_candidates"].default
 
 # (metric, column, subset) rows of :func:`memorization_summary`. Subset "secret_learnable": only examples
 # whose secret is in the reference and not in the prompt (see the module docstring).

@@ -38,9 +38,10 @@ import numpy as np
 import pandas as pd
 
 from kdprivacy import stats
+from kdprivacy.config import Memorization
 from kdprivacy.memorization import extraction
 
-DEFAULT_THRESHOLDS = (0.5, 0.75, 0.9, 0.9999)
+DEFAULT_THRESHOLDS = tuple(Memorization.model_fields["inheritance_thresholds"].default)  # the config's default
 CONTINUOUS_METRICS = ("match_rate", "rouge_l")
 BINARY_METRICS = ("exact_k", "exact_full", "approx_memorized", "secret_hit")
 DEFAULT_METRICS = ("match_rate", "rouge_l", "exact_k", "exact_full", "secret_hit")

@@ -30,8 +30,9 @@ import numpy as np
 import pandas as pd
 
 from kdprivacy import stats
+from kdprivacy.config import Attacks
 
-DEFAULT_FPRS = (0.05, 0.01, 0.001)
+DEFAULT_FPRS = tuple(Attacks.model_fields["fprs"].default)  # the config's default (its one home)
 ALL_CATEGORIES = "ALL"
 
 

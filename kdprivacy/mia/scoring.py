@@ -50,6 +50,7 @@ import pandas as pd
 import torch
 
 from kdprivacy import encoding, models
+from kdprivacy.config import Attacks
 from kdprivacy.encoding import Encoded
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ NONMEMBER_POOL = "nonmember"
 POPULATION_POOLS = ("dev",)
 """Default pools of the RMIA population. ``public`` is allowed but is the students' training data (see
 :func:`population_set`); ``private``/``nonmember`` are never allowed."""
-DEFAULT_SHORT_TOKENS = 5
+DEFAULT_SHORT_TOKENS = Attacks.model_fields["short_tokens"].default  # the config's default
 """A response with fewer scored tokens than this is flagged "short" (Min-K% at k=0.2 then uses one token)."""
 
 
