@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from kdprivacy.config import MODEL_REF_KEYS, Lora
+from kdprivacy.config import MODEL_REF_KEYS, FromScratch, Lora
 from kdprivacy.load_errors import check_local, corrupt_error, load_error
 
 EOS_TOKEN = "<|endoftext|>"
@@ -135,15 +135,19 @@ def _model_config(spec: dict, tokenizer, max_positions: int):
     )
 
 
-def build_from_scratch(spec: dict, tokenizer, max_positions: int, seed: int):
-    """A randomly initialised causal LM for ``spec = {arch, n_layer, d_model, n_head, d_ff=4*d_model}``.
+def build_from_scratch(spec: FromScratch | dict, tokenizer, max_positions: int, seed: int):
+    """A randomly initialised causal LM for ``spec``: the config's validated :class:`kdprivacy.config.FromScratch`
+    block, or a dict ``{arch, n_layer, d_model, n_head, d_ff=4*d_model}``.
 
     ``arch`` is ``gpt2`` | ``opt`` | ``llama``; the vocabulary is ``len(tokenizer)`` with its bos/eos/pad ids.
-    Optional ``dropout`` (default 0.0 for every architecture, so one spec means the same across families).
-    Initialisation is seeded by ``seed`` without disturbing the caller's global torch RNG.
+    A dict may add ``dropout`` (default 0.0 for every architecture, so one spec means the same across
+    families; tests use it, the config has no such key). Initialisation is seeded by ``seed`` without
+    disturbing the caller's global torch RNG.
     """
     from transformers import AutoModelForCausalLM
 
+    if isinstance(spec, FromScratch):
+        spec = spec.model_dump(mode="json")
     config = _model_config(spec, tokenizer, int(max_positions))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))

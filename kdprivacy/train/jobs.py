@@ -94,7 +94,7 @@ def pretrain_from_cfg(run: PretrainRun, manifest_path, tokenizer_dir, log=None,
     refuse_secret_pools(run.pools, "base pretraining")
     tokenizer = models.load_tokenizer(str(tokenizer_dir))
     items = load_items(manifest_path, run.pools, tokenizer, run.max_length, run.max_prompt_length)
-    model = models.build_from_scratch(run.spec.model_dump(mode="json"), tokenizer, run.max_length, run.seed)
+    model = models.build_from_scratch(run.spec, tokenizer, run.max_length, run.seed)
     model = model.to(models.default_device())
     model, history = sft(model, items, None, run.train, tokenizer.pad_token_id, log, on="all", desc="pretrain",
                          seed=run.seed, resume=resume, on_step=on_step)
