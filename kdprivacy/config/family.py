@@ -13,11 +13,16 @@ from pydantic import Field, create_model, model_validator
 
 from kdprivacy.config.bases import Base, Lora, Pretrain, Teacher, Tokenizer, Train
 from kdprivacy.fields import Fraction, Name, PosFloat, PosInt, Strict, float_field
-from kdprivacy.kd import METHOD_BLOCKS, METHODS, SGO_PARAM, MethodName
+from kdprivacy.kd import METHOD_BLOCKS, METHODS, OBJECTIVE_HPARAMS, OBJECTIVE_NAMES, SGO_PARAM, MethodName
 
 
-OBJECTIVES = ("fkl", "rkl", "jsd", "tvd", "sfkl", "srkl")
+OBJECTIVES = OBJECTIVE_NAMES  # the objective registry, kdprivacy.kd.OBJECTIVE_HPARAMS
 Objective = Literal[OBJECTIVES]  # type: ignore[valid-type]
+
+
+def _taking(hparam: str) -> list[str]:
+    """The objectives that take ``hparam`` (``beta``: jsd; ``alpha``: sfkl, srkl)."""
+    return [name for name, hparams in OBJECTIVE_HPARAMS.items() if hparam in hparams]
 
 
 class KD(Strict):
@@ -37,10 +42,11 @@ class KD(Strict):
 
     @model_validator(mode="after")
     def _hparams(self) -> KD:
-        if self.beta is not None and self.objective != "jsd":
-            raise ValueError(f"beta only applies to objective jsd (objective is {self.objective})")
-        if self.alpha is not None and self.objective not in ("sfkl", "srkl"):
-            raise ValueError(f"alpha only applies to sfkl/srkl (objective is {self.objective})")
+        beta, alpha = _taking("beta"), _taking("alpha")
+        if self.beta is not None and self.objective not in beta:
+            raise ValueError(f"beta only applies to objective {'/'.join(beta)} (objective is {self.objective})")
+        if self.alpha is not None and self.objective not in alpha:
+            raise ValueError(f"alpha only applies to {'/'.join(alpha)} (objective is {self.objective})")
         return self
 
 

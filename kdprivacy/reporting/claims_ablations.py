@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kdprivacy.kd import REVERSE_OBJECTIVES
 from kdprivacy.reporting.tidy import ablation_rows, col, configured_students, pool, sgo_points, source_rows
 from kdprivacy.reporting.verdicts import (
     Z95,
@@ -150,9 +151,6 @@ def larger_students(mia: pd.DataFrame, sizes: Mapping[str, Mapping[str, float]] 
                 )
             )
     return rows
-
-
-REVERSE_OBJECTIVES = ("rkl", "srkl")
 
 
 def reverse_kl(
