@@ -3,7 +3,7 @@ wrap for LoRA, merge and save.
 
 Models built from scratch are plain Hugging Face GPT-2 / OPT / LLaMA configurations, so every later step
 treats them exactly like pretrained checkpoints. Loading never reaches a hub by accident (a path-like
-``name_or_path`` must exist). Only frozen models are quantized (bitsandbytes); a LoRA-trained model is
+``name_or_path`` must exist; :mod:`kdprivacy.load_errors` says why a load failed). Only frozen models are quantized (bitsandbytes); a LoRA-trained model is
 saved merged, with its adapter alone in ``<dir>/adapter/`` for provenance, and :func:`load_model` also
 loads an adapter-only directory. Models load onto :func:`default_device`; :func:`autocast` is the compute
 context of a precision (fp32 = none), trained weights stay float32 until :func:`to_dtype`.
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from kdprivacy.config import MODEL_REF_KEYS, Lora
-from kdprivacy.fields import is_local, looks_like_path
+from kdprivacy.config import MODEL_REF_KEYS, FromScratch, Lora
+from kdprivacy.load_errors import check_local, corrupt_error, load_error
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
@@ -70,11 +70,11 @@ def load_tokenizer(name_or_path: str, revision: str | None = None, trust_remote_
     """
     from transformers import AutoTokenizer
 
-    _check_local(name_or_path, "tokenizer")
+    check_local(name_or_path, "tokenizer")
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
     except OSError as err:
-        raise OSError(_load_error(name_or_path, revision, "tokenizer", err)) from err
+        raise OSError(load_error(name_or_path, revision, "tokenizer", err)) from err
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ValueError(f"tokenizer {name_or_path!r} has neither a pad nor an eos token")
@@ -135,80 +135,24 @@ def _model_config(spec: dict, tokenizer, max_positions: int):
     )
 
 
-def build_from_scratch(spec: dict, tokenizer, max_positions: int, seed: int):
-    """A randomly initialised causal LM for ``spec = {arch, n_layer, d_model, n_head, d_ff=4*d_model}``.
+def build_from_scratch(spec: FromScratch | dict, tokenizer, max_positions: int, seed: int):
+    """A randomly initialised causal LM for ``spec``: the config's validated :class:`kdprivacy.config.FromScratch`
+    block, or a dict ``{arch, n_layer, d_model, n_head, d_ff=4*d_model}``.
 
     ``arch`` is ``gpt2`` | ``opt`` | ``llama``; the vocabulary is ``len(tokenizer)`` with its bos/eos/pad ids.
-    Optional ``dropout`` (default 0.0 for every architecture, so one spec means the same across families).
-    Initialisation is seeded by ``seed`` without disturbing the caller's global torch RNG.
+    A dict may add ``dropout`` (default 0.0 for every architecture, so one spec means the same across
+    families; tests use it, the config has no such key). Initialisation is seeded by ``seed`` without
+    disturbing the caller's global torch RNG.
     """
     from transformers import AutoModelForCausalLM
 
+    if isinstance(spec, FromScratch):
+        spec = spec.model_dump(mode="json")
     config = _model_config(spec, tokenizer, int(max_positions))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         model = AutoModelForCausalLM.from_config(config)
     return model.float()
-
-
-def _check_local(name_or_path: str, what: str) -> None:
-    """A local-looking path must be an existing directory (never fall through to a hub lookup)."""
-    path = Path(str(name_or_path)).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise ValueError(f"{what} path {str(path)!r} is not a directory")
-        return
-    if looks_like_path(str(name_or_path)):
-        raise FileNotFoundError(f"{what} directory {str(name_or_path)!r} does not exist")
-
-
-def _load_error(name_or_path: str, revision: str | None, what: str, err: Exception) -> str:
-    """The message for a failed ``from_pretrained``: on an offline node, which cache lacks which hub name."""
-    from kdprivacy import hub
-
-    if hub.offline() and not is_local(str(name_or_path)):
-        return f"{hub.missing_message(str(name_or_path), revision, what)} ({type(err).__name__}: {err})"
-    return f"cannot load {what} {str(name_or_path)!r} (revision {revision}): {err}"
-
-
-def _weights_dir(name_or_path: str, revision: str | None) -> Path | None:
-    """The directory a model's weights are read from: the local directory, or its hub cache snapshot."""
-    path = Path(str(name_or_path)).expanduser()
-    if path.is_dir():
-        return path
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        found = try_to_load_from_cache(str(name_or_path), "config.json", revision=revision)
-    except Exception:  # noqa: BLE001 - only for a better message
-        return None
-    return Path(found).parent if isinstance(found, str) else None
-
-
-def _corrupt_files(directory: Path | None) -> list[str]:
-    """The ``*.safetensors`` files under ``directory`` whose header or size is broken (truncated, garbled)."""
-    from safetensors import safe_open
-
-    bad = []
-    for file in sorted(directory.rglob("*.safetensors")) if directory is not None else []:
-        try:
-            with safe_open(str(file), framework="pt"):
-                pass
-        except Exception as err:  # noqa: BLE001 - SafetensorError, OSError: either way unreadable
-            bad.append(f"{file} ({err})")
-    return bad
-
-
-def _corrupt_error(name_or_path: str, revision: str | None, err: Exception) -> OSError:
-    """The error for weights safetensors cannot read: which file is corrupt, and what to do about it."""
-    bad = _corrupt_files(_weights_dir(name_or_path, revision))
-    which = "; ".join(bad) if bad else f"a weights file of {str(name_or_path)!r} ({err})"
-    fix = (
-        "Rerun the job that wrote it (delete the directory first), or copy it again"
-        if is_local(str(name_or_path))
-        else "Delete it from the Hugging Face cache and fetch it again (snakemake download_hub)"
-    )
-    return OSError(f"cannot load model {str(name_or_path)!r}: corrupt or truncated weights: {which}. {fix}")
 
 
 def default_device() -> torch.device:
@@ -301,7 +245,7 @@ def load_model(
     if dtype != "auto" and dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {[*DTYPES, 'auto']}")
     qconfig = quantization_config(quantization, compute_dtype or dtype)
-    _check_local(name_or_path, "model")
+    check_local(name_or_path, "model")
     device = torch.device(device) if device is not None else default_device()
     path = Path(str(name_or_path)).expanduser()
     if path.is_dir() and not (path / "config.json").is_file():
@@ -322,9 +266,9 @@ def load_model(
     try:
         model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
     except SafetensorError as err:
-        raise _corrupt_error(name_or_path, revision, err) from err
+        raise corrupt_error(name_or_path, revision, err) from err
     except OSError as err:
-        raise OSError(_load_error(name_or_path, revision, "model", err)) from err
+        raise OSError(load_error(name_or_path, revision, "model", err)) from err
     if qconfig is None and device.type != "cpu":
         model.to(device)
     model.eval()
@@ -376,7 +320,7 @@ def _load_adapter_dir(path: Path, dtype, trust_remote_code, quantization, device
         with _quiet_peft():
             model = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
     except SafetensorError as err:
-        raise _corrupt_error(str(path), None, err) from err
+        raise corrupt_error(str(path), None, err) from err
     model.eval()
     return model
 

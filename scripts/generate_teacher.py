@@ -12,25 +12,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 - injected by Snakemake
-from kdprivacy import runtime
 
-log = runtime.start(snakemake)  # noqa: F821
-
-from kdprivacy import io, provenance  # noqa: E402
+from kdprivacy import runtime  # noqa: E402
 from kdprivacy.kd import generations  # noqa: E402
-from kdprivacy.train.runs import TeacherGenerationRun  # noqa: E402
 
-cfg = snakemake.params.cfg  # noqa: F821
-code = snakemake.params.code  # noqa: F821
-run = TeacherGenerationRun.model_validate(cfg)
-runtime.seed_everything(run.seed)
-frame, summary = generations.generate_teacher(run, snakemake.input.manifest, log)  # noqa: F821
-out = Path(snakemake.output.generations)  # noqa: F821
-io.write_parquet(frame, out)
-provenance.write(
-    out.with_name(out.name + ".provenance.json"),
-    params={"cfg": cfg, "code": code, "summary": summary},
-    inputs=dict(snakemake.input.items()),  # noqa: F821
-    rule=snakemake.rule,  # noqa: F821
-)
-log.info("wrote %d teacher generations to %s (%s)", len(frame), out, summary)
+generations.teacher_generations_job(runtime.Job(snakemake))  # noqa: F821

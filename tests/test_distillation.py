@@ -332,3 +332,47 @@ def test_fixed_divergence_methods_ignore_kd_objective(student0, teacher, items, 
     assert hist["kd_loss"].map(math.isfinite).all() and (hist["kd_loss"] > 0).all()
     with pytest.raises(ValueError, match="objectve"):
         _run("gkd", student0, teacher, items, tokenizer, _cfg("gkd", epochs=1, kd={"objectve": "fkl"}))
+
+
+def test_tokenizer_and_teacher_generation_scripts_are_the_library_calls(tmp_path, manifest, tokenizer, teacher):
+    """scripts/train_tokenizer.py and scripts/generate_teacher.py (one runtime.Job and one library call each)
+    write what train.jobs.train_tokenizer_from_cfg and kd.generations.generate_teacher return, with provenance."""
+    import json
+    import runpy
+    from pathlib import Path
+
+    import pandas as pd
+
+    from kdprivacy.config import TokenizerTrain
+
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    manifest_path = tmp_path / "manifest.parquet"
+    manifest.to_parquet(manifest_path, index=False)
+    models.save_model(teacher, tokenizer, tmp_path / "teacher")
+
+    class Named(dict):  # what the scripts use of Snakemake's Namedlist: attributes and items()
+        __getattr__ = dict.__getitem__
+
+    def run(script, cfg, inputs, outputs, **extra):
+        smk = types.SimpleNamespace(scriptdir=str(scripts), params=types.SimpleNamespace(cfg=cfg, code="test-code"),
+                                    input=Named(inputs), output=Named(outputs), log=[], threads=1, rule=script,
+                                    **extra)
+        runpy.run_path(str(scripts / f"{script}.py"), init_globals={"snakemake": smk}, run_name="__main__")
+
+    tok_cfg = {"vocab_size": 280, "min_frequency": 2, "pools": ["pretrain", "public"]}
+    run("train_tokenizer", tok_cfg, {"manifest": str(manifest_path)}, {"dir": str(tmp_path / "tok")})
+    expected = jobs.train_tokenizer_from_cfg(TokenizerTrain.model_validate(tok_cfg), manifest_path)
+    assert models.load_tokenizer(str(tmp_path / "tok")).get_vocab() == expected.get_vocab()
+    assert json.loads((tmp_path / "tok" / "provenance.json").read_text())["params"] == {"cfg": tok_cfg,
+                                                                                          "code": "test-code"}
+
+    gen_cfg = {"teacher": {"name_or_path": str(tmp_path / "teacher")},
+               "generation": {"max_new_tokens": NEW_TOKENS, "batch_size": 8}, "seed": 3, **LENGTHS}
+    out = tmp_path / "gens.parquet"
+    run("generate_teacher", gen_cfg, {"manifest": str(manifest_path), "teacher": str(tmp_path / "teacher")},
+        {"generations": str(out), "provenance": f"{out}.provenance.json"}, resources=types.SimpleNamespace(gpu=0))
+    torch.manual_seed(3)  # the job seeds every RNG from the run's seed before generating
+    frame, summary = generations.generate_teacher(TeacherGenerationRun.model_validate(gen_cfg), manifest_path, LOG)
+    pd.testing.assert_frame_equal(pd.read_parquet(out), frame)
+    params = json.loads(Path(f"{out}.provenance.json").read_text())["params"]
+    assert params == {"cfg": gen_cfg, "code": "test-code", "summary": summary}

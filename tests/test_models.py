@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from kdprivacy import models
-from kdprivacy.config import Lora
+from kdprivacy.config import FromScratch, Lora
 
 WORDS = "river stone apple quiet lamp orbit violet seven marble cloud tiger paper honey window maple".split()
 
@@ -109,6 +109,13 @@ def test_build_is_seeded_and_leaves_global_rng_alone(tokenizer):
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_build_takes_the_config_block_as_its_dict(tokenizer):
+    spec = {"arch": "llama", **SPEC}
+    block = models.build_from_scratch(FromScratch.model_validate(spec), tokenizer, 64, seed=3).state_dict()
+    plain = models.build_from_scratch(spec, tokenizer, 64, seed=3).state_dict()
+    assert block.keys() == plain.keys() and all(torch.equal(block[k], plain[k]) for k in block)
 
 
 def test_spec_options(tokenizer):

@@ -190,6 +190,13 @@ def test_gradient_matches_finite_difference():
 
 def test_registry_and_errors():
     assert set(OBJECTIVES) == {"fkl", "rkl", "jsd", "tvd", "sfkl", "srkl"}
+    # one list of names (kdprivacy.kd, torch-free) for the functions, the config schema and the figures
+    from kdprivacy import config
+    from kdprivacy.kd import OBJECTIVE_NAMES, REVERSE_OBJECTIVES
+
+    assert tuple(OBJECTIVES) == OBJECTIVE_NAMES == config.OBJECTIVES == tuple(objectives.HPARAMS)
+    assert set(REVERSE_OBJECTIVES) <= set(OBJECTIVE_NAMES)
+    assert config.json_schema()["$defs"]["KD"]["properties"]["objective"]["enum"] == list(OBJECTIVE_NAMES)
     with pytest.raises(ValueError, match="fkl"):
         get_objective("kl")
     with pytest.raises(ValueError, match="beta"):

@@ -3,7 +3,8 @@
 Each method is one :class:`MethodSpec` in :data:`METHODS` (in the paper's order) and one module
 ``kdprivacy/kd/<name>.py`` holding its train function ``train`` and, if it has a ``method_params`` block, its
 pydantic Params class. The config schema, the rules, the findings' method order and the paper comparison
-read names and traits from here; nothing else lists the methods. Importing this package (or a method
+read names and traits from here; nothing else lists the methods. The KD objectives' names
+(:data:`OBJECTIVE_NAMES`) live here too, for the same readers. Importing this package (or a method
 module) does not import torch: a method's train function imports its helpers when it runs.
 """
 
@@ -66,6 +67,20 @@ SGO_METHODS = tuple(name for name, spec in METHODS.items() if spec.samples_stude
 SGO_PARAM = {name: spec.sgo_param for name, spec in METHODS.items() if spec.sgo_param}  # the SGO fraction's param
 METHOD_BLOCKS = tuple(name for name, spec in METHODS.items() if spec.params_class)  # methods with a params block
 MethodName = Literal[STUDENT_METHODS]  # type: ignore[valid-type]
+
+# The token-level KD objectives (``kd.objective``; their functions are in kdprivacy/kd/objectives.py), in the
+# order of the config schema and the objective-ablation figure, with the hyperparameters each takes besides
+# ``temperature``. The config, the objective functions and the reporting read the names from here.
+OBJECTIVE_HPARAMS: dict[str, tuple[str, ...]] = {
+    "fkl": (),
+    "rkl": (),
+    "jsd": ("beta",),
+    "tvd": (),
+    "sfkl": ("alpha",),
+    "srkl": ("alpha",),
+}
+OBJECTIVE_NAMES = tuple(OBJECTIVE_HPARAMS)
+REVERSE_OBJECTIVES = ("rkl", "srkl")  # the student's distribution first (mode-seeking): the reverse-KL claim
 
 
 def train_method(student, teacher, train_items, dev_items, run, pad_id: int, log=None, teacher_generations=None, *,

@@ -1,5 +1,6 @@
 """The SeqKD data: the teacher's answers to every **public** prompt (one parquet artifact per family and
-seed, ``id, prompt_ids, response_ids, response_text``), how it is generated, written and read back.
+seed, ``id, prompt_ids, response_ids, response_text``), how it is generated, written and read back, and the
+``generate_teacher`` job (:func:`teacher_generations_job`).
 """
 
 from __future__ import annotations
@@ -92,3 +93,22 @@ def generate_teacher(run, manifest_path, log=None) -> tuple[pd.DataFrame, dict]:
         "pools": ["public"],
     }
     return out, summary
+
+
+def teacher_generations_job(job) -> None:
+    """The ``generate_teacher`` job (``job``: a :class:`kdprivacy.runtime.Job`): ``job.cfg`` validated into
+    :class:`kdprivacy.train.runs.TeacherGenerationRun`, every RNG seeded from its ``seed``, the generations
+    (:func:`generate_teacher`) written to the ``generations`` output and their provenance (cfg, code and the
+    summary) to ``<generations>.provenance.json`` next to it."""
+    from pathlib import Path
+
+    from kdprivacy import io
+    from kdprivacy.train.runs import TeacherGenerationRun
+
+    run = TeacherGenerationRun.model_validate(job.params)
+    job.seed(run.seed)
+    frame, summary = generate_teacher(run, job.input.manifest, job.log)
+    out = Path(job.output.generations)
+    io.write_parquet(frame, out)
+    job.write_provenance(out.with_name(out.name + ".provenance.json"), summary=summary)
+    job.log.info("wrote %d teacher generations to %s (%s)", len(frame), out, summary)

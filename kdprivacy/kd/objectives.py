@@ -33,6 +33,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from kdprivacy.kd import OBJECTIVE_HPARAMS
+
 DEFAULT_BETA = 0.5  # GKD/TRL default
 DEFAULT_ALPHA = 0.1  # DistiLLM skew (study.md)
 
@@ -146,15 +148,9 @@ OBJECTIVES: dict[str, Callable[..., torch.Tensor]] = {
     "srkl": skewed_reverse_kl,
 }
 
-# Hyperparameters each objective accepts besides ``temperature``.
-HPARAMS: dict[str, tuple[str, ...]] = {
-    "fkl": (),
-    "rkl": (),
-    "jsd": ("beta",),
-    "tvd": (),
-    "sfkl": ("alpha",),
-    "srkl": ("alpha",),
-}
+# Hyperparameters each objective accepts besides ``temperature``: the registry's (tests check that it names
+# exactly the functions above, in their order).
+HPARAMS: dict[str, tuple[str, ...]] = OBJECTIVE_HPARAMS
 
 
 def get_objective(name: str, **hparams) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:

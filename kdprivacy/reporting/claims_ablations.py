@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kdprivacy.kd import REVERSE_OBJECTIVES
 from kdprivacy.reporting.tidy import ablation_rows, col, configured_students, pool, sgo_points, source_rows
 from kdprivacy.reporting.verdicts import above, below, fmt, fmt_ci, make_row, seeds_note, spearman, untestable
 from kdprivacy.stats import approx_diff_ci, se_from_ci
@@ -112,9 +113,6 @@ def larger_students(mia: pd.DataFrame, sizes: Mapping[str, Mapping[str, float]] 
             )
             rows.append(make_row(claim, "cell", scope, statistic, diff, lo, hi, len(g), ok, detail))
     return rows
-
-
-REVERSE_OBJECTIVES = ("rkl", "srkl")
 
 
 def reverse_kl(

@@ -1,6 +1,7 @@
 """The workflow's training jobs: the shared body of every training script (:func:`run_job`: data-parallel
 relaunch, seeds, resume directory, atomic output) and one entry point per job (tokenizer, base pretraining,
-teacher SFT, student KD), each taking its validated :mod:`kdprivacy.train.runs` model.
+teacher SFT, student KD), each taking its validated :mod:`kdprivacy.train.runs` model (the tokenizer job,
+:func:`train_tokenizer_job`, takes the script's :class:`kdprivacy.runtime.Job`).
 
 Guarantees (asserted, pitfalls.md): a student reads public/dev examples only, every student-generated batch
 and every teacher generation has a **public** id, and no tokenizer/base pretraining reads a secret pool.
@@ -84,6 +85,19 @@ def train_tokenizer_from_cfg(cfg: TokenizerTrain, manifest_path):
     return models.train_tokenizer(pool_texts(manifest_path, cfg.pools), cfg.vocab_size, cfg.min_frequency)
 
 
+def train_tokenizer_job(job) -> None:
+    """The ``train_tokenizer`` job (``job``: a :class:`kdprivacy.runtime.Job`): a byte-level BPE tokenizer on
+    the pools of ``job.cfg`` (a :class:`kdprivacy.config.TokenizerTrain`; never a secret pool), saved with its
+    ``provenance.json`` into the ``dir`` output atomically."""
+    from kdprivacy import io
+
+    tokenizer = train_tokenizer_from_cfg(TokenizerTrain.model_validate(job.params), job.input.manifest)
+    job.log.info("tokenizer: %d tokens from pools %s", len(tokenizer), job.params["pools"])
+    with io.atomic_dir(job.output.dir) as tmp:
+        tokenizer.save_pretrained(tmp)
+        job.write_provenance(tmp / "provenance.json")
+
+
 def pretrain_from_cfg(run: PretrainRun, manifest_path, tokenizer_dir, log=None,
                       resume: checkpoint.Resume | None = None, on_step=None):
     """Build ``run.spec`` from scratch and train it on all tokens of ``run.pools`` (0 epochs = random init).
@@ -94,7 +108,7 @@ def pretrain_from_cfg(run: PretrainRun, manifest_path, tokenizer_dir, log=None,
     refuse_secret_pools(run.pools, "base pretraining")
     tokenizer = models.load_tokenizer(str(tokenizer_dir))
     items = load_items(manifest_path, run.pools, tokenizer, run.max_length, run.max_prompt_length)
-    model = models.build_from_scratch(run.spec.model_dump(mode="json"), tokenizer, run.max_length, run.seed)
+    model = models.build_from_scratch(run.spec, tokenizer, run.max_length, run.seed)
     model = model.to(models.default_device())
     model, history = sft(model, items, None, run.train, tokenizer.pad_token_id, log, on="all", desc="pretrain",
                          seed=run.seed, resume=resume, on_step=on_step)

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from kdprivacy.kd import OBJECTIVE_NAMES
 from kdprivacy.reporting import tidy
 from kdprivacy.reporting.plots import FigureInputs
 from kdprivacy.reporting.plots.base import attack_columns, ci_errorbar, outside_legend, save, skip
@@ -45,7 +46,7 @@ def objective_ablation(
     )
     for ax, family in zip(axes[:, 0], families):
         g = pooled[pooled["family"] == family]
-        objectives = tidy.ordered(g["objective"], ("fkl", "rkl", "jsd", "tvd", "sfkl", "srkl"))
+        objectives = tidy.ordered(g["objective"], OBJECTIVE_NAMES)
         width = 0.8 / len(objectives)
         for i, obj in enumerate(objectives):
             o = g[g["objective"] == obj].set_index("attack").reindex(attacks)

@@ -1,0 +1,174 @@
+"""What is measured on the trained models: the shared evaluation set and RMIA population, the attacks (and
+their external reference), memorization, utility and per-block risk.
+
+Part of :mod:`kdprivacy.config` (import the models from there).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from kdprivacy.config.bases import model_ref
+from kdprivacy.fields import (
+    Fraction,
+    Name,
+    PosFloat,
+    PosInt,
+    Precision,
+    Seed,
+    Strict,
+    check_local_model,
+    float_field,
+)
+from kdprivacy.mia.attacks import ATTACK_NAMES, REFERENCE_NAMES
+
+
+class Population(Strict):
+    """Examples that are neither members nor non-members, scored by every model for RMIA's comparison."""
+
+    pools: list[Literal["dev", "public", "pretrain"]] = ["dev"]
+    max_examples: PosInt = 1000
+    seed: Seed = 0
+
+
+class Evaluation(Strict):
+    """Which members/non-members every model is scored on (the same examples for all models)."""
+
+    max_members: PosInt | None = None
+    max_nonmembers: PosInt | None = None
+    sample_seed: Seed = 0
+    batch_size: PosInt = 32
+    population: Population = Population()
+    precision: Precision = Field(
+        "fp32",
+        description="compute precision of the scoring forward passes (score_model, score_reference, mope, "
+        "block_mope): fp32 = no autocast; bf16 / fp16 = torch.autocast, log-probabilities still taken in "
+        "float32",
+    )
+
+
+AttackName = Literal[ATTACK_NAMES]  # the attack registry, kdprivacy.mia.attacks.ATTACKS
+
+
+class ExternalReference(Strict):
+    """An independent reference LM for ``ref_external``: a hub name/local path, or a base this workflow builds
+    (``family`` + ``base``; the demo's offline stand-in for the paper's StableLM-3B)."""
+
+    name_or_path: str | None = None
+    revision: str | None = None
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    trust_remote_code: bool = False
+    n_params: PosFloat | None = Field(None, description="parameter count of a hub reference; sizes its job")
+    family: Name | None = None
+    base: Name | None = None
+
+    _local_exists = field_validator("name_or_path")(check_local_model)
+
+    @model_validator(mode="after")
+    def _one(self) -> ExternalReference:
+        if (self.name_or_path is None) == (self.family is None or self.base is None):
+            raise ValueError("give either name_or_path, or family and base")
+        return self
+
+    def ref(self) -> dict[str, Any]:
+        """The model ref of a ``name_or_path`` reference (a ``family``/``base`` one uses that base's ref)."""
+        if self.name_or_path is None:
+            raise ValueError("external reference names a workflow base: use that base's ref")
+        return model_ref(self.name_or_path, self.revision, self.dtype, self.trust_remote_code)
+
+
+class RMIA(Strict):
+    """RMIA (Zarifzadeh et al. 2024) with the workflow's reference models; see kdprivacy/mia/attacks.py."""
+
+    a: Fraction = 1.0
+    gamma: PosFloat = 1.0
+    references: list[Literal[REFERENCE_NAMES]] | None = Field(
+        None, description="null = every reference the attack list scores"
+    )
+
+
+class MoPe(Strict):
+    k: PosInt = 10
+    sigma: PosFloat = 0.005
+    seed: Seed = 0
+    batch_size: PosInt | None = Field(None, description="null = evaluation.batch_size")
+
+
+class Blind(Strict):
+    """A bag-of-words member/non-member classifier that never queries a model (distribution-shift check)."""
+
+    enabled: bool = True
+    folds: Annotated[int, Field(ge=2)] = 5
+    seed: Seed = 0
+    features: Literal["tfidf", "hashing"] = "tfidf"
+    ngram_max: PosInt = 2
+    C: PosFloat = 1.0
+
+
+class Attacks(Strict):
+    names: list[AttackName] = ["loss", "min_k", "min_k_pp", "zlib", "ref_pretrained", "ref_nokd", "mope", "rmia"]
+    min_k: float_field(gt=0, le=1) = 0.2
+    fprs: list[float_field(gt=0, lt=1)] = [0.05, 0.01, 0.001]
+    n_bootstrap: Annotated[int, Field(ge=0)] = 1000
+    bootstrap_seed: Seed = 0
+    short_tokens: PosInt = Field(5, description="responses with fewer scored tokens are flagged and counted")
+    roc_max_points: PosInt = 400
+    external_reference: ExternalReference | None = None
+    rmia: RMIA = RMIA()
+    mope: MoPe = MoPe()
+    blind: Blind = Blind()
+
+    @model_validator(mode="after")
+    def _needs(self) -> Attacks:
+        if "ref_external" in self.names and self.external_reference is None:
+            raise ValueError("attack ref_external needs attacks.external_reference")
+        if len(set(self.names)) != len(self.names):
+            raise ValueError(f"attack names repeat: {self.names}")
+        if "rmia" in self.names and not self.reference_names:
+            raise ValueError("rmia needs at least one reference attack (ref_external, ref_pretrained, ref_nokd)")
+        return self
+
+    @property
+    def reference_names(self) -> list[str]:
+        return [n.removeprefix("ref_") for n in self.names if n.startswith("ref_")]
+
+
+class Memorization(Strict):
+    """Greedy decoding from each member's/non-member's prompt, once per model; every metric derives from it."""
+
+    first_k: PosInt = Field(32, description="the paper's positional match over the first k response tokens")
+    max_members: PosInt | None = 1000
+    max_nonmembers: PosInt | None = 1000
+    batch_size: PosInt = 32
+    max_new_tokens: PosInt | None = Field(None, description="null = max(first_k, longest reference)")
+    rouge_threshold: Fraction = Field(0.5, description="approximate memorization: ROUGE-L F above this")
+    rouge_stemmer: bool = False
+    n_candidates: Annotated[int, Field(ge=0)] = Field(100, description="canary exposure candidates (0 = off)")
+    exposure_in_prompt: bool = False
+    n_bootstrap: Annotated[int, Field(ge=0)] = 1000
+    inheritance_thresholds: list[Fraction] = [0.5, 0.75, 0.9, 0.9999]
+
+
+class Utility(Strict):
+    """ROUGE-L (x100) of greedy responses on held-out dev prompts: privacy read against utility."""
+
+    enabled: bool = True
+    max_examples: PosInt | None = 500
+    batch_size: PosInt = 32
+    max_new_tokens: PosInt | None = None
+    rouge_stemmer: bool = False
+
+
+class Blocks(Strict):
+    """Per-block risk: MoPe with noise in one decoder block at a time (paper Fig. 7)."""
+
+    enabled: bool = True
+    k: PosInt = 10
+    sigmas: Annotated[list[PosFloat], Field(min_length=1)] = [0.01]
+    seed: Seed = 0
+    max_members: PosInt | None = 500
+    max_nonmembers: PosInt | None = 500
+    batch_size: PosInt | None = None
+    n_bootstrap: Annotated[int, Field(ge=0)] = 1000
