@@ -1,0 +1,200 @@
+"""FSDP (``train.parallel: fsdp``, :mod:`kdprivacy.train.fsdp`) on two gloo ranks on the CPU: the sharded
+run equals one process to rounding, a killed sharded run resumes exactly, the saved model is an ordinary
+``save_pretrained`` directory, and a KD method that samples from the student trains under it."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from pydantic import ValidationError
+from safetensors import safe_open
+
+from kdprivacy import checkpoint, models
+from kdprivacy import kd as registry
+from kdprivacy.config import Train
+from kdprivacy.kd import teacher as kd_teacher
+from kdprivacy.train import distributed, loop
+from kdprivacy.train.runs import MethodRun
+
+from test_resume import (  # noqa: F401 (fixtures)
+    LOG,
+    MAX_LENGTH,
+    SPEC,
+    Killed,
+    _as_shards,
+    _cfg,
+    _item_mean_loss,
+    _kill_after,
+    items,
+    manifest,
+    teacher,
+    tokenizer,
+)
+
+FSDP_SPEC = {**SPEC, "n_layer": 2, "dropout": 0.0}  # two blocks: two FSDP units under the root
+# Tolerance against one process: the same as the DDP tests' (test_resume.py). Not bit-exact: the gradient
+# average (sum of two ranks' share-weighted gradients) and the clipping norm (sum of per-shard sums of
+# squares) round differently from one process's single backward and norm.
+ATOL = 1e-5
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _env(rank, world, port):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), KDPRIVACY_DEVICE="cpu")
+    torch.set_num_threads(1)
+
+
+def test_config_refuses_an_unknown_parallel_mode():
+    assert Train().parallel == "ddp"  # the default: results of existing configs do not change
+    assert Train(parallel="fsdp").parallel == "fsdp"
+    with pytest.raises(ValidationError, match="parallel"):
+        Train(parallel="zero3")
+    with pytest.raises(ValueError, match="train.parallel"):
+        distributed.DataParallel("zero3")
+    with pytest.raises(ValueError, match="fp16"):
+        distributed.DataParallel("fsdp", "fp16")
+
+
+def _fit_worker(rank, world, port, model_dir, items, dev, cfg, pad_id, tokenizer, out_dir):
+    _env(rank, world, port)
+    from torch.distributed.tensor import DTensor
+
+    sharded = []
+
+    def run(**kw):
+        model = models.load_model(model_dir)
+        full = sum(p.numel() for p in model.parameters())
+
+        def on_step(step):  # the model trains sharded: this rank holds about half of every parameter
+            local = sum(p.to_local().numel() for p in model.parameters() if isinstance(p, DTensor))
+            sharded.append(local < full)
+            if kw.get("on_step"):
+                kw["on_step"](step)
+
+        return loop.fit(model, items, dev, cfg, pad_id, _item_mean_loss, LOG, "fsdp",
+                        **{**kw, "on_step": on_step})
+
+    model, history = run()
+    assert not any(isinstance(p, DTensor) for p in model.parameters())  # released: a plain model again
+    assert type(model).__name__ == "GPT2LMHeadModel"
+    if rank == 0:
+        models.save_model(model, tokenizer, Path(out_dir) / "saved")
+    torch.save({"state": model.state_dict(), "history": history}, Path(out_dir) / f"reference{rank}.pt")
+    resume = checkpoint.Resume(Path(out_dir) / "resume", "fp")
+    try:
+        run(resume=resume, on_step=_kill_after(4))
+    except Killed:
+        pass
+    model, history = run(resume=resume)
+    torch.save({"state": model.state_dict(), "history": history, "sharded": sharded},
+               Path(out_dir) / f"resumed{rank}.pt")
+    distributed.finish_distributed()
+
+
+def test_fsdp_fit_matches_one_process_resumes_and_saves_a_plain_model(tmp_path, tokenizer, items):
+    import torch.multiprocessing as mp
+
+    model_dir = tmp_path / "model"
+    models.save_model(models.build_from_scratch(FSDP_SPEC, tokenizer, MAX_LENGTH, seed=2), tokenizer, model_dir)
+    train = items["public"] + items["pretrain"][:1]  # batches of 6, 6, 1: rank 1 gets a zero-weight row
+    cfg = Train(epochs=2, lr=3e-3, batch_size=6, checkpoint_every_steps=1, parallel="fsdp")
+    pad_id = tokenizer.pad_token_id
+    mp.spawn(_fit_worker, args=(2, _port(), str(model_dir), train, items["dev"], cfg, pad_id, tokenizer,
+                                str(tmp_path)), nprocs=2, join=True)
+
+    single, single_history = loop.fit(models.load_model(str(model_dir)), train, items["dev"], cfg, pad_id,
+                                      _item_mean_loss, LOG, "single")
+    ranks = [torch.load(tmp_path / f"reference{r}.pt", weights_only=False) for r in range(2)]
+    resumed = [torch.load(tmp_path / f"resumed{r}.pt", weights_only=False) for r in range(2)]
+    assert all(r["sharded"] and all(r["sharded"]) for r in resumed)
+    for other in (ranks[1], *resumed):  # both ranks end with the same full model; the resumed run is exact
+        assert other["state"].keys() == ranks[0]["state"].keys()
+        assert all(torch.equal(ranks[0]["state"][k], v) for k, v in other["state"].items())
+        pd.testing.assert_frame_equal(ranks[0]["history"], other["history"], check_exact=True)
+    diff = max((ranks[0]["state"][k] - v).abs().max().item() for k, v in single.state_dict().items())
+    LOG.warning("fsdp: 2 gloo ranks vs 1 process, max abs weight difference %.3g", diff)
+    for name, value in single.state_dict().items():
+        torch.testing.assert_close(ranks[0]["state"][name], value, rtol=0, atol=ATOL, msg=name)
+    history = ranks[0]["history"]
+    assert history["step"].tolist() == single_history["step"].tolist() == [3, 6]
+    assert history["train_loss"].tolist() == pytest.approx(single_history["train_loss"].tolist(), abs=1e-5)
+    assert history["dev_loss"].tolist() == pytest.approx(single_history["dev_loss"].tolist(), abs=1e-5)
+
+    # the saved FSDP model is an ordinary save_pretrained directory, laid out as a one-process one
+    plain = tmp_path / "plain"
+    models.save_model(single, tokenizer, plain)
+    saved = tmp_path / "saved"
+    assert sorted(p.name for p in saved.iterdir()) == sorted(p.name for p in plain.iterdir())
+    assert json.loads((saved / "config.json").read_text()) == json.loads((plain / "config.json").read_text())
+    with safe_open(saved / "model.safetensors", "pt") as a, safe_open(plain / "model.safetensors", "pt") as b:
+        assert sorted(a.keys()) == sorted(b.keys())
+        assert all(a.get_tensor(k).dtype == b.get_tensor(k).dtype and a.get_tensor(k).shape == b.get_tensor(k).shape
+                   for k in a.keys())
+    reloaded = models.load_model(str(saved))
+    assert all(torch.equal(v, ranks[0]["state"][k]) for k, v in reloaded.state_dict().items())
+
+
+def _gkd_worker(rank, world, port, student_dir, teacher_dir, items, dev, cfg, pad_id, eos_id, out_dir):
+    _env(rank, world, port)
+    from torch.distributed.tensor import DTensor
+
+    student = models.load_model(student_dir)
+    seen = {"steps": 0, "sharded": []}
+
+    def on_step(step):
+        seen["steps"] = step
+        seen["sharded"].append(all(isinstance(p, DTensor) for p in student.parameters()))
+
+    teacher = kd_teacher.freeze(models.load_model(teacher_dir))
+    model, history = registry.train_method(student, teacher, items, dev, MethodRun.model_validate(cfg), pad_id, LOG,
+                                           eos_id=eos_id, on_step=on_step)
+    torch.save({"state": model.state_dict(), "history": history, "seen": seen}, Path(out_dir) / f"gkd{rank}.pt")
+    distributed.finish_distributed()
+
+
+def test_fsdp_kd_method_with_student_sampling_matches_one_process(tmp_path, tokenizer, items, teacher, monkeypatch):
+    """GKD (the student samples in make_batch -- ranks decode different numbers of tokens -- then a student
+    forward with gradients and a teacher forward in the loss) with a sharded student on two gloo ranks."""
+    import torch.multiprocessing as mp
+
+    student_dir, teacher_dir = tmp_path / "student", tmp_path / "teacher"
+    models.save_model(models.build_from_scratch(FSDP_SPEC, tokenizer, MAX_LENGTH, seed=2), tokenizer, student_dir)
+    models.save_model(teacher, tokenizer, teacher_dir)
+    train = items["public"][:9]  # batches of 4, 4, 1
+    cfg = _cfg("gkd", {"lmbda": 0.5}, checkpoint_every_steps=0, parallel="fsdp")
+    pad_id, eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
+    mp.spawn(_gkd_worker, args=(2, _port(), str(student_dir), str(teacher_dir), train, items["dev"], cfg, pad_id,
+                                eos_id, str(tmp_path)), nprocs=2, join=True)
+
+    fit = loop.fit
+    monkeypatch.setattr(loop, "fit", lambda model, tr, dev, c, pad, loss_fn, *a, **kw:
+                        fit(model, tr, dev, c, pad, _as_shards(loss_fn, 2), *a, **kw))
+    single, single_history = registry.train_method(models.load_model(str(student_dir)), teacher, train,
+                                                   items["dev"], MethodRun.model_validate(cfg), pad_id, LOG,
+                                                   eos_id=eos_id)
+    ranks = [torch.load(tmp_path / f"gkd{r}.pt", weights_only=False) for r in range(2)]
+    for r in ranks:
+        assert r["seen"]["steps"] == 6 and all(r["seen"]["sharded"]) and r["seen"]["sharded"]
+    assert all(torch.equal(ranks[0]["state"][k], v) for k, v in ranks[1]["state"].items())
+    reduced = ["epoch", "step", "train_loss", "dev_loss", "lr", "frac_sgo_batches"]
+    pd.testing.assert_frame_equal(ranks[0]["history"][reduced], ranks[1]["history"][reduced], check_exact=True)
+    diff = max((ranks[0]["state"][k] - v).abs().max().item() for k, v in single.state_dict().items())
+    LOG.warning("fsdp gkd: 2 gloo ranks vs 1 process, max abs weight difference %.3g", diff)
+    assert diff <= ATOL
+    history = ranks[0]["history"]
+    assert history["frac_sgo_batches"].tolist() == single_history["frac_sgo_batches"].tolist()
+    assert history["frac_sgo_batches"].sum() > 0  # the on-policy (sampling) path ran
+    assert history["train_loss"].tolist() == pytest.approx(single_history["train_loss"].tolist(), abs=1e-5)
+    assert history["dev_loss"].tolist() == pytest.approx(single_history["dev_loss"].tolist(), abs=1e-5)
