@@ -198,3 +198,54 @@ def test_fsdp_kd_method_with_student_sampling_matches_one_process(tmp_path, toke
     assert history["frac_sgo_batches"].sum() > 0  # the on-policy (sampling) path ran
     assert history["train_loss"].tolist() == pytest.approx(single_history["train_loss"].tolist(), abs=1e-5)
     assert history["dev_loss"].tolist() == pytest.approx(single_history["dev_loss"].tolist(), abs=1e-5)
+
+
+def _lora_worker(rank, world, port, model_dir, items, dev, cfg, lora, pad_id, out_dir):
+    _env(rank, world, port)
+
+    def run(**kw):
+        model = models.apply_lora(models.load_model(model_dir), lora, seed=0)
+        return loop.fit(model, items, dev, cfg, pad_id, _item_mean_loss, LOG, "fsdp-lora", **kw)
+
+    model, history = run()
+    assert models.is_lora(model) and type(model).__name__.startswith("Peft")
+    torch.save({"state": model.state_dict(), "history": history}, Path(out_dir) / f"lora{rank}.pt")
+    resume = checkpoint.Resume(Path(out_dir) / "resume", "fp")
+    try:
+        run(resume=resume, on_step=_kill_after(5))
+    except Killed:
+        pass
+    model, history = run(resume=resume)
+    torch.save({"state": model.state_dict(), "history": history}, Path(out_dir) / f"lora-resumed{rank}.pt")
+    distributed.finish_distributed()
+
+
+def test_fsdp_lora_best_dev_matches_one_process_and_resumes(tmp_path, tokenizer, items):
+    """A LoRA student (frozen base weights and trainable adapters in the same FSDP units) with best-dev
+    selection (a full snapshot of the sharded adapter, restored at the end) and a kill mid-epoch."""
+    pytest.importorskip("peft")
+    import torch.multiprocessing as mp
+
+    from kdprivacy.config import Lora
+
+    model_dir = tmp_path / "model"
+    models.save_model(models.build_from_scratch(FSDP_SPEC, tokenizer, MAX_LENGTH, seed=2), tokenizer, model_dir)
+    lora = Lora(r=4, alpha=8, dropout=0.0, target_modules=None)
+    cfg = Train(epochs=3, lr=2e-2, batch_size=6, checkpoint_every_steps=2, select="best_dev", parallel="fsdp")
+    pad_id = tokenizer.pad_token_id
+    train = items["public"]  # batches of 6, 6
+    mp.spawn(_lora_worker, args=(2, _port(), str(model_dir), train, items["dev"], cfg, lora, pad_id, str(tmp_path)),
+             nprocs=2, join=True)
+    single, single_history = loop.fit(models.apply_lora(models.load_model(str(model_dir)), lora, seed=0), train,
+                                      items["dev"], cfg, pad_id, _item_mean_loss, LOG, "single")
+    ranks = [torch.load(tmp_path / f"lora{r}.pt", weights_only=False) for r in range(2)]
+    resumed = [torch.load(tmp_path / f"lora-resumed{r}.pt", weights_only=False) for r in range(2)]
+    for other in (ranks[1], *resumed):
+        assert all(torch.equal(ranks[0]["state"][k], v) for k, v in other["state"].items())
+        pd.testing.assert_frame_equal(ranks[0]["history"], other["history"], check_exact=True)
+    diff = max((ranks[0]["state"][k] - v).abs().max().item() for k, v in single.state_dict().items())
+    LOG.warning("fsdp lora: 2 gloo ranks vs 1 process, max abs weight difference %.3g", diff)
+    assert diff <= ATOL
+    history = ranks[0]["history"]
+    assert history["selected"].tolist() == single_history["selected"].tolist()
+    assert history["dev_loss"].tolist() == pytest.approx(single_history["dev_loss"].tolist(), abs=1e-5)
