@@ -86,6 +86,9 @@ def _fit_worker(rank, world, port, model_dir, items, dev, cfg, pad_id, tokenizer
         return loop.fit(model, items, dev, cfg, pad_id, _item_mean_loss, LOG, "fsdp",
                         **{**kw, "on_step": on_step})
 
+    ddp_model, _ = loop.fit(models.load_model(model_dir), items, dev, cfg.model_copy(update={"parallel": "ddp"}),
+                            pad_id, _item_mean_loss, LOG, "ddp")
+    torch.save(ddp_model.state_dict(), Path(out_dir) / f"ddp{rank}.pt")
     model, history = run()
     assert not any(isinstance(p, DTensor) for p in model.parameters())  # released: a plain model again
     assert type(model).__name__ == "GPT2LMHeadModel"
@@ -125,6 +128,10 @@ def test_fsdp_fit_matches_one_process_resumes_and_saves_a_plain_model(tmp_path, 
         pd.testing.assert_frame_equal(ranks[0]["history"], other["history"], check_exact=True)
     diff = max((ranks[0]["state"][k] - v).abs().max().item() for k, v in single.state_dict().items())
     LOG.warning("fsdp: 2 gloo ranks vs 1 process, max abs weight difference %.3g", diff)
+    ddp = torch.load(tmp_path / "ddp0.pt", weights_only=True)
+    ddp_diff = max((ranks[0]["state"][k] - v).abs().max().item() for k, v in ddp.items())
+    LOG.warning("fsdp vs ddp (2 gloo ranks each): max abs weight difference %.3g", ddp_diff)
+    assert ddp_diff <= ATOL
     for name, value in single.state_dict().items():
         torch.testing.assert_close(ranks[0]["state"][name], value, rtol=0, atol=ATOL, msg=name)
     history = ranks[0]["history"]
@@ -249,3 +256,61 @@ def test_fsdp_lora_best_dev_matches_one_process_and_resumes(tmp_path, tokenizer,
     history = ranks[0]["history"]
     assert history["selected"].tolist() == single_history["selected"].tolist()
     assert history["dev_loss"].tolist() == pytest.approx(single_history["dev_loss"].tolist(), abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def script_manifest():
+    import test_training
+
+    return test_training._toy_manifest()
+
+
+def test_fsdp_teacher_script_through_the_launcher_equals_ddp(tmp_path, script_manifest, monkeypatch):
+    """The teacher script on two gloo ranks through the real launcher (torchrun + scripts/launch.py), once
+    with DDP and once with ``train.parallel: fsdp``: same weights to rounding (both take the share-weighted
+    batch loss, so they differ only in how gradients are reduced), same output files, and FSDP's
+    mid-epoch checkpoints are written."""
+    import types
+
+    import test_training
+    import toy
+
+    from test_training import REPO, PicklableInputs
+
+    manifest_path = tmp_path / "manifest.parquet"
+    script_manifest.to_parquet(manifest_path, index=False)
+    texts = [f"{r.instruction} {r.context} {r.response}"
+             for r in toy.select(script_manifest, "public", "pretrain").itertuples()]
+    tok = models.train_tokenizer(texts, vocab_size=300)
+    base = tmp_path / "base"
+    models.save_model(test_training._model(tok, n_layer=2, d_model=32), tok, base)
+
+    def smk(out, parallel):
+        cfg = {"base": {"name_or_path": str(base)}, "seed": 0, "max_length": 96, "max_prompt_length": 48,
+               "train": {"epochs": 1, "lr": 3e-3, "batch_size": 6, "checkpoint_every_steps": 1, "parallel": parallel}}
+        return types.SimpleNamespace(input=PicklableInputs(manifest=str(manifest_path), base=str(base)),
+                                     scriptdir=str(REPO / "scripts"),
+                                     params=types.SimpleNamespace(cfg=cfg, code="test-code"),
+                                     output=types.SimpleNamespace(dir=str(out)), log=[str(tmp_path / f"{out.name}.log")],
+                                     threads=2, rule="train_teacher", resources=types.SimpleNamespace(gpu=2))
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setenv("KDPRIVACY_DEVICE", "cpu")
+    for parallel in ("ddp", "fsdp"):
+        distributed.launch_data_parallel(smk(tmp_path / parallel, parallel), REPO / "scripts" / "train_teacher.py", 2)
+    log_text = (tmp_path / "fsdp.log").read_text()
+    assert "checkpoint: step 3" in log_text and "FSDP over 2 ranks, 3 sharded units" in log_text
+    assert "FSDP" not in (tmp_path / "ddp.log").read_text()
+    ddp, fsdp = tmp_path / "ddp", tmp_path / "fsdp"
+    assert not (tmp_path / "fsdp.resume").exists()
+    assert sorted(p.name for p in fsdp.iterdir()) == sorted(p.name for p in ddp.iterdir())
+    assert json.loads((fsdp / "config.json").read_text()) == json.loads((ddp / "config.json").read_text())
+    a, b = models.load_model(str(fsdp)), models.load_model(str(ddp))
+    diff = max((x - y).abs().max().item() for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    LOG.warning("fsdp vs ddp teacher script (2 gloo ranks each): max abs weight difference %.3g", diff)
+    assert a.state_dict().keys() == b.state_dict().keys() and diff <= ATOL
+    ha, hb = pd.read_csv(fsdp / "train_log.csv"), pd.read_csv(ddp / "train_log.csv")
+    assert list(ha.columns) == list(hb.columns) and ha["step"].tolist() == hb["step"].tolist() == [3]
+    assert ha["dev_loss"].iloc[0] == pytest.approx(hb["dev_loss"].iloc[0], abs=1e-5)

@@ -50,7 +50,7 @@ def blocks(model) -> list[torch.nn.Module]:
     wrapper); none found -> the whole model is one unit."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     names = set(getattr(inner, "_no_split_modules", None) or ())
-    return [m for m in model.modules() if type(m).__name__ in names]
+    return [m for m in model.modules() if any(c.__name__ in names for c in type(m).__mro__)]  # FSDP<cls> too
 
 
 def shard(model, precision: str = "fp32") -> None:

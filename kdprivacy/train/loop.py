@@ -138,6 +138,8 @@ def fit(
         from kdprivacy.train import fsdp
 
         params = trainable_parameters(model)
+        log.info("%s: FSDP over %d ranks, %d sharded units (%d blocks and the model)", desc, ddp.world,
+                 len(fsdp.blocks(model)) + 1, len(fsdp.blocks(model)))
         gathered = functools.partial(fsdp.gathered, model)
         snapshot = fsdp.snapshot
         restore = fsdp.restore
