@@ -229,7 +229,8 @@ def _lora_worker(rank, world, port, model_dir, items, dev, cfg, lora, pad_id, ou
 
 def test_fsdp_lora_best_dev_matches_one_process_and_resumes(tmp_path, tokenizer, items):
     """A LoRA student (frozen base weights and trainable adapters in the same FSDP units) with best-dev
-    selection (a full snapshot of the sharded adapter, restored at the end) and a kill mid-epoch."""
+    selection (a full snapshot of the sharded adapter, restored at the end), activation checkpointing and a
+    kill mid-epoch."""
     pytest.importorskip("peft")
     import torch.multiprocessing as mp
 
@@ -238,7 +239,8 @@ def test_fsdp_lora_best_dev_matches_one_process_and_resumes(tmp_path, tokenizer,
     model_dir = tmp_path / "model"
     models.save_model(models.build_from_scratch(FSDP_SPEC, tokenizer, MAX_LENGTH, seed=2), tokenizer, model_dir)
     lora = Lora(r=4, alpha=8, dropout=0.0, target_modules=None)
-    cfg = Train(epochs=3, lr=2e-2, batch_size=6, checkpoint_every_steps=2, select="best_dev", parallel="fsdp")
+    cfg = Train(epochs=3, lr=2e-2, batch_size=6, checkpoint_every_steps=2, select="best_dev", parallel="fsdp",
+                gradient_checkpointing=True)  # non-reentrant activation checkpointing inside FSDP units
     pad_id = tokenizer.pad_token_id
     train = items["public"]  # batches of 6, 6
     mp.spawn(_lora_worker, args=(2, _port(), str(model_dir), train, items["dev"], cfg, lora, pad_id, str(tmp_path)),

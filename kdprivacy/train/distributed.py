@@ -69,6 +69,9 @@ class DataParallel:
     of a data-parallel run holds bit for bit where the all-reduce's rounding does not depend on DDP's bucket
     layout (which DDP rebuilds once, after the first step of each wrap): always for two ranks; with more
     NCCL ranks a resumed run may differ from an uninterrupted one in the last bits.
+
+    ``mode="fsdp"`` (``train.parallel``): the same sharding of batches, weights, seeds and checkpoint flow, but
+    the model is sharded with FSDP2 instead of replicated (:mod:`kdprivacy.train.fsdp`).
     """
 
     BUCKET_MB = 25  # DDP's default bucket size
