@@ -44,6 +44,10 @@ FSDP_SPEC = {**SPEC, "n_layer": 2, "dropout": 0.0}  # two blocks: two FSDP units
 ATOL = 1e-5
 
 
+def _fresh(tokenizer):
+    return models.build_from_scratch(FSDP_SPEC, tokenizer, MAX_LENGTH, seed=2)
+
+
 def _port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -86,8 +90,9 @@ def _fit_worker(rank, world, port, model_dir, items, dev, cfg, pad_id, tokenizer
         return loop.fit(model, items, dev, cfg, pad_id, _item_mean_loss, LOG, "fsdp",
                         **{**kw, "on_step": on_step})
 
-    ddp_model, _ = loop.fit(models.load_model(model_dir), items, dev, cfg.model_copy(update={"parallel": "ddp"}),
-                            pad_id, _item_mean_loss, LOG, "ddp")
+    ddp_cfg = cfg.model_copy(update={"parallel": "ddp"})
+    ddp_model, _ = loop.fit(models.load_model(model_dir), items, dev, ddp_cfg, pad_id, _item_mean_loss, LOG,
+                            "ddp")
     torch.save(ddp_model.state_dict(), Path(out_dir) / f"ddp{rank}.pt")
     model, history = run()
     assert not any(isinstance(p, DTensor) for p in model.parameters())  # released: a plain model again
@@ -110,7 +115,7 @@ def test_fsdp_fit_matches_one_process_resumes_and_saves_a_plain_model(tmp_path, 
     import torch.multiprocessing as mp
 
     model_dir = tmp_path / "model"
-    models.save_model(models.build_from_scratch(FSDP_SPEC, tokenizer, MAX_LENGTH, seed=2), tokenizer, model_dir)
+    models.save_model(_fresh(tokenizer), tokenizer, model_dir)
     train = items["public"] + items["pretrain"][:1]  # batches of 6, 6, 1: rank 1 gets a zero-weight row
     cfg = Train(epochs=2, lr=3e-3, batch_size=6, checkpoint_every_steps=1, parallel="fsdp")
     pad_id = tokenizer.pad_token_id
@@ -147,8 +152,9 @@ def test_fsdp_fit_matches_one_process_resumes_and_saves_a_plain_model(tmp_path, 
     assert json.loads((saved / "config.json").read_text()) == json.loads((plain / "config.json").read_text())
     with safe_open(saved / "model.safetensors", "pt") as a, safe_open(plain / "model.safetensors", "pt") as b:
         assert sorted(a.keys()) == sorted(b.keys())
-        assert all(a.get_tensor(k).dtype == b.get_tensor(k).dtype and a.get_tensor(k).shape == b.get_tensor(k).shape
-                   for k in a.keys())
+        for k in a.keys():
+            x, y = a.get_tensor(k), b.get_tensor(k)
+            assert x.dtype == y.dtype and x.shape == y.shape, k
     reloaded = models.load_model(str(saved))
     assert all(torch.equal(v, ranks[0]["state"][k]) for k, v in reloaded.state_dict().items())
 
@@ -165,25 +171,28 @@ def _gkd_worker(rank, world, port, student_dir, teacher_dir, items, dev, cfg, pa
         seen["sharded"].append(all(isinstance(p, DTensor) for p in student.parameters()))
 
     teacher = kd_teacher.freeze(models.load_model(teacher_dir))
-    model, history = registry.train_method(student, teacher, items, dev, MethodRun.model_validate(cfg), pad_id, LOG,
-                                           eos_id=eos_id, on_step=on_step)
-    torch.save({"state": model.state_dict(), "history": history, "seen": seen}, Path(out_dir) / f"gkd{rank}.pt")
+    run = MethodRun.model_validate(cfg)
+    model, history = registry.train_method(student, teacher, items, dev, run, pad_id, LOG, eos_id=eos_id,
+                                           on_step=on_step)
+    torch.save({"state": model.state_dict(), "history": history, "seen": seen},
+               Path(out_dir) / f"gkd{rank}.pt")
     distributed.finish_distributed()
 
 
-def test_fsdp_kd_method_with_student_sampling_matches_one_process(tmp_path, tokenizer, items, teacher, monkeypatch):
+def test_fsdp_kd_method_with_student_sampling_matches_one_process(tmp_path, tokenizer, items, teacher,
+                                                                   monkeypatch):
     """GKD (the student samples in make_batch -- ranks decode different numbers of tokens -- then a student
     forward with gradients and a teacher forward in the loss) with a sharded student on two gloo ranks."""
     import torch.multiprocessing as mp
 
     student_dir, teacher_dir = tmp_path / "student", tmp_path / "teacher"
-    models.save_model(models.build_from_scratch(FSDP_SPEC, tokenizer, MAX_LENGTH, seed=2), tokenizer, student_dir)
+    models.save_model(_fresh(tokenizer), tokenizer, student_dir)
     models.save_model(teacher, tokenizer, teacher_dir)
     train = items["public"][:9]  # batches of 4, 4, 1
     cfg = _cfg("gkd", {"lmbda": 0.5}, checkpoint_every_steps=0, parallel="fsdp")
     pad_id, eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
-    mp.spawn(_gkd_worker, args=(2, _port(), str(student_dir), str(teacher_dir), train, items["dev"], cfg, pad_id,
-                                eos_id, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_gkd_worker, args=(2, _port(), str(student_dir), str(teacher_dir), train, items["dev"], cfg,
+                                pad_id, eos_id, str(tmp_path)), nprocs=2, join=True)
 
     fit = loop.fit
     monkeypatch.setattr(loop, "fit", lambda model, tr, dev, c, pad, loss_fn, *a, **kw:
@@ -196,7 +205,8 @@ def test_fsdp_kd_method_with_student_sampling_matches_one_process(tmp_path, toke
         assert r["seen"]["steps"] == 6 and all(r["seen"]["sharded"]) and r["seen"]["sharded"]
     assert all(torch.equal(ranks[0]["state"][k], v) for k, v in ranks[1]["state"].items())
     reduced = ["epoch", "step", "train_loss", "dev_loss", "lr", "frac_sgo_batches"]
-    pd.testing.assert_frame_equal(ranks[0]["history"][reduced], ranks[1]["history"][reduced], check_exact=True)
+    pd.testing.assert_frame_equal(ranks[0]["history"][reduced], ranks[1]["history"][reduced],
+                                  check_exact=True)
     diff = max((ranks[0]["state"][k] - v).abs().max().item() for k, v in single.state_dict().items())
     LOG.warning("fsdp gkd: 2 gloo ranks vs 1 process, max abs weight difference %.3g", diff)
     assert diff <= ATOL
@@ -237,16 +247,17 @@ def test_fsdp_lora_best_dev_matches_one_process_and_resumes(tmp_path, tokenizer,
     from kdprivacy.config import Lora
 
     model_dir = tmp_path / "model"
-    models.save_model(models.build_from_scratch(FSDP_SPEC, tokenizer, MAX_LENGTH, seed=2), tokenizer, model_dir)
+    models.save_model(_fresh(tokenizer), tokenizer, model_dir)
     lora = Lora(r=4, alpha=8, dropout=0.0, target_modules=None)
     cfg = Train(epochs=3, lr=2e-2, batch_size=6, checkpoint_every_steps=2, select="best_dev", parallel="fsdp",
                 gradient_checkpointing=True)  # non-reentrant activation checkpointing inside FSDP units
     pad_id = tokenizer.pad_token_id
     train = items["public"]  # batches of 6, 6
-    mp.spawn(_lora_worker, args=(2, _port(), str(model_dir), train, items["dev"], cfg, lora, pad_id, str(tmp_path)),
-             nprocs=2, join=True)
-    single, single_history = loop.fit(models.apply_lora(models.load_model(str(model_dir)), lora, seed=0), train,
-                                      items["dev"], cfg, pad_id, _item_mean_loss, LOG, "single")
+    mp.spawn(_lora_worker, args=(2, _port(), str(model_dir), train, items["dev"], cfg, lora, pad_id,
+                                 str(tmp_path)), nprocs=2, join=True)
+    student = models.apply_lora(models.load_model(str(model_dir)), lora, seed=0)
+    single, single_history = loop.fit(student, train, items["dev"], cfg, pad_id, _item_mean_loss, LOG,
+                                      "single")
     ranks = [torch.load(tmp_path / f"lora{r}.pt", weights_only=False) for r in range(2)]
     resumed = [torch.load(tmp_path / f"lora-resumed{r}.pt", weights_only=False) for r in range(2)]
     for other in (ranks[1], *resumed):
@@ -288,20 +299,24 @@ def test_fsdp_teacher_script_through_the_launcher_equals_ddp(tmp_path, script_ma
     models.save_model(test_training._model(tok, n_layer=2, d_model=32), tok, base)
 
     def smk(out, parallel):
+        train = {"epochs": 1, "lr": 3e-3, "batch_size": 6, "checkpoint_every_steps": 1, "parallel": parallel}
         cfg = {"base": {"name_or_path": str(base)}, "seed": 0, "max_length": 96, "max_prompt_length": 48,
-               "train": {"epochs": 1, "lr": 3e-3, "batch_size": 6, "checkpoint_every_steps": 1, "parallel": parallel}}
+               "train": train}
         return types.SimpleNamespace(input=PicklableInputs(manifest=str(manifest_path), base=str(base)),
                                      scriptdir=str(REPO / "scripts"),
                                      params=types.SimpleNamespace(cfg=cfg, code="test-code"),
-                                     output=types.SimpleNamespace(dir=str(out)), log=[str(tmp_path / f"{out.name}.log")],
+                                     output=types.SimpleNamespace(dir=str(out)),
+                                     log=[str(tmp_path / f"{out.name}.log")],
                                      threads=2, rule="train_teacher", resources=types.SimpleNamespace(gpu=2))
 
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    path = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
+    monkeypatch.setenv("PYTHONPATH", path)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     monkeypatch.setenv("KDPRIVACY_DEVICE", "cpu")
     for parallel in ("ddp", "fsdp"):
-        distributed.launch_data_parallel(smk(tmp_path / parallel, parallel), REPO / "scripts" / "train_teacher.py", 2)
+        script = REPO / "scripts" / "train_teacher.py"
+        distributed.launch_data_parallel(smk(tmp_path / parallel, parallel), script, 2)
     log_text = (tmp_path / "fsdp.log").read_text()
     assert "checkpoint: step 3" in log_text and "FSDP over 2 ranks, 3 sharded units" in log_text
     assert "FSDP" not in (tmp_path / "ddp.log").read_text()
