@@ -5,9 +5,10 @@ Design. Each rank loads the full model (as for DDP); :func:`shard` first broadca
 buffers (DDP's guarantee), then shards every parameter along dim 0 over the ranks: a rank keeps 1/world of
 the weights, and so of the gradients and of AdamW's two moments (the optimizer is built on the shards). A
 forward all-gathers a block's weights just before the block runs and frees them after it; the backward
-gathers them again and reduce-scatters (averages) the gradients, overlapped with the backward of the next
-block. The loop itself is unchanged: ``loss_fn`` gets the model, whose forwards (any number per step, with
-or without gradients) go through the FSDP hooks, and each rank's loss is share-weighted as for DDP.
+gathers them again and reduce-scatters (averages) the gradients (on CUDA overlapped with the backward of the
+next block; gloo on the CPU runs them in turn). The loop itself is unchanged: ``loss_fn`` gets the model,
+whose forwards (any number per step, with or without gradients) go through the FSDP hooks, and each rank's
+loss is share-weighted as for DDP.
 
 Forwards whose number may differ between ranks -- decoding (a rank stops when its own rows hit EOS), dev
 scoring of uneven shards, a KD method's sampling in ``make_batch`` -- run inside :func:`gathered`: the whole
