@@ -48,6 +48,8 @@ class Train(Strict):
     gradient_checkpointing: bool = Field(
         False, description="recompute activations in the backward pass (less memory, slower, same results)"
     )
+    parallel: Literal["ddp", "fsdp"] = Field("ddp", description="with several GPUs: ddp = a full replica per "
+                                             "GPU; fsdp = weights, gradients, AdamW state sharded (FSDP2)")
 
 
 class Lora(Strict):

@@ -18,6 +18,9 @@ import torch
 
 from kdprivacy import checkpoint
 
+MODES = ("ddp", "fsdp")  # train.parallel
+
+
 class _StepLoss(torch.nn.Module):
     """One training step's loss as a module: ``forward(batch) = loss_fn(model, batch)``. Wrapped in
     ``DistributedDataParallel``, every forward a loss makes (the student once or several times, gradient-
@@ -66,11 +69,20 @@ class DataParallel:
     of a data-parallel run holds bit for bit where the all-reduce's rounding does not depend on DDP's bucket
     layout (which DDP rebuilds once, after the first step of each wrap): always for two ranks; with more
     NCCL ranks a resumed run may differ from an uninterrupted one in the last bits.
+
+    ``mode="fsdp"`` (``train.parallel``): the same sharding of batches, weights, seeds and checkpoint flow, but
+    the model is sharded with FSDP2 instead of replicated (:mod:`kdprivacy.train.fsdp`).
     """
 
     BUCKET_MB = 25  # DDP's default bucket size
 
-    def __init__(self):
+    def __init__(self, mode: str = "ddp", precision: str = "fp32"):
+        if mode not in MODES:
+            raise ValueError(f"train.parallel must be one of {list(MODES)}, got {mode!r}")
+        if mode == "fsdp" and precision == "fp16":
+            raise ValueError("train.parallel fsdp with train.precision fp16 is not supported (the dynamic "
+                             "loss scale is not checked on sharded gradients): use bf16 or fp32")
+        self.mode, self.precision = mode, precision
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -80,6 +92,11 @@ class DataParallel:
     @property
     def active(self) -> bool:
         return self.world > 1
+
+    @property
+    def sharded(self) -> bool:
+        """FSDP (``train.parallel: fsdp``) over more than one process: see :mod:`kdprivacy.train.fsdp`."""
+        return self.active and getattr(self, "mode", "ddp") == "fsdp"
 
     def shard(self, idx: Sequence[int]) -> tuple[list[int], float]:
         """This rank's part of a batch and its loss weight (its share × world; 0 for a padding item)."""
@@ -95,6 +112,11 @@ class DataParallel:
         ``DistributedDataParallel`` around :class:`_StepLoss` (which broadcasts rank 0's parameters and
         buffers now), whose backward leaves every trainable gradient averaged over the ranks."""
         if not self.active:
+            return functools.partial(loss_fn, model)
+        if self.sharded:
+            from kdprivacy.train import fsdp
+
+            fsdp.shard(model, self.precision)
             return functools.partial(loss_fn, model)
         import inspect
 
@@ -157,7 +179,7 @@ class DataParallel:
 
     def assert_in_sync(self, params: Sequence[torch.Tensor]) -> None:
         """Raise if the ranks' parameters differ (per-parameter float64 checksums compared across ranks)."""
-        if not self.active or not params:
+        if not self.active or not params or self.sharded:  # FSDP: one copy, sharded (nothing to compare)
             return
         import torch.distributed as dist
 

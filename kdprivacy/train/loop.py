@@ -118,7 +118,8 @@ def fit(
     ``fp32`` enters no context at all. Dev loss and ``make_batch`` (sampling) run in full precision.
     ``train.gradient_checkpointing`` turns activation checkpointing on for the loop and off afterwards.
 
-    Data parallel: under ``torchrun`` (``WORLD_SIZE > 1``) see :class:`DataParallel`.
+    Data parallel: under ``torchrun`` (``WORLD_SIZE > 1``) see :class:`DataParallel`; with
+    ``train.parallel: fsdp`` the model is sharded (:mod:`kdprivacy.train.fsdp`) and returned unsharded.
     """
     from kdprivacy import models
 
@@ -127,17 +128,31 @@ def fit(
         raise ValueError("select='best_dev' needs dev items")
     if not train_items and train.epochs > 0:
         raise ValueError("no training items")
-    ddp = DataParallel()
+    ddp = DataParallel(train.parallel, train.precision)
     epochs, batch_size = int(train.epochs), int(train.batch_size)
     steps_per_epoch = math.ceil(len(train_items) / batch_size)
     total_steps = epochs * steps_per_epoch
     params = trainable_parameters(model)
     step_loss = ddp.wrap(model, loss_fn)  # data-parallel: DDP broadcasts rank 0's weights here
+    if ddp.sharded:  # FSDP replaced the parameters by their shards
+        from kdprivacy.train import fsdp
+
+        params = trainable_parameters(model)
+        log.info("%s: FSDP over %d ranks, %d sharded units (%d blocks and the model)", desc, ddp.world,
+                 len(fsdp.blocks(model)) + 1, len(fsdp.blocks(model)))
+        gathered = functools.partial(fsdp.gathered, model)
+        snapshot = fsdp.snapshot
+        restore = fsdp.restore
+    else:
+        gathered, snapshot, restore = contextlib.nullcontext, _snapshot, _restore
     optimizer = make_optimizer(model, float(train.lr), float(train.weight_decay))
     schedule = lr_lambda(train.scheduler, total_steps, int(float(train.warmup_ratio) * total_steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     torch.manual_seed(int(seed))
     make_batch = make_batch or functools.partial(collate, pad_id=pad_id)
+    if ddp.sharded:  # sampling in make_batch: ranks decode different numbers of tokens
+        make_batch = _inside(gathered, make_batch)
+        on_epoch_end = _inside(gathered, on_epoch_end) if on_epoch_end is not None else None
     device = model_device(model)
     precision = train.precision
     models.autocast(precision, device)  # refuse an impossible precision before any work
@@ -151,13 +166,16 @@ def fit(
 
     ckpt = None
     if resume is not None:
+        identity_exclude = {"checkpoint_every_steps", "checkpoint_every_minutes"}
+        if train.parallel == "ddp":  # the default: the identity of checkpoints written before the knob
+            identity_exclude.add("parallel")
         identity = {
             "desc": desc,
             "n_train": len(train_items),
             "n_dev": len(dev_items or ()),
             "total_steps": total_steps,
             "params": [name for name, _ in params],
-            "train": {"seed": seed, **train.model_dump(exclude={"checkpoint_every_steps", "checkpoint_every_minutes"})},
+            "train": {"seed": seed, **train.model_dump(exclude=identity_exclude)},
         }
         ckpt = checkpoint.Checkpointer(
             resume,
@@ -169,8 +187,11 @@ def fit(
         )
         saved = ckpt.load()
         if saved is not None:
-            _restore(params, saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
+            restore(params, saved["model"])
+            if ddp.sharded:
+                fsdp.load_optimizer_state(model, optimizer, saved["optimizer"])
+            else:
+                optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
             if scaler is not None:
                 scaler.load_state_dict(saved["scaler"])
@@ -211,8 +232,9 @@ def fit(
                 "batches_done": batches_done,
                 "epoch_done": epoch_done,
                 "step": step,
-                "model": checkpoint.to_cpu(_snapshot(params)),
-                "optimizer": checkpoint.to_cpu(optimizer.state_dict()),
+                "model": checkpoint.to_cpu(snapshot(params)),
+                "optimizer": (fsdp.optimizer_state(model, optimizer) if ddp.sharded
+                              else checkpoint.to_cpu(optimizer.state_dict())),
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict() if scaler is not None else None,
                 "rows": rows,
@@ -298,7 +320,8 @@ def fit(
                 keys = list(partial["stat_sums"])
                 sums = ddp.sum([partial["loss_sum"], *(partial["stat_sums"][k] for k in keys)])
                 row = {"epoch": epoch, "step": step, "train_loss": sums[0] / ddp.world / n_batches}
-                row["dev_loss"] = _dev_loss(model, dev_items, int(train.eval_batch_size), pad_id, ddp)
+                with gathered():  # FSDP: the rank shards may differ in batch count
+                    row["dev_loss"] = _dev_loss(model, dev_items, int(train.eval_batch_size), pad_id, ddp)
                 row["lr"] = partial["lr"]
                 row.update({key: value / ddp.world / n_batches for key, value in zip(keys, sums[1:])})
                 if scaler is not None:
@@ -309,7 +332,7 @@ def fit(
                 rows.append(row)
                 if train.select == "best_dev" and row["dev_loss"] < best_loss:
                     best_loss, best_epoch = row["dev_loss"], epoch
-                    best_state = _snapshot(params)
+                    best_state = snapshot(params)
                 log.info(
                     "%s epoch %d/%d step %d: train_loss %.4f dev_loss %.4f lr %.3g (%.1f s)",
                     desc,
@@ -331,13 +354,26 @@ def fit(
     ddp.assert_in_sync([p for _, p in params])
     selected = epochs
     if train.select == "best_dev" and best_state is not None:
-        _restore(params, best_state)
+        restore(params, best_state)
         selected = best_epoch
         log.info("%s: selected epoch %d (best dev loss %.4f)", desc, best_epoch, best_loss)
+    if ddp.sharded:
+        model = fsdp.release(model)  # a plain, unsharded model again (every rank)
     model.eval()
     history = pd.DataFrame(rows, columns=None if rows else ["epoch", "step", "train_loss", "dev_loss", "lr"])
     history["selected"] = history["epoch"] == selected
     return model, history
+
+
+def _inside(context: Callable, fn: Callable) -> Callable:
+    """``fn`` run inside ``context()``."""
+
+    @functools.wraps(fn)
+    def inner(*args, **kwargs):
+        with context():
+            return fn(*args, **kwargs)
+
+    return inner
 
 
 def _dev_loss(model, dev_items, batch_size: int, pad_id: int, ddp: DataParallel) -> float:
