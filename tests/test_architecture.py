@@ -57,3 +57,28 @@ def test_modules_are_small_and_say_what_they_are_for():
 def test_common_smk_holds_only_the_shared_helpers():
     lines = len((PACKAGE.parent / "rules" / "common.smk").read_text().splitlines())
     assert lines <= 250, f"rules/common.smk has {lines} lines; rule-specific builders belong in their stage file"
+
+
+def test_readme_layout_names_every_module_and_subpackage():
+    """README's Layout section is the map of the library: every module and subpackage of kdprivacy/ (and of
+    its subpackages, but the plots modules, the claims modules (`claims*`) and the one module per KD method) is
+    named there, so the section cannot fall behind."""
+    from kdprivacy.kd import METHODS
+
+    readme = (PACKAGE.parent / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):]
+    missing = []
+    for path in MODULES:
+        rel = path.relative_to(PACKAGE)
+        if rel.name in ("__init__.py", "__main__.py") and len(rel.parts) > 1:
+            name = rel.parts[-2]  # a subpackage: named with its slash
+            if len(rel.parts) == 2 and f"`{name}/`" not in layout:
+                missing.append(f"{name}/")
+            continue
+        if rel.name == "__init__.py" or "plots" in rel.parts or rel.stem.startswith("claims"):
+            continue
+        if rel.parts[0] == "kd" and rel.stem in METHODS:
+            continue
+        if f"`{rel.stem}`" not in layout and f"`{rel.stem}`:" not in layout:
+            missing.append(str(rel))
+    assert not missing, f"README's Layout section does not name {missing}"
