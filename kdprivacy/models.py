@@ -507,6 +507,13 @@ def save_adapter(config, state: dict, out_dir) -> None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config.save_pretrained(str(out))
+    # peft keeps target_modules as a set and writes it in hash order, which changes from one process to the
+    # next (PYTHONHASHSEED): sort it, so the same adapter is the same bytes
+    path = out / "adapter_config.json"
+    saved = json.loads(path.read_text())
+    if isinstance(saved.get("target_modules"), list):
+        saved["target_modules"] = sorted(saved["target_modules"])
+        path.write_text(json.dumps(saved, indent=2, sort_keys=True))
     save_file(state, str(out / "adapter_model.safetensors"), metadata={"format": "pt"})
 
 

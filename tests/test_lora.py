@@ -5,6 +5,7 @@ the adapter itself is kept in ``<dir>/adapter`` (and loads too)."""
 from __future__ import annotations
 
 import json
+import os
 import runpy
 import types
 from pathlib import Path
@@ -162,3 +163,24 @@ def test_lora_students_through_the_script(tmp_path, base_dirs, manifest_path, me
     if method == "distillm":
         assert log["frac_sgo_batches"].iloc[0] == 1.0  # LoRA student sampled its own outputs
     models.load_model(str(out))
+
+
+def test_saved_adapter_config_does_not_depend_on_the_hash_seed(tmp_path):
+    """peft writes target_modules (a set) in hash order; save_adapter sorts it: the same adapter is the same
+    bytes in every process (PYTHONHASHSEED differs between the workflow's jobs)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch; from peft import LoraConfig; from kdprivacy import models; "
+        "cfg = LoraConfig(r=2, lora_alpha=4, target_modules=['q_proj', 'v_proj', 'k_proj', 'o_proj', 'up_proj']); "
+        "models.save_adapter(cfg, {'w': torch.zeros(1)}, sys.argv[1])"
+    )
+    written = []
+    for seed in ("1", "2", "3"):
+        out = tmp_path / seed
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run([sys.executable, "-c", code, str(out)], check=True, env=env)
+        written.append((out / "adapter_config.json").read_bytes())
+    assert len(set(written)) == 1
+    assert json.loads(written[0])["target_modules"] == ["k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
