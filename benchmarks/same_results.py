@@ -74,11 +74,17 @@ def main() -> int:
     parser.add_argument("--config", action="append", help=f"config file, repeatable (default: {', '.join(CONFIGS)})")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--keep", type=Path, help="keep the run directories here (default: a temporary directory)")
+    parser.add_argument("--reuse-base", action="store_true",
+                        help="with --keep: reuse base runs finished there earlier (for the same --base)")
     args = parser.parse_args()
     configs = args.config or list(CONFIGS)
     scratch = args.keep or Path(tempfile.mkdtemp(prefix="same-results-"))
+    scratch.mkdir(parents=True, exist_ok=True)
     base_code = scratch / "base-code"
-    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(base_code), args.base],
+    base_rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", args.base], check=True, capture_output=True,
+                              text=True).stdout.strip()
+    subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(base_code)], capture_output=True)
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(base_code), base_rev],
                    check=True, capture_output=True)
     failed = False
     try:
@@ -87,10 +93,15 @@ def main() -> int:
             sides = {}
             for side, code in (("base", base_code), ("head", REPO)):
                 workdir = scratch / f"{side}-{name}"
-                if workdir.exists():
-                    shutil.rmtree(workdir)
-                print(f"== {config}: {side} ({code})", flush=True)
-                run_side(code, config, workdir, args.cores)
+                done = scratch / f"{side}-{name}.done"
+                if side == "base" and args.reuse_base and done.exists() and done.read_text() == base_rev:
+                    print(f"== {config}: {side} reused from {workdir}", flush=True)
+                else:
+                    if workdir.exists():
+                        shutil.rmtree(workdir)
+                    print(f"== {config}: {side} ({code})", flush=True)
+                    run_side(code, config, workdir, args.cores)
+                    done.write_text(base_rev if side == "base" else "")
                 sides[side] = result_files(workdir)
             problems = compare(sides["base"], sides["head"])
             print(f"{config}: {len(sides['head'])} files compared, {len(problems)} problems")
