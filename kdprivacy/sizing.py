@@ -6,8 +6,14 @@ The sizing rule (README "Sizing"), per job:
   two moments); frozen, by its dtype: 4 (float32), 2 (bfloat16, float16), 1 (8bit), 0.5 (4bit). A LoRA-trained
   model is its frozen base (float32, as training loads it, or its QLoRA quantization) plus an adapter of ~1%
   of the parameters trained in full.
-- **GPU memory** = the held models + activations (20% + 2 GB). It must fit ``resources.gpu_mem_gb`` times the
-  job's GPUs; a config that cannot fit is reported at planning (:func:`warnings`).
+- **GPU memory** = the held models + activations (20% + 2 GB), **per GPU**: it must fit one
+  ``resources.gpu_mem_gb``, whatever the job's number of GPUs (:meth:`Work.gpu_gb_per_gpu`). With several GPUs
+  a training job runs DDP (``train.parallel: ddp``, the default) -- every GPU holds the whole model, its
+  gradients and AdamW state, so the per-GPU figure is the whole job's -- or FSDP (``train.parallel: fsdp``),
+  which shards the trained parameters' gradients and AdamW moments (12 of their 16 bytes) over the N GPUs but
+  gathers their full weights (4 bytes) for sampling and dev scoring; frozen models (a teacher, a LoRA or
+  QLoRA base) are counted whole. Other multi-GPU jobs count the whole job per GPU. A config that cannot fit is
+  reported at planning (:func:`warnings`).
 - **Host memory** (``mem_mb``): a GPU job holds one model's weights at a time while loading them, plus 8 GB of
   data and runtime; a CPU job holds everything (as on the GPU) plus 2 GB.
 - **Wall time** (``runtime``, minutes) = ``resources.runtime_min`` + 2 x FLOPs / throughput. FLOPs per token:
@@ -25,6 +31,7 @@ from dataclasses import dataclass, field
 
 BYTES = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0, "8bit": 1.0, "4bit": 0.5}
 TRAINED_BYTES = 16.0
+GATHERED_BYTES = 4.0  # of a trained parameter's 16, the fp32 weight FSDP gathers whole on every GPU
 LORA_FRACTION = 0.01
 DECODE_EFFICIENCY = 0.25  # batched KV-cache decoding is memory-bound: ~a quarter of dense throughput
 SAFETY = 2.0
@@ -50,6 +57,20 @@ class Held:
         return frozen
 
     @property
+    def trained_params(self) -> float:
+        """Parameters with gradients and AdamW state: all of a full fine-tune, the ~1% adapter of LoRA."""
+        if self.train == "full":
+            return self.n_params
+        return LORA_FRACTION * self.n_params if self.train == "lora" else 0.0
+
+    def bytes_per_gpu(self, shards: int = 1) -> float:
+        """Bytes on each of ``shards`` FSDP ranks: the trained parameters' gradients and AdamW moments
+        (16 - 4 bytes) split over them, their weights (4 bytes, gathered for sampling / dev scoring) and
+        anything frozen kept whole; ``shards`` 1 = :attr:`bytes`."""
+        sharded = (TRAINED_BYTES - GATHERED_BYTES) * self.trained_params
+        return self.bytes - sharded + sharded / max(1, int(shards))
+
+    @property
     def load_bytes(self) -> float:
         """Host bytes while loading: the weights in their storage dtype (a trained model loads in fp32)."""
         return (4.0 if self.train == "full" else BYTES[self.storage]) * self.n_params
@@ -57,13 +78,15 @@ class Held:
 
 @dataclass
 class Work:
-    """What a job does: the models it holds, and its FLOPs by kind (dense passes vs token-by-token decoding)."""
+    """What a job does: the models it holds, and its FLOPs by kind (dense passes vs token-by-token decoding);
+    ``parallel`` is how a training job uses several GPUs (its ``train.parallel``: ``ddp`` or ``fsdp``)."""
 
     held: list[Held]
     flops: float = 0.0
     decode_flops: float = 0.0
     gpus: int = 0
     notes: list[str] = field(default_factory=list)
+    parallel: str = "ddp"
 
     def train(self, model: Held, tokens: float) -> Work:
         """A trained model's forward and backward over ``tokens``."""
@@ -79,7 +102,20 @@ class Work:
         return self
 
     def gpu_gb(self) -> float:
+        """The whole job's GPU memory (GB): held models + 20% + 2 GB (as held on one device)."""
         return 1.2 * sum(m.bytes for m in self.held) / 1e9 + 2.0
+
+    @property
+    def shards(self) -> int:
+        """Over how many GPUs the trained model's gradients and optimizer state are split: the GPUs under
+        FSDP, else 1 (DDP and single-GPU jobs hold everything on every GPU)."""
+        return max(1, self.gpus) if self.parallel == "fsdp" else 1
+
+    def gpu_gb_per_gpu(self) -> float:
+        """GPU memory (GB) each of the job's GPUs needs: :meth:`gpu_gb` under DDP or on one GPU; under FSDP
+        the trained parameters' 12 bytes of gradients and AdamW moments are split over the GPUs, their weights
+        (gathered for sampling and dev scoring) and frozen models are whole; activations 20% + 2 GB."""
+        return 1.2 * sum(m.bytes_per_gpu(self.shards) for m in self.held) / 1e9 + 2.0
 
 
 def host_mem_mb(work: Work, mem_mb_min: int) -> int:
@@ -114,11 +150,27 @@ def request(work: Work, res, attempt: int = 1) -> dict[str, int]:
 def warnings(name: str, work: Work, res) -> list[str]:
     """Why ``work`` will not run as configured: GPU memory or wall time beyond what a node offers."""
     out = []
-    if work.gpus > 0 and work.gpu_gb() > res.gpu_mem_gb * work.gpus:
+    per_gpu = work.gpu_gb_per_gpu()
+    if work.gpus > 0 and per_gpu > res.gpu_mem_gb:
+        trains = any(m.trained_params for m in work.held)
+        fix = "LoRA/QLoRA, a quantized frozen teacher, "
+        if work.gpus == 1:
+            how = "on its one GPU"
+            if trains:
+                fix += "FSDP over several GPUs (resources.train_gpus > 1, train.parallel: fsdp), "
+        elif not trains:
+            how = f"on each of its {work.gpus} GPUs (every GPU holds the whole job)"
+        elif work.parallel == "fsdp":
+            how = (f"on each of its {work.gpus} GPUs (FSDP: gradients and AdamW state sharded, but the full "
+                   "weights gathered and frozen models whole on every GPU)")
+            fix += "more GPUs (resources.train_gpus), "
+        else:
+            how = (f"on each of its {work.gpus} GPUs (DDP: every GPU holds the whole model; train.parallel: "
+                   "fsdp shards it)")
+            fix += "train.parallel: fsdp, "
         out.append(
-            f"{name}: needs ~{work.gpu_gb():.0f} GB of GPU memory, more than {work.gpus} x "
-            f"resources.gpu_mem_gb ({res.gpu_mem_gb:g} GB): use LoRA/QLoRA, a quantized frozen teacher, more "
-            "GPUs (resources.train_gpus) or larger GPUs"
+            f"{name}: needs ~{per_gpu:.0f} GB of GPU memory per GPU {how}, more than resources.gpu_mem_gb "
+            f"({res.gpu_mem_gb:g} GB): use {fix}or larger GPUs"
         )
     minutes = runtime_min(work, res.runtime_min, res.gpu_tflops, res.cpu_gflops)
     if minutes > res.max_runtime_min:
@@ -210,20 +262,24 @@ def work_for(cfg, rule: str, wildcards: dict) -> Work:
     if rule == "pretrain_base":
         held = _trained(family, wildcards["base"], None)
         tokens = sum(sizes[p] for p in family.pretrain.pools) * length * family.pretrain.train.epochs
-        return Work([held], gpus=gpus).train(held, tokens)
+        return Work([held], gpus=gpus, parallel=family.pretrain.train.parallel).train(held, tokens)
     if rule == "train_teacher":
         held = _trained(family, family.teacher.base, family.teacher.lora)
         train = family.teacher.train
-        return Work([held], gpus=gpus).train(held, sizes["private"] * length * train.epochs).forward(
+        work = Work([held], gpus=gpus, parallel=train.parallel)
+        return work.train(held, sizes["private"] * length * train.epochs).forward(
             held, sizes["dev"] * length * train.epochs)
     if rule == "train_init":
         held = _trained(family, wildcards["base"], family.init.lora)
-        return Work([held], gpus=gpus).train(held, sizes["public"] * length * family.init.train.epochs)
+        train = family.init.train
+        work = Work([held], gpus=gpus, parallel=train.parallel)
+        return work.train(held, sizes["public"] * length * train.epochs)
     if rule == "train_student":
         student = family.all_students()[model][0]
         held = _trained(family, student.base, student.lora)
         tokens = sizes["public"] * length * student.train.epochs
-        work = Work([held], gpus=gpus).train(held, tokens).forward(held, sizes["dev"] * length * student.train.epochs)
+        work = Work([held], gpus=gpus, parallel=student.train.parallel).train(held, tokens).forward(
+            held, sizes["dev"] * length * student.train.epochs)
         teacher_needed = student.uses_teacher and not (student.method == "seqkd" and student.seqkd.loss == "ce")
         if teacher_needed:
             teacher = _frozen_teacher(family)

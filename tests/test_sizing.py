@@ -82,3 +82,53 @@ def test_paper_jobs_fit_a_standard_80gb_gpu_node(paper, tmp_path):
     if paper.stem == "paper-llama":  # was 314 GB and 44 h, growing on every retry
         teacher = next(j for j in jobs if j["rule"] == "train_teacher" and j["wildcards"]["family"] == "llama2")
         assert teacher["resources"]["mem_mb"] < 80000 and teacher["resources"]["runtime"] < 24 * 60
+
+
+def test_gpu_memory_is_checked_per_gpu_and_parallel_aware():
+    """A 4B full fine-tune: 64 GB of weights, gradients and AdamW state -> ~79 GB with activations. It fits
+    2 x 48 GB in total, but under DDP every GPU holds all of it; FSDP over 2 GPUs keeps the 16 GB of weights
+    whole (gathered) and shards the other 48 GB: 1.2 x (16 + 24) + 2 = 50 GB -> fits 2 x 60 GB GPUs, not 48."""
+    res = config.Resources(gpu=2, gpu_mem_gb=60)
+    model = sizing.Held(4e9, "full")
+    ddp = sizing.Work([model], gpus=2)
+    fsdp = sizing.Work([model], gpus=2, parallel="fsdp")
+    assert ddp.gpu_gb() == ddp.gpu_gb_per_gpu() == pytest.approx(78.8)
+    assert fsdp.gpu_gb() == pytest.approx(78.8) and fsdp.gpu_gb_per_gpu() == pytest.approx(50.0)
+    assert ddp.gpu_gb() < 2 * res.gpu_mem_gb  # the old check (memory spread over the GPUs) let DDP pass
+    [warning] = sizing.warnings("train", ddp, res)
+    assert "~79 GB of GPU memory per GPU" in warning and "DDP" in warning and "train.parallel: fsdp" in warning
+    assert sizing.warnings("train", fsdp, res) == []
+    [sharded] = sizing.warnings("train", fsdp, config.Resources(gpu=2, gpu_mem_gb=48))
+    assert "~50 GB of GPU memory per GPU" in sharded and "FSDP" in sharded
+    # one GPU: FSDP or not, the same whole-job check as before (79 GB > 60, < 80)
+    for parallel in ("ddp", "fsdp"):
+        one = sizing.Work([model], gpus=1, parallel=parallel)
+        assert one.gpu_gb_per_gpu() == pytest.approx(78.8)
+        [alone] = sizing.warnings("train", one, res)
+        assert "~79 GB of GPU memory per GPU on its one GPU" in alone
+        assert sizing.warnings("train", one, config.Resources(gpu=1, gpu_mem_gb=80)) == []
+    # frozen models (a teacher, a LoRA base) are never sharded; only the adapter's 12 bytes of state are
+    teacher, lora = sizing.Held(13e9, None, "8bit"), sizing.Held(7e9, "lora")
+    held = sizing.Work([lora, teacher], gpus=4, parallel="fsdp")
+    assert held.gpu_gb_per_gpu() == pytest.approx(1.2 * (28 + 0.07 * 4 + 0.07 * 12 / 4 + 13) + 2)
+    # a multi-GPU job that trains nothing holds the whole job on each GPU
+    [score] = sizing.warnings("score", sizing.Work([sizing.Held(40e9, None, "bfloat16")], gpus=2), res)
+    assert "every GPU holds the whole job" in score
+
+
+def test_training_jobs_carry_train_parallel(tmp_path):
+    """work_for reads train.parallel from the training block of the job (teacher, student); host memory and
+    wall time do not depend on it, and 2 DDP GPUs need no less GPU memory each than one."""
+    raw = yaml.safe_load((REPO / "configs" / "paper-gpt2.yaml").read_text())
+    raw.setdefault("resources", {})["train_gpus"] = 2
+    family = next(iter(raw["families"]))
+    ddp_cfg = config.validate_config(raw)
+    raw["families"][family]["teacher"].setdefault("train", {})["parallel"] = "fsdp"
+    fsdp_cfg = config.validate_config(raw)
+    wc = {"family": family, "seed": str(ddp_cfg.seeds[0])}
+    ddp, fsdp = (sizing.work_for(c, "train_teacher", wc) for c in (ddp_cfg, fsdp_cfg))
+    assert (ddp.parallel, fsdp.parallel, ddp.gpus, fsdp.gpus) == ("ddp", "fsdp", 2, 2)
+    assert ddp.gpu_gb_per_gpu() == ddp.gpu_gb() and fsdp.gpu_gb_per_gpu() < fsdp.gpu_gb()
+    assert sizing.request(ddp, ddp_cfg.resources) == sizing.request(fsdp, fsdp_cfg.resources)
+    student = next(iter(ddp_cfg.families[family].all_students()))
+    assert sizing.work_for(fsdp_cfg, "train_student", {**wc, "student": student}).parallel == "ddp"
