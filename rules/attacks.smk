@@ -1,7 +1,8 @@
 # Membership inference: one scoring pass per model (members, non-members and an RMIA population), the
 # reference models, MoPe, every attack with bootstrap CIs, and the model-free blind baseline.
 
-from kdprivacy.mia.attacks import needs as attack_needs
+from kdprivacy.mia.attacks import NO_NOKD_REFERENCE, needs as attack_needs
+from kdprivacy.mia.attacks import nokd_reference as choose_nokd_reference
 
 
 def scoring_cfg(wildcards=None):
@@ -55,13 +56,14 @@ def mope_cfg(wildcards):
     }
 
 
-def nokd_reference(family, model):
-    """The No-KD student a model is compared with: same base when there is one, else the family's first."""
+def nokd_reference(family, model, seed):
+    """The No-KD student ``(name, seed)`` a model is compared with, or None (kdprivacy.mia.attacks.nokd_reference:
+    same base when there is one, else the family's first, same seed; for the No-KD student itself the next
+    seed's No-KD student, None with one seed -- never the target itself)."""
     students = FAMILIES[family].students
-    nokd = [n for n, s in students.items() if s.method == "nokd"]
+    nokd = [(n, s.base) for n, s in students.items() if s.method == "nokd"]
     base = FAMILIES[family].teacher.base if model == "teacher" else STUDENTS[family][model][0].base
-    same = [n for n in nokd if students[n].base == base]
-    return (same or nokd)[0]
+    return choose_nokd_reference(nokd, model, base, int(seed), SEEDS)
 
 
 def attack_inputs(wildcards):
@@ -76,9 +78,12 @@ def attack_inputs(wildcards):
     needs = attack_needs(CFG.attacks.names)
     for ref in CFG.attacks.reference_names:
         if ref == "nokd":
-            other = nokd_reference(family, model)
-            inputs["ref_nokd"] = f"{scores}/{other}.parquet"
-            inputs["population_nokd"] = f"{scores}/{other}.population.parquet"
+            chosen = nokd_reference(family, model, seed)
+            if chosen is not None:  # None: no independent No-KD reference, ref_nokd is NA (attack_cfg)
+                other, other_seed = chosen
+                ref_scores = f"{R}/{family}/seed{other_seed}/scores"
+                inputs["ref_nokd"] = f"{ref_scores}/{other}.parquet"
+                inputs["population_nokd"] = f"{ref_scores}/{other}.population.parquet"
         else:
             inputs[f"ref_{ref}"] = f"{R}/{family}/references/{ref}.parquet"
             inputs[f"population_{ref}"] = f"{R}/{family}/references/{ref}.population.parquet"
@@ -89,9 +94,15 @@ def attack_inputs(wildcards):
     return inputs
 
 
-def attack_cfg():
+def attack_cfg(wildcards):
+    """The attack settings; ``untestable``: reference -> why this target has none (ref_nokd of the No-KD
+    student with one seed), so that its cells are written NA."""
     att = CFG.attacks
+    untestable = {}
+    if "nokd" in att.reference_names and nokd_reference(wildcards.family, wildcards.model, wildcards.seed) is None:
+        untestable["nokd"] = NO_NOKD_REFERENCE
     return {
+        "untestable": untestable,
         "names": att.names,
         "min_k": att.min_k,
         "fprs": att.fprs,
@@ -205,7 +216,7 @@ rule attack_metrics:
     conda:
         ENV
     params:
-        cfg=attack_cfg(),
+        cfg=attack_cfg,
         code=code("attack_metrics.py", "mia.jobs", "mia.attacks", "mia.metrics"),
     script:
         "../scripts/attack_metrics.py"

@@ -450,3 +450,110 @@ def test_an_added_attack_is_computed_like_the_others(monkeypatch):
     })
     out = attacks.compute_attacks(table, {"a": "x", "b": "y"}, ["loss", "n_tokens"])
     assert out.loc[out.attack == "n_tokens", "score"].tolist() == [2.0, 1.0]
+
+
+# ----------------------------------------------------------- issue #15.1: never the target as its own reference
+def test_nokd_reference_rule_never_the_target():
+    nokd = [("nokd-small", "small"), ("nokd-big", "big")]
+    # any other model: the same-base No-KD student (else the first), same seed -- unchanged
+    assert attacks.nokd_reference(nokd, "kd-small", "small", 0, [0]) == ("nokd-small", 0)
+    assert attacks.nokd_reference(nokd, "teacher", "teacher", 3, [3]) == ("nokd-small", 3)
+    # the No-KD student itself: the next seed's (cyclic); one seed: None (NA), never itself
+    assert attacks.nokd_reference(nokd, "nokd-small", "small", 0, [0]) is None
+    assert attacks.nokd_reference(nokd, "nokd-small", "small", 0, [0, 1]) == ("nokd-small", 1)
+    assert attacks.nokd_reference(nokd, "nokd-small", "small", 1, [0, 1]) == ("nokd-small", 0)
+    assert attacks.nokd_reference(nokd, "nokd-big", "big", 7, [3, 7, 9]) == ("nokd-big", 9)
+
+
+def test_ref_and_rmia_refuse_the_target_as_reference():
+    target = table()
+    population = table().assign(id=["p", "q", "r"])
+    other = table().assign(token_logprobs=[v - 1.0 for v in table().token_logprobs])
+    other_pop = other.assign(id=["p", "q", "r"])
+    with pytest.raises(ValueError, match="its own reference"):
+        attacks.compute_attacks(target, TEXTS, ["ref_nokd"], references={"nokd": table()})
+    with pytest.raises(ValueError, match="its own reference"):
+        attacks.compute_attacks(
+            target, TEXTS, ["rmia"], references={"ext": other, "nokd": table()}, population=population,
+            reference_populations={"ext": other_pop, "nokd": population},
+        )
+    out = attacks.compute_attacks(
+        target, TEXTS, ["ref_ext", "rmia"], references={"ext": other}, population=population,
+        reference_populations={"ext": other_pop},
+    )
+    assert scores_of(out, "ref_ext") == pytest.approx({"a": 1.0, "b": 1.0, "c": 1.0})
+
+
+def test_untestable_nokd_reference_is_na_and_dropped_from_rmia():
+    na, refs = attacks.untestable_attacks(
+        ["loss", "ref_nokd", "ref_external", "rmia"], {"nokd": attacks.NO_NOKD_REFERENCE}, None,
+        ["external", "pretrained"],
+    )
+    assert na == {"ref_nokd": attacks.NO_NOKD_REFERENCE} and refs is None  # RMIA: the remaining references
+    na, refs = attacks.untestable_attacks(
+        ["ref_nokd", "rmia"], {"nokd": attacks.NO_NOKD_REFERENCE}, ["nokd", "external"], ["external"]
+    )
+    assert set(na) == {"ref_nokd"} and refs == ("external",)
+    na, refs = attacks.untestable_attacks(["ref_nokd", "rmia"], {"nokd": "x"}, ["nokd"], [])
+    assert set(na) == {"ref_nokd", "rmia"} and refs == ()
+    assert attacks.untestable_attacks(["ref_nokd", "rmia"], {}, None, ["nokd"]) == ({}, None)
+
+
+def _run_attack_metrics(tmp_path, cfg, inputs):
+    import runpy
+    import types
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    outputs = {k: str(tmp_path / f"attacks.{k}") for k in ("per_example", "metrics", "per_category", "roc")}
+    smk = types.SimpleNamespace(
+        scriptdir=str(repo / "scripts"), params=types.SimpleNamespace(cfg=cfg, code="test-code"),
+        input=types.SimpleNamespace(**inputs, items=lambda: inputs.items()),
+        output=types.SimpleNamespace(**outputs, items=lambda: outputs.items()), log=[], threads=1, rule="test",
+    )
+    runpy.run_path(str(repo / "scripts" / "attack_metrics.py"), init_globals={"snakemake": smk}, run_name="__main__")
+    return {k: (pd.read_parquet(v) if k == "per_example" else pd.read_csv(v)) for k, v in outputs.items()}
+
+
+def _scores(ids, rng, shift=0.0, labels=None):
+    n = len(ids)
+    lps = [rng.normal(-2.0 + shift, 1.0, size=4) for _ in range(n)]
+    frame = pd.DataFrame({"id": ids, "n_tokens": 4, "token_logprobs": lps,
+                          "token_mu": [np.zeros(4)] * n, "token_sigma": [np.ones(4)] * n})
+    if labels is not None:
+        frame["label"] = labels
+        frame["category"] = ["x" if i % 2 else "y" for i in range(n)]
+    return frame
+
+
+def test_attack_metrics_job_writes_na_for_an_untestable_nokd_reference(tmp_path):
+    rng = np.random.default_rng(0)
+    ids = [f"e{i}" for i in range(40)]
+    target = _scores(ids, rng, labels=[1] * 20 + [0] * 20)
+    ext = _scores(ids, rng, shift=-0.5)
+    pop_ids = [f"p{i}" for i in range(30)]
+    paths = {}
+    for name, frame in {"scores": target, "ref_external": ext, "population": _scores(pop_ids, rng),
+                        "population_external": _scores(pop_ids, rng, shift=-0.5)}.items():
+        paths[name] = str(tmp_path / f"{name}.parquet")
+        frame.to_parquet(paths[name])
+    paths["manifest"] = str(tmp_path / "manifest.parquet")
+    pd.DataFrame({"id": ids, "response": ["text"] * 40}).to_parquet(paths["manifest"])
+    names = ["loss", "ref_external", "ref_nokd", "rmia"]
+    cfg = {"names": names, "min_k": 0.2, "fprs": [0.05], "n_bootstrap": 10, "bootstrap_seed": 0,
+           "short_tokens": 2, "roc_max_points": 50, "rmia": {"a": 1.0, "gamma": 1.0, "references": None},
+           "untestable": {"nokd": attacks.NO_NOKD_REFERENCE}}
+    out = _run_attack_metrics(tmp_path, cfg, paths)
+    m = out["metrics"].set_index("attack")
+    assert list(m.index) == names
+    assert math.isnan(m.loc["ref_nokd", "auc"]) and math.isnan(m.loc["ref_nokd", "auc_ci_low"])  # NA, not 0.5
+    assert m.loc["ref_nokd", "note"] == attacks.NO_NOKD_REFERENCE
+    assert m.loc["ref_nokd", "n_members"] == 20 and m.loc["ref_nokd", "n_nonmembers"] == 20
+    assert m.drop(index="ref_nokd")["auc"].notna().all() and m.drop(index="ref_nokd")["note"].isna().all()
+    assert "ref_nokd" not in set(out["per_example"].attack) and "ref_nokd" not in set(out["roc"].attack)
+    cat = out["per_category"]
+    assert cat[cat.attack == "ref_nokd"]["auc"].isna().all() and set(cat[cat.attack == "ref_nokd"].category) == {"x", "y"}
+    # RMIA configured with only the No-KD reference: nothing remains, NA too
+    cfg2 = {**cfg, "rmia": {"a": 1.0, "gamma": 1.0, "references": ["nokd"]}}
+    m2 = _run_attack_metrics(tmp_path, cfg2, paths)["metrics"].set_index("attack")
+    assert math.isnan(m2.loc["rmia", "auc"]) and "no reference model other than the target" in m2.loc["rmia", "note"]

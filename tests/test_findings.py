@@ -581,3 +581,20 @@ def test_scripts_contract(tmp_path):
     assert "no rows" in (out / "logs" / "figures.log").read_text()  # sgo: a notice, logged
     summary = (out / "summary.md").read_text()
     assert "test.yaml" in summary and "(figures/baselines.png)" in summary and "../in/mia.csv" in summary
+
+
+def test_near_chance_never_counts_an_untestable_nokd_cell():
+    """Issue #15.1: the No-KD student's ref_nokd cell without an independent reference (NaN metrics and a
+    ``note`` from attack_metrics) is not testable: never support, even if a stale row holds 0.5 [0.5, 0.5]
+    (the old self-comparison)."""
+    from kdprivacy.mia.attacks import NO_NOKD_REFERENCE
+
+    for auc, half in ((math.nan, math.nan), (0.5, 0.0)):
+        mia = mia_rows([(NOKD, "loss", 0.51, 0.05), (NOKD, "ref_nokd", auc, half), (KD, "loss", 0.6, 0.03)])
+        mia["note"] = [np.nan, NO_NOKD_REFERENCE, np.nan]
+        t = claims.compute_findings(mia)
+        cell = one(t, "nokd_near_chance", "gpt2/nokd-s/ref_nokd")
+        assert cell.supported is None and math.isnan(cell.value)
+        assert NO_NOKD_REFERENCE in cell.detail
+        s = one(t, "nokd_near_chance", "gpt2", "summary")
+        assert s.n == 1 and "holds in 1 of 1 testable cells (1 not testable)" in s.detail

@@ -22,8 +22,9 @@ zlib              ``-NLL_T / len(zlib.compress(text.encode("utf-8")))`` with ``t
 ref_<name>        ``NLL_ref - NLL_T`` with ``ref`` the reference score table called ``<name>``: e.g.
                   ``ref_external`` (an independent pretrained LM; paper: StableLM-3B), ``ref_pretrained``
                   (the teacher's pretrained base before SFT), ``ref_nokd`` (the No-KD student: what remains
-                  is what the teacher transferred). A member is easier for the target than for the
-                  reference, so its score is larger.
+                  is what the teacher transferred; :func:`nokd_reference` picks it, never the target
+                  itself). A member is easier for the target than for the reference, so its score is
+                  larger. A reference that scores exactly as the target (the target itself) is refused.
 mope              ``mean_k (NLL_{T + eps_k} - NLL_T)``, ``eps_k ~ N(0, sigma^2)`` on the weights (MoPe, Li et
                   al. 2023; table from :func:`kdprivacy.mia.perturb.mope_scores`). Members sit in sharper
                   minima: the loss rises more under perturbation, so the score (an NLL *increase*) is
@@ -213,9 +214,30 @@ def _reference(context: AttackContext, name: str, ids: Sequence[str]) -> pd.Data
     return aligned(context.references[name], ids, f"reference {name!r}")
 
 
+def same_scores(target: pd.DataFrame, reference: pd.DataFrame) -> bool:
+    """Whether ``reference`` (aligned to ``target``'s ids) holds exactly the target's token log-probabilities:
+    the target model used as its own reference (``NLL_T - NLL_T = 0`` for every example)."""
+    if len(target) != len(reference) or list(target["id"]) != list(reference["id"]):
+        return False
+    return all(
+        a.shape == b.shape and np.array_equal(a, b)
+        for a, b in zip(_per_example(target, "token_logprobs"), _per_example(reference, "token_logprobs"))
+    )
+
+
+def _not_self(scores: pd.DataFrame, ref: pd.DataFrame, name: str, attack: str) -> None:
+    if same_scores(scores, ref):
+        raise ValueError(
+            f"attack {attack}: reference {name!r} scores exactly as the target (the target is its own "
+            "reference); a reference must be another model (see nokd_reference)"
+        )
+
+
 def ref_score(scores: pd.DataFrame, context: AttackContext, name: str) -> np.ndarray:
-    """``NLL_ref - NLL_target`` per example (each over its own model's response tokens)."""
+    """``NLL_ref - NLL_target`` per example (each over its own model's response tokens). Refuses a reference
+    whose scores are the target's own (a self-comparison is 0 for every example, not a test)."""
     ref = _reference(context, name, scores["id"].tolist())
+    _not_self(scores, ref, name, f"{REF_PREFIX}{name}")
     return mean_nll(ref) - mean_nll(scores)
 
 
@@ -286,7 +308,9 @@ def rmia_score(scores: pd.DataFrame, context: AttackContext) -> np.ndarray:
     names = _rmia_names(context)
     ref_x, ref_z = [], []
     for name in names:
-        ref_x.append(mean_nll(_reference(context, name, ids)))
+        ref = _reference(context, name, ids)
+        _not_self(scores, ref, name, "rmia")  # the target never counts among its own references
+        ref_x.append(mean_nll(ref))
         if name not in context.reference_populations:
             raise ValueError(f"attack rmia needs the population score table of reference {name!r}")
         table = context.reference_populations[name]
@@ -353,6 +377,53 @@ FOCUS_ATTACKS = ("ref_pretrained", "ref_external", "loss")
 preference: the first of these that was run (else the first attack of the MIA table)."""
 if not set(FOCUS_ATTACKS) <= set(ATTACKS):
     raise ValueError(f"FOCUS_ATTACKS {FOCUS_ATTACKS} names attacks outside the registry")
+
+
+def nokd_reference(
+    nokd: Sequence[tuple[str, str]], target: str, base: str, seed: int, seeds: Sequence[int]
+) -> tuple[str, int] | None:
+    """The No-KD student ``(name, seed)`` that attack ``ref_nokd`` compares ``target`` (base ``base``,
+    training seed ``seed``) with; ``nokd`` lists the family's No-KD students as ``(name, base)`` in config
+    order.
+
+    Rule: the first No-KD student with the target's base (else the family's first), same seed. When that is
+    the target itself (the No-KD student), the same No-KD student of the next training seed in ``seeds``
+    (cyclically: ``seeds[(i + 1) % n]``), which never saw the target's training run; with a single seed there
+    is no independent No-KD reference: None (the cell is reported NA, never a self-comparison).
+    """
+    if not nokd:
+        raise ValueError("ref_nokd needs a No-KD student in the family")
+    same = [n for n, b in nokd if b == base]
+    name = (same or [n for n, _ in nokd])[0]
+    if name != target:
+        return name, int(seed)
+    seeds = [int(s) for s in seeds]
+    if len(seeds) < 2:
+        return None
+    return name, seeds[(seeds.index(int(seed)) + 1) % len(seeds)]
+
+
+NO_NOKD_REFERENCE = "not testable: no independent No-KD reference (the target is the No-KD student, one seed)"
+
+
+def untestable_attacks(
+    names: Sequence[str], untestable: Mapping[str, str], rmia_references: Sequence[str] | None,
+    given: Sequence[str],
+) -> tuple[dict[str, str], tuple[str, ...] | None]:
+    """Attacks of ``names`` this target cannot be tested with, ``{attack: reason}``, and RMIA's references.
+
+    ``untestable`` maps a reference name to why it is missing for this target (e.g. ``nokd`` ->
+    :data:`NO_NOKD_REFERENCE`): ``ref_<name>`` is NA; RMIA drops that reference (its configured
+    ``rmia_references``, else every reference ``given``) and is NA when none remains."""
+    out = {n: untestable[n[len(REF_PREFIX):]] for n in names if n.startswith(REF_PREFIX)
+           and n[len(REF_PREFIX):] in untestable}
+    refs = None if rmia_references is None else tuple(r for r in rmia_references if r not in untestable)
+    if "rmia" in names:
+        left = refs if refs is not None else tuple(r for r in given if r not in untestable)
+        if not left:
+            out["rmia"] = "not testable: no reference model other than the target (" + "; ".join(
+                f"{k}: {v}" for k, v in untestable.items()) + ")"
+    return out, refs
 
 
 def needs(names: Sequence[str]) -> set[str]:

@@ -135,7 +135,10 @@ def block_mope(job: Any) -> None:
 def attack_metrics(job: Any) -> None:
     """Every attack of ``cfg["names"]`` on one model's ``scores`` (with the ``ref_*``, ``population*`` and
     ``mope`` inputs given), then AUC / TPR@FPR with bootstrap CIs: outputs ``per_example``, ``metrics``,
-    optional ``per_category`` and ``roc``."""
+    optional ``per_category`` and ``roc``. ``cfg["untestable"]`` (reference -> reason, e.g. no independent
+    No-KD reference for the No-KD student itself): its ``ref_<name>`` attack, and RMIA when no other
+    reference remains, are not run: their ``metrics``/``per_category`` rows have NaN metrics and the reason in
+    ``note`` (empty for tested rows); they have no ``per_example``/``roc`` rows."""
     import pandas as pd
 
     from kdprivacy import io
@@ -161,38 +164,68 @@ def attack_metrics(job: Any) -> None:
         log.warning("a MoPe table is given but 'mope' is not among the attacks %s", names)
     log.info("attacks %s; references %s; population %s", names, sorted(references),
              "none" if population is None else f"{len(population)} examples")
+    untestable = dict(cfg.get("untestable") or {})
+    rmia_cfg = dict(cfg["rmia"])
+    na, rmia_cfg["references"] = attacks.untestable_attacks(
+        names, untestable, rmia_cfg.get("references"), list(references)
+    )
+    for name, why in na.items():
+        log.warning("attack %s: %s -- written NA", name, why)
+    run = [n for n in names if n not in na]
 
     long = attacks.compute_attacks(
-        scores, texts, names, min_k=cfg["min_k"], references=references, population=population,
-        reference_populations=populations, mope=mope_table, rmia=cfg["rmia"], short_tokens=short_tokens,
+        scores, texts, run, min_k=cfg["min_k"], references=references, population=population,
+        reference_populations=populations, mope=mope_table, rmia=rmia_cfg, short_tokens=short_tokens,
     )
     per_example = long.merge(scores[["id", "label", "category", "n_tokens"]], on="id", how="left",
                              validate="many_to_one")
     per_example = per_example[["id", "label", "category", "n_tokens", "attack", "score", "short"]]
-    n_short = int(per_example.loc[per_example.attack == names[0], "short"].sum()) if names else 0
+    n_short = int(per_example.loc[per_example.attack == run[0], "short"].sum()) if run else 0
     log.info("%d of %d examples are short (< %d scored tokens under a model the attack reads) -- kept, counted",
              n_short, len(scores), short_tokens)
-    summary = metrics.summarize_attacks(
-        per_example, fprs=fprs, n_bootstrap=n_bootstrap, bootstrap_seed=bootstrap_seed
+    labels = scores["label"].to_numpy()
+    counts = {"n_members": int((labels == 1).sum()), "n_nonmembers": int((labels == 0).sum())}
+    summary = _with_na(
+        metrics.summarize_attacks(per_example, fprs=fprs, n_bootstrap=n_bootstrap, bootstrap_seed=bootstrap_seed),
+        names, na, lambda name: [{"attack": name, **counts}],
     )
     log.info("attack metrics:\n%s", summary.to_string(index=False))
     io.write_parquet(per_example, out["per_example"])
     io.write_csv(summary, out["metrics"])
 
     if "per_category" in out:
-        by_category = metrics.summarize_by_category(
-            per_example, fprs=fprs, n_bootstrap=n_bootstrap,
-            bootstrap_seed=bootstrap_seed,
+        categories = scores.groupby("category", sort=True)["label"]
+        by_category = _with_na(
+            metrics.summarize_by_category(
+                per_example, fprs=fprs, n_bootstrap=n_bootstrap,
+                bootstrap_seed=bootstrap_seed,
+            ),
+            names, na,
+            lambda name: [{"attack": name, "category": c, "n_members": int((g == 1).sum()),
+                           "n_nonmembers": int((g == 0).sum())} for c, g in categories],
         )
         io.write_csv(by_category, out["per_category"])
     if "roc" in out:
         max_points = cfg["roc_max_points"]
         curves = []
-        for name in names:
+        for name in run:
             part = per_example[per_example.attack == name]
             curves.append(metrics.roc_points(part["score"], part["label"], max_points).assign(attack=name))
         roc = pd.concat(curves, ignore_index=True)[["attack", "fpr", "tpr", "threshold"]]
         io.write_csv(roc, out["roc"], float_format="%.8g")
+
+
+def _with_na(table, names, na, rows_of):
+    """``table`` (rows of the attacks run) plus NaN-metric rows for the untestable attacks ``na`` (attack ->
+    reason), in the order of ``names``, and a ``note`` column: the reason, empty for tested rows."""
+    import pandas as pd
+
+    table = table.assign(note="")
+    extra = pd.DataFrame([{**row, "note": na[name]} for name in na for row in rows_of(name)],
+                         columns=table.columns)
+    out = pd.concat([table, extra], ignore_index=True) if len(extra) else table
+    order = {name: i for i, name in enumerate(names)}
+    return out.sort_values("attack", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
 
 
 def blind_baseline(job: Any) -> None:

@@ -237,12 +237,28 @@ def reference_strongest(mia: pd.DataFrame) -> list[dict]:
 
 
 def near_chance(mia: pd.DataFrame, blind: pd.DataFrame | None = None) -> list[dict]:
-    """``nokd_near_chance`` per (family, nokd model, attack); ``blind_baseline_near_chance`` per blind row."""
+    """``nokd_near_chance`` per (family, nokd model, attack); ``blind_baseline_near_chance`` per blind row. A
+    No-KD cell with a ``note`` in the MIA table (an attack this model could not be tested with, e.g.
+    ``ref_nokd`` without an independent No-KD reference) is not testable: never support."""
     rows = []
     students = configured_students(mia)
     nokd = students[students["method"] == "nokd"]
     if not nokd.empty:
+        notes = col(nokd, "note").astype(object).where(col(nokd, "note").notna(), "").astype(str)
+        na = {
+            key: note
+            for key, note in zip(zip(nokd["family"], nokd["model"], nokd["attack"]), notes)
+            if note.strip()
+        }
         for r in pool(nokd, ["family", "model", "attack"]).itertuples(index=False):
+            if (r.family, r.model, r.attack) in na:  # e.g. ref_nokd of the No-KD student: no reference but itself
+                rows.append(
+                    untestable(
+                        "nokd_near_chance", f"{r.family}/{r.model}/{r.attack}", "auc",
+                        f"No-KD {r.model} {r.attack}: {na[(r.family, r.model, r.attack)]}", n=r.n_seeds,
+                    )
+                )
+                continue
             if math.isnan(r.ci_low) or math.isnan(r.ci_high):
                 ok, why = None, "no interval, not testable"
             else:
