@@ -1,8 +1,8 @@
 # Membership inference: one scoring pass per model (members, non-members and an RMIA population), the
 # reference models, MoPe, every attack with bootstrap CIs, and the model-free blind baseline.
 
-from kdprivacy.mia.attacks import NO_NOKD_REFERENCE, needs as attack_needs
-from kdprivacy.mia.attacks import nokd_reference as choose_nokd_reference
+from kdprivacy.mia.registry import NO_NOKD_REFERENCE, needs as attack_needs
+from kdprivacy.mia.registry import nokd_reference as choose_nokd_reference
 
 
 def scoring_cfg(wildcards=None):
@@ -217,7 +217,7 @@ rule attack_metrics:
         ENV
     params:
         cfg=attack_cfg,
-        code=code("attack_metrics.py", "mia.jobs", "mia.attacks", "mia.metrics"),
+        code=code("attack_metrics.py", "mia.jobs", "mia.attacks", "mia.registry", "mia.metrics"),
     script:
         "../scripts/attack_metrics.py"
 

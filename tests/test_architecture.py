@@ -82,3 +82,22 @@ def test_readme_layout_names_every_module_and_subpackage():
         if f"`{rel.stem}`" not in layout and f"`{rel.stem}`:" not in layout:
             missing.append(str(rel))
     assert not missing, f"README's Layout section does not name {missing}"
+
+
+def test_the_attack_code_is_not_part_of_the_training_code_version():
+    """Every job imports the config, and the config reads the attack names: from mia.registry (standard
+    library only), so editing an attack's code reruns the attack jobs, never a training job (found in review:
+    the config imported mia.attacks, whose closure put attacks, numpy and pandas code into every job's hash)."""
+    import subprocess
+    import sys
+
+    from kdprivacy import provenance
+
+    for job in ("train.jobs", "kd.generations", "data.manifest", "config"):
+        closure = provenance.module_closure([job])
+        assert "mia.registry" in closure or job == "data.manifest", (job, closure)
+        assert "mia.attacks" not in closure and "mia.metrics" not in closure, (job, closure)
+    assert "mia.attacks" in provenance.module_closure(["mia.jobs"])
+    code = "import sys, kdprivacy.config; print(sorted({'numpy', 'pandas', 'torch'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out

@@ -22,7 +22,7 @@ from kdprivacy.fields import (
     check_local_model,
     float_field,
 )
-from kdprivacy.mia.attacks import ATTACK_NAMES, REFERENCE_NAMES
+from kdprivacy.mia.registry import ATTACK_NAMES, REFERENCE_NAMES
 
 
 class Population(Strict):
@@ -49,7 +49,7 @@ class Evaluation(Strict):
     )
 
 
-AttackName = Literal[ATTACK_NAMES]  # the attack registry, kdprivacy.mia.attacks.ATTACKS
+AttackName = Literal[ATTACK_NAMES]  # the attack registry, kdprivacy.mia.registry.ATTACKS
 
 
 class ExternalReference(Strict):

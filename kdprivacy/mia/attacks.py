@@ -57,12 +57,11 @@ scored tokens under any model the attack reads (the target, and the references f
 Every table an attack reads besides the target's must hold exactly the target's example ids (in any
 order); a mismatch is an error, never an inner join.
 
-Extension point: an attack is one :class:`AttackSpec` line in :data:`ATTACKS`: a function ``(scores,
-context) -> np.ndarray`` returning one score per row of ``scores``, the extra inputs it reads (they travel
+Extension point: an attack is a function ``(scores, context) -> np.ndarray`` here, returning one score per
+row of ``scores``, and one :class:`~kdprivacy.mia.registry.AttackSpec` line in
+:data:`kdprivacy.mia.registry.ATTACKS` (re-exported here) naming it, the extra inputs it reads (they travel
 in :class:`AttackContext`; the workflow's ``attack_metrics`` rule asks for them), its name in the paper's
-tables and whether it is calibrated with reference models. The config schema (``attacks.names``), the
-rules, the findings and the paper comparison read the list from here. Importing this module does not
-import torch.
+tables and whether it is calibrated with reference models. Importing this module does not import torch.
 """
 
 from __future__ import annotations
@@ -76,12 +75,28 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from kdprivacy.mia.registry import (  # noqa: F401 - the registry, re-exported where the attacks live
+    ATTACK_NAMES,
+    ATTACKS,
+    FOCUS_ATTACKS,
+    NEEDS,
+    NO_NOKD_REFERENCE,
+    PAPER_ATTACKS,
+    REF_PREFIX,
+    REFERENCE_ATTACKS,
+    REFERENCE_NAMES,
+    AttackSpec,
+    needs,
+    nokd_reference,
+    reference_attack,
+    untestable_attacks,
+)
+
 SIGMA_EPS = 1e-6
 """Floor for ``sigma_t`` in Min-K%++: a (near-)deterministic next-token distribution has sigma ~ 0."""
 
 REQUIRED_COLUMNS = ("id", "n_tokens", "token_logprobs", "token_mu", "token_sigma")
 REFERENCE_COLUMNS = ("id", "n_tokens", "token_logprobs")
-REF_PREFIX = "ref_"
 
 
 @dataclass(frozen=True)
@@ -323,112 +338,6 @@ def rmia_score(scores: pd.DataFrame, context: AttackContext) -> np.ndarray:
 
 
 Attack = Callable[[pd.DataFrame, AttackContext], np.ndarray]
-
-NEEDS = ("texts", "reference", "references", "population", "mope")
-"""What an attack may read besides the target's scores: the sample texts, its own reference table
-(``ref_<name>``), every reference table and their populations (RMIA), the target's population table, a
-MoPe table."""
-
-
-@dataclass(frozen=True)
-class AttackSpec:
-    name: str  # the config's ``attacks.names`` value and the tables' ``attack`` value
-    fn: Attack
-    paper_name: str | None  # the attack's name in the paper's tables (paper_results.csv); None: no counterpart
-    needs: tuple[str, ...] = ()  # a subset of NEEDS
-    reference: str | None = None  # ref_<name>: the reference score table it reads
-    reference_based: bool = False  # calibrated with reference models (the findings keep these apart)
-
-    def __post_init__(self):
-        unknown = sorted(set(self.needs) - set(NEEDS))
-        if unknown:
-            raise ValueError(f"attack {self.name}: unknown needs {unknown}; known: {list(NEEDS)}")
-
-
-def reference_attack(reference: str, paper_name: str | None) -> AttackSpec:
-    """``ref_<reference>``: :func:`ref_score` against the reference score table called ``reference``."""
-    return AttackSpec(
-        f"{REF_PREFIX}{reference}", functools.partial(ref_score, name=reference), paper_name,
-        needs=("reference",), reference=reference, reference_based=True,
-    )
-
-
-ATTACKS: dict[str, AttackSpec] = {
-    spec.name: spec
-    for spec in (
-        AttackSpec("loss", loss_score, "loss"),
-        AttackSpec("min_k", min_k_score, "min_k"),
-        AttackSpec("min_k_pp", min_k_pp_score, "min_k_pp"),
-        AttackSpec("zlib", zlib_score, "zlib", needs=("texts",)),
-        reference_attack("external", "ref_external"),  # an independent LM (paper: StableLM-3B)
-        reference_attack("pretrained", "ref_pretrained"),  # the teacher's pretrained base
-        reference_attack("nokd", None),  # the No-KD student
-        AttackSpec("mope", mope_score, "mope", needs=("mope",)),
-        AttackSpec("rmia", rmia_score, None, needs=("references", "population"), reference_based=True),
-    )
-}
-ATTACK_NAMES = tuple(ATTACKS)
-REFERENCE_NAMES = tuple(spec.reference for spec in ATTACKS.values() if spec.reference is not None)
-REFERENCE_ATTACKS = tuple(name for name, spec in ATTACKS.items() if spec.reference_based)
-PAPER_ATTACKS = {name: spec.paper_name for name, spec in ATTACKS.items() if spec.paper_name is not None}
-"""Our attack -> the paper's (``ref_nokd`` and ``rmia`` have no counterpart in the paper)."""
-FOCUS_ATTACKS = ("ref_pretrained", "ref_external", "loss")
-"""The attack of the single-attack figures (per-task risk, ROC, membership vs memorization), in order of
-preference: the first of these that was run (else the first attack of the MIA table)."""
-if not set(FOCUS_ATTACKS) <= set(ATTACKS):
-    raise ValueError(f"FOCUS_ATTACKS {FOCUS_ATTACKS} names attacks outside the registry")
-
-
-def nokd_reference(
-    nokd: Sequence[tuple[str, str]], target: str, base: str, seed: int, seeds: Sequence[int]
-) -> tuple[str, int] | None:
-    """The No-KD student ``(name, seed)`` that attack ``ref_nokd`` compares ``target`` (base ``base``,
-    training seed ``seed``) with; ``nokd`` lists the family's No-KD students as ``(name, base)`` in config
-    order.
-
-    Rule: the first No-KD student with the target's base (else the family's first), same seed. When that is
-    the target itself (the No-KD student), the same No-KD student of the next training seed in ``seeds``
-    (cyclically: ``seeds[(i + 1) % n]``), which never saw the target's training run; with a single seed there
-    is no independent No-KD reference: None (the cell is reported NA, never a self-comparison).
-    """
-    if not nokd:
-        raise ValueError("ref_nokd needs a No-KD student in the family")
-    same = [n for n, b in nokd if b == base]
-    name = (same or [n for n, _ in nokd])[0]
-    if name != target:
-        return name, int(seed)
-    seeds = [int(s) for s in seeds]
-    if len(seeds) < 2:
-        return None
-    return name, seeds[(seeds.index(int(seed)) + 1) % len(seeds)]
-
-
-NO_NOKD_REFERENCE = "not testable: no independent No-KD reference (the target is the No-KD student, one seed)"
-
-
-def untestable_attacks(
-    names: Sequence[str], untestable: Mapping[str, str], rmia_references: Sequence[str] | None,
-    given: Sequence[str],
-) -> tuple[dict[str, str], tuple[str, ...] | None]:
-    """Attacks of ``names`` this target cannot be tested with, ``{attack: reason}``, and RMIA's references.
-
-    ``untestable`` maps a reference name to why it is missing for this target (e.g. ``nokd`` ->
-    :data:`NO_NOKD_REFERENCE`): ``ref_<name>`` is NA; RMIA drops that reference (its configured
-    ``rmia_references``, else every reference ``given``) and is NA when none remains."""
-    out = {n: untestable[n[len(REF_PREFIX):]] for n in names if n.startswith(REF_PREFIX)
-           and n[len(REF_PREFIX):] in untestable}
-    refs = None if rmia_references is None else tuple(r for r in rmia_references if r not in untestable)
-    if "rmia" in names:
-        left = refs if refs is not None else tuple(r for r in given if r not in untestable)
-        if not left:
-            out["rmia"] = "not testable: no reference model other than the target (" + "; ".join(
-                f"{k}: {v}" for k, v in untestable.items()) + ")"
-    return out, refs
-
-
-def needs(names: Sequence[str]) -> set[str]:
-    """Every extra input the attacks ``names`` read (:data:`NEEDS`)."""
-    return {need for name in names for need in ATTACKS[name].needs}
 
 
 def resolve(name: str) -> Attack:

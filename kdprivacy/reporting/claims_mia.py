@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from kdprivacy.mia.attacks import REFERENCE_ATTACKS
+from kdprivacy.mia.registry import REFERENCE_ATTACKS
 from kdprivacy.reporting.tidy import col, configured_students, kd_method_auc, main_rows, pool, require
 from kdprivacy.reporting.verdicts import above, fmt, fmt_ci, make_row, seeds_note, untestable
 

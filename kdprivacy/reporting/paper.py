@@ -48,7 +48,7 @@ from typing import Any
 import pandas as pd
 
 from kdprivacy.kd import METHODS
-from kdprivacy.mia.attacks import PAPER_ATTACKS
+from kdprivacy.mia.registry import PAPER_ATTACKS
 from kdprivacy.reporting import tidy
 from kdprivacy.reporting.verdicts import as_bool
 
@@ -59,7 +59,7 @@ METHOD_MAP: dict[str, str] = {
 }
 """Our method -> the paper's."""
 ATTACK_MAP: dict[str, str] = dict(PAPER_ATTACKS)  # the attack registry's paper names
-"""Our attack -> the paper's (from :data:`kdprivacy.mia.attacks.ATTACKS`); ``ref_nokd`` and ``rmia`` have no
+"""Our attack -> the paper's (from :data:`kdprivacy.mia.registry.ATTACKS`); ``ref_nokd`` and ``rmia`` have no
 counterpart in the paper."""
 
 COMPARISON_COLUMNS = [

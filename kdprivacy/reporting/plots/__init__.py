@@ -107,7 +107,7 @@ def enabled_figures(cfg: Any) -> list[FigureSpec]:
 def code_modules() -> list[str]:
     """This package, every drawing module and the attack registry (the focus attack) for the figures rule's
     code version."""
-    return ["reporting.plots", *sorted({spec.module for spec in FIGURES.values()}), "mia.attacks"]
+    return ["reporting.plots", *sorted({spec.module for spec in FIGURES.values()}), "mia.registry"]
 
 
 @dataclass
@@ -135,8 +135,8 @@ class FigureInputs:
     @functools.cached_property
     def focus(self) -> str | None:
         """The attack of the single-attack figures: the first of the registry's
-        :data:`~kdprivacy.mia.attacks.FOCUS_ATTACKS` that was run, else the MIA table's first attack."""
-        from kdprivacy.mia.attacks import FOCUS_ATTACKS
+        :data:`~kdprivacy.mia.registry.FOCUS_ATTACKS` that was run, else the MIA table's first attack."""
+        from kdprivacy.mia.registry import FOCUS_ATTACKS
 
         present = list(dict.fromkeys(self.mia["attack"]))
         return next((a for a in FOCUS_ATTACKS if a in present), present[0] if present else None)
