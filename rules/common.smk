@@ -51,8 +51,9 @@ wildcard_constraints:
 
 
 def code(script, *modules):
-    """Rerun trigger for library changes: hash of the modules a rule's script uses, and the script."""
-    return code_version(*modules, extra_files=(f"{workflow.basedir}/scripts/{script}",))
+    """Rerun trigger for library changes: hash of the modules a rule's script uses, and the script; every
+    script runs as a ``runtime.Job``, which writes its outputs (``io``: atomic files, CSV float format)."""
+    return code_version("runtime", *modules, extra_files=(f"{workflow.basedir}/scripts/{script}",))
 
 
 def dump(model):
