@@ -29,6 +29,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from kdprivacy.kd import METHODS
+
 BYTES = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0, "8bit": 1.0, "4bit": 0.5}
 TRAINED_BYTES = 16.0
 GATHERED_BYTES = 4.0  # of a trained parameter's 16, the fp32 weight FSDP gathers whole on every GPU
@@ -185,7 +187,6 @@ def warnings(name: str, work: Work, res) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------ workloads
-ON_POLICY = ("imitkd", "gkd", "minillm", "distillm")
 TRAIN_RULES = ("pretrain_base", "train_teacher", "train_init", "train_student")
 
 
@@ -280,12 +281,12 @@ def work_for(cfg, rule: str, wildcards: dict) -> Work:
         tokens = sizes["public"] * length * student.train.epochs
         work = Work([held], gpus=gpus, parallel=student.train.parallel).train(held, tokens).forward(
             held, sizes["dev"] * length * student.train.epochs)
-        teacher_needed = student.uses_teacher and not (student.method == "seqkd" and student.seqkd.loss == "ce")
-        if teacher_needed:
+        spec = METHODS[student.method]  # the method registry: what the method holds and samples
+        if spec.needs_teacher(student.params):
             teacher = _frozen_teacher(family)
             work.held.append(teacher)
             work.forward(teacher, tokens)
-        if student.method in ON_POLICY:
+        if spec.samples_student:
             generated = sizes["public"] * (student.generation.max_new_tokens or new_tokens) * student.train.epochs
             work.decode(held, generated)
             if student.method == "minillm":  # teacher-mixed sampling queries the teacher at every step

@@ -63,7 +63,6 @@ METHODS: dict[str, MethodSpec] = {
 }
 KD_METHODS = tuple(name for name, spec in METHODS.items() if spec.uses_teacher)  # every method but No-KD
 STUDENT_METHODS = tuple(METHODS)
-SGO_METHODS = tuple(name for name, spec in METHODS.items() if spec.samples_student)
 SGO_PARAM = {name: spec.sgo_param for name, spec in METHODS.items() if spec.sgo_param}  # the SGO fraction's param
 METHOD_BLOCKS = tuple(name for name, spec in METHODS.items() if spec.params_class)  # methods with a params block
 MethodName = Literal[STUDENT_METHODS]  # type: ignore[valid-type]

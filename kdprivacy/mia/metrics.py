@@ -33,7 +33,6 @@ from kdprivacy import stats
 from kdprivacy.config import Attacks
 
 DEFAULT_FPRS = tuple(Attacks.model_fields["fprs"].default)  # the config's default (its one home)
-ALL_CATEGORIES = "ALL"
 
 
 def _validate(scores, labels) -> tuple[np.ndarray, np.ndarray]:

@@ -167,8 +167,8 @@ def fit(
     ckpt = None
     if resume is not None:
         identity_exclude = {"checkpoint_every_steps", "checkpoint_every_minutes"}
-        if train.parallel == "ddp":  # the default: the identity of checkpoints written before the knob
-            identity_exclude.add("parallel")
+        if train.parallel == "ddp":  # the default: a DDP or 1-process run's identity is what it was before
+            identity_exclude.add("parallel")  # the knob (the job's fingerprint covers the full config anyway)
         identity = {
             "desc": desc,
             "n_train": len(train_items),
