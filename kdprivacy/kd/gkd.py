@@ -1,7 +1,8 @@
 """GKD (Agarwal et al. 2024), with the semantics of TRL's ``GKDTrainer``: each batch is replaced, with
 probability ``lmbda``, by fresh on-policy samples of the student for the same prompts (no buffer); loss =
 generalized JSD(``beta``) on the response tokens (:func:`kdprivacy.kd.objectives.generalized_jsd`, TRL's
-``generalized_jsd_loss`` convention). TRL decides with ``random.random() <= lmbda``; we use ``<`` so
+``generalized_jsd_loss`` convention, including its ends: ``beta = 0`` is forward KL(teacher ‖ student),
+``beta = 1`` reverse KL(student ‖ teacher)). TRL decides with ``random.random() <= lmbda``; we use ``<`` so
 ``lmbda = 0`` never samples.
 """
 
