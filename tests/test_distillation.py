@@ -10,7 +10,7 @@ import types
 import pytest
 import torch
 
-from kdprivacy import generation, models
+from kdprivacy import encoding, generation, models
 from kdprivacy import kd as registry
 from kdprivacy.config import Generation, Train
 from kdprivacy.kd import distillm, generations, minillm, sampling
@@ -101,7 +101,8 @@ def _teacher_generations(teacher, items, tokenizer):
 def test_registry_and_config_validation():
     assert tuple(registry.METHODS) == ("nokd", "kd", "seqkd", "imitkd", "gkd", "minillm", "distillm")
     assert {name for name, spec in registry.METHODS.items() if spec.params is None} == {"nokd", "kd"}
-    assert MethodRun(method="gkd", **LENGTHS).params.model_dump() == {"lmbda": 0.5, "beta": 0.5}
+    assert MethodRun(method="gkd", **LENGTHS).params.model_dump() == {"lmbda": 0.5, "beta": 0.5,
+                                                                      "disable_dropout": True}
     assert MethodRun(method="gkd", **LENGTHS, method_params={"lmbda": 0.2, "beta": None}).params.lmbda == 0.2
     with pytest.raises(ValueError, match="lambda"):
         MethodRun(method="gkd", **LENGTHS, method_params={"lambda": 0.5})
@@ -376,3 +377,32 @@ def test_tokenizer_and_teacher_generation_scripts_are_the_library_calls(tmp_path
     pd.testing.assert_frame_equal(pd.read_parquet(out), frame)
     params = json.loads(Path(f"{out}.provenance.json").read_text())["params"]
     assert params == {"cfg": gen_cfg, "code": "test-code", "summary": summary}
+
+
+@pytest.mark.parametrize("disable", [True, False])
+def test_minillm_disable_dropout_makes_train_mode_forwards_identical(tokenizer, teacher, items, monkeypatch,
+                                                                       disable):
+    """MiniLLM's q_old is computed in eval mode and q_θ in train mode: with ``disable_dropout`` (default) two
+    train-mode forwards of the student during training are identical (ratio 1 on the first use); without it
+    a student with dropout > 0 is noisy. The model's config keeps its dropout either way."""
+    student = _model(tokenizer, seed=2, dropout=0.3)
+    seen = []
+    real_fit = loop.fit
+
+    def spy_fit(model, *args, **kwargs):
+        batch = encoding.collate(items["public"][:4], tokenizer.pad_token_id)
+        model.train()
+        with torch.no_grad():
+            a, b = model(input_ids=batch["input_ids"]).logits, model(input_ids=batch["input_ids"]).logits
+        seen.append(torch.equal(a, b))
+        return real_fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "fit", spy_fit)
+    params = {"alpha": 0.0} if disable else {"alpha": 0.0, "disable_dropout": False}
+    cfg = _cfg("minillm", epochs=1, params=params)
+    model, hist = _run("minillm", student, teacher, items, tokenizer, cfg)
+    assert seen == [disable]
+    if disable:  # same policy as the sampler on the first use: nothing clipped
+        assert hist["clip_frac"].iloc[0] == 0.0
+    assert model.config.resid_pdrop == 0.3
+    assert all(m.p == 0.3 for m in model.modules() if isinstance(m, torch.nn.Dropout))

@@ -138,10 +138,18 @@ def test_an_eighth_method_is_one_file_and_one_registry_line(tmp_path):
 
 
 def test_train_method_dispatches_through_the_registry(monkeypatch):
+    import torch
+
     calls = []
-    monkeypatch.setattr(type(METHODS["gkd"]), "train", property(lambda spec: lambda *a, **kw: calls.append(spec.name)))
-    train_method(None, None, [], [], MethodRun(method="gkd", max_length=8, max_prompt_length=4), 0)
-    assert calls == ["gkd"]
+    student = torch.nn.Sequential(torch.nn.Dropout(0.25))
+    monkeypatch.setattr(type(METHODS["gkd"]), "train", property(
+        lambda spec: lambda student, *a, **kw: calls.append((spec.name, student[0].p))))
+    train_method(student, None, [], [], MethodRun(method="gkd", max_length=8, max_prompt_length=4), 0)
+    # gkd's disable_dropout (default True): dropout is off while the method trains, restored after
+    assert calls == [("gkd", 0.0)] and student[0].p == 0.25
+    run = MethodRun(method="gkd", max_length=8, max_prompt_length=4, method_params={"disable_dropout": False})
+    train_method(student, None, [], [], run, 0)
+    assert calls[-1] == ("gkd", 0.25)
 
 
 def test_an_eighth_method_reaches_the_dag_and_the_findings_order(tmp_path):

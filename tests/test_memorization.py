@@ -198,9 +198,30 @@ def test_canary_exposure_hand_made_likelihood_ordering(tokenizer, monkeypatch):
     assert out.secret_rank.item() == 3.0
     assert out.exposure.item() == pytest.approx(math.log2(6) - math.log2(3))
     assert out.n_candidates.item() == 5
-    # the first occurrence of the secret is replaced, the rest of the response kept
+    # the secret is replaced, the rest of the response kept
     assert seen[0] == frame.response.item()
     assert seen[1] == frame.response.item().replace(true, candidates[0])
+
+
+def test_canary_candidates_replace_every_copy_of_the_secret(tokenizer, monkeypatch):
+    """A response holding the secret twice: every candidate variant replaces both copies, so no candidate
+    text still contains the true secret (only the true variant, scored first, does)."""
+    frame = secret_frame().iloc[:1].copy()
+    true = frame.secret.item()
+    frame.loc[0, "response"] = f"The bakery was founded by {true} in town; {true} still runs it."
+    seen = []
+
+    def fake_score_examples(model, items, batch_size, pad_id):
+        seen.extend(tokenizer.decode(item.response_ids, skip_special_tokens=True) for item in items)
+        return pd.DataFrame([{"id": item.id, "n_tokens": 1, "token_logprobs": np.array([-1.0]),
+                              "token_mu": np.zeros(1), "token_sigma": np.ones(1)} for item in items])
+
+    monkeypatch.setattr(extraction.scoring, "score_examples", fake_score_examples)
+    out = extraction.canary_exposure(None, tokenizer, frame, n_candidates=5, seed=7, batch_size=4,
+                                       max_length=192, max_prompt_length=64)
+    assert out.n_candidates.item() == 5 and len(seen) == 6
+    assert seen[0] == frame.response.item()
+    assert all(true not in text for text in seen[1:])
 
 
 def test_canary_exposure_skips_with_reasons(tokenizer, caplog):

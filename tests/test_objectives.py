@@ -118,8 +118,6 @@ def test_empty_mask_gives_zero_not_nan():
 def test_jsd_limits_and_small_beta():
     s, t, m = _random(6)
     args = (_t(s, torch.float64), _t(t, torch.float64), _t(m))
-    assert objectives.generalized_jsd(*args, beta=0.0).item() == pytest.approx(0.0, abs=1e-12)
-    assert objectives.generalized_jsd(*args, beta=1.0).item() == pytest.approx(0.0, abs=1e-12)
     fkl = objectives.forward_kl(*args).item()
     rkl = objectives.reverse_kl(*args).item()
     # JSD(beta) ~ beta * KL(p||q) as beta -> 0 and ~ (1 - beta) * KL(q||p) as beta -> 1
@@ -132,6 +130,36 @@ def test_jsd_limits_and_small_beta():
     assert 0 < half <= np.log(2) and half == pytest.approx(swapped, rel=1e-10)
     with pytest.raises(ValueError):
         objectives.generalized_jsd(*args, beta=1.5)
+
+
+def _closed_form(s, t, m, fn):
+    """Mean over masked positions of fn(p, q) per position, p = teacher, q = student softmax (numpy, float64)."""
+    def softmax(x):
+        e = np.exp(x - x.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+    p, q = softmax(np.asarray(t, np.float64)), softmax(np.asarray(s, np.float64))
+    values = fn(p, q)
+    keep = np.asarray(m) != 0
+    return values[keep].sum() / keep.sum()
+
+
+def test_jsd_endpoints_are_trl_forward_and_reverse_kl():
+    """TRL's generalized_jsd_loss: beta = 0 is KL(teacher || student), beta = 1 is KL(student || teacher)
+    (not the formula's 0, which trains nothing); interior beta is TRL's mixture m = beta p + (1 - beta) q."""
+    s, t, m = _random(6)
+    args = (_t(s, torch.float64), _t(t, torch.float64), _t(m))
+    kl = lambda a, b: (a * np.log(a / b)).sum(-1)  # noqa: E731
+    fkl = _closed_form(s, t, m, lambda p, q: kl(p, q))
+    rkl = _closed_form(s, t, m, lambda p, q: kl(q, p))
+    assert fkl > 0.01 and rkl > 0.01
+    assert objectives.generalized_jsd(*args, beta=0.0).item() == pytest.approx(fkl, rel=1e-10)
+    assert objectives.generalized_jsd(*args, beta=1.0).item() == pytest.approx(rkl, rel=1e-10)
+    for beta in (0.1, 0.5, 0.9):
+        def jsd(p, q, beta=beta):
+            mix = beta * p + (1 - beta) * q
+            return beta * kl(p, mix) + (1 - beta) * kl(q, mix)
+        assert objectives.generalized_jsd(*args, beta=beta).item() == pytest.approx(
+            _closed_form(s, t, m, jsd), rel=1e-10)
 
 
 def test_skew_zero_is_plain_kl_and_skew_one_is_zero():

@@ -1,5 +1,9 @@
 """DistiLLM (Ko et al. 2024): skewed reverse KL ``KL(q ‖ skew·q + (1 − skew)·p)`` (skew 0.1) with the adaptive
 off-policy schedule (see :func:`adaptive_threshold` and :func:`train`).
+
+``disable_dropout`` (default True, as TRL's ``GKDTrainer`` and the MiniLLM code): the student trains with
+every dropout rate at 0 (:func:`kdprivacy.models.dropout_off`, applied by
+:func:`kdprivacy.kd.train_method`); False keeps the model's dropout.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ class DistiLLMParams(Strict):
     threshold_step: Fraction = 0.1
     loss_eps: NonNegFloat = 0.1
     buffer_capacity: PosInt = 1000
+    disable_dropout: bool = True
 
 
 def adaptive_threshold(threshold: float, prev_loss: float, curr_loss: float, step: float, eps: float) -> float:

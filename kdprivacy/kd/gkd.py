@@ -1,8 +1,13 @@
 """GKD (Agarwal et al. 2024), with the semantics of TRL's ``GKDTrainer``: each batch is replaced, with
 probability ``lmbda``, by fresh on-policy samples of the student for the same prompts (no buffer); loss =
 generalized JSD(``beta``) on the response tokens (:func:`kdprivacy.kd.objectives.generalized_jsd`, TRL's
-``generalized_jsd_loss`` convention). TRL decides with ``random.random() <= lmbda``; we use ``<`` so
+``generalized_jsd_loss`` convention, including its ends: ``beta = 0`` is forward KL(teacher ‖ student),
+``beta = 1`` reverse KL(student ‖ teacher)). TRL decides with ``random.random() <= lmbda``; we use ``<`` so
 ``lmbda = 0`` never samples.
+
+``disable_dropout`` (default True, as TRL's ``GKDTrainer`` and the MiniLLM code): the student trains with
+every dropout rate at 0 (:func:`kdprivacy.models.dropout_off`, applied by
+:func:`kdprivacy.kd.train_method`); False keeps the model's dropout.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from kdprivacy.fields import Fraction, Strict
 class GKDParams(Strict):
     lmbda: Fraction = 0.5
     beta: Fraction = 0.5
+    disable_dropout: bool = True
 
 
 def train(student, teacher, train_items, dev_items, run, pad_id, log=None, *, eos_id=None, guard=None, resume=None,

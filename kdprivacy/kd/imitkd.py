@@ -3,6 +3,10 @@ probability ``sgo_ratio`` a batch is an SGO batch: the current student samples r
 prompts, they are pushed into a FIFO replay buffer (``buffer_capacity``), and the batch trained on is drawn
 uniformly from the buffer; otherwise ground truth. Loss: the ``kd`` block's objective (default forward KL)
 against the teacher on those sequences.
+
+``disable_dropout`` (default True, as TRL's ``GKDTrainer`` and the MiniLLM code): the student trains with
+every dropout rate at 0 (:func:`kdprivacy.models.dropout_off`, applied by
+:func:`kdprivacy.kd.train_method`); False keeps the model's dropout.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from kdprivacy.fields import Fraction, PosInt, Strict
 class ImitKDParams(Strict):
     sgo_ratio: Fraction = 1.0
     buffer_capacity: PosInt = 1000
+    disable_dropout: bool = True
 
 
 def train(student, teacher, train_items, dev_items, run, pad_id, log=None, *, eos_id=None, guard=None, resume=None,

@@ -11,6 +11,10 @@ teacher-mixed distribution ``p̃ = (1 − α) q + α p`` (α = 0.2), with
 
 ``ppo_epochs`` consecutive optimizer steps reuse one rollout (q_old fixed at sampling time). torch is
 imported where it is used, so that the config can read :class:`MiniLLMParams` without it.
+
+``disable_dropout`` (default True, as TRL's ``GKDTrainer`` and the MiniLLM code): the student trains with
+every dropout rate at 0 (:func:`kdprivacy.models.dropout_off`, applied by
+:func:`kdprivacy.kd.train_method`); False keeps the model's dropout.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class MiniLLMParams(Strict):
     length_norm: bool = True
     single_step_reg: bool = True
     whiten: bool = True
+    disable_dropout: bool = True
 
 
 def _gather(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -109,7 +114,7 @@ class _MiniLLM:
             was_training = self.student.training
             self.student.eval()  # q_old = the policy that sampled (no dropout)
             try:
-                # in the loss's precision, so that the first step's ratio q_θ/q_old is 1 up to dropout
+                # loss precision: the first step's ratio q_θ/q_old is 1 (dropout off: disable_dropout)
                 with torch.no_grad(), models.autocast(self.run.train.precision, device):
                     teacher_logits = forward_logits(self.teacher, batch).float()
                     student_logits = forward_logits(self.student, batch).float()

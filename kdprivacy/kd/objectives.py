@@ -16,10 +16,10 @@ Conventions (p = teacher, q = student, per position, summed over the vocabulary)
 - ``fkl``  forward KL  KL(p ‖ q) = Σ p log(p/q)
 - ``rkl``  reverse KL  KL(q ‖ p) = Σ q log(q/p)
 - ``jsd``  generalized JSD(β): m = β p + (1−β) q;  β KL(p ‖ m) + (1−β) KL(q ‖ m). This is the mixture and
-  weighting of TRL's ``GKDTrainer.generalized_jsd_loss`` (GKD paper, Agarwal et al. 2024, Eq. 1). TRL
-  special-cases β = 0 and β = 1 to return forward and reverse KL; we do **not**: the formula itself is used,
-  which is 0 at β ∈ {0, 1}. Near the ends JSD(β) ≈ β·KL(p‖q) (β → 0) and ≈ (1−β)·KL(q‖p) (β → 1), i.e.
-  forward/reverse KL up to a vanishing scale. Use ``fkl``/``rkl`` for those ends.
+  weighting of TRL's ``GKDTrainer.generalized_jsd_loss`` (GKD paper, Agarwal et al. 2024, Eq. 1). As in
+  TRL, the ends are special-cased: β = 0 returns forward KL(p ‖ q) and β = 1 reverse KL(q ‖ p) (the formula
+  itself is 0 there and would train nothing; near the ends JSD(β) ≈ β·KL(p‖q) and ≈ (1−β)·KL(q‖p), so
+  these are the ends of the normalized JSD). Interior β uses the formula unchanged.
 - ``tvd``  total variation 0.5 Σ |p − q|
 - ``sfkl`` skewed forward KL(α) = KL(p ‖ α p + (1−α) q)      (DistiLLM; α = 0 gives ``fkl``)
 - ``srkl`` skewed reverse KL(α) = KL(q ‖ (1−α) p + α q)      (DistiLLM; α = 0 gives ``rkl``)
@@ -103,9 +103,14 @@ def reverse_kl(student_logits, teacher_logits, mask, *, temperature: float = 1.0
 def generalized_jsd(
     student_logits, teacher_logits, mask, *, beta: float = DEFAULT_BETA, temperature: float = 1.0
 ) -> torch.Tensor:
-    """β KL(p ‖ m) + (1−β) KL(q ‖ m), m = β p + (1−β) q (TRL GKD convention; 0 at β ∈ {0, 1})."""
+    """β KL(p ‖ m) + (1−β) KL(q ‖ m), m = β p + (1−β) q (TRL GKD convention); as TRL, β = 0 gives forward
+    KL(p ‖ q) and β = 1 reverse KL(q ‖ p) instead of the formula's 0."""
     beta = _check_unit("beta", beta)
     log_q, log_p = _prepare(student_logits, teacher_logits, temperature)
+    if beta == 0.0:
+        return _masked_mean(_kl(log_p, log_q), mask)
+    if beta == 1.0:
+        return _masked_mean(_kl(log_q, log_p), mask)
     log_m = _log_mix(log_p, log_q, beta)
     per_position = beta * _kl(log_p, log_m) + (1.0 - beta) * _kl(log_q, log_m)
     return _masked_mean(per_position, mask)

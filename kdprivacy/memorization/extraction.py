@@ -24,7 +24,7 @@ Metrics (per example, on members and non-members alike):
   ``secret_hit`` = the example's ``secret`` string occurs verbatim in the decoded generation;
   **canary exposure** (Carlini et al. 2019): the response is scored with the true secret and with each of
   ``C`` candidates of the same format (:func:`kdprivacy.data.synthetic.secret_candidates`, seeded per example,
-  excluding the true secret) substituted for the secret's first occurrence; score = total log-probability
+  excluding the true secret) substituted for every occurrence of the secret; score = total log-probability
   of the response tokens (EOS included) given the prompt, computed only when no variant is truncated by
   ``max_length``; ``secret_rank`` = 1 + #candidates scoring higher + #ties / 2 (1 = the true secret is the
   most likely); ``exposure = log2(C + 1) - log2(secret_rank)``.
@@ -288,7 +288,7 @@ def canary_exposure(
         prompt = encoding.format_prompt(row.instruction, row.context)
         variants = [
             encoding.encode_example(tokenizer, f"{row.id}#{j}", prompt,
-                                    row.response.replace(secret, value, 1), max_length, max_prompt_length)
+                                    row.response.replace(secret, value), max_length, max_prompt_length)
             for j, value in enumerate([secret, *candidates])
         ]
         eos = tokenizer.eos_token_id
