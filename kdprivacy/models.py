@@ -517,33 +517,6 @@ def save_adapter(config, state: dict, out_dir) -> None:
     save_file(state, str(out / "adapter_model.safetensors"), metadata={"format": "pt"})
 
 
-_FLOAT_DROPOUT_ATTRS = ("attention_dropout", "dropout")  # rates kept as floats by HF attention modules
-
-
-@contextlib.contextmanager
-def dropout_off(model, enabled: bool = True):
-    """Inside the block every ``torch.nn.Dropout``-type module of ``model`` (LoRA's included) has ``p = 0``,
-    and so do the float dropout rates HF attention modules keep (``attention_dropout``/``dropout``, e.g.
-    Llama/Qwen/OPT); the old values are restored on exit. ``model.config`` is not touched, so a checkpoint
-    saved afterwards keeps the model's own dropout settings. ``enabled=False`` changes nothing."""
-    if not enabled:
-        yield model
-        return
-    saved = []
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
-            saved.append((module, "p", module.p))
-            module.p = 0.0
-        for attr in _FLOAT_DROPOUT_ATTRS:
-            value = module.__dict__.get(attr)
-            if isinstance(value, float):
-                saved.append((module, attr, value))
-                setattr(module, attr, 0.0)
-    try:
-        yield model
-    finally:
-        for module, attr, value in saved:
-            setattr(module, attr, value)
 
 
 def set_gradient_checkpointing(model, enabled: bool) -> None:

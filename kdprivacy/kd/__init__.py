@@ -92,13 +92,13 @@ def train_method(student, teacher, train_items, dev_items, run, pad_id: int, log
     method checkpoints its own state with the loop (SGO decision RNG, replay buffer, sampler counter,
     DistiLLM's schedule, MiniLLM's live rollout), so a resumed run continues exactly. A method whose params
     have ``disable_dropout`` true (imitkd, gkd, minillm, distillm by default) trains the student with every
-    dropout rate at 0 (:func:`kdprivacy.models.dropout_off`; the saved config keeps its dropout).
+    dropout rate at 0 (:func:`kdprivacy.kd.dropout.dropout_off`; the saved config keeps its dropout).
     """
     if run.method not in METHODS:
         raise ValueError(f"unknown student method {run.method!r}; choose one of {list(METHODS)}")
     if teacher_generations is not None and run.method != "seqkd":
         raise ValueError(f"teacher_generations are only used by seqkd, not {run.method!r}")
-    from kdprivacy.models import dropout_off
+    from kdprivacy.kd.dropout import dropout_off
 
     # the on-policy methods' ``disable_dropout`` (default True): the student trains with dropout off
     with dropout_off(student, bool(getattr(run.params, "disable_dropout", False))):

@@ -2,7 +2,7 @@
 off-policy schedule (see :func:`adaptive_threshold` and :func:`train`).
 
 ``disable_dropout`` (default True, as TRL's ``GKDTrainer`` and the MiniLLM code): the student trains with
-every dropout rate at 0 (:func:`kdprivacy.models.dropout_off`, applied by
+every dropout rate at 0 (:func:`kdprivacy.kd.dropout.dropout_off`, applied by
 :func:`kdprivacy.kd.train_method`); False keeps the model's dropout.
 """
 

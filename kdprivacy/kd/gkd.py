@@ -6,7 +6,7 @@ generalized JSD(``beta``) on the response tokens (:func:`kdprivacy.kd.objectives
 ``lmbda = 0`` never samples.
 
 ``disable_dropout`` (default True, as TRL's ``GKDTrainer`` and the MiniLLM code): the student trains with
-every dropout rate at 0 (:func:`kdprivacy.models.dropout_off`, applied by
+every dropout rate at 0 (:func:`kdprivacy.kd.dropout.dropout_off`, applied by
 :func:`kdprivacy.kd.train_method`); False keeps the model's dropout.
 """
 

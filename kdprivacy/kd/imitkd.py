@@ -5,7 +5,7 @@ uniformly from the buffer; otherwise ground truth. Loss: the ``kd`` block's obje
 against the teacher on those sequences.
 
 ``disable_dropout`` (default True, as TRL's ``GKDTrainer`` and the MiniLLM code): the student trains with
-every dropout rate at 0 (:func:`kdprivacy.models.dropout_off`, applied by
+every dropout rate at 0 (:func:`kdprivacy.kd.dropout.dropout_off`, applied by
 :func:`kdprivacy.kd.train_method`); False keeps the model's dropout.
 """
 

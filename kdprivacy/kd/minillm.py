@@ -13,7 +13,7 @@ teacher-mixed distribution ``p̃ = (1 − α) q + α p`` (α = 0.2), with
 imported where it is used, so that the config can read :class:`MiniLLMParams` without it.
 
 ``disable_dropout`` (default True, as TRL's ``GKDTrainer`` and the MiniLLM code): the student trains with
-every dropout rate at 0 (:func:`kdprivacy.models.dropout_off`, applied by
+every dropout rate at 0 (:func:`kdprivacy.kd.dropout.dropout_off`, applied by
 :func:`kdprivacy.kd.train_method`); False keeps the model's dropout.
 """
 
