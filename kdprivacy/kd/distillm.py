@@ -1,25 +1,23 @@
 """DistiLLM (Ko et al. 2024): skewed reverse KL ``KL(q ‖ skew·q + (1 − skew)·p)`` (skew 0.1) with the adaptive
 off-policy schedule (see :func:`adaptive_threshold` and :func:`train`).
 
-``disable_dropout`` (default True, as TRL's ``GKDTrainer`` and the MiniLLM code): the student trains with
-every dropout rate at 0 (:func:`kdprivacy.kd.dropout.dropout_off`, applied by
-:func:`kdprivacy.kd.train_method`); False keeps the model's dropout.
+Its params are :class:`kdprivacy.kd.dropout.OnPolicyParams` (``disable_dropout``).
 """
 
 from __future__ import annotations
 
 import math
 
-from kdprivacy.fields import Fraction, NonNegFloat, PosInt, Strict
+from kdprivacy.kd.dropout import OnPolicyParams
+from kdprivacy.fields import Fraction, NonNegFloat, PosInt
 
 
-class DistiLLMParams(Strict):
+class DistiLLMParams(OnPolicyParams):
     skew: Fraction = 0.1
     init_threshold: Fraction = 0.2
     threshold_step: Fraction = 0.1
     loss_eps: NonNegFloat = 0.1
     buffer_capacity: PosInt = 1000
-    disable_dropout: bool = True
 
 
 def adaptive_threshold(threshold: float, prev_loss: float, curr_loss: float, step: float, eps: float) -> float:

@@ -7,6 +7,19 @@ from __future__ import annotations
 
 import contextlib
 
+from pydantic import Field
+
+from kdprivacy.fields import Strict
+
+class OnPolicyParams(Strict):
+    """The params every on-policy KD method (imitkd, gkd, minillm, distillm) shares."""
+
+    disable_dropout: bool = Field(
+        True, description="train the student with every dropout rate at 0 (TRL GKDTrainer and MiniLLM do); "
+        "false keeps the model's dropout",
+    )
+
+
 _FLOAT_DROPOUT_ATTRS = ("attention_dropout", "dropout")  # rates kept as floats by HF attention modules
 
 

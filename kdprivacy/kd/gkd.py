@@ -5,20 +5,18 @@ generalized JSD(``beta``) on the response tokens (:func:`kdprivacy.kd.objectives
 ``beta = 1`` reverse KL(student ‖ teacher)). TRL decides with ``random.random() <= lmbda``; we use ``<`` so
 ``lmbda = 0`` never samples.
 
-``disable_dropout`` (default True, as TRL's ``GKDTrainer`` and the MiniLLM code): the student trains with
-every dropout rate at 0 (:func:`kdprivacy.kd.dropout.dropout_off`, applied by
-:func:`kdprivacy.kd.train_method`); False keeps the model's dropout.
+Its params are :class:`kdprivacy.kd.dropout.OnPolicyParams` (``disable_dropout``).
 """
 
 from __future__ import annotations
 
-from kdprivacy.fields import Fraction, Strict
+from kdprivacy.kd.dropout import OnPolicyParams
+from kdprivacy.fields import Fraction
 
 
-class GKDParams(Strict):
+class GKDParams(OnPolicyParams):
     lmbda: Fraction = 0.5
     beta: Fraction = 0.5
-    disable_dropout: bool = True
 
 
 def train(student, teacher, train_items, dev_items, run, pad_id, log=None, *, eos_id=None, guard=None, resume=None,

@@ -4,20 +4,18 @@ prompts, they are pushed into a FIFO replay buffer (``buffer_capacity``), and th
 uniformly from the buffer; otherwise ground truth. Loss: the ``kd`` block's objective (default forward KL)
 against the teacher on those sequences.
 
-``disable_dropout`` (default True, as TRL's ``GKDTrainer`` and the MiniLLM code): the student trains with
-every dropout rate at 0 (:func:`kdprivacy.kd.dropout.dropout_off`, applied by
-:func:`kdprivacy.kd.train_method`); False keeps the model's dropout.
+Its params are :class:`kdprivacy.kd.dropout.OnPolicyParams` (``disable_dropout``).
 """
 
 from __future__ import annotations
 
-from kdprivacy.fields import Fraction, PosInt, Strict
+from kdprivacy.kd.dropout import OnPolicyParams
+from kdprivacy.fields import Fraction, PosInt
 
 
-class ImitKDParams(Strict):
+class ImitKDParams(OnPolicyParams):
     sgo_ratio: Fraction = 1.0
     buffer_capacity: PosInt = 1000
-    disable_dropout: bool = True
 
 
 def train(student, teacher, train_items, dev_items, run, pad_id, log=None, *, eos_id=None, guard=None, resume=None,

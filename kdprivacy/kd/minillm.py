@@ -12,22 +12,21 @@ teacher-mixed distribution ``p̃ = (1 − α) q + α p`` (α = 0.2), with
 ``ppo_epochs`` consecutive optimizer steps reuse one rollout (q_old fixed at sampling time). torch is
 imported where it is used, so that the config can read :class:`MiniLLMParams` without it.
 
-``disable_dropout`` (default True, as TRL's ``GKDTrainer`` and the MiniLLM code): the student trains with
-every dropout rate at 0 (:func:`kdprivacy.kd.dropout.dropout_off`, applied by
-:func:`kdprivacy.kd.train_method`); False keeps the model's dropout.
+Its params are :class:`kdprivacy.kd.dropout.OnPolicyParams` (``disable_dropout``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kdprivacy.fields import Fraction, NonNegFloat, PosFloat, PosInt, Strict
+from kdprivacy.kd.dropout import OnPolicyParams
+from kdprivacy.fields import Fraction, NonNegFloat, PosFloat, PosInt
 
 if TYPE_CHECKING:
     import torch
 
 
-class MiniLLMParams(Strict):
+class MiniLLMParams(OnPolicyParams):
     alpha: Fraction = 0.2
     clip_eps: PosFloat = 0.2
     lm_weight: NonNegFloat = 1.0
@@ -35,7 +34,6 @@ class MiniLLMParams(Strict):
     length_norm: bool = True
     single_step_reg: bool = True
     whiten: bool = True
-    disable_dropout: bool = True
 
 
 def _gather(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
