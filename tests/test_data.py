@@ -413,3 +413,13 @@ def test_prepare_reads_a_hub_dataset_from_the_downloaded_snapshot(tmp_path) -> N
     manifest, card = M.prepare(data, str(downloads))
     assert len(manifest) == 30 and set(manifest["response"]) == {f"A{i}" for i in range(30)}
     assert card.loc[card.category == "ALL", "n_examples"].sum() == 30
+
+
+def test_load_file_expands_the_home_directory(tmp_path, monkeypatch) -> None:
+    """``data.file.path: ~/x.jsonl`` passes validation and the rule's input (both expand ``~``): the job that
+    reads it must expand it too (it failed with "data file not found" in prepare_data)."""
+    path = tmp_path / "x.jsonl"
+    path.write_text(json.dumps({"instruction": "Say hi", "response": "hi"}) + "\n")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    out = S.validate_records(S.load_file("~/x.jsonl"))
+    assert out["response"].tolist() == ["hi"]

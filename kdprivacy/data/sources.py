@@ -80,7 +80,7 @@ def load_file(path: str, columns: dict[str, str] | None = None, fmt: str = "auto
     Text is read as text: CSV without NA guessing and JSON without dtype inference, so a response such as
     "NA" or "0042" survives unchanged (it is part of the example's identity).
     """
-    p = Path(path)
+    p = Path(path).expanduser()  # as validation and the rule's input do: "~/data.jsonl" is the user's home
     if not p.is_file():
         raise DataError(f"data file not found: {path}")
     if fmt == "auto":
