@@ -27,11 +27,17 @@ include: "rules/common.smk"
 container: CFG.container
 
 
+include: "rules/data_functions.smk"
 include: "rules/data.smk"
+include: "rules/models_functions.smk"
 include: "rules/models.smk"
+include: "rules/training_functions.smk"
 include: "rules/training.smk"
+include: "rules/attacks_functions.smk"
 include: "rules/attacks.smk"
+include: "rules/memorization_functions.smk"
 include: "rules/memorization.smk"
+include: "rules/report_functions.smk"
 include: "rules/report.smk"
 
 

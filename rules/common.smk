@@ -41,15 +41,6 @@ def alternatives(names):
     return "|".join(re.escape(n) for n in sorted(names)) or "__none__"
 
 
-wildcard_constraints:
-    family=alternatives(FAMILIES),
-    ref="pretrained|external",
-    seed=r"\d+",
-    base=alternatives({b for f in FAMILIES.values() for b in f.bases}),
-    model=alternatives({"teacher"} | {s for students in STUDENTS.values() for s in students}),
-    student=alternatives({s for students in STUDENTS.values() for s in students}),
-
-
 def code(script, *modules):
     """Rerun trigger for library changes: hash of the modules a rule's script uses, and the script; every
     script runs as a ``runtime.Job``, which writes its outputs (``io``: atomic files, CSV float format)."""
@@ -149,7 +140,7 @@ for _warning in sizing.plan_warnings(CFG):
     logger.warning(f"sizing: {_warning}")
 
 
-# The targets (rule all): the report rules' tables and figures (collected_tables, figure_outputs: rules/report.smk).
+# The targets (of rule all), the report rules' tables and figures (collected_tables, figure_outputs, see rules/report.smk).
 def final_tables():
     tables = [
         f"{R}/tables/{name}.csv"

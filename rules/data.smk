@@ -1,21 +1,14 @@
 # Hub downloads (where the network is) and data: load the source, deduplicate, split into disjoint pools, write the manifest every step reads.
 
 
-def prepare_data_inputs(wildcards):
-    """The data file (source file) or the hub download manifest (source hub); synthetic data has none."""
-    if CFG.data.source == "file":
-        return {"data": os.path.normpath(os.path.expanduser(CFG.data.file.path))}
-    return {"hub": DOWNLOADS} if hub.dataset_entries(CFG) else {}
-
-
-def hub_cfg():
-    return {"entries": HUB_ENTRIES}
-
-
-def data_source_cfg():
-    """Only what decides the manifest: the active source and the split (not sequence lengths)."""
-    data = dump(CFG.data)
-    return {"source": data["source"], data["source"]: data[data["source"]], "split": data["split"]}
+# the wildcards every stage shares (names from rules/common.smk)
+wildcard_constraints:
+    family=alternatives(FAMILIES),
+    ref="pretrained|external",
+    seed=r"\d+",
+    base=alternatives({b for f in FAMILIES.values() for b in f.bases}),
+    model=alternatives({"teacher"} | {s for students in STUDENTS.values() for s in students}),
+    student=alternatives({s for students in STUDENTS.values() for s in students}),
 
 
 rule download_hub:

@@ -2,56 +2,6 @@
 # extraction, secrets and canary exposure), teacher-to-student inheritance, utility, per-block risk.
 
 
-def memorization_cfg(wildcards):
-    mem, ev = CFG.memorization, CFG.evaluation
-    return {
-        **{k: v for k, v in dump(mem).items() if k != "inheritance_thresholds"},
-        "sample_seed": ev.sample_seed,
-        "bootstrap_seed": CFG.attacks.bootstrap_seed,
-        **data_lengths(),
-    }
-
-
-def inheritance_inputs(wildcards):
-    run = f"{R}/{wildcards.family}/seed{wildcards.seed}"
-    return {
-        "teacher": f"{run}/memorization/teacher.parquet",
-        "student": f"{run}/memorization/{wildcards.student}.parquet",
-        "student_attacks": f"{run}/attacks/{wildcards.student}.parquet",
-        "teacher_attacks": f"{run}/attacks/teacher.parquet",
-    }
-
-
-def inheritance_cfg():
-    return {
-        "thresholds": CFG.memorization.inheritance_thresholds,
-        "n_bootstrap": CFG.memorization.n_bootstrap,
-        "bootstrap_seed": CFG.attacks.bootstrap_seed,
-    }
-
-
-def utility_cfg(wildcards):
-    return {
-        **{k: v for k, v in dump(CFG.utility).items() if k != "enabled"},
-        "sample_seed": CFG.evaluation.sample_seed,
-        "n_bootstrap": CFG.memorization.n_bootstrap,
-        "bootstrap_seed": CFG.attacks.bootstrap_seed,
-        **data_lengths(),
-    }
-
-
-def blocks_cfg(wildcards):
-    blk = CFG.blocks
-    return {
-        **{k: v for k, v in dump(blk).items() if k != "enabled"},
-        "batch_size": blk.batch_size or CFG.evaluation.batch_size,
-        "sample_seed": CFG.evaluation.sample_seed,
-        "bootstrap_seed": CFG.attacks.bootstrap_seed,
-        "precision": CFG.evaluation.precision,
-        **data_lengths(),
-    }
-
-
 rule memorization:
     input:
         manifest=rules.prepare_data.output.manifest,

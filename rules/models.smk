@@ -2,21 +2,6 @@
 # Hub/local bases need neither rule: jobs load them by name (see base_ref in common.smk).
 
 
-def tokenizer_cfg(wildcards):
-    return dump(FAMILIES[wildcards.family].tokenizer.train)
-
-
-def pretrain_cfg(wildcards):
-    fam = FAMILIES[wildcards.family]
-    return {
-        "spec": dump(fam.bases[wildcards.base].from_scratch),
-        "train": dump(fam.pretrain.train),
-        "pools": fam.pretrain.pools,
-        "seed": fam.pretrain.seed,
-        **data_lengths(),
-    }
-
-
 rule train_tokenizer:
     input:
         manifest=rules.prepare_data.output.manifest,

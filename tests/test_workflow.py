@@ -69,7 +69,8 @@ def test_tables_figure_and_provenance(run_dir):
     attacks = yaml.safe_load(SMOKE.read_text()).get("attacks", {}).get("names", ["loss", "min_k", "min_k_pp", "zlib"])
     assert set(mia["model"]) == set(MODELS)
     assert len(mia) == len(MODELS) * len(attacks)
-    assert mia["auc"].between(0, 1).all()
+    tested = mia["note"].isna() | (mia["note"] == "")  # an NA cell carries its reason (e.g. No-KD ref_nokd)
+    assert mia.loc[tested, "auc"].between(0, 1).all() and mia.loc[~tested, "auc"].isna().all()
     assert (mia["n_members"] == 60).all() and (mia["n_nonmembers"] == 60).all()
     # 60 non-members: TPR at 1% FPR needs >= 100 of them, so it must not be reported.
     assert mia["tpr_at_fpr_0.01"].isna().all()
