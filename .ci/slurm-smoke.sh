@@ -100,7 +100,11 @@ from pathlib import Path
 import pandas as pd
 work = Path(sys.argv[1])
 mia = pd.read_csv(work / "results/tables/mia.csv")
-assert len(mia) > 0 and mia["auc"].between(0, 1).all(), mia
+# A cell with a note is NA by design (the No-KD student has no independent No-KD reference); every
+# other AUC is in [0, 1], and there is at least one of those.
+tested = mia["note"].isna() | (mia["note"] == "") if "note" in mia else pd.Series(True, index=mia.index)
+assert tested.sum() > 0 and mia.loc[tested, "auc"].between(0, 1).all(), mia.loc[tested]
+assert mia.loc[~tested, "auc"].isna().all(), mia.loc[~tested]
 assert (work / "results/figures/mia_auc_heatmap.png").stat().st_size > 0
 # The plugin deletes the logs of successful SLURM jobs; the rule logs record the job id instead.
 in_slurm = [p for p in (work / "results" / "logs").rglob("*.log") if "SLURM_JOB_ID=" in p.read_text(errors="replace")]
