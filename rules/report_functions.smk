@@ -108,4 +108,4 @@ def paper_cfg():
         family: {base: spec.name_or_path for base, spec in fam.bases.items() if spec.name_or_path}
         for family, fam in FAMILIES.items()
     }
-    return {"paper": paper.mapping_from_names(names)}
+    return {"paper": paper.mapping_from_names(names), "protocol": CFG.protocol}

@@ -57,6 +57,7 @@ from kdprivacy.config.family import (
     objective_copy_name,
     sgo_copy_name,
 )
+from kdprivacy.config.protocol import ProtocolName, with_paper_values
 from kdprivacy.fields import NAME, NAME_RULE, ConfigError, Name, PosFloat, PosInt, Seed, Strict
 
 __all__ = [
@@ -107,6 +108,11 @@ class Config(Strict):
         "kdprivacy.sif",
         description="image for --sdm apptainer: build it with `apptainer build kdprivacy.sif containers/kdprivacy.def`",
     )
+    protocol: ProtocolName = Field(
+        "ours",
+        description="paper: every knob you leave unset where our default deviates from the authors' code takes "
+        "the authors' value (kdprivacy/config/protocol.py, README 'Protocols'); ours: our defaults",
+    )
     seeds: Annotated[list[Seed], Field(min_length=1)] = [0]
     data: Data = Data()
     families: Annotated[dict[Name, Family], Field(min_length=1)]
@@ -146,7 +152,11 @@ def validate_config(raw: dict[str, Any], check_paths: bool = False) -> Config:
     (Snakemake parses it in its working directory); without it a config can be checked anywhere.
     """
     try:
-        return Config.model_validate(raw, context={"check_paths": bool(check_paths)})
+        context = {"check_paths": bool(check_paths)}
+        cfg = Config.model_validate(raw, context=context)
+        if cfg.protocol == "paper":  # second pass: the authors' values where the user set nothing
+            cfg = Config.model_validate(with_paper_values(raw, cfg), context=context)
+        return cfg
     except ValidationError as err:
         lines = []
         for e in err.errors():

@@ -35,9 +35,11 @@ def paper_comparison(job: Any) -> None:
     """Outputs ``comparison`` (:func:`kdprivacy.reporting.paper.compare`) and ``claims``
     (:func:`kdprivacy.reporting.paper.qualitative_claims` of the ``findings`` input)."""
     table = job.optional_table
-    comparison = paper.compare(job.cfg["paper"], table("mia"), table("memorization"), table("utility"))
+    comparison = paper.compare(
+        job.cfg["paper"], table("mia"), table("memorization"), table("utility"), protocol=job.cfg["protocol"]
+    )
     job.save(comparison=comparison)
-    job.log.info("%d of our cells matched a cell of the paper", len(comparison))
+    job.log.info("%d of our cells matched a cell of the paper (protocol %s)", len(comparison), job.cfg["protocol"])
     qualitative = paper.qualitative_claims(table("findings"))
     job.save(claims=qualitative)
     for r in qualitative.itertuples(index=False):

@@ -80,6 +80,7 @@ COMPARISON_COLUMNS = [
     "paper",
     "diff",
     "paper_in_ci",
+    "protocol",
 ]
 
 
@@ -171,8 +172,12 @@ def compare(
     memorization: pd.DataFrame | None = None,
     utility: pd.DataFrame | None = None,
     paper: pd.DataFrame | None = None,
+    protocol: str = "ours",
 ) -> pd.DataFrame:
     """Ours beside the paper for every mapped cell (module docstring); columns :data:`COMPARISON_COLUMNS`.
+
+    ``protocol``: the config's ``protocol`` (``ours`` or ``paper``, :mod:`kdprivacy.config.protocol`) our
+    numbers were made with, written on every row so a comparison says whether it is like for like.
 
     ``diff = ours - paper``; ``paper_in_ci``: whether the paper's value lies in our 95% interval (None when
     we have no interval). Unmapped families, bases, methods or attacks, and cells the paper does not
@@ -218,6 +223,7 @@ def compare(
                 "paper": value,
                 "diff": float(r.ours) - value if not pd.isna(r.ours) else math.nan,
                 "paper_in_ci": inside,
+                "protocol": protocol,
             }
         )
     out = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)

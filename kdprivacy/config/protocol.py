@@ -1,0 +1,129 @@
+"""``protocol: paper``: one switch that gives every knob where our default deviates from the authors' code
+(Zhang et al. 2025, built on DistiLLM / LMOps / TRL) the value the authors ran.
+
+Each deviation is one :class:`Deviation` row below: where the knob sits in the config, the paper's value,
+ours (for the README table), and why ours differs. With ``protocol: paper`` a knob the user did not set takes
+the paper's value; a knob the user set keeps the user's value (an explicit setting always wins), so the
+switch moves defaults only and a deviation can be tried one at a time under either protocol.
+
+Paths are dotted config keys; ``*`` stands for every key of a mapping (every family, every student). ``when``
+restricts a row to the nodes along its path that have the given attribute values (the nearest node on the
+path that has the attribute decides), e.g. ``{"method": "gkd"}`` for GKD students only or ``{"objective":
+"jsd"}`` for a ``kd`` block whose objective is JSD. The protocol is applied by
+:func:`kdprivacy.config.validate_config` in two passes: validate, find the unset knobs the rows reach, set them
+in the raw config and validate again (so every paper value passes the same checks as a user's).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+PROTOCOLS = ("ours", "paper")
+ProtocolName = Literal["ours", "paper"]
+
+
+@dataclass(frozen=True)
+class Deviation:
+    path: str
+    paper: Any
+    ours: str
+    reason: str
+    when: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- training (KD methods)
+TRAINING_DEVIATIONS: list[Deviation] = [
+    Deviation(
+        "families.*.students.*.kd.beta", 0.1, "0.5 (symmetric JSD)",
+        "DistiLLM's js_distance hard-codes lambda 0.9, i.e. generalized-JSD beta 0.1 in TRL's convention; we "
+        "use the symmetric JSD unless beta is set",
+        when={"objective": "jsd"},
+    ),
+]
+
+
+# ---------------------------------------------------------------------------- evaluation (attacks, memorization, utility)
+EVALUATION_DEVIATIONS: list[Deviation] = []
+
+
+DEVIATIONS: list[Deviation] = TRAINING_DEVIATIONS + EVALUATION_DEVIATIONS
+
+
+def _walk(node: Any, parts: list[str], chain: list[Any], where: tuple[str, ...]):
+    """Yield ``(concrete path, owner, leaf key, chain of nodes from the root to the owner)``."""
+    head, rest = parts[0], parts[1:]
+    if isinstance(node, dict):
+        keys = list(node) if head == "*" else [head] if head in node else []
+        children = [(k, node[k]) for k in keys]
+    elif isinstance(node, BaseModel):
+        if head == "*" or head not in type(node).model_fields:
+            raise ValueError(f"protocol path {'.'.join(where + (head,))}: no such config key")
+        children = [(head, getattr(node, head))]
+    else:
+        return
+    if not rest:
+        if isinstance(node, BaseModel):
+            yield where + (head,), node, head, chain + [node]
+        return
+    for key, child in children:
+        if child is not None:
+            yield from _walk(child, rest, chain + [node], where + (key,))
+
+
+def _applies(row: Deviation, chain: list[Any]) -> bool:
+    for attr, wanted in row.when.items():
+        holders = [n for n in reversed(chain) if isinstance(n, BaseModel) and attr in type(n).model_fields]
+        if not holders or getattr(holders[0], attr) != wanted:
+            return False
+    return True
+
+
+def _set(raw: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = raw
+    for key in path[:-1]:
+        nxt = node.get(key)
+        if nxt is None:
+            nxt = node[key] = {}
+        node = nxt
+    node[path[-1]] = copy.deepcopy(value)
+
+
+def paper_overrides(cfg: BaseModel, rows: list[Deviation] | None = None) -> dict[tuple[str, ...], Any]:
+    """The knobs ``rows`` (default: every deviation) reach in the validated ``cfg`` that the user left unset:
+    ``{concrete path: paper value}``."""
+    out: dict[tuple[str, ...], Any] = {}
+    for row in DEVIATIONS if rows is None else rows:
+        for path, owner, key, chain in _walk(cfg, row.path.split("."), [], ()):
+            if key not in owner.model_fields_set and _applies(row, chain):
+                out[path] = row.paper
+    return out
+
+
+def with_paper_values(raw: dict[str, Any], cfg: BaseModel) -> dict[str, Any]:
+    """A copy of ``raw`` with every unset knob a deviation reaches set to the paper's value."""
+    out = copy.deepcopy(raw)
+    for path, value in paper_overrides(cfg).items():
+        _set(out, path, value)
+    return out
+
+
+def deviation_table() -> list[dict[str, str]]:
+    """The README table: one row per deviation (``path``, ``paper``, ``ours``, ``reason``)."""
+    return [
+        {"path": r.path + (f" ({', '.join(f'{k}={v}' for k, v in r.when.items())})" if r.when else ""),
+         "paper": repr(r.paper), "ours": r.ours, "reason": r.reason}
+        for r in DEVIATIONS
+    ]
+
+
+def markdown_table() -> str:
+    """README's 'Protocols' table (``python -m kdprivacy.config protocols`` prints it; a test keeps them equal)."""
+    lines = ["| knob | `protocol: paper` | ours (default) | why ours differs |", "| --- | --- | --- | --- |"]
+    for row in deviation_table():
+        cells = [f"`{row['path']}`", f"`{row['paper']}`", row["ours"], row["reason"]]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
