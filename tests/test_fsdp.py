@@ -15,7 +15,7 @@ import torch
 from pydantic import ValidationError
 from safetensors import safe_open
 
-from kdprivacy import checkpoint, models
+from kdprivacy import models
 from kdprivacy import kd as registry
 from kdprivacy.config import Train
 from kdprivacy.kd import teacher as kd_teacher
@@ -26,11 +26,10 @@ from test_resume import (  # noqa: F401 (fixtures)
     LOG,
     MAX_LENGTH,
     SPEC,
-    Killed,
     _as_shards,
     _cfg,
     _item_mean_loss,
-    _kill_after,
+    killed_then_resumed,
     items,
     manifest,
     teacher,
@@ -100,12 +99,7 @@ def _fit_worker(rank, world, port, model_dir, items, dev, cfg, pad_id, tokenizer
     if rank == 0:
         models.save_model(model, tokenizer, Path(out_dir) / "saved")
     torch.save({"state": model.state_dict(), "history": history}, Path(out_dir) / f"reference{rank}.pt")
-    resume = checkpoint.Resume(Path(out_dir) / "resume", "fp")
-    try:
-        run(resume=resume, on_step=_kill_after(4))
-    except Killed:
-        pass
-    model, history = run(resume=resume)
+    model, history = killed_then_resumed(run, Path(out_dir) / "resume", 4)
     torch.save({"state": model.state_dict(), "history": history, "sharded": sharded},
                Path(out_dir) / f"resumed{rank}.pt")
     distributed.finish_distributed()
@@ -227,12 +221,7 @@ def _lora_worker(rank, world, port, model_dir, items, dev, cfg, lora, pad_id, ou
     model, history = run()
     assert models.is_lora(model) and type(model).__name__.startswith("Peft")
     torch.save({"state": model.state_dict(), "history": history}, Path(out_dir) / f"lora{rank}.pt")
-    resume = checkpoint.Resume(Path(out_dir) / "resume", "fp")
-    try:
-        run(resume=resume, on_step=_kill_after(5))
-    except Killed:
-        pass
-    model, history = run(resume=resume)
+    model, history = killed_then_resumed(run, Path(out_dir) / "resume", 5)
     torch.save({"state": model.state_dict(), "history": history}, Path(out_dir) / f"lora-resumed{rank}.pt")
     distributed.finish_distributed()
 

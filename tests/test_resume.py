@@ -48,6 +48,20 @@ def _kill_after(k: int):
     return on_step
 
 
+def killed_then_resumed(run, resume_dir, kill_at: int):
+    """``run(resume=..., on_step=...)`` killed after step ``kill_at`` (a worker process cannot use
+    ``pytest.raises``: a run that was not killed fails here), then resumed from its checkpoint; returns what
+    the resumed run returns."""
+    resume = checkpoint.Resume(resume_dir, "fp")
+    try:
+        run(resume=resume, on_step=_kill_after(kill_at))
+    except Killed:
+        pass
+    else:
+        raise AssertionError(f"the run was not killed at step {kill_at}")
+    return run(resume=resume)
+
+
 @pytest.fixture(scope="module")
 def manifest():
     return _toy_manifest()
@@ -409,13 +423,7 @@ def _ddp_worker(rank, world, port, model_dir, items, dev, cfg, pad_id, out_dir):
 
     model, history = run()
     torch.save({"state": model.state_dict(), "history": history}, Path(out_dir) / f"reference{rank}.pt")
-    resume = checkpoint.Resume(Path(out_dir) / "resume", "fp")
-
-    try:
-        run(resume=resume, on_step=_kill_after(4))
-    except Killed:
-        pass
-    model, history = run(resume=resume)
+    model, history = killed_then_resumed(run, Path(out_dir) / "resume", 4)
     torch.save({"state": model.state_dict(), "history": history}, Path(out_dir) / f"resumed{rank}.pt")
     distributed.finish_distributed()
 
