@@ -89,7 +89,7 @@ export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 # The GPU is fake (no CUDA): jobs given one would stop (runtime.check_gpus); run them on the CPU on purpose.
 export KDPRIVACY_DEVICE=cpu
 timeout 2400 "$py" -m snakemake -s "$repo/Snakefile" -d "$work" --configfile "$cfg" \
-  --profile "$profile" --executor slurm --jobs 2 \
+  --workflow-profile "$profile" --executor slurm --jobs 2 \
   --slurm-status-command squeue --slurm-init-seconds-before-status-checks 10 \
   --config resources='{gpu: 0, train_gpus: 1, threads: 1}'
 

@@ -35,11 +35,22 @@ def _yaml_exponent(value: Any) -> Any:
     return value
 
 
+class _ExponentStringSchema:
+    """JSON schema of a float field: a number in its bounds, or the exponent string YAML 1.1 leaves (what the
+    validator accepts), so ``snakemake.utils.validate`` with ``schemas/config.schema.json`` takes what we take
+    (the bounds of such a string are checked by the config model)."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
+        number = handler(core_schema)
+        return {"anyOf": [number, {"type": "string", "pattern": _EXPONENT_NUMBER.pattern}]}
+
+
 # Types are strict (Strict.model_config): no bool or string is taken for a number, no number for a bool, no
 # float for an int; an int is a fine float. inf and nan are refused everywhere.
 def float_field(**bounds: float) -> Any:
     """A float type with bounds (``gt``, ``ge``, ``lt``, ``le``) that also reads YAML 1.1's ``"1e-3"``."""
-    return Annotated[float, Field(**bounds), BeforeValidator(_yaml_exponent)]
+    return Annotated[float, Field(**bounds), BeforeValidator(_yaml_exponent), _ExponentStringSchema]
 
 
 Name = Annotated[str, Field(pattern=NAME)]

@@ -305,3 +305,24 @@ def test_workflow_refuses_bad_values_before_the_dag(tmp_path):
     assert f"{key}: local model directory './hf/gpt2-teacher' does not exist" in out
     assert str(tmp_path / "work") in out  # relative to the working directory (-d), not the caller's cwd
     assert "MissingInput" not in out
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_snakemake_validate_takes_the_schema(path):
+    """``snakemake.utils.validate`` with schemas/config.schema.json (its $schema names the draft) accepts
+    every shipped config, YAML 1.1 exponent strings included, and refuses what the model refuses."""
+    smk_utils = pytest.importorskip("snakemake.utils")
+    schema = str(REPO / "schemas" / "config.schema.json")
+    raw = yaml.safe_load(path.read_text())
+    smk_utils.validate(copy.deepcopy(raw), schema, set_default=False)
+    family = next(iter(raw["families"].values()))
+    family.setdefault("teacher", {}).setdefault("train", {})["lr"] = "1e-3"  # a string PyYAML leaves
+    smk_utils.validate(copy.deepcopy(raw), schema, set_default=False)
+    for bad in ("fast", -1.0):
+        family["teacher"]["train"]["lr"] = bad
+        with pytest.raises(Exception, match="lr|Error validating"):
+            smk_utils.validate(copy.deepcopy(raw), schema, set_default=False)
+    family["teacher"]["train"]["lr"] = 1e-3
+    raw["attackz"] = {}
+    with pytest.raises(Exception):
+        smk_utils.validate(copy.deepcopy(raw), schema, set_default=False)

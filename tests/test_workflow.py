@@ -216,15 +216,18 @@ def test_lint_is_clean(tmp_path):
 
 
 def test_snakefmt_clean():
-    proc = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "--line-length", "110",
-                           str(REPO / "Snakefile"), str(REPO / "rules")], capture_output=True, text=True)
+    # plain `snakefmt --check .` in the repository: the line length comes from pyproject.toml [tool.snakefmt]
+    proc = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "."], cwd=REPO, capture_output=True,
+                          text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    checked = re.search(r"All (\d+) file\(s\) would be left unchanged", proc.stdout + proc.stderr)
+    assert checked and int(checked.group(1)) == 1 + len(list((REPO / "rules").glob("*.smk")))
 
 
 @pytest.mark.parametrize("name", ["paper-gpt2", "paper-opt", "paper-llama"])
 def test_paper_configs_plan_offline_with_the_slurm_profile(name, tmp_path):
     """The full paper DAG plans offline (nothing touches the hub) and the SLURM profile applies to it."""
-    proc = smk(tmp_path, "-n", "--profile", str(REPO / "profiles" / "slurm"),
+    proc = smk(tmp_path, "-n", "--workflow-profile", str(REPO / "profiles" / "slurm"),
                configfile=REPO / "configs" / f"{name}.yaml")
     jobs = planned_jobs(proc)
     assert jobs["train_student"] >= 14 and jobs["train_teacher"] >= 1 and jobs["attack_metrics"] >= 15

@@ -173,8 +173,12 @@ def validate_config(raw: dict[str, Any], check_paths: bool = False) -> Config:
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
 
 
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"  # pydantic writes this draft
+
+
 def json_schema() -> dict[str, Any]:
-    return Config.model_json_schema()
+    """The config's JSON schema, with ``$schema`` naming its draft (``snakemake.utils.validate`` needs it)."""
+    return {"$schema": JSON_SCHEMA_DIALECT, **Config.model_json_schema()}
 
 
 def load_yaml(path: str, check_paths: bool = False) -> Config:
