@@ -34,12 +34,12 @@ rule aggregate:
         per_example=per_model("{R}/{family}/seed{seed}/attacks/{model}.parquet"),
         memorization=per_model("{R}/{family}/seed{seed}/memorization/{model}.parquet"),
     output:
-        mia=f"{R}/tables/mia.csv",
+        mia=table_output("mia"),
         mia_pooled=f"{R}/tables/mia_pooled.csv",
         mia_category=f"{R}/tables/mia_category.csv",
         mia_paired=f"{R}/tables/mia_paired.csv",
         mia_paired_pooled=f"{R}/tables/mia_paired_pooled.csv",
-        memorization=f"{R}/tables/memorization.csv",
+        memorization=table_output("memorization"),
     log:
         f"{R}/logs/aggregate.log",
     localrule: True
@@ -79,7 +79,7 @@ rule collect:
     input:
         collect_inputs,
     output:
-        table=f"{R}/tables/{{table}}.csv",
+        table=table_output("{table}"),
     log:
         f"{R}/logs/collect/{{table}}.log",
     wildcard_constraints:
@@ -116,7 +116,7 @@ rule findings:
     input:
         unpack(findings_inputs),
     output:
-        findings=f"{R}/tables/findings.csv",
+        findings=table_output("findings"),
     log:
         f"{R}/logs/findings.log",
     localrule: True

@@ -55,6 +55,17 @@ def ablation_sources():
     return out
 
 
+def table_output(name):
+    """``results/tables/<name>.csv`` shown in the report too: category "Tables", subcategory the table's name
+    (``{table}``, a wildcard, for the collected per-model tables)."""
+    return report(
+        f"{R}/tables/{name}.csv",
+        caption=os.path.join(workflow.basedir, "report", "table.rst"),
+        category="Tables",
+        subcategory=name,
+    )
+
+
 def figure(stem, spec):
     return report(
         f"{FIG}/{stem}.png",

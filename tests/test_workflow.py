@@ -152,6 +152,9 @@ def test_report_builds(run_dir):
     html = (run_dir / "report.html").read_text(errors="replace")
     for name in ("mia_auc_heatmap", "ablation_objective", "blocks_mope", "risk_by_category"):
         assert name in html, name
+    # the tidy tables are in the report too (category "Tables"), not only the figures
+    for name in ("mia.csv", "findings.csv", "memorization.csv", "utility.csv", "blocks.csv"):
+        assert name in html, name
 
 
 def test_complete_run_has_nothing_to_do(run_dir):
