@@ -115,3 +115,32 @@ def test_best_of_nine_noise_attacks_same_data_max_is_biased_held_out_is_not():
     assert not unbiased_at_chance(old)  # the old path fails the unbiasedness test
     assert unbiased_at_chance(new), (np.mean(new), np.std(new, ddof=1) / math.sqrt(len(new)))
 
+
+def test_summary_headline_names_the_held_out_best_attack(tmp_path):
+    from kdprivacy.reporting import claims, summary
+    from toy import mia_rows, model
+
+    teacher, kd = model("teacher", "teacher", "teacher", role="teacher"), model("kd-s", "kd", "s")
+    mia = mia_rows([(teacher, "loss", 0.912, 0.02), (teacher, "zlib", 0.70, 0.02), (kd, "loss", 0.655, 0.02)])
+    best = pd.DataFrame(
+        [
+            {**{k: v for k, v in m.items() if k != "seed"}, "best_attack": a, "auc_selection": auc + 0.01,
+             "auc": auc, "ci_low": auc - 0.05, "ci_high": auc + 0.05, "n_seeds": 1, "n_attacks": 2,
+             "auc_same_data_max": auc + 0.02, "same_data_attack": a, "split_seed": 5}
+            for m, a, auc in ((teacher, "loss", 0.9), (kd, "loss", 0.64))
+        ]
+    )
+    results = tmp_path / "results"
+    tables = {"mia_best_attack": str(results / "tables" / "mia_best_attack.csv")}
+    findings = claims.compute_findings(mia)
+    text = summary.render_summary(results / "summary.md", findings, tables, {}, "c.yaml", "h", mia=mia,
+                                  best_attack=best)
+    assert "teacher AUC 0.700-0.912 over 2 attacks; held-out best attack 0.900 [0.850, 0.950] " \
+        "(teacher on loss)" in text
+    assert "KD students AUC 0.655-0.655 over 1 attack; held-out best attack 0.640" in text
+    assert "split seed 5" in text and "[mia_best_attack](tables/mia_best_attack.csv)" in text
+    assert "biased upward" in text  # the explanation says why the same-data max is not shown
+    # without the held-out table the headline says plainly that its highest cell is a biased maximum
+    plain = summary.render_summary(results / "summary.md", findings, {}, {}, "c.yaml", "h", mia=mia)
+    assert "(highest: teacher on loss; the max over 2 attacks, biased upward: selected and reported on the " \
+        "same examples)" in plain
