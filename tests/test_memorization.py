@@ -261,7 +261,8 @@ def response_margin(model, batch) -> float:
 def deterministic_single_thread():
     """One intra-op thread and torch's deterministic algorithms for the block, restored afterwards: the
     float reductions of a CPU kernel are ordered by its thread count, so training here gives bit-identical
-    weights (and step count and loss) at any ``OMP_NUM_THREADS`` the suite runs under (issue #15, defect 8)."""
+    weights (and step count and loss) at any ``OMP_NUM_THREADS`` the suite runs under (issue #15, defect
+    8)."""
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
