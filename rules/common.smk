@@ -150,6 +150,8 @@ def final_tables():
             "mia_category",
             "mia_paired",
             "mia_paired_pooled",
+            "mia_split",
+            "mia_best_attack",
             "memorization",
             "data_card",
             "mia_auc_heatmap",

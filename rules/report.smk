@@ -39,6 +39,8 @@ rule aggregate:
         mia_category=f"{R}/tables/mia_category.csv",
         mia_paired=f"{R}/tables/mia_paired.csv",
         mia_paired_pooled=f"{R}/tables/mia_paired_pooled.csv",
+        mia_split=f"{R}/tables/mia_split.csv",
+        mia_best_attack=table_output("mia_best_attack"),
         memorization=table_output("memorization"),
     log:
         f"{R}/logs/aggregate.log",
@@ -47,8 +49,12 @@ rule aggregate:
         ENV
     params:
         models=all_models(),
-        cfg={"n_bootstrap": CFG.attacks.n_bootstrap, "bootstrap_seed": CFG.attacks.bootstrap_seed},
-        code=code("aggregate.py", "reporting.tables"),
+        cfg={
+            "n_bootstrap": CFG.attacks.n_bootstrap,
+            "bootstrap_seed": CFG.attacks.bootstrap_seed,
+            "best_attack_split_seed": CFG.attacks.best_attack_split_seed,
+        },
+        code=code("aggregate.py", "reporting.tables", "reporting.best_attack"),
     script:
         "../scripts/aggregate.py"
 
@@ -153,6 +159,7 @@ rule summary:
         claims=rules.paper_comparison.output.claims,
         comparison=rules.paper_comparison.output.comparison,
         mia=f"{R}/tables/mia.csv",
+        mia_best_attack=f"{R}/tables/mia_best_attack.csv",
         tables=final_tables(),
         figures=[f for f in final_figures() if not f.endswith("summary.md")],
     output:

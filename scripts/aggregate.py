@@ -3,7 +3,9 @@ differences and seed-pooled versions, memorization per model.
 
 Named inputs (lists aligned index by index with ``params.models``): ``metrics``, ``memorization``; optional
 ``per_category``, ``per_example``. Outputs: ``mia``, ``memorization``; optional ``mia_pooled``,
-``mia_category`` (needs ``per_category``), ``mia_paired`` and ``mia_paired_pooled`` (need ``per_example``).
+``mia_category`` (needs ``per_category``), ``mia_paired``, ``mia_paired_pooled``, ``mia_split`` and
+``mia_best_attack`` (need ``per_example``). ``params.cfg``: ``n_bootstrap``, ``bootstrap_seed``,
+``best_attack_split_seed`` (the held-out best attack's halves, kdprivacy.reporting.best_attack).
 """
 
 import sys
@@ -18,4 +20,5 @@ job = runtime.Job(snakemake)  # noqa: F821
 job.save(**tables.aggregate(
     job.snakemake.params.models, job.inputs, job.outputs,
     n_bootstrap=int(job.cfg["n_bootstrap"]), bootstrap_seed=int(job.cfg["bootstrap_seed"]),
+    split_seed=int(job.cfg["best_attack_split_seed"]),
 ))

@@ -1,3 +1,4 @@
+import contextlib
 import logging
 import math
 
@@ -256,32 +257,53 @@ def response_margin(model, batch) -> float:
     return lead.min().item()
 
 
+@contextlib.contextmanager
+def deterministic_single_thread():
+    """One intra-op thread and torch's deterministic algorithms for the block, restored afterwards: the
+    float reductions of a CPU kernel are ordered by its thread count, so training here gives bit-identical
+    weights (and step count and loss) at any ``OMP_NUM_THREADS`` the suite runs under (issue #15, defect
+    8)."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+        torch.set_num_threads(threads)
+
+
 def memorize(model, tokenizer, frame, items, lr=5e-3, max_steps=500, margin=1.0, check_every=5):
     """Full-batch Adam on prompt + response tokens until the records are memorized: every response token
     leads by ``margin`` logits (so greedy decoding reproduces the responses) and every true secret outranks
-    its ``N_CANDIDATES`` canary candidates. How many steps that takes depends on floating-point rounding
-    (CPU kernels, thread count) -- a fixed step count and a loss threshold made this flaky (issue #20); the
-    property does not. Returns the model (eval mode) and the number of steps."""
+    its ``N_CANDIDATES`` canary candidates. A fixed step count and a loss threshold made this flaky (issue
+    #20: the loss at a fixed step depended on the thread count); the property does not, and training runs
+    on one thread with deterministic algorithms (:func:`deterministic_single_thread`), so the trajectory is
+    the same whatever ``OMP_NUM_THREADS`` is. Returns the model (eval mode), the number of steps and the
+    last training loss."""
     batch = collate(items, model.config.pad_token_id)
     labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     lead = -math.inf
-    for step in range(1, max_steps + 1):
-        model.train()
-        loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step % check_every:
-            continue
-        model.eval()
-        lead = response_margin(model, batch)
-        if lead >= margin:
-            ranks = extraction.canary_exposure(model, tokenizer, frame, N_CANDIDATES, 0, 3, 160, 64,
-                                                 include_in_prompt=True).secret_rank
-            if (ranks == 1.0).all():
-                return model, step
-    pytest.fail(f"not memorized after {max_steps} steps: response margin {lead:.3f} (wanted {margin})")
+    with deterministic_single_thread():
+        for step in range(1, max_steps + 1):
+            model.train()
+            loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                         labels=labels).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if step % check_every:
+                continue
+            model.eval()
+            lead = response_margin(model, batch)
+            if lead >= margin:
+                ranks = extraction.canary_exposure(model, tokenizer, frame, N_CANDIDATES, 0, 3, 160, 64,
+                                                     include_in_prompt=True).secret_rank
+                if (ranks == 1.0).all():
+                    return model, step, loss.item()
+    pytest.fail(f"not memorized after {max_steps} steps (threads pinned to 1): last loss {loss.item():.4f}, "
+                f"response margin {lead:.3f} (wanted {margin}); raise max_steps or lr")
 
 
 @pytest.fixture(scope="module")
@@ -291,7 +313,8 @@ def memorized(tokenizer):
     items = encoding.encode_frame(tokenizer, frame, 160, 64)
     model = tiny_model(seed=0, n_embd=64, vocab=len(tokenizer), eos=tokenizer.eos_token_id,
                        pad=tokenizer.pad_token_id)
-    model, _ = memorize(model, tokenizer, frame, items)
+    model, steps, loss = memorize(model, tokenizer, frame, items)
+    logging.getLogger(__name__).info("memorized fixture: %d steps, final loss %.6f", steps, loss)
     longest = max(len(item.response_ids) for item in items)
     generated = greedy(model, items, longest, 3, tokenizer.pad_token_id,
                                              tokenizer.eos_token_id)

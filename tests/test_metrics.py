@@ -450,11 +450,22 @@ def test_aggregate_script(tmp_path):
             inputs["per_example"].append(f"{stem}.parquet")
     outputs = {
         k: str(tmp_path / f"{k}.csv")
-        for k in ("mia", "memorization", "mia_pooled", "mia_category", "mia_paired", "mia_paired_pooled")
+        for k in (
+            "mia",
+            "memorization",
+            "mia_pooled",
+            "mia_category",
+            "mia_paired",
+            "mia_paired_pooled",
+            "mia_split",
+            "mia_best_attack",
+        )
     }
     smk = types.SimpleNamespace(
         scriptdir=str(repo / "scripts"),
-        params=types.SimpleNamespace(models=specs, cfg={"n_bootstrap": 50, "bootstrap_seed": 0}, code="test"),
+        params=types.SimpleNamespace(models=specs, cfg={"n_bootstrap": 50, "bootstrap_seed": 0, "best_attack_split_seed": 3},
+            code="test",
+        ),
         input=types.SimpleNamespace(**inputs, items=lambda: inputs.items()),
         output=types.SimpleNamespace(**outputs, items=lambda: outputs.items()),
         log=[],
@@ -490,3 +501,13 @@ def test_aggregate_script(tmp_path):
     paired_pooled = pd.read_csv(outputs["mia_paired_pooled"])
     assert len(paired_pooled) == 3 * 2 and (paired_pooled.n_seeds == 2).all()
     assert {"auc_diff", "auc_diff_std", "auc_diff_min", "auc_diff_max"} <= set(paired_pooled.columns)
+    split = pd.read_csv(outputs["mia_split"])  # per model, seed and attack: AUC on each half
+    assert len(split) == 6 * 2 and (split.n_members_selection + split.n_members_report == 40).all()
+    assert (split.auc_all - mia.auc).abs().max() < 1e-6  # all examples: the mia.csv AUC
+    best = pd.read_csv(outputs["mia_best_attack"])  # per model pooled over seeds: held-out best attack
+    assert len(best) == 3 and (best.n_seeds == 2).all() and (best.n_attacks == 2).all()
+    assert (best.split_seed == 3).all() and set(best.best_attack) <= {"loss", "zlib"}
+    for r in best.itertuples():
+        rows = split[(split.model == r.model) & (split.attack == r.best_attack)]
+        assert r.auc == pytest.approx(rows.auc_report.mean()) and r.ci_low <= r.auc <= r.ci_high
+    assert best.set_index("model").auc["teacher"] > 0.8

@@ -226,16 +226,37 @@ def utility_table():
     return util
 
 
+def best_attack_table():
+    """``mia_best_attack.csv`` rows (kdprivacy.reporting.best_attack.held_out_best) for the study models."""
+    rows = []
+    for m, attack, auc, same_attack, same_max in (
+        (TEACHER, "zlib", 0.86, "loss", 0.91),
+        (NOKD_S, "loss", 0.49, "loss", 0.501),
+        (KD_S, "loss", 0.6, "loss", 0.62),
+        (MINI_S, "loss", 0.52, "loss", 0.53),
+        (model("kd-s.obj-rkl", "kd", "s", ablation="objective", value="rkl"), "loss", 0.54, "loss", 0.55),
+    ):
+        keys = {k: v for k, v in m.items() if k != "seed"}
+        rows.append({**keys, "best_attack": attack, "auc_selection": auc + 0.02, "auc": auc,
+                     "ci_low": auc - 0.04, "ci_high": auc + 0.04, "n_seeds": 1, "n_attacks": 2,
+                     "auc_same_data_max": same_max, "same_data_attack": same_attack, "split_seed": 0})
+    return pd.DataFrame(rows)
+
+
 def test_utility_bars_and_privacy_vs_utility(tmp_path):
     util = utility_table()
     drawn = utility_plots.utility_bars(util, tmp_path / "u.png")
     assert dict(zip(drawn.model, drawn.rouge_l)) == {"teacher": 27.0, "nokd-s": 20.0, "kd-s": 21.5}
     assert drawn.ci_low.tolist() == [26.0, 19.0, 20.5]
-    pu = utility_plots.privacy_vs_utility(study_mia(), util, tmp_path / "pu.png")
+    pu = utility_plots.privacy_vs_utility(best_attack_table(), util, tmp_path / "pu.png")
     best = pu.set_index("model")
-    assert best.loc["teacher", "best_attack"] == "loss" and best.loc["teacher", "auc"] == 0.91
+    # the held-out best attack of mia_best_attack.csv as it is (chosen on one half, AUC on the other), not
+    # the maximum of the same-data AUCs (auc_same_data_max, loss 0.91 for the teacher)
+    assert best.loc["teacher", "best_attack"] == "zlib" and best.loc["teacher", "auc"] == 0.86
+    assert (best.loc["teacher", "ci_low"], best.loc["teacher", "ci_high"]) == (0.82, 0.9)
     assert best.loc["nokd-s", "best_attack"] == "loss" and best.loc["kd-s", "rouge_l"] == 21.5
     assert "minillm-s" not in best.index  # no utility row: no point
+    assert "kd-s.obj-rkl" not in best.index  # ablation copies are not configured models
     assert utility_plots.utility_bars(util[util.category == "open_qa"], tmp_path / "none.png") is None
 
 
@@ -395,7 +416,10 @@ def test_placeholder(tmp_path):
 
 # ============================================================================ the FIGURES registry
 REPO = Path(__file__).resolve().parents[1]
-FIGURE_INPUTS = {"mia", "mia_category", "memorization", "memorization_summary", "utility", "blocks", "roc"}
+FIGURE_INPUTS = {
+    "mia", "mia_category", "mia_best_attack", "memorization", "memorization_summary", "utility", "blocks",
+    "roc",
+}
 
 
 def test_figures_registry_entries_are_complete():
@@ -443,6 +467,7 @@ def test_draw_figures_draws_every_registered_figure(tmp_path, monkeypatch):
     tables = {
         "mia": sgo_mia(), "mia_category": category_table(), "memorization": memorization_table(),
         "memorization_summary": memo_summary(), "utility": utility_table(), "blocks": blocks_table(),
+        "mia_best_attack": best_attack_table(),
     }
     paths = {}
     for name, table in tables.items():

@@ -113,6 +113,12 @@ class Attacks(Strict):
     fprs: list[float_field(gt=0, lt=1)] = [0.05, 0.01, 0.001]
     n_bootstrap: Annotated[int, Field(ge=0)] = 1000
     bootstrap_seed: Seed = 0
+    best_attack_split_seed: Seed = Field(
+        0,
+        description="the 'best attack' of the privacy-vs-utility figure and summary is chosen on one half of "
+        "the examples (stratified, by a hash of this seed and the example id) and its AUC reported on the "
+        "other half (results/tables/mia_best_attack.csv)",
+    )
     short_tokens: PosInt = Field(5, description="responses with fewer scored tokens are flagged and counted")
     roc_max_points: PosInt = 400
     external_reference: ExternalReference | None = None

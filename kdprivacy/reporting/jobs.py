@@ -69,6 +69,7 @@ def summary(job: Any) -> None:
         claims=table("claims"),
         comparison=table("comparison"),
         mia=table("mia"),
+        best_attack=table("mia_best_attack"),
     )
     job.save(summary=text)
     job.log.info("summary: %d tables, %d figures linked", len(tables), len(figures))

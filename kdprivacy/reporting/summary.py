@@ -1,8 +1,9 @@
 """``results/summary.md``: the one-page Markdown summary of a run, built only from its tables.
 
-Headline AUC ranges per family, one line per claim and family (:mod:`kdprivacy.reporting.claims`), the
-paper's claims and the side-by-side comparison (:mod:`kdprivacy.reporting.paper`), then links to every figure,
-table and provenance record.
+Headline AUC ranges per family with the highest held-out best-attack AUC
+(:mod:`kdprivacy.reporting.best_attack`), one line per claim and family (:mod:`kdprivacy.reporting.claims`),
+the paper's claims and the side-by-side comparison (:mod:`kdprivacy.reporting.paper`), then links to every
+figure, table and provenance record.
 """
 
 from __future__ import annotations
@@ -47,6 +48,80 @@ def _verdict(x: Any) -> str:
     return "not testable" if b is None else ("supported" if b else "not supported")
 
 
+def _groups(table: pd.DataFrame) -> list[tuple[str, pd.Series]]:
+    role, method = col(table, "role"), col(table, "method")
+    return [
+        ("teacher", role == "teacher"),
+        ("No-KD students", method == "nokd"),
+        ("KD students", method.isin(KD_METHODS)),
+    ]
+
+
+def headline(
+    mia: pd.DataFrame, best_attack: pd.DataFrame | None, tables: Mapping[str, str], start: str
+) -> list[str]:
+    """The "Headline numbers" section: per family and group (teacher, No-KD, KD students) the range of the
+    seed-pooled AUCs over every model x attack, and the highest risk. With ``best_attack``
+    (``mia_best_attack.csv``): the model with the highest held-out best-attack AUC (attack chosen on one half
+    of the examples, AUC and CI on the other). Without it: the highest cell, marked as the maximum over the
+    attacks on the same examples, biased upward."""
+    out = ["## Headline numbers", ""]
+    pooled = pool(
+        mia.assign(base=col(mia, "base"), ablation=col(mia, "ablation")),
+        ["family", "role", "method", "model", "ablation", "attack"],
+    )
+    main = pooled[pooled["ablation"].isna()]
+    held = None
+    if best_attack is not None and not best_attack.empty:
+        held = best_attack[col(best_attack, "ablation").isna()].dropna(subset=["auc"])
+    for family, g in main.groupby("family", sort=False):
+        fam_held = None if held is None else held[held["family"] == family]
+        bits = []
+        held_groups = {} if fam_held is None else dict(_groups(fam_held))
+        for label, in_group in _groups(g):
+            part = g[in_group].dropna(subset=["auc"])
+            if part.empty:
+                continue
+            n_attacks = part["attack"].nunique()
+            text = (
+                f"{label} AUC {part['auc'].min():.3f}-{part['auc'].max():.3f} over {n_attacks} "
+                f"attack{'s' if n_attacks != 1 else ''}"
+            )
+            picked = fam_held[held_groups[label]] if label in held_groups else None
+            if picked is not None and not picked.empty:
+                top = picked.loc[picked["auc"].idxmax()]
+                text += (
+                    f"; held-out best attack {top['auc']:.3f} [{top['ci_low']:.3f}, {top['ci_high']:.3f}] "
+                    f"({top['model']} on {top['best_attack']})"
+                )
+            else:
+                best = part.loc[part["auc"].idxmax()]
+                text += (
+                    f" (highest: {best['model']} on {best['attack']}; the max over {n_attacks} attacks, "
+                    "biased upward: selected and reported on the same examples)"
+                )
+            bits.append(text)
+        n_seeds = int(main["n_seeds"].max()) if len(main) else 0
+        out.append(f"- **{family}** ({n_seeds} seed{'s' if n_seeds != 1 else ''}): " + "; ".join(bits) + ".")
+    out.append("")
+    if held is not None:
+        seeds = sorted({int(x) for x in col(held, "split_seed").dropna()})
+        where = (
+            f"[mia_best_attack]({_link(tables['mia_best_attack'], start)})"
+            if "mia_best_attack" in tables
+            else "`mia_best_attack.csv`"
+        )
+        out += [
+            "AUC ranges: every model x attack on all evaluated examples. Held-out best attack: per model, "
+            "the attack with the highest AUC on a selection half of the examples (stratified by membership, "
+            f"chosen by a hash of the example id and split seed {', '.join(map(str, seeds)) or '?'}), its "
+            f"AUC and 95% CI on the other half; the model where it is highest is named ({where}). The max "
+            "AUC over the attacks on the same examples would be biased upward.",
+            "",
+        ]
+    return out
+
+
 def render_summary(
     summary_path: str | os.PathLike,
     findings: pd.DataFrame,
@@ -59,13 +134,16 @@ def render_summary(
     mia: pd.DataFrame | None = None,
     provenance: Sequence[str] = (),
     title: str = "kdprivacy results",
+    best_attack: pd.DataFrame | None = None,
 ) -> str:
     """The one-page Markdown summary (built only from the tables given).
 
     ``tables`` / ``figures``: name -> path (linked relative to ``summary_path``'s folder). ``findings``:
     :func:`kdprivacy.reporting.claims.compute_findings`; ``claims`` / ``comparison``:
     :mod:`kdprivacy.reporting.paper` tables (optional);
-    ``mia``: ``mia.csv`` for the headline AUC ranges. ``provenance``: paths to point at.
+    ``mia``: ``mia.csv`` for the headline AUC ranges; ``best_attack``: ``mia_best_attack.csv`` (the
+    held-out best attack, :mod:`kdprivacy.reporting.best_attack`) for the headline's highest risk.
+    ``provenance``: paths to point at.
     """
     start = os.path.dirname(os.path.abspath(summary_path))
     out = [
@@ -76,31 +154,7 @@ def render_summary(
         "",
     ]
     if mia is not None and not mia.empty:
-        out += ["## Headline numbers", ""]
-        pooled = pool(
-            mia.assign(base=col(mia, "base"), ablation=col(mia, "ablation")),
-            ["family", "role", "method", "model", "ablation", "attack"],
-        )
-        main = pooled[pooled["ablation"].isna()]
-        for family, g in main.groupby("family", sort=False):
-            bits = []
-            for label, part in (
-                ("teacher", g[g["role"] == "teacher"]),
-                ("No-KD students", g[g["method"] == "nokd"]),
-                ("KD students", g[g["method"].isin(KD_METHODS)]),
-            ):
-                part = part.dropna(subset=["auc"])
-                if not part.empty:
-                    best = part.loc[part["auc"].idxmax()]
-                    bits.append(
-                        f"{label} AUC {part['auc'].min():.3f}-{part['auc'].max():.3f} (highest: "
-                        f"{best['model']} on {best['attack']})"
-                    )
-            n_seeds = int(main["n_seeds"].max()) if len(main) else 0
-            out.append(
-                f"- **{family}** ({n_seeds} seed{'s' if n_seeds != 1 else ''}): " + "; ".join(bits) + "."
-            )
-        out.append("")
+        out += headline(mia, best_attack, tables, start)
     summary_rows = findings[findings["level"] == "summary"]
     if not summary_rows.empty:
         out += [

@@ -17,11 +17,21 @@ import pandas as pd
 
 from kdprivacy.memorization import extraction
 from kdprivacy.mia import metrics
+from kdprivacy.reporting import best_attack
 from kdprivacy.reporting.tidy import with_model_keys
 
 log = logging.getLogger("kdprivacy.reporting.tables")
 
-AGGREGATED = ("mia", "mia_pooled", "mia_category", "mia_paired", "mia_paired_pooled", "memorization")
+AGGREGATED = (
+    "mia",
+    "mia_pooled",
+    "mia_category",
+    "mia_paired",
+    "mia_paired_pooled",
+    "mia_split",
+    "mia_best_attack",
+    "memorization",
+)
 """The tables :func:`aggregate` can build (``mia`` and ``memorization`` always)."""
 
 
@@ -48,11 +58,14 @@ def aggregate(
     outputs: Iterable[str],
     n_bootstrap: int,
     bootstrap_seed: int,
+    split_seed: int = 0,
 ) -> dict[str, pd.DataFrame]:
     """The tables of :data:`AGGREGATED` named in ``outputs``, from the per-model files of ``inputs``
     (name -> paths aligned index by index with ``models``): ``metrics`` and ``memorization`` always,
-    ``per_category`` for ``mia_category``, ``per_example`` for the paired tables. Paired differences:
-    ``n_bootstrap`` joint resamples seeded with ``bootstrap_seed``."""
+    ``per_category`` for ``mia_category``, ``per_example`` for the paired tables and the held-out best
+    attack. Paired differences: ``n_bootstrap`` joint resamples seeded with ``bootstrap_seed``.
+    ``mia_split`` / ``mia_best_attack``: :mod:`kdprivacy.reporting.best_attack` with the halves of
+    ``split_seed`` (report-half CIs: ``n_bootstrap`` resamples seeded with ``bootstrap_seed``)."""
     models = list(models)
     outputs = set(outputs)
     columns = model_columns(models)
@@ -106,7 +119,36 @@ def aggregate(
             keys = [*pool_keys, "comparator", "comparison", "attack"]
             values = ["auc_diff", "auc_model", "auc_comparator"]
             out["mia_paired_pooled"] = metrics.pool_seeds(paired, keys, values, include_seeds=False)
+    if "mia_split" in outputs or "mia_best_attack" in outputs:
+        example_paths = paths("per_example")
+        if example_paths is None:
+            raise ValueError("the held-out best attack needs the per_example inputs")
+        split = split_table(models, example_paths, columns, split_seed, n_bootstrap, bootstrap_seed)
+        if "mia_split" in outputs:
+            out["mia_split"] = split
+        if "mia_best_attack" in outputs:
+            out["mia_best_attack"] = best_attack.held_out_best(split, pool_keys, split_seed)
     return out
+
+
+def split_table(
+    models: Sequence[Mapping[str, Any]],
+    example_paths: Sequence[str],
+    columns: Sequence[str],
+    split_seed: int,
+    n_bootstrap: int,
+    bootstrap_seed: int,
+) -> pd.DataFrame:
+    """One row per (model, attack): :func:`kdprivacy.reporting.best_attack.split_aucs` (AUC on the
+    selection half, on the report half with its CI, on all examples), the model's key columns in front."""
+    frames = []
+    for model, path in zip(models, example_paths):
+        per_example = pd.read_parquet(path, columns=["id", "attack", "score", "label"])
+        split = best_attack.split_aucs(per_example, split_seed, n_bootstrap, bootstrap_seed)
+        frames.append(with_model_keys(split, model, columns))
+    if frames:
+        return pd.concat(frames, ignore_index=True)
+    return pd.DataFrame(columns=[*columns, *best_attack.SPLIT_COLUMNS])
 
 
 def paired_table(

@@ -87,7 +87,7 @@ FIGURES: dict[str, FigureSpec] = {
         FigureSpec("utility", "utility_rouge_l", "Utility", "Utility (ROUGE-L)", "utility:figure_utility",
                    ("utility",), _utility),
         FigureSpec("privacy_utility", "privacy_vs_utility", "Utility", "Privacy vs utility",
-                   "utility:figure_privacy_utility", ("mia", "utility"), _utility),
+                   "utility:figure_privacy_utility", ("mia_best_attack", "utility"), _utility),
         FigureSpec("blocks", "blocks_mope", "Per-block risk", "Per-block risk", "mia:figure_blocks",
                    ("blocks",), _blocks),
         FigureSpec("objective", "ablation_objective", "Ablations", "KD objective ablation",

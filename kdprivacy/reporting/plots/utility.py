@@ -1,4 +1,4 @@
-"""Utility figures: ROUGE-L per model, and privacy risk (best-attack AUC) against utility."""
+"""Utility figures: ROUGE-L per model, and privacy risk (held-out best-attack AUC) against utility."""
 
 from __future__ import annotations
 
@@ -43,22 +43,26 @@ def utility_bars(
 
 
 def privacy_vs_utility(
-    mia: pd.DataFrame, utility: pd.DataFrame, path: str | os.PathLike, category: str = "ALL"
+    best: pd.DataFrame, utility: pd.DataFrame, path: str | os.PathLike, category: str = "ALL"
 ) -> pd.DataFrame | None:
-    """Per configured model: ROUGE-L x100 (x, ``category`` row of ``utility.csv``) vs its best-attack AUC
-    (y: the attack with the highest seed-pooled AUC for that model), 95% CIs."""
-    main = tidy.main_rows(mia)
+    """Per configured model: ROUGE-L x100 (x, ``category`` row of ``utility.csv``) vs its held-out
+    best-attack AUC (y, ``mia_best_attack.csv`` of :func:`kdprivacy.reporting.best_attack.held_out_best`:
+    the attack with the highest AUC on the selection half of the examples, its AUC and 95% CI on the other
+    half, so the maximum over attacks does not inflate the number), 95% CIs."""
+    required = ["family", "model", "method", "best_attack", "auc", "ci_low", "ci_high"]
+    tidy.require(best, required, "mia_best_attack")
+    main = tidy.main_rows(best)
     util = tidy.main_rows(utility)
     util = util[util["category"] == category] if "category" in util.columns else util
     if main.empty or util.empty:
-        return skip("privacy vs utility", "no MIA or utility rows")
+        return skip("privacy vs utility", "no held-out best-attack or utility rows")
     keys = ["family", "model", "method"]
-    a = tidy.pool(main, [*keys, "attack"]).dropna(subset=["auc"])
-    if a.empty:
+    best = main.dropna(subset=["auc"])
+    if best.empty:
         return skip("privacy vs utility", "no AUC values")
-    best = a.loc[a.groupby(["family", "model"], sort=False)["auc"].idxmax()].rename(
-        columns={"attack": "best_attack"}
-    )
+    keep = [*keys, "best_attack", "auc", "ci_low", "ci_high", "n_seeds"]
+    extra = [c for c in ("auc_selection", "n_attacks", "auc_same_data_max", "same_data_attack") if c in best]
+    best = best[keep + extra]
     u = tidy.pool(
         util.assign(method=tidy.col(util, "method")),
         keys,
@@ -93,9 +97,13 @@ def privacy_vs_utility(
         )
     ax.axhline(0.5, color="grey", ls=":", lw=1)
     ax.set_xlabel("utility: ROUGE-L (x100)")
-    ax.set_ylabel("privacy risk: best-attack ROC AUC")
+    ax.set_ylabel("privacy risk: best-attack ROC AUC (held-out half)")
     ax.set_title(
-        wrap_title("Privacy vs utility per model (grey: teacher, green: No-KD; 95% CI)"), fontsize=10
+        wrap_title(
+            "Privacy vs utility per model: attack chosen on half the examples, AUC on the other half "
+            "(grey: teacher, green: No-KD; 95% CI)"
+        ),
+        fontsize=10,
     )
     save(fig, path)
     return both.drop(columns=["label"]).reset_index(drop=True)
@@ -107,4 +115,4 @@ def figure_utility(inputs: FigureInputs, path: str) -> pd.DataFrame | None:
 
 
 def figure_privacy_utility(inputs: FigureInputs, path: str) -> pd.DataFrame | None:
-    return privacy_vs_utility(inputs.mia, inputs.table("utility"), path)
+    return privacy_vs_utility(inputs.table("mia_best_attack"), inputs.table("utility"), path)
