@@ -7,14 +7,17 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
-sys.path.insert(0, workflow.basedir)
+# This workflow's own directory: workflow.basedir is the *importing* workflow's when this one is used as a
+# Snakemake module (`module kd: snakefile: ...`), so every path to our own files starts from here.
+KD_DIR = os.path.abspath(str(workflow.current_basedir))
+sys.path.insert(0, KD_DIR)
 
 
 # config.yaml (next to this file) is the embedded default. A --configfile replaces it instead of being
 # merged into it, so a paper config never inherits the demo's families; --config still overrides keys.
 if not workflow.config_settings.configfiles:
 
-    configfile: os.path.join(workflow.basedir, "config.yaml")
+    configfile: os.path.join(KD_DIR, "config.yaml")
 
 
 report: "report/workflow.rst"

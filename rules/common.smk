@@ -44,7 +44,7 @@ def alternatives(names):
 def code(script, *modules):
     """Rerun trigger for library changes: hash of the modules a rule's script uses, and the script; every
     script runs as a ``runtime.Job``, which writes its outputs (``io``: atomic files, CSV float format)."""
-    return code_version("runtime", *modules, extra_files=(f"{workflow.basedir}/scripts/{script}",))
+    return code_version("runtime", *modules, extra_files=(f"{KD_DIR}/scripts/{script}",))
 
 
 def dump(model):

@@ -60,7 +60,7 @@ def table_output(name):
     (``{table}``, a wildcard, for the collected per-model tables)."""
     return report(
         f"{R}/tables/{name}.csv",
-        caption=os.path.join(workflow.basedir, "report", "table.rst"),
+        caption=os.path.join(KD_DIR, "report", "table.rst"),
         category="Tables",
         subcategory=name,
     )
@@ -69,7 +69,7 @@ def table_output(name):
 def figure(stem, spec):
     return report(
         f"{FIG}/{stem}.png",
-        caption=os.path.join(workflow.basedir, "report", f"{spec.caption}.rst"),
+        caption=os.path.join(KD_DIR, "report", f"{spec.caption}.rst"),
         category=spec.category,
     )
 
