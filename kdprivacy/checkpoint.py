@@ -60,7 +60,10 @@ log_ = logging.getLogger("kdprivacy")
 STATE_FILE = "state.pt"
 SUMMARY_FILE = "state.json"
 FORMAT_VERSION = 2  # 2: weights_only-loadable payload, version + identity digest in state.json
-SIGNALS = ("SIGTERM", "SIGUSR1")  # SLURM: scancel / time limit (TERM), `--signal=USR1@<s>` (USR1)
+# SLURM: scancel / time limit (TERM); the profile's `--signal=URG@<s>` before the time limit (URG: SLURM sends
+# it to every process of the job step, and Snakemake, the step's main process, ignores SIGURG by default,
+# while USR1 would kill it before the script has saved); USR1 is still caught for other launchers.
+SIGNALS = ("SIGTERM", "SIGUSR1", "SIGURG")
 
 
 class Preempted(RuntimeError):

@@ -104,7 +104,7 @@ def fit(
 
     Preemption (:mod:`kdprivacy.checkpoint`): with ``resume`` the loop checkpoints into ``resume.dir`` at
     every epoch end, every ``train.checkpoint_every_steps`` steps / ``train.checkpoint_every_minutes`` minutes,
-    and on SIGTERM/SIGUSR1 (then raises :class:`kdprivacy.checkpoint.Preempted`); a call that finds a
+    and on SIGTERM/SIGUSR1/SIGURG (then raises :class:`kdprivacy.checkpoint.Preempted`); a call that finds a
     checkpoint of the same run continues from it. ``state`` (an object with ``state_dict()`` /
     ``load_state_dict()``) is the caller's own state saved with it (a KD method's RNGs and buffers).
     ``on_step(step)`` runs after every optimizer step (and its checkpoint, if one was due).
