@@ -114,3 +114,46 @@ PY
 grep -h "SLURM_JOB_ID=" "$work"/results/logs/train_teacher/*/*.log | grep -q "CUDA_VISIBLE_DEVICES=0" \
   || { echo "train_teacher did not run as a SLURM job with a GPU allocated"; exit 1; }
 echo "== SLURM smoke run passed"
+
+# Preemption (#16.2): a longer teacher training submitted through SLURM is sent the profile's signal
+# (`scancel --signal=URG`, what `--signal=URG@600` does before the time limit: every process of the step);
+# it must checkpoint, fail cleanly, be resubmitted by `retries`, resume, and end with the same weights as the
+# same training run without SLURM and without a signal.
+echo "== preemption: scancel --signal=URG a running train_teacher job"
+teacher=results/gpt2/seed0/models/teacher
+log=results/logs/train_teacher/gpt2/seed0.log
+long='families={gpt2: {teacher: {train: {epochs: 300}}}}'
+for d in preempt reference; do  # everything upstream of the teacher, as the smoke run made it
+  mkdir -p "$work.$d" && cp -a "$work/results" "$work.$d/" && rm -rf "$work.$d/results/gpt2/seed0"
+done
+"$py" -m snakemake -s "$repo/Snakefile" -d "$work.preempt" "$teacher" --configfile "$cfg" \
+  --workflow-profile "$profile" --executor slurm --jobs 1 \
+  --slurm-status-command squeue --slurm-init-seconds-before-status-checks 10 \
+  --config resources='{gpu: 0, train_gpus: 1, threads: 1}' "$long" > "$work.preempt.out" 2>&1 &
+smk=$!
+job=""
+for _ in $(seq 600); do
+  if [ -f "$work.preempt/$log" ] && grep -q "epoch 2/300" "$work.preempt/$log"; then
+    job=$(grep -o "SLURM_JOB_ID=[0-9]*" "$work.preempt/$log" | head -n 1 | cut -d= -f2); break
+  fi
+  kill -0 "$smk" 2>/dev/null || break
+  sleep 0.5
+done
+[ -n "$job" ] || { tail -n 40 "$work.preempt.out"; echo "train_teacher never reached epoch 2 under SLURM"; exit 1; }
+scancel --signal=URG "$job"
+echo "   signalled SLURM job $job"
+wait "$smk" || { tail -n 60 "$work.preempt.out"; echo "the preempted workflow did not finish"; exit 1; }
+# Snakemake starts the rule's log afresh for the resubmitted job; the failed job's rule log is in its output
+# (the profile's show-failed-logs).
+urg=$("$py" -c 'import signal; print(int(signal.SIGURG))')
+grep -qs "received signal $urg" "$work.preempt.out" \
+  || { echo "the training script of SLURM job $job did not catch the signal"; exit 1; }
+grep -q "SLURM-job '$job' failed" "$work.preempt.out" || { echo "SLURM job $job did not fail as preempted"; exit 1; }
+again=$(grep -o "SLURM_JOB_ID=[0-9]*" "$work.preempt/$log" | head -n 1 | cut -d= -f2)
+[ -n "$again" ] && [ "$again" != "$job" ] || { echo "train_teacher was not resubmitted as a new SLURM job"; exit 1; }
+grep -q "resuming from checkpoint" "$work.preempt/$log" || { echo "the resubmitted job $again did not resume"; exit 1; }
+KDPRIVACY_DEVICE=cpu "$py" -m snakemake -s "$repo/Snakefile" -d "$work.reference" "$teacher" \
+  --configfile "$cfg" --cores 1 --config resources='{gpu: 0, train_gpus: 1, threads: 1}' "$long" -q > /dev/null
+cmp "$work.preempt/$teacher/model.safetensors" "$work.reference/$teacher/model.safetensors" \
+  || { echo "preempted-and-resumed weights differ from the uninterrupted run"; exit 1; }
+echo "== preemption passed: SLURM job $job signalled, resubmitted as $again, resumed ($(grep -o 'resuming from checkpoint.*' "$work.preempt/$log" | grep -o 'step [0-9]*')), identical model.safetensors"
