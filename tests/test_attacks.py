@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from kdprivacy.mia import attacks
+from kdprivacy.stats import Bootstrap
 
 
 def table():
@@ -340,7 +341,7 @@ def test_ref_attack_hand_values_and_auc_below_half():
     labels = [1, 1, 0, 0]
     auc = metrics.roc_auc(out.score, labels)
     assert auc == 0.0  # members score lower: reported as is, never flipped
-    summary = metrics.summarize_attacks(out.assign(label=labels), fprs=(0.5,), n_bootstrap=20)
+    summary = metrics.summarize_attacks(out.assign(label=labels), fprs=(0.5,), bootstrap=Bootstrap(n=20))
     assert summary.auc.item() == 0.0 and summary.auc_ci_high.item() <= 0.5
     assert summary.n_short.item() == 4
 

@@ -7,6 +7,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
 from kdprivacy.mia import metrics
+from kdprivacy.stats import Bootstrap
 
 
 def tied_data(seed, n=300):
@@ -104,7 +105,7 @@ def test_summarize_attacks():
             pd.DataFrame({"id": ids, "attack": "neg", "score": -scores, "label": labels}),
         ]
     )
-    out = metrics.summarize_attacks(frame, fprs=(0.01, 0.001), n_bootstrap=50, bootstrap_seed=0)
+    out = metrics.summarize_attacks(frame, fprs=(0.01, 0.001), bootstrap=Bootstrap(n=50, seed=0))
     assert list(out.columns) == [
         "attack",
         "auc",
@@ -178,7 +179,7 @@ def test_bootstrap_cis_for_auc_and_tprs():
     rng = np.random.default_rng(1)
     labels = np.r_[np.ones(300), np.zeros(1200)].astype(int)
     scores = rng.normal(size=1500) + 0.8 * labels
-    cis = metrics.bootstrap_cis(scores, labels, (0.05, 0.01, 0.001), n_boot=100, seed=0)
+    cis = metrics.bootstrap_cis(scores, labels, (0.05, 0.01, 0.001), Bootstrap(n=100, seed=0))
     assert set(cis) == {"auc", "tpr_at_fpr_0.05", "tpr_at_fpr_0.01", "tpr_at_fpr_0.001"}
     for key, (low, high) in cis.items():
         point = (
@@ -187,11 +188,11 @@ def test_bootstrap_cis_for_auc_and_tprs():
             else metrics.tpr_at_fpr(scores, labels, float(key[11:]))
         )
         assert low <= point <= high, key
-    assert cis == metrics.bootstrap_cis(scores, labels, (0.05, 0.01, 0.001), n_boot=100, seed=0)
+    assert cis == metrics.bootstrap_cis(scores, labels, (0.05, 0.01, 0.001), Bootstrap(n=100, seed=0))
     assert metrics.bootstrap_auc_ci(scores, labels, 100, 0) == cis["auc"]
-    small = metrics.bootstrap_cis(scores[:400], labels[:400], (0.01,), n_boot=20)  # 100 non-members: ok
+    small = metrics.bootstrap_cis(scores[:400], labels[:400], (0.01,), Bootstrap(n=20))  # 100 non-members: ok
     assert not math.isnan(small["tpr_at_fpr_0.01"][0])
-    tiny = metrics.bootstrap_cis(scores[:399], labels[:399], (0.01,), n_boot=20)  # 99 non-members: NaN
+    tiny = metrics.bootstrap_cis(scores[:399], labels[:399], (0.01,), Bootstrap(n=20))  # 99 non-members: NaN
     assert all(math.isnan(v) for v in tiny["tpr_at_fpr_0.01"])
 
 
@@ -200,7 +201,7 @@ def test_auc_below_half_stays_below_with_ci():
     labels = np.r_[np.ones(200), np.zeros(200)].astype(int)
     scores = rng.normal(size=400) - 1.0 * labels  # members score *lower*
     frame = pd.DataFrame({"id": range(400), "attack": "inverted", "score": scores, "label": labels})
-    row = metrics.summarize_attacks(frame, fprs=(0.05,), n_bootstrap=200).iloc[0]
+    row = metrics.summarize_attacks(frame, fprs=(0.05,), bootstrap=Bootstrap(n=200)).iloc[0]
     assert row.auc == pytest.approx(roc_auc_score(labels, scores))
     assert row.auc < 0.3 and row.auc_ci_high < 0.5
 
@@ -305,7 +306,7 @@ def test_summarize_by_category_hand_case():
         }
     )
     both = pd.concat([frame, frame.assign(attack="neg", score=-frame.score)], ignore_index=True)
-    out = metrics.summarize_by_category(both, fprs=(0.5,), n_bootstrap=20)
+    out = metrics.summarize_by_category(both, fprs=(0.5,), bootstrap=Bootstrap(n=20))
     assert out[["attack", "category"]].values.tolist() == [
         ["loss", "x"],
         ["loss", "y"],
@@ -437,7 +438,7 @@ def test_aggregate_script(tmp_path):
             per_example = pd.concat(frames, ignore_index=True)
             stem = tmp_path / f"{seed}_{model}"
             per_example.to_parquet(f"{stem}.parquet")
-            metrics.summarize_attacks(per_example, fprs=(0.05,), n_bootstrap=10).to_csv(
+            metrics.summarize_attacks(per_example, fprs=(0.05,), bootstrap=Bootstrap(n=10)).to_csv(
                 f"{stem}.csv", index=False
             )
             metrics.summarize_by_category(per_example, fprs=(0.05,)).to_csv(f"{stem}.cat.csv", index=False)

@@ -386,20 +386,19 @@ def _values(frame: pd.DataFrame, column: str) -> np.ndarray:
     return values[~np.isnan(values)]
 
 
-def _group_stats(members: np.ndarray, nonmembers: np.ndarray, n_bootstrap: int, seed: int,
-                 level: float) -> dict:
+def _group_stats(members: np.ndarray, nonmembers: np.ndarray, bootstrap: stats.Bootstrap) -> dict:
     def mean(x):
         return float(x.mean()) if x.size else float("nan")
 
     out = {"member_rate": mean(members), "nonmember_rate": mean(nonmembers)}
     out["gap"] = out["member_rate"] - out["nonmember_rate"]
-    if n_bootstrap > 0:
-        rng = np.random.default_rng(seed)
-        boot_m = stats.bootstrap_means(members, n_bootstrap, rng)
-        boot_n = stats.bootstrap_means(nonmembers, n_bootstrap, rng)
-        out["member_ci_low"], out["member_ci_high"] = stats.percentile_ci(boot_m, level)
-        out["nonmember_ci_low"], out["nonmember_ci_high"] = stats.percentile_ci(boot_n, level)
-        out["gap_ci_low"], out["gap_ci_high"] = stats.percentile_ci(boot_m - boot_n, level)
+    if bootstrap.n > 0:
+        rng = np.random.default_rng(bootstrap.seed)
+        boot_m = stats.bootstrap_means(members, bootstrap.n, rng)
+        boot_n = stats.bootstrap_means(nonmembers, bootstrap.n, rng)
+        out["member_ci_low"], out["member_ci_high"] = stats.percentile_ci(boot_m, bootstrap.level)
+        out["nonmember_ci_low"], out["nonmember_ci_high"] = stats.percentile_ci(boot_n, bootstrap.level)
+        out["gap_ci_low"], out["gap_ci_high"] = stats.percentile_ci(boot_m - boot_n, bootstrap.level)
     else:
         for key in ("member", "nonmember", "gap"):
             out[f"{key}_ci_low"] = out[f"{key}_ci_high"] = float("nan")
@@ -424,14 +423,15 @@ def subset_rows(per_example: pd.DataFrame, subset: str) -> pd.DataFrame:
 
 
 def memorization_summary(
-    per_example: pd.DataFrame, n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95
+    per_example: pd.DataFrame, bootstrap: stats.Bootstrap = stats.Bootstrap()
 ) -> pd.DataFrame:
     """Tidy summary, one row per metric (``SUMMARY_COLUMNS``): member / non-member mean, gap, seeded CIs.
 
     ``*_rate`` is the mean of the metric (a rate for 0/1 metrics; mean exposure and mean rank for those).
     NA values are left out per metric and ``n_members``/``n_nonmembers`` say how many were used; metrics
     whose column is absent are skipped. CIs: percentile bootstrap, members and non-members resampled
-    separately; the gap CI uses the same replicates (NaN when ``n_bootstrap == 0``).
+    separately, seeded with ``bootstrap.seed``; the gap CI uses the same replicates (NaN when
+    ``bootstrap.n == 0``).
     """
     if "label" not in per_example.columns:
         raise ValueError("memorization table lacks column 'label'")
@@ -445,17 +445,17 @@ def memorization_summary(
         members = _values(frame[frame["label"] == 1], column)
         nonmembers = _values(frame[frame["label"] == 0], column)
         rows.append({"metric": metric, "subset": subset,
-                     **_group_stats(members, nonmembers, n_bootstrap, seed, level)})
+                     **_group_stats(members, nonmembers, bootstrap)})
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
 def summarize_memorization(
-    per_example: pd.DataFrame, n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95
+    per_example: pd.DataFrame, bootstrap: stats.Bootstrap = stats.Bootstrap()
 ) -> dict[str, float | int]:
     """The paper's numbers as one flat row: mean match rate of members / non-members, gap, CIs, exact rates.
 
     Keys: ``member_rate, nonmember_rate, gap`` (member - non-member), ``member_rate_ci_low/high,
-    nonmember_rate_ci_low/high, gap_ci_low/high`` (seeded bootstrap; NaN when ``n_bootstrap == 0``),
+    nonmember_rate_ci_low/high, gap_ci_low/high`` (seeded bootstrap; NaN when ``bootstrap.n == 0``),
     ``member_exact_rate, nonmember_exact_rate`` (``exact_k``), ``n_members, n_nonmembers``. A group without
     examples gives NaN rates. Every other metric: :func:`memorization_summary`.
     """
@@ -465,8 +465,7 @@ def summarize_memorization(
             raise ValueError(f"memorization table lacks column {column!r}")
     members = per_example[per_example["label"] == 1]
     nonmembers = per_example[per_example["label"] == 0]
-    group = _group_stats(_values(members, "match_rate"), _values(nonmembers, "match_rate"), n_bootstrap, seed,
-                         level)
+    group = _group_stats(_values(members, "match_rate"), _values(nonmembers, "match_rate"), bootstrap)
     exact_m, exact_n = _values(members, exact), _values(nonmembers, exact)
     return {
         "member_rate": group["member_rate"],

@@ -170,7 +170,7 @@ def utility_table(
 
 
 def summarize_utility(
-    per_example: pd.DataFrame, n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95
+    per_example: pd.DataFrame, bootstrap: stats.Bootstrap = stats.Bootstrap()
 ) -> pd.DataFrame:
     """Mean ROUGE-L (x 100) with a seeded bootstrap CI, per category (sorted) and ``ALL`` (last row)."""
     for column in ("category", "rouge_l"):
@@ -180,7 +180,7 @@ def summarize_utility(
     rows = []
     for category, group in groups:
         values = group["rouge_l"].to_numpy(dtype=np.float64)
-        low, high = stats.bootstrap_mean_ci(values, n_bootstrap, seed, level)
+        low, high = stats.bootstrap_mean_ci(values, bootstrap)
         rows.append({"category": category, "n_examples": len(values),
                      "rouge_l": float(values.mean()) if len(values) else float("nan"),
                      "rouge_l_ci_low": low, "rouge_l_ci_high": high})
