@@ -196,7 +196,7 @@ def setup(frames, tokenizers):
         for frame in frames[:2]:
             items = encoding.encode_frame(tok, frame, MAX_LEN, MAX_PROMPT)
             tables.append(
-                (items, scoring.score_examples(model, items, batch_size=4, pad_id=tok.pad_token_id))
+                (items, scoring.score_examples(model, items, scoring.ScoringPass(4, tok.pad_token_id)))
             )
         out[name] = (model, tok, tables)
     return out

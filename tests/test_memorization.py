@@ -184,7 +184,7 @@ def test_canary_exposure_hand_made_likelihood_ordering(tokenizer, monkeypatch):
               candidates[4]: -6.0}
     seen = []
 
-    def fake_score_examples(model, items, batch_size, pad_id):
+    def fake_score_examples(model, items, scoring_pass):
         rows = []
         for item in items:
             text = tokenizer.decode(item.response_ids, skip_special_tokens=True)
@@ -213,7 +213,7 @@ def test_canary_candidates_replace_every_copy_of_the_secret(tokenizer, monkeypat
     frame.loc[0, "response"] = f"The bakery was founded by {true} in town; {true} still runs it."
     seen = []
 
-    def fake_score_examples(model, items, batch_size, pad_id):
+    def fake_score_examples(model, items, scoring_pass):
         seen.extend(tokenizer.decode(item.response_ids, skip_special_tokens=True) for item in items)
         return pd.DataFrame([{"id": item.id, "n_tokens": 1, "token_logprobs": np.array([-1.0]),
                               "token_mu": np.zeros(1), "token_sigma": np.ones(1)} for item in items])

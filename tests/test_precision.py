@@ -366,12 +366,12 @@ def test_scoring_precision(tokenizer, items):
     evaluation = items["private"] + items["nonmember"]
     pad = tokenizer.pad_token_id
     seen = Seen(model.lm_head)
-    default = scoring.score_examples(model, evaluation, 4, pad)
-    fp32 = scoring.score_examples(model, evaluation, 4, pad, precision="fp32")
+    default = scoring.score_examples(model, evaluation, scoring.ScoringPass(4, pad))
+    fp32 = scoring.score_examples(model, evaluation, scoring.ScoringPass(4, pad, precision="fp32"))
     assert all(not on and d == torch.float32 for _, on, d in seen.calls)
     assert all(np.array_equal(a, b) for a, b in zip(default.token_logprobs, fp32.token_logprobs))
     seen.calls.clear()
-    bf16 = scoring.score_examples(model, evaluation, 4, pad, precision="bf16")
+    bf16 = scoring.score_examples(model, evaluation, scoring.ScoringPass(4, pad, precision="bf16"))
     assert seen.calls and all(on and d == torch.bfloat16 for _, on, d in seen.calls)
     columns = ("token_logprobs", "token_mu", "token_sigma")
     assert all(v.dtype == np.float32 for column in columns for v in bf16[column])

@@ -255,7 +255,7 @@ def canary_exposure(
 
     def flush() -> None:
         items = [variant for _, variants in pending for variant in variants]
-        scored = scoring.score_examples(model, items, batch_size=batch_size, pad_id=tokenizer.pad_token_id)
+        scored = scoring.score_examples(model, items, scoring.ScoringPass(batch_size, tokenizer.pad_token_id))
         totals = [float(np.sum(np.asarray(v, dtype=np.float64))) for v in scored["token_logprobs"]]
         offset = 0
         for example_id, variants in pending:

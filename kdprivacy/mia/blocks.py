@@ -78,7 +78,8 @@ def block_mope(
     log.info("per-block MoPe: %d of %d blocks (%s...), sigmas %s, K=%d, %d examples", len(indices),
              len(found), found[0][0], sigmas, k, len(items))
 
-    base = scoring.mean_nll(model, items, batch_size, pad_id, position_chunk, precision=precision)
+    scoring_pass = scoring.ScoringPass(batch_size, pad_id, position_chunk, precision=precision)
+    base = scoring.mean_nll(model, items, scoring_pass)
     ids = [item.id for item in items]
     named = dict(model.named_parameters())
     block_rows, example_frames = [], []
@@ -89,8 +90,7 @@ def block_mope(
             total = np.zeros(len(items), dtype=np.float64)
             for draw in range(k):
                 with perturb.perturbed(model, sigma, perturb.perturbation_seed(seed, draw), params):
-                    total += scoring.mean_nll(model, items, batch_size, pad_id, position_chunk,
-                                              precision=precision) - base
+                    total += scoring.mean_nll(model, items, scoring_pass) - base
             score = total / k
             valid = np.isfinite(score)
             n_invalid = int((~valid).sum())

@@ -47,11 +47,11 @@ def score_model(job: Any) -> None:
         source = inp["model"]
     log.info("model %s (%s, vocabulary %d)", source, type(model).__name__, len(tokenizer))
 
+    scoring_pass = scoring.ScoringPass(cfg["batch_size"], tokenizer.pad_token_id, precision=cfg["precision"])
+
     def score(frame, keep: list[str], what: str):
         items = encoding.encode_frame(tokenizer, frame, cfg["max_length"], cfg["max_prompt_length"])
-        scores = scoring.score_examples(
-            model, items, batch_size=cfg["batch_size"], pad_id=tokenizer.pad_token_id, precision=cfg["precision"]
-        )
+        scores = scoring.score_examples(model, items, scoring_pass)
         table = frame[keep].merge(scores, on="id", how="left", validate="one_to_one")
         if len(table) != len(frame) or table["n_tokens"].isna().any():
             raise RuntimeError(f"scoring lost {what} examples")
