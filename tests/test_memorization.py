@@ -397,7 +397,7 @@ def test_per_example_table_roundtrips_parquet(memorized, tokenizer, tmp_path):
 def greedy(model, items, max_new_tokens, batch_size, pad_id, eos_id):
     """The memorization rule's decoder: plain greedy, new tokens cut after the first EOS, as lists."""
     return [list(tokens) for tokens in generation.generate(model, items, max_new_tokens, batch_size, pad_id,
-                                                            eos_id, do_sample=False)]
+                                                            eos_id, generation.GREEDY)]
 
 
 def items_with_prompts(seed=0, n=6):

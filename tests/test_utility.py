@@ -130,7 +130,7 @@ def test_utility_table_perfect_generation_scores_100(tokenizer, monkeypatch):
     dev = utility.dev_set(toy_manifest(), None, 0)
     budgets = []
 
-    def oracle(model, items, max_new_tokens, batch_size, pad_id, eos_id, do_sample):
+    def oracle(model, items, max_new_tokens, batch_size, pad_id, eos_id, sampling):
         budgets.append(max_new_tokens)
         return [list(item.response_ids) for item in items]
 

@@ -1,9 +1,10 @@
 """Memorization: one greedy continuation of each sample's prompt, compared with its true response.
 
-One plain-greedy pass per model (:func:`kdprivacy.generation.generate`, ``do_sample=False``) with a budget of
-``max(k, longest reference response)`` new tokens (optionally capped by ``max_new_tokens``); every metric
-below is derived from that single generation. Greedy decoding is deterministic, so its first ``k`` tokens
-are exactly what a ``k``-token run would produce: the paper's metric is unchanged by the longer budget.
+One plain-greedy pass per model (:func:`kdprivacy.generation.generate` with ``generation.GREEDY``) with a
+budget of ``max(k, longest reference response)`` new tokens (optionally capped by ``max_new_tokens``); every
+metric below is derived from that single generation. Greedy decoding is deterministic, so its first ``k``
+tokens are exactly what a ``k``-token run would produce: the paper's metric is unchanged by the longer
+budget.
 
 Metrics (per example, on members and non-members alike):
 
@@ -351,7 +352,8 @@ def memorization_table(
     budget = generation_budget(items, k, max_new_tokens)
     log.info("greedy generation of %d examples, up to %d new tokens", len(items), budget)
     generated = generation.generate(model, items, max_new_tokens=budget, batch_size=batch_size,
-                                    pad_id=tokenizer.pad_token_id, eos_id=tokenizer.eos_token_id, do_sample=False)
+                                    pad_id=tokenizer.pad_token_id, eos_id=tokenizer.eos_token_id,
+                                    sampling=generation.GREEDY)
     texts = [utility.decode_generation(tokenizer, tokens) for tokens in generated]
     secrets = frame_has_secrets(frame)
     if not secrets:

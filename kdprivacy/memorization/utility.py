@@ -153,7 +153,7 @@ def utility_table(
     items = encoding.encode_frame(tokenizer, frame, max_length, max_prompt_length)
     generated = generation.generate(
         model, items, max_new_tokens=max_new_tokens, batch_size=batch_size,
-        pad_id=tokenizer.pad_token_id, eos_id=tokenizer.eos_token_id, do_sample=False,
+        pad_id=tokenizer.pad_token_id, eos_id=tokenizer.eos_token_id, sampling=generation.GREEDY,
     )
     texts = [decode_generation(tokenizer, tokens) for tokens in generated]
     categories = frame["category"] if "category" in frame.columns else pd.Series("", index=frame.index)
