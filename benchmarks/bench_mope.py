@@ -87,7 +87,7 @@ def inplace_block_mope(path, items, labels, k: int, sigma: float, seed: int, bat
 
     model = models.load_model(str(path))
     per_block, _ = blocks_module.block_mope(model, items, labels, k=k, sigmas=[sigma], seed=seed,
-                                            batch_size=batch_size, pad_id=pad_id, n_bootstrap=0,
+                                            batch_size=batch_size, pad_id=pad_id, bootstrap=NO_BOOTSTRAP,
                                             blocks=blocks)
     return per_block["auc"].tolist()
 

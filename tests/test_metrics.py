@@ -89,11 +89,11 @@ def test_errors():
 
 def test_bootstrap_ci_deterministic_and_brackets():
     scores, labels = tied_data(3, n=400)
-    a = metrics.bootstrap_auc_ci(scores, labels, n_boot=200, seed=1)
-    b = metrics.bootstrap_auc_ci(scores, labels, n_boot=200, seed=1)
+    a = metrics.bootstrap_auc_ci(scores, labels, Bootstrap(n=200, seed=1))
+    b = metrics.bootstrap_auc_ci(scores, labels, Bootstrap(n=200, seed=1))
     assert a == b
     assert a[0] < metrics.roc_auc(scores, labels) < a[1]
-    assert a != metrics.bootstrap_auc_ci(scores, labels, n_boot=200, seed=2)
+    assert a != metrics.bootstrap_auc_ci(scores, labels, Bootstrap(n=200, seed=2))
 
 
 def test_summarize_attacks():
@@ -189,7 +189,7 @@ def test_bootstrap_cis_for_auc_and_tprs():
         )
         assert low <= point <= high, key
     assert cis == metrics.bootstrap_cis(scores, labels, (0.05, 0.01, 0.001), Bootstrap(n=100, seed=0))
-    assert metrics.bootstrap_auc_ci(scores, labels, 100, 0) == cis["auc"]
+    assert metrics.bootstrap_auc_ci(scores, labels, Bootstrap(100, 0)) == cis["auc"]
     small = metrics.bootstrap_cis(scores[:400], labels[:400], (0.01,), Bootstrap(n=20))  # 100 non-members: ok
     assert not math.isnan(small["tpr_at_fpr_0.01"][0])
     tiny = metrics.bootstrap_cis(scores[:399], labels[:399], (0.01,), Bootstrap(n=20))  # 99 non-members: NaN
@@ -237,7 +237,7 @@ def test_roc_points_thinned_vertices(n):
 # ----------------------------------------------------------------------------------- paired bootstrap
 def test_paired_bootstrap_identical_methods():
     scores, labels = tied_data(5, n=200)
-    out = metrics.paired_bootstrap(scores, scores, labels, n_boot=100, seed=0)
+    out = metrics.paired_bootstrap(scores, scores, labels, Bootstrap(n=100, seed=0))
     assert out["auc_diff"] == 0 and out["auc_diff_ci_low"] == 0 and out["auc_diff_ci_high"] == 0
     assert out["auc_diff_p"] == 1.0
     assert out["auc_a"] == out["auc_b"] == pytest.approx(roc_auc_score(labels, scores))
@@ -247,7 +247,7 @@ def test_paired_bootstrap_hand_case_and_replicates():
     # A separates perfectly, B is the reverse: AUC 1 vs 0 on every replicate.
     labels = np.array([1, 1, 1, 0, 0, 0])
     a = np.array([6.0, 5.0, 4.0, 3.0, 2.0, 1.0])
-    out = metrics.paired_bootstrap(a, -a, labels, n_boot=50, seed=0)
+    out = metrics.paired_bootstrap(a, -a, labels, Bootstrap(n=50, seed=0))
     assert (out["auc_a"], out["auc_b"], out["auc_diff"]) == (1.0, 0.0, 1.0)
     assert (out["auc_diff_ci_low"], out["auc_diff_ci_high"]) == (1.0, 1.0)
     assert out["auc_diff_p"] == 0.0
@@ -255,7 +255,7 @@ def test_paired_bootstrap_hand_case_and_replicates():
     # The paired replicates are the differences of the per-method replicates under the same draws.
     scores, labels = tied_data(6, n=300)
     b = scores + np.random.default_rng(0).normal(scale=0.5, size=scores.size)
-    out = metrics.paired_bootstrap(scores, b, labels, n_boot=200, seed=3)
+    out = metrics.paired_bootstrap(scores, b, labels, Bootstrap(n=200, seed=3))
     diffs = (
         metrics.bootstrap_replicates(scores, labels, (), 200, 3)
         - metrics.bootstrap_replicates(b, labels, (), 200, 3)
@@ -266,7 +266,7 @@ def test_paired_bootstrap_hand_case_and_replicates():
     assert out["auc_diff_p"] == pytest.approx(min(1, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean())))
     # pairing removes the shared example noise: the CI of the difference is narrower than the
     # two marginal CIs would suggest
-    ci_a = metrics.bootstrap_auc_ci(scores, labels, 200, 3)
+    ci_a = metrics.bootstrap_auc_ci(scores, labels, Bootstrap(200, 3))
     assert out["auc_diff_ci_high"] - out["auc_diff_ci_low"] < 2 * (ci_a[1] - ci_a[0])
 
 
@@ -283,14 +283,14 @@ def test_paired_differences_tables():
     right = pd.DataFrame(
         {"id": ids[::-1], "attack": "loss", "score": [1.0, 2.0, 3.0, 4.0][::-1], "label": [0, 0, 1, 1]}
     )
-    out = metrics.paired_differences(left, right, n_boot=20, fprs=(0.5,))
+    out = metrics.paired_differences(left, right, Bootstrap(n=20), fprs=(0.5,))
     assert out.attack.tolist() == ["loss"]  # mope only on one side: skipped
     assert out.auc_a.item() == 1.0 and out.auc_b.item() == 0.0 and out.auc_diff.item() == 1.0
     assert "tpr_at_fpr_0.5_diff" in out.columns
     with pytest.raises(ValueError, match="different examples"):
-        metrics.paired_differences(left, right.iloc[:3], n_boot=5)
+        metrics.paired_differences(left, right.iloc[:3], Bootstrap(n=5))
     with pytest.raises(ValueError, match="labels disagree"):
-        metrics.paired_differences(left, right.assign(label=[1, 0, 1, 0]), n_boot=5)
+        metrics.paired_differences(left, right.assign(label=[1, 0, 1, 0]), Bootstrap(n=5))
 
 
 # ------------------------------------------------------------------------------------------ categories

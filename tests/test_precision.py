@@ -22,6 +22,7 @@ import torch
 
 from kdprivacy import config, models
 from kdprivacy.mia import blocks, perturb, scoring
+from kdprivacy.stats import NO_BOOTSTRAP
 from kdprivacy import kd as registry
 from kdprivacy.config import KD, Train
 from kdprivacy.encoding import batch_indices
@@ -383,7 +384,7 @@ def test_scoring_precision(tokenizer, items):
     assert np.isfinite(table["mope"]).all() and all(on for _, on, _ in seen.calls)
     seen.calls.clear()
     labels = [1] * len(items["private"]) + [0] * len(items["nonmember"])
-    per_block, _ = blocks.block_mope(model, evaluation, labels, k=1, batch_size=4, pad_id=pad, n_bootstrap=0,
+    per_block, _ = blocks.block_mope(model, evaluation, labels, k=1, batch_size=4, pad_id=pad, bootstrap=NO_BOOTSTRAP,
                                      precision="fp16")
     assert len(per_block) == 2 and all(on and d == torch.float16 for _, on, d in seen.calls)
 

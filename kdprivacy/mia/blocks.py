@@ -32,6 +32,7 @@ import pandas as pd
 
 from kdprivacy.mia import metrics, perturb, scoring
 from kdprivacy.encoding import Encoded
+from kdprivacy.stats import Bootstrap
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,7 @@ def block_mope(
     seed: int = 0,
     batch_size: int = 32,
     pad_id: int = 0,
-    n_bootstrap: int = 1000,
-    bootstrap_seed: int = 0,
-    level: float = 0.95,
+    bootstrap: Bootstrap = Bootstrap(),
     blocks: Sequence[int] | None = None,
     position_chunk: int = 512,
     precision: str = "fp32",
@@ -100,8 +99,8 @@ def block_mope(
                 auc = low = high = math.nan
             else:
                 auc = metrics.roc_auc(score, y)
-                low, high = (metrics.bootstrap_auc_ci(score, y, n_bootstrap, bootstrap_seed, level)
-                             if n_bootstrap > 0 else (math.nan, math.nan))
+                low, high = (metrics.bootstrap_auc_ci(score, y, bootstrap)
+                             if bootstrap.n > 0 else (math.nan, math.nan))
             block_rows.append({
                 "block": index,
                 "block_name": found[index][0],

@@ -108,6 +108,7 @@ def block_mope(job: Any) -> None:
     """Outputs ``per_block`` (one AUC per block and sigma) and optional ``per_example``."""
     from kdprivacy import encoding, io
     from kdprivacy.mia import blocks, scoring
+    from kdprivacy.stats import Bootstrap
 
     cfg = job.cfg
     _, evaluation = _evaluation(job)
@@ -120,8 +121,7 @@ def block_mope(job: Any) -> None:
         seed=cfg["seed"],
         batch_size=cfg["batch_size"],
         pad_id=tokenizer.pad_token_id,
-        n_bootstrap=cfg["n_bootstrap"],
-        bootstrap_seed=cfg["bootstrap_seed"],
+        bootstrap=Bootstrap.from_cfg(cfg),
         precision=cfg["precision"],
     )
     job.log.info("per-block MoPe:\n%s", per_block.to_string(index=False))

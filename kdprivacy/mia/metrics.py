@@ -181,17 +181,10 @@ def bootstrap_replicates(
     )
 
 
-def _check_level(level: float) -> None:
-    if not 0 < level < 1:
-        raise ValueError("level must be in (0, 1)")
-
-
-def bootstrap_auc_ci(
-    scores, labels, n_boot: int = 1000, seed: int = 0, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile bootstrap CI of the AUC (stratified, seeded; module docstring)."""
-    _check_level(level)
-    return stats.percentile_ci(bootstrap_replicates(scores, labels, (), n_boot, seed)[:, 0], level)
+def bootstrap_auc_ci(scores, labels, bootstrap: Bootstrap = Bootstrap()) -> tuple[float, float]:
+    """Percentile bootstrap CI of the AUC (stratified, seeded; module docstring; ``bootstrap.n >= 1``)."""
+    reps = bootstrap_replicates(scores, labels, (), bootstrap.n, bootstrap.seed)
+    return stats.percentile_ci(reps[:, 0], bootstrap.level)
 
 
 def bootstrap_cis(
@@ -319,29 +312,23 @@ def summarize_by_category(
 
 # ----------------------------------------------------------------------------------- paired bootstrap
 def paired_bootstrap(
-    scores_a,
-    scores_b,
-    labels,
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-    fprs: Sequence[float] = (),
+    scores_a, scores_b, labels, bootstrap: Bootstrap = Bootstrap(), fprs: Sequence[float] = ()
 ) -> dict[str, float]:
     """Difference A - B of AUC (and of TPR at each FPR) for two score vectors on the same examples.
 
-    Both vectors are resampled with the same stratified example draws (module docstring). Returns
+    Both vectors are resampled with the same stratified example draws (module docstring): ``bootstrap.n``
+    (>= 1) replicates seeded with ``bootstrap.seed``, intervals at ``bootstrap.level``. Returns
     ``auc_a, auc_b, auc_diff, auc_diff_ci_low, auc_diff_ci_high, auc_diff_p`` (and the same
     ``tpr_at_fpr_<f>_*`` keys per FPR; NaN when unresolvable), ``n_members, n_nonmembers``.
     """
-    _check_level(level)
+    n_boot, level = bootstrap.n, bootstrap.level
     if n_boot < 1:
         raise ValueError("n_boot must be >= 1")
     a, y = _validate(scores_a, labels)
     b, _ = _validate(scores_b, labels)
     binned_a, binned_b = _Binned(a, y), _Binned(b, y)
-    diffs = np.array(
-        [binned_a.stats(w, v, fprs) - binned_b.stats(w, v, fprs) for w, v in _draws(y, n_boot, seed)]
-    )
+    draws = _draws(y, n_boot, bootstrap.seed)
+    diffs = np.array([binned_a.stats(w, v, fprs) - binned_b.stats(w, v, fprs) for w, v in draws])
     diffs = diffs.reshape(n_boot, 1 + len(fprs))
     ones1, ones0 = np.ones(int(y.sum())), np.ones(int((y == 0).sum()))
     point_a, point_b = binned_a.stats(ones1, ones0, fprs), binned_b.stats(ones1, ones0, fprs)
@@ -359,12 +346,7 @@ def paired_bootstrap(
 
 
 def paired_differences(
-    a: pd.DataFrame,
-    b: pd.DataFrame,
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-    fprs: Sequence[float] = (),
+    a: pd.DataFrame, b: pd.DataFrame, bootstrap: Bootstrap = Bootstrap(), fprs: Sequence[float] = ()
 ) -> pd.DataFrame:
     """One row per attack present in both long per-example tables ``id, attack, score, label``.
 
@@ -389,7 +371,7 @@ def paired_differences(
             raise ValueError(f"attack {name}: labels disagree between the two tables")
         row = {"attack": name}
         row.update(
-            paired_bootstrap(part_a["score"], part_b["score"], part_a["label"], n_boot, seed, level, fprs)
+            paired_bootstrap(part_a["score"], part_b["score"], part_a["label"], bootstrap, fprs)
         )
         rows.append(row)
     return pd.DataFrame(rows)
