@@ -84,6 +84,7 @@ def inplace_block_mope(path, items, labels, k: int, sigma: float, seed: int, bat
                        blocks=None) -> list[float]:
     from kdprivacy.mia import blocks as blocks_module
     from kdprivacy import models
+    from kdprivacy.stats import NO_BOOTSTRAP
 
     model = models.load_model(str(path))
     per_block, _ = blocks_module.block_mope(model, items, labels, k=k, sigmas=[sigma], seed=seed,
