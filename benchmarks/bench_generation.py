@@ -68,13 +68,13 @@ def bench_generation(mode: dict) -> list[Row]:
     out = {}
 
     def warm():
-        generation.generate(model, items[:2], 2, bs, pad, eos, do_sample=False)
+        generation.generate(model, items[:2], 2, bs, pad, eos, generation.GREEDY)
         hf_greedy(model, items[:2], 2, bs, pad, eos)
         unbatched_greedy(model, items[:2], 2, eos)
 
     times = common.interleaved({
         "ours": lambda: out.__setitem__("ours", generation.generate(
-            model, items, new, bs, pad, eos, do_sample=False)),
+            model, items, new, bs, pad, eos, generation.GREEDY)),
         "memorization": lambda: out.__setitem__("memorization", hf_greedy(
             model, items, new, bs, pad, eos)),
         "baseline": lambda: out.__setitem__("baseline", unbatched_greedy(model, items, new, eos)),

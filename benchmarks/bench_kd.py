@@ -309,14 +309,15 @@ def bench_cached_teacher(mode: dict, extra: dict) -> Row:
         started = time.perf_counter()
         student, _ = word_kd.distill_kd(copy.deepcopy(student0), teacher, public, None, cfg, kd_cfg, pad)
         times[side].append(time.perf_counter() - started)
-        nll = scoring.mean_nll(student, members + nonmembers, 32, pad)
+        nll = scoring.mean_nll(student, members + nonmembers, scoring.ScoringPass(32, pad))
         out[side] = metrics.roc_auc(-nll, labels)
 
     common.interleaved({"ours": lambda: run("ours"), "baseline": lambda: run("baseline")},
                        int(mode["cache_repeats"]), warmup=False)
     t_o, t_b = common.median(times["ours"]), common.median(times["baseline"])
     ratio = t_b / t_o
-    teacher_auc = metrics.roc_auc(-scoring.mean_nll(teacher, members + nonmembers, 32, pad), labels)
+    teacher_nll = scoring.mean_nll(teacher, members + nonmembers, scoring.ScoringPass(32, pad))
+    teacher_auc = metrics.roc_auc(-teacher_nll, labels)
     share = extra.get("teacher_share")
     bound = f"; the step-level bound from the KD row: <= {1 / max(1 - share, 1e-9):.2f}x" if share else ""
     vocab = teacher.get_output_embeddings().weight.shape[0]

@@ -30,13 +30,13 @@ def reload_mope(path, items, k: int, sigma: float, seed: int, batch_size: int, p
     from kdprivacy.mia import perturb, scoring
 
     model = models.load_model(str(path))
-    base = scoring.mean_nll(model, items, batch_size, pad_id)
+    base = scoring.mean_nll(model, items, scoring.ScoringPass(batch_size, pad_id))
     del model
     total = np.zeros(len(items))
     for index in range(k):
         model = models.load_model(str(path))
         perturb.add_noise(model, sigma, perturb.perturbation_seed(seed, index))
-        total += scoring.mean_nll(model, items, batch_size, pad_id) - base
+        total += scoring.mean_nll(model, items, scoring.ScoringPass(batch_size, pad_id)) - base
         del model
     return total / k
 
@@ -48,7 +48,7 @@ def reload_block_mope(path, items, labels, k: int, sigma: float, seed: int, batc
     from kdprivacy.mia import metrics, perturb, scoring
 
     model = models.load_model(str(path))
-    base = scoring.mean_nll(model, items, batch_size, pad_id)
+    base = scoring.mean_nll(model, items, scoring.ScoringPass(batch_size, pad_id))
     indices = list(range(len(perturb.find_blocks(model)))) if blocks is None else list(blocks)
     del model
     aucs = []
@@ -57,7 +57,7 @@ def reload_block_mope(path, items, labels, k: int, sigma: float, seed: int, batc
         for draw in range(k):
             model = models.load_model(str(path))
             perturb.add_noise(model, sigma, perturb.perturbation_seed(seed, draw), perturb.block_params(model, block))
-            total += scoring.mean_nll(model, items, batch_size, pad_id) - base
+            total += scoring.mean_nll(model, items, scoring.ScoringPass(batch_size, pad_id)) - base
             del model
         aucs.append(metrics.roc_auc(total / k, np.asarray(labels)))
     return aucs
@@ -69,7 +69,7 @@ def plain_scoring(path, items, batch_size: int, pad_id: int) -> np.ndarray:
     from kdprivacy import models
     from kdprivacy.mia import scoring
 
-    return scoring.mean_nll(models.load_model(str(path)), items, batch_size, pad_id)
+    return scoring.mean_nll(models.load_model(str(path)), items, scoring.ScoringPass(batch_size, pad_id))
 
 
 def inplace_mope(path, items, k: int, sigma: float, seed: int, batch_size: int, pad_id: int) -> np.ndarray:
@@ -84,10 +84,11 @@ def inplace_block_mope(path, items, labels, k: int, sigma: float, seed: int, bat
                        blocks=None) -> list[float]:
     from kdprivacy.mia import blocks as blocks_module
     from kdprivacy import models
+    from kdprivacy.stats import NO_BOOTSTRAP
 
     model = models.load_model(str(path))
     per_block, _ = blocks_module.block_mope(model, items, labels, k=k, sigmas=[sigma], seed=seed,
-                                            batch_size=batch_size, pad_id=pad_id, n_bootstrap=0,
+                                            batch_size=batch_size, pad_id=pad_id, bootstrap=NO_BOOTSTRAP,
                                             blocks=blocks)
     return per_block["auc"].tolist()
 
@@ -134,7 +135,7 @@ def bench_mope(mode: dict) -> list[Row]:
 
         parts = common.interleaved({
             "inplace": noise_once, "reload": reload_and_noise,
-            "nll": lambda: scoring.mean_nll(loaded, items, bs, pad),
+            "nll": lambda: scoring.mean_nll(loaded, items, scoring.ScoringPass(bs, pad)),
         }, max(repeats, 3) if mode["warmup"] else 1, mode["warmup"])
         p_in, p_re, p_nll = (common.median(parts[x]) for x in ("inplace", "reload", "nll"))
         t_o, t_b = common.median(times["ours"]), common.median(times["baseline"])

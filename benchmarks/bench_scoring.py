@@ -94,7 +94,7 @@ def one_pass_scores(model, items, texts, batch_size: int, pad_id: int) -> pd.Dat
     """Ours: what the workflow runs (score_model + attack_metrics)."""
     from kdprivacy.mia import attacks, scoring
 
-    scores = scoring.score_examples(model, items, batch_size, pad_id)
+    scores = scoring.score_examples(model, items, scoring.ScoringPass(batch_size, pad_id))
     return attacks.compute_attacks(scores, texts, list(ATTACKS), min_k=MIN_K)
 
 

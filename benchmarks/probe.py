@@ -64,7 +64,7 @@ def score_memory(params: dict) -> dict:
         model(input_ids=torch.zeros((1, 4), dtype=torch.long))
     if params["impl"] == "ours":
         def run():
-            table = scoring.score_examples(model, items, params["batch"], pad_id=1)
+            table = scoring.score_examples(model, items, scoring.ScoringPass(params["batch"], pad_id=1))
             return float(sum(float(np.sum(v, dtype=np.float64)) for v in table["token_logprobs"]))
     else:
         def run():

@@ -47,6 +47,7 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,14 @@ def plain(obj: Any, where: str = "state") -> Any:
 def identity_digest(identity: Any) -> str:
     """The run identity as a short digest (stored in the JSON summary, checked before any unpickling)."""
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def check_parameters(names: Iterable[str], state: Mapping[str, Any]) -> None:
+    """Raise when a saved parameter state ``state`` lacks any of the parameter ``names`` (the check both
+    :func:`kdprivacy.train.loop.fit`'s restore and :func:`kdprivacy.train.fsdp.restore` make first)."""
+    missing = sorted(set(names) - set(state))
+    if missing:
+        raise ValueError(f"saved parameters lack {missing[:5]} ({len(missing)} in all)")
 
 
 def to_cpu(obj: Any) -> Any:

@@ -19,6 +19,8 @@ Decisions:
 - Output: the **new tokens only**, cut after the first EOS (the EOS is kept); a row that reaches
   ``max_new_tokens`` without EOS is returned as is (truncated). Results come back in input order.
 - The model is put in eval mode for decoding and its previous train/eval mode is restored afterwards.
+- How tokens are picked is one :class:`Sampling` object (greedy, or sampling with its warps and seed);
+  :data:`GREEDY` is plain argmax decoding.
 """
 
 from __future__ import annotations
@@ -26,12 +28,16 @@ from __future__ import annotations
 import hashlib
 import inspect
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from kdprivacy.encoding import Encoded, collate_prompts
 
 __all__ = [
+    "GREEDY",
+    "Sampling",
     "cut_after_eos",
     "generate",
     "mixed_sample",
@@ -39,6 +45,30 @@ __all__ = [
     "warp_logits",
     "with_responses",
 ]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How each next token is picked. ``do_sample=False``: plain greedy (argmax of the raw logits; the other
+    fields are ignored). ``do_sample=True``: temperature, then top-k (``0`` = off), then top-p (``1.0`` =
+    off), one draw per step from each example's generator seeded by ``(seed, id, occurrence)``."""
+
+    do_sample: bool
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int = 0
+
+    @classmethod
+    def of(cls, gen: Any, seed: int, do_sample: bool | None = None) -> Sampling:
+        """From a config ``Generation`` block (``do_sample``, ``temperature``, ``top_p``, ``top_k``) and a
+        seed; ``do_sample`` overrides the block's when given."""
+        sample = bool(gen.do_sample) if do_sample is None else bool(do_sample)
+        return cls(sample, float(gen.temperature), float(gen.top_p), int(gen.top_k), int(seed))
+
+
+GREEDY = Sampling(do_sample=False)
+"""Plain greedy decoding (memorization, utility)."""
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -153,14 +183,12 @@ def _decode(
     batch_size: int,
     pad_id: int,
     eos_id: int | None,
-    do_sample: bool,
-    temperature: float,
-    top_p: float,
-    top_k: int,
-    seed: int,
+    sampling: Sampling,
 ) -> list[tuple[int, ...]]:
     """The one decode loop: the next-token distribution is ``Σ_m weight_m · warp(p_m)`` (a single model with
     weight 1 is plain sampling; greedy takes the argmax of that model's raw logits)."""
+    do_sample, seed = sampling.do_sample, sampling.seed
+    temperature, top_p, top_k = sampling.temperature, sampling.top_p, sampling.top_k
     _check(items, max_new_tokens, batch_size)
     if not do_sample and len(models_and_weights) != 1:
         raise ValueError("greedy decoding takes exactly one model")
@@ -222,20 +250,15 @@ def generate(
     batch_size: int,
     pad_id: int,
     eos_id: int | None,
-    do_sample: bool,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    top_k: int = 0,
-    seed: int = 0,
+    sampling: Sampling = GREEDY,
 ) -> list[tuple[int, ...]]:
     """Continue each item's prompt: new tokens only, cut after the first EOS (kept), input order.
 
-    ``do_sample=False`` is plain greedy (argmax; temperature/top-k/top-p ignored). With sampling, each example
-    draws from its own generator seeded by ``(seed, id, occurrence)``: the same call gives the same tokens,
-    a different ``seed`` gives different ones, and batch size/order do not matter.
+    ``sampling`` (:class:`Sampling`; default :data:`GREEDY`, plain argmax). With sampling, each example draws
+    from its own generator seeded by ``(sampling.seed, id, occurrence)``: the same call gives the same tokens,
+    a different seed gives different ones, and batch size/order do not matter.
     """
-    return _decode([(model, 1.0)], items, max_new_tokens, batch_size, pad_id, eos_id, do_sample,
-                   temperature, top_p, top_k, seed)
+    return _decode([(model, 1.0)], items, max_new_tokens, batch_size, pad_id, eos_id, sampling)
 
 
 def mixed_sample(
@@ -247,18 +270,18 @@ def mixed_sample(
     batch_size: int,
     pad_id: int,
     eos_id: int | None,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    top_k: int = 0,
-    seed: int = 0,
+    sampling: Sampling = Sampling(do_sample=True),
 ) -> list[tuple[int, ...]]:
     """MiniLLM's teacher-mixed sampling (Gu et al. 2024, Sec. 2.2): token by token from
     ``p̃ = (1 − α)·q_student + α·p_teacher``, both models decoding with their own KV cache.
 
-    Temperature/top-k/top-p are applied to each model's logits before mixing (as MiniLLM's sampler does).
-    ``alpha = 0`` draws exactly the tokens of ``generate(student, do_sample=True)`` with the same seed;
-    ``alpha = 1`` those of the teacher. Teacher and student must share the vocabulary.
+    ``sampling`` must sample (``do_sample=True``); its temperature/top-k/top-p are applied to each model's
+    logits before mixing (as MiniLLM's sampler does). ``alpha = 0`` draws exactly the tokens of
+    ``generate(student, sampling=sampling)``; ``alpha = 1`` those of the teacher. Teacher and student must
+    share the vocabulary.
     """
+    if not sampling.do_sample:
+        raise ValueError("mixed sampling samples: give a Sampling with do_sample=True")
     alpha = float(alpha)
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
@@ -267,7 +290,7 @@ def mixed_sample(
     if vs != vt:
         raise ValueError(f"student vocabulary ({vs}) != teacher vocabulary ({vt}); mixing needs a shared vocabulary")
     return _decode([(student, 1.0 - alpha), (teacher, alpha)], items, max_new_tokens, batch_size, pad_id,
-                   eos_id, True, temperature, top_p, top_k, seed)
+                   eos_id, sampling)
 
 
 def with_responses(items: Sequence[Encoded], responses: Sequence[Sequence[int]], max_length: int) -> list[Encoded]:

@@ -1,6 +1,7 @@
 """Small statistics shared by the attack metrics, memorization, inheritance and utility: average ranks,
 seeded bootstrap means and percentile intervals, and the normal approximation of an unpaired difference from
-two 95% intervals.
+two 95% intervals; :class:`Bootstrap`, the one settings object of every seeded interval (how many
+replicates, their seed, the level).
 
 Each helper is written once here so that every table computes an interval the same way; the random draws
 (``rng.integers`` on the caller's generator) are part of the contract, so the same seed gives the same
@@ -10,11 +11,44 @@ interval wherever it is used.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from kdprivacy.config import Attacks
+
 Z95 = 1.959963984540054
 """The two-sided 95% quantile of the standard normal."""
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """The settings of a seeded percentile bootstrap: ``n`` replicates (``0`` = no intervals, NaN), drawn
+    from ``numpy.random.default_rng(seed)``, ``level`` the interval's coverage.
+
+    The defaults are the config's (``attacks.n_bootstrap``, ``attacks.bootstrap_seed``: their one home);
+    :data:`NO_BOOTSTRAP` is the "point estimates only" setting.
+    """
+
+    n: int = Attacks.model_fields["n_bootstrap"].default
+    seed: int = Attacks.model_fields["bootstrap_seed"].default
+    level: float = 0.95
+
+    def __post_init__(self) -> None:
+        if self.n < 0:
+            raise ValueError("the number of bootstrap replicates must be >= 0")
+        if not 0 < self.level < 1:
+            raise ValueError("level must be in (0, 1)")
+
+    @classmethod
+    def from_cfg(cls, cfg: Mapping[str, Any]) -> Bootstrap:
+        """From a job's ``cfg`` keys ``n_bootstrap`` and ``bootstrap_seed`` (the level stays 0.95)."""
+        return cls(n=int(cfg["n_bootstrap"]), seed=int(cfg["bootstrap_seed"]))
+
+
+NO_BOOTSTRAP = Bootstrap(n=0)
 
 
 def average_ranks(values: np.ndarray) -> np.ndarray:
@@ -54,13 +88,12 @@ def percentile_ci(replicates: np.ndarray, level: float = 0.95) -> tuple[float, f
     return float(low), float(high)
 
 
-def bootstrap_mean_ci(values, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Seeded percentile bootstrap CI of a mean; ``(nan, nan)`` for no values or ``n_boot == 0``."""
-    if n_boot < 0:
-        raise ValueError("n_boot must be >= 0")
-    if n_boot == 0:
+def bootstrap_mean_ci(values, bootstrap: Bootstrap = Bootstrap()) -> tuple[float, float]:
+    """Seeded percentile bootstrap CI of a mean; ``(nan, nan)`` for no values or ``bootstrap.n == 0``."""
+    if bootstrap.n == 0:
         return float("nan"), float("nan")
-    return percentile_ci(bootstrap_means(values, n_boot, np.random.default_rng(seed)), level)
+    return percentile_ci(bootstrap_means(values, bootstrap.n, np.random.default_rng(bootstrap.seed)),
+                         bootstrap.level)
 
 
 def se_from_ci(low: float, high: float) -> float:

@@ -15,10 +15,11 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 - inject
 
 from kdprivacy import runtime  # noqa: E402
 from kdprivacy.reporting import tables  # noqa: E402
+from kdprivacy.stats import Bootstrap  # noqa: E402
 
 job = runtime.Job(snakemake)  # noqa: F821
 job.save(**tables.aggregate(
     job.snakemake.params.models, job.inputs, job.outputs,
-    n_bootstrap=int(job.cfg["n_bootstrap"]), bootstrap_seed=int(job.cfg["bootstrap_seed"]),
+    bootstrap=Bootstrap.from_cfg(job.cfg),
     split_seed=int(job.cfg["best_attack_split_seed"]),
 ))

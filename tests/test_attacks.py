@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from kdprivacy.mia import attacks
+from kdprivacy.stats import Bootstrap
 
 
 def table():
@@ -195,7 +196,7 @@ def setup(frames, tokenizers):
         for frame in frames[:2]:
             items = encoding.encode_frame(tok, frame, MAX_LEN, MAX_PROMPT)
             tables.append(
-                (items, scoring.score_examples(model, items, batch_size=4, pad_id=tok.pad_token_id))
+                (items, scoring.score_examples(model, items, scoring.ScoringPass(4, tok.pad_token_id)))
             )
         out[name] = (model, tok, tables)
     return out
@@ -340,7 +341,7 @@ def test_ref_attack_hand_values_and_auc_below_half():
     labels = [1, 1, 0, 0]
     auc = metrics.roc_auc(out.score, labels)
     assert auc == 0.0  # members score lower: reported as is, never flipped
-    summary = metrics.summarize_attacks(out.assign(label=labels), fprs=(0.5,), n_bootstrap=20)
+    summary = metrics.summarize_attacks(out.assign(label=labels), fprs=(0.5,), bootstrap=Bootstrap(n=20))
     assert summary.auc.item() == 0.0 and summary.auc_ci_high.item() <= 0.5
     assert summary.n_short.item() == 4
 

@@ -8,6 +8,7 @@ import pytest
 
 from kdprivacy.reporting import best_attack
 from kdprivacy.reporting.tidy import with_model_keys
+from kdprivacy.stats import Bootstrap
 
 KEYS = ["family", "model", "role", "method"]
 
@@ -26,7 +27,7 @@ def noise_examples(rng, n_attacks=9, n_members=100, n_nonmembers=100, signal=())
 
 
 def one_model(per_example, split_seed=0, n_bootstrap=0, seed=0):
-    split = best_attack.split_aucs(per_example, split_seed, n_bootstrap, bootstrap_seed=0)
+    split = best_attack.split_aucs(per_example, split_seed, Bootstrap(n=n_bootstrap))
     spec = {"family": "f", "seed": seed, "model": "m", "role": "student", "method": "kd"}
     return with_model_keys(split, spec)
 
@@ -49,13 +50,13 @@ def test_selection_half_is_stratified_and_a_function_of_the_ids():
 def test_split_aucs_columns_counts_and_ci():
     rng = np.random.default_rng(1)
     per_example = noise_examples(rng, n_attacks=2, n_members=30, n_nonmembers=31, signal={1: 2.0})
-    out = best_attack.split_aucs(per_example, 0, n_bootstrap=50, bootstrap_seed=0)
+    out = best_attack.split_aucs(per_example, 0, Bootstrap(n=50, seed=0))
     assert list(out.columns) == best_attack.SPLIT_COLUMNS and out.attack.tolist() == ["a0", "a1"]
     r = out.iloc[1]
     assert (r.n_members_selection, r.n_nonmembers_selection, r.n_members_report, r.n_nonmembers_report) == (
         15, 15, 15, 16)
     assert r.auc_report > 0.8 and r.auc_report_ci_low <= r.auc_report <= r.auc_report_ci_high
-    assert out.equals(best_attack.split_aucs(per_example, 0, n_bootstrap=50, bootstrap_seed=0))  # seeded
+    assert out.equals(best_attack.split_aucs(per_example, 0, Bootstrap(n=50, seed=0)))  # seeded
 
 
 def test_held_out_best_picks_on_selection_and_reports_the_other_half():

@@ -9,6 +9,7 @@ from kdprivacy.config import Split
 from kdprivacy.data.manifest import build_manifest
 from kdprivacy.data.synthetic import generate_synthetic
 from kdprivacy.mia import blind, metrics, scoring
+from kdprivacy.stats import Bootstrap
 
 SPLIT = Split(seed=0, nonmember=300, dev=20, private=300, public=40)
 
@@ -24,7 +25,7 @@ def test_random_split_is_near_chance(manifest):
     assert scores["id"].tolist() == evaluation["id"].tolist()
     assert scores["score"].notna().all() and set(scores["fold"]) == set(range(5))
     auc = metrics.roc_auc(scores.score, scores.label)
-    low, high = metrics.bootstrap_auc_ci(scores.score, scores.label, n_boot=200, seed=0)
+    low, high = metrics.bootstrap_auc_ci(scores.score, scores.label, Bootstrap(n=200, seed=0))
     assert abs(auc - 0.5) < 0.07, auc
     assert low < 0.5 < high
     again = blind.blind_scores(evaluation, folds=5, seed=0)

@@ -8,6 +8,7 @@ from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCaus
 
 from kdprivacy.mia import blocks, perturb, scoring
 from kdprivacy.encoding import Encoded
+from kdprivacy.stats import NO_BOOTSTRAP, Bootstrap
 
 VOCAB, PAD, EOS, N_LAYER = 40, 0, 1, 3
 
@@ -90,7 +91,7 @@ def test_block_mope_leaves_weights_bit_identical(arch, monkeypatch):
 
     monkeypatch.setattr(scoring, "mean_nll", watching)
     per_block, per_example = blocks.block_mope(model, items, labels, k=2, sigmas=[0.05], seed=3, batch_size=4,
-                                               pad_id=PAD, n_bootstrap=20)
+                                               pad_id=PAD, bootstrap=Bootstrap(n=20))
     assert_bit_identical(model, before)
     # NLL_original once, then K passes per block and sigma, each with only that block perturbed
     assert len(touched) == 1 + N_LAYER * 2
@@ -112,7 +113,7 @@ def test_sigma_sweep_rows_and_determinism():
     model = build("gpt2")
     items, labels = make_items()
     before = snapshot(model)
-    kwargs = dict(k=2, sigmas=[0.01, 0.1], seed=1, batch_size=6, pad_id=PAD, n_bootstrap=10)
+    kwargs = dict(k=2, sigmas=[0.01, 0.1], seed=1, batch_size=6, pad_id=PAD, bootstrap=Bootstrap(n=10))
     per_block, per_example = blocks.block_mope(model, items, labels, **kwargs)
     assert_bit_identical(model, before)
     assert list(zip(per_block.block, per_block.sigma)) == [(b, s) for b in range(N_LAYER) for s in (0.01, 0.1)]
@@ -146,7 +147,7 @@ def test_restored_even_when_scoring_fails(monkeypatch):
 
     monkeypatch.setattr(scoring, "mean_nll", failing)
     with pytest.raises(RuntimeError, match="boom"):
-        blocks.block_mope(model, items, labels, k=2, sigmas=[0.5], batch_size=4, pad_id=PAD, n_bootstrap=0)
+        blocks.block_mope(model, items, labels, k=2, sigmas=[0.5], batch_size=4, pad_id=PAD, bootstrap=NO_BOOTSTRAP)
     assert_bit_identical(model, before)
 
 
@@ -154,7 +155,7 @@ def test_non_finite_scores_reported_not_dropped():
     model = build("gpt2")
     items, labels = make_items()
     per_block, _ = blocks.block_mope(model, items, labels, k=1, sigmas=[1e30], batch_size=12, pad_id=PAD,
-                                     n_bootstrap=0, blocks=[0])
+                                     bootstrap=NO_BOOTSTRAP, blocks=[0])
     row = per_block.iloc[0]
     assert row.n_invalid > 0 and np.isnan(row.auc)
 

@@ -93,7 +93,7 @@ def _patch_dev_loss(monkeypatch, fn):
 
 def _teacher_generations(teacher, items, tokenizer):
     tokens = generation.generate(teacher, items["public"], NEW_TOKENS, 8, tokenizer.pad_token_id,
-                                 tokenizer.eos_token_id, do_sample=True, seed=0)
+                                 tokenizer.eos_token_id, generation.Sampling(True, seed=0))
     return generation.with_responses(items["public"], tokens, MAX_LENGTH)
 
 

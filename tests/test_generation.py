@@ -7,6 +7,7 @@ import torch
 
 from kdprivacy import generation, models
 from kdprivacy.encoding import Encoded, collate_prompts
+from kdprivacy.generation import Sampling
 
 WORDS = "river stone apple quiet lamp orbit violet seven marble cloud tiger paper honey window maple".split()
 SPEC = {"arch": "gpt2", "n_layer": 2, "d_model": 32, "n_head": 4}
@@ -47,8 +48,8 @@ def test_greedy_batched_equals_unbatched_and_hf_generate(tokenizer):
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
     for arch in ("gpt2", "llama"):
         model = _model(tokenizer, arch=arch)
-        batched = generation.generate(model, items, 10, 3, pad, eos, do_sample=False)
-        alone = [generation.generate(model, [item], 10, 1, pad, eos, do_sample=False)[0] for item in items]
+        batched = generation.generate(model, items, 10, 3, pad, eos, generation.GREEDY)
+        alone = [generation.generate(model, [item], 10, 1, pad, eos, generation.GREEDY)[0] for item in items]
         assert batched == alone, arch
         # same tokens as Hugging Face's own greedy generate (KV cache + left-padding positions are right)
         hf = hf_greedy(model, items, 10, 4, pad, eos)
@@ -62,18 +63,18 @@ def test_seeded_sampling_is_reproducible_and_seed_dependent(tokenizer):
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
     torch.manual_seed(123)
     global_state = torch.get_rng_state()
-    a = generation.generate(model, items, 12, 3, pad, eos, do_sample=True, seed=1)
+    a = generation.generate(model, items, 12, 3, pad, eos, Sampling(True, seed=1))
     assert torch.equal(torch.get_rng_state(), global_state), "sampling must not consume torch's global RNG"
-    b = generation.generate(model, items, 12, 3, pad, eos, do_sample=True, seed=1)
-    c = generation.generate(model, list(reversed(items)), 12, 7, pad, eos, do_sample=True, seed=1)[::-1]
-    d = generation.generate(model, items, 12, 3, pad, eos, do_sample=True, seed=2)
+    b = generation.generate(model, items, 12, 3, pad, eos, Sampling(True, seed=1))
+    c = generation.generate(model, list(reversed(items)), 12, 7, pad, eos, Sampling(True, seed=1))[::-1]
+    d = generation.generate(model, items, 12, 3, pad, eos, Sampling(True, seed=2))
     assert a == b == c  # same seed: same tokens, whatever the batch size and order
     assert a != d
     assert sum(x != y for x, y in zip(a, d)) >= len(items) - 1
-    greedy = generation.generate(model, items, 12, 3, pad, eos, do_sample=False)
+    greedy = generation.generate(model, items, 12, 3, pad, eos, generation.GREEDY)
     assert a != greedy
     # a repeated id draws a different sample per occurrence (not a copy)
-    twice = generation.generate(model, [items[0], items[0]], 12, 2, pad, eos, do_sample=True, seed=1)
+    twice = generation.generate(model, [items[0], items[0]], 12, 2, pad, eos, Sampling(True, seed=1))
     assert twice[0] == a[0] and twice[1] != twice[0]
 
 
@@ -82,10 +83,10 @@ def test_eos_cut_keeps_eos(tokenizer):
     items = _items(4)
     pad = tokenizer.pad_token_id
     for do_sample in (False, True):
-        free = generation.generate(model, items, 12, 4, pad, None, do_sample=do_sample, seed=5)
+        free = generation.generate(model, items, 12, 4, pad, None, Sampling(do_sample, seed=5))
         assert all(len(t) == 12 for t in free)  # no EOS: exactly max_new_tokens
         eos = free[0][3]  # pretend the 4th token of the first row is EOS
-        cut = generation.generate(model, items, 12, 4, pad, eos, do_sample=do_sample, seed=5)
+        cut = generation.generate(model, items, 12, 4, pad, eos, Sampling(do_sample, seed=5))
         for full, short in zip(free, cut):
             want = full[: full.index(eos) + 1] if eos in full else full
             assert short == want
@@ -96,14 +97,15 @@ def test_eos_cut_keeps_eos(tokenizer):
 
 def test_generation_restores_mode_and_validates(tokenizer):
     model = _model(tokenizer).train()
-    generation.generate(model, _items(2), 3, 2, tokenizer.pad_token_id, tokenizer.eos_token_id, do_sample=True)
+    generation.generate(model, _items(2), 3, 2, tokenizer.pad_token_id, tokenizer.eos_token_id,
+                        Sampling(True))
     assert model.training
     with pytest.raises(ValueError, match="max_new_tokens"):
-        generation.generate(model, _items(2), 0, 2, 1, 0, do_sample=False)
+        generation.generate(model, _items(2), 0, 2, 1, 0, generation.GREEDY)
     with pytest.raises(ValueError, match="temperature"):
-        generation.generate(model, _items(2), 2, 2, 1, 0, do_sample=True, temperature=0.0)
+        generation.generate(model, _items(2), 2, 2, 1, 0, Sampling(True, temperature=0.0))
     with pytest.raises(ValueError, match="empty prompt"):
-        generation.generate(model, [Encoded("e", (), ())], 2, 2, 1, 0, do_sample=False)
+        generation.generate(model, [Encoded("e", (), ())], 2, 2, 1, 0, generation.GREEDY)
 
 
 def test_warp_logits_top_k_top_p():
@@ -122,9 +124,9 @@ def test_mixed_sampling_endpoints_follow_student_and_teacher(tokenizer):
     student, teacher = _model(tokenizer, seed=0), _model(tokenizer, seed=1, n_layer=1)
     items = _items()
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
-    kw = dict(max_new_tokens=10, batch_size=3, pad_id=pad, eos_id=eos, seed=4)
-    s = generation.generate(student, items, do_sample=True, **kw)
-    t = generation.generate(teacher, items, do_sample=True, **kw)
+    kw = dict(max_new_tokens=10, batch_size=3, pad_id=pad, eos_id=eos, sampling=Sampling(True, seed=4))
+    s = generation.generate(student, items, **kw)
+    t = generation.generate(teacher, items, **kw)
     assert s != t
     assert generation.mixed_sample(student, teacher, items, 0.0, **kw) == s
     assert generation.mixed_sample(student, teacher, items, 1.0, **kw) == t
@@ -132,6 +134,8 @@ def test_mixed_sampling_endpoints_follow_student_and_teacher(tokenizer):
     assert half != s and half != t
     with pytest.raises(ValueError, match="alpha"):
         generation.mixed_sample(student, teacher, items, 1.5, **kw)
+    with pytest.raises(ValueError, match="do_sample"):
+        generation.mixed_sample(student, teacher, items, 0.5, **{**kw, "sampling": generation.GREEDY})
 
 
 def test_mixed_sampling_draws_from_the_mixture(tokenizer):
@@ -140,7 +144,7 @@ def test_mixed_sampling_draws_from_the_mixture(tokenizer):
     prompt = Encoded("p", (11, 42, 77), ())
     n, alpha, warp = 800, 0.5, dict(temperature=0.5, top_k=4)
     draws = generation.mixed_sample(student, teacher, [prompt] * n, alpha, 1, 200, tokenizer.pad_token_id, None,
-                                    seed=0, **warp)
+                                    Sampling(True, seed=0, **warp))
     counts = torch.bincount(torch.tensor([d[0] for d in draws]), minlength=len(tokenizer)).double() / n
     with torch.no_grad():
         ids = torch.tensor([prompt.prompt_ids])

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from kdprivacy.memorization import inheritance
+from kdprivacy.stats import NO_BOOTSTRAP, Bootstrap
 
 
 def hand_tables():
@@ -33,7 +34,7 @@ def hand_tables():
 
 def test_counts_at_threshold_hand_made():
     teacher, student = hand_tables()
-    table = inheritance.inheritance_table(teacher, student, thresholds=[0.5], n_bootstrap=100)
+    table = inheritance.inheritance_table(teacher, student, thresholds=[0.5], bootstrap=Bootstrap(n=100))
     assert list(table.columns) == inheritance.INHERITANCE_COLUMNS
     row = table.query("metric == 'match_rate' and group == 'member'").iloc[0]
     # members e0..e5: teacher >= 0.5 on e0 e1 e2 e3; student >= 0.5 on e0 (0.9), e2 (0.5), e4 (0.7)
@@ -55,7 +56,7 @@ def test_counts_at_threshold_hand_made():
 
 def test_binary_metric_and_secret_subset():
     teacher, student = hand_tables()
-    table = inheritance.inheritance_table(teacher, student, thresholds=[0.5], n_bootstrap=0)
+    table = inheritance.inheritance_table(teacher, student, thresholds=[0.5], bootstrap=NO_BOOTSTRAP)
     exact = table.query("metric == 'exact_k' and group == 'member'").iloc[0]
     assert math.isnan(exact.threshold)
     assert (exact.n_teacher, exact.n_student, exact.both) == (1, 1, 1)
@@ -65,15 +66,16 @@ def test_binary_metric_and_secret_subset():
     assert (secret.both, secret.teacher_only, secret.student_only, secret.neither) == (1, 1, 1, 1)
     # a secret truncated out of the teacher's reference is not learnable: e1 leaves the count
     teacher["secret_in_reference"] = pd.array([True, False] + [True] * 8, dtype="boolean")
-    table = inheritance.inheritance_table(teacher, student, thresholds=[0.5], n_bootstrap=0)
+    table = inheritance.inheritance_table(teacher, student, thresholds=[0.5], bootstrap=NO_BOOTSTRAP)
     secret = table.query("metric == 'secret_hit' and group == 'member'").iloc[0]
     assert (secret.n, secret.both, secret.teacher_only) == (3, 1, 0)
-    assert math.isnan(secret.student_rate_given_teacher_ci_low)  # n_bootstrap = 0
+    assert math.isnan(secret.student_rate_given_teacher_ci_low)  # no bootstrap
 
 
 def test_paper_variant_thresholds():
     teacher, student = hand_tables()
-    table = inheritance.inheritance_table(teacher, student, metric_names=["match_rate"], n_bootstrap=0)
+    table = inheritance.inheritance_table(teacher, student, metric_names=["match_rate"],
+                                          bootstrap=NO_BOOTSTRAP)
     members = table[table.group == "member"].set_index("threshold")
     assert list(members.index) == list(inheritance.DEFAULT_THRESHOLDS)
     assert members.n_teacher.tolist() == [4, 3, 2, 1]  # teacher >= 0.5, 0.75, 0.9, 0.9999

@@ -102,8 +102,8 @@ def test_lora_teacher_output_is_a_merged_checkpoint(tmp_path, base_dirs, manifes
     with torch.no_grad():
         assert torch.equal(model.eval()(x).logits, loaded(x).logits)
     items = encode_frame(tok, _toy_manifest().query("pool == 'private'"), MAX_LENGTH, MAX_PROMPT)
-    a = scoring.score_examples(model, items, 4, tok.pad_token_id)
-    b = scoring.score_examples(loaded, items, 4, tok.pad_token_id)
+    a = scoring.score_examples(model, items, scoring.ScoringPass(4, tok.pad_token_id))
+    b = scoring.score_examples(loaded, items, scoring.ScoringPass(4, tok.pad_token_id))
     assert all(np.array_equal(u, v) for u, v in zip(a.token_logprobs, b.token_logprobs))
 
     # only the targeted modules changed; everything else is still the base

@@ -11,6 +11,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from kdprivacy import encoding, generation, models
 from kdprivacy.memorization import extraction
 from kdprivacy.encoding import Encoded, collate
+from kdprivacy.stats import NO_BOOTSTRAP, Bootstrap
 
 PAD, EOS, VOCAB = 0, 1, 50
 
@@ -183,7 +184,7 @@ def test_canary_exposure_hand_made_likelihood_ordering(tokenizer, monkeypatch):
               candidates[4]: -6.0}
     seen = []
 
-    def fake_score_examples(model, items, batch_size, pad_id):
+    def fake_score_examples(model, items, scoring_pass):
         rows = []
         for item in items:
             text = tokenizer.decode(item.response_ids, skip_special_tokens=True)
@@ -212,7 +213,7 @@ def test_canary_candidates_replace_every_copy_of_the_secret(tokenizer, monkeypat
     frame.loc[0, "response"] = f"The bakery was founded by {true} in town; {true} still runs it."
     seen = []
 
-    def fake_score_examples(model, items, batch_size, pad_id):
+    def fake_score_examples(model, items, scoring_pass):
         seen.extend(tokenizer.decode(item.response_ids, skip_special_tokens=True) for item in items)
         return pd.DataFrame([{"id": item.id, "n_tokens": 1, "token_logprobs": np.array([-1.0]),
                               "token_mu": np.zeros(1), "token_sigma": np.ones(1)} for item in items])
@@ -396,7 +397,7 @@ def test_per_example_table_roundtrips_parquet(memorized, tokenizer, tmp_path):
 def greedy(model, items, max_new_tokens, batch_size, pad_id, eos_id):
     """The memorization rule's decoder: plain greedy, new tokens cut after the first EOS, as lists."""
     return [list(tokens) for tokens in generation.generate(model, items, max_new_tokens, batch_size, pad_id,
-                                                            eos_id, do_sample=False)]
+                                                            eos_id, generation.GREEDY)]
 
 
 def items_with_prompts(seed=0, n=6):
@@ -452,7 +453,7 @@ def hand_table():
 
 
 def test_memorization_summary_rates_gap_and_subsets():
-    out = extraction.memorization_summary(hand_table(), n_bootstrap=200, seed=3).set_index("metric")
+    out = extraction.memorization_summary(hand_table(), Bootstrap(n=200, seed=3)).set_index("metric")
     assert list(out.columns) == extraction.SUMMARY_COLUMNS[1:]
     assert out.loc["match_rate", "member_rate"] == pytest.approx(0.5)
     assert out.loc["match_rate", "nonmember_rate"] == pytest.approx(0.25)
@@ -471,22 +472,23 @@ def test_memorization_summary_rates_gap_and_subsets():
         for key in ("member", "nonmember"):
             assert row[f"{key}_ci_low"] <= row[f"{key}_rate"] + 1e-12 <= row[f"{key}_ci_high"] + 2e-12, metric
         assert row["gap_ci_low"] <= row["gap_ci_high"]
-    again = extraction.memorization_summary(hand_table(), n_bootstrap=200, seed=3).set_index("metric")
+    again = extraction.memorization_summary(hand_table(), Bootstrap(n=200, seed=3)).set_index("metric")
     pd.testing.assert_frame_equal(out, again)  # seeded
-    no_ci = extraction.memorization_summary(hand_table(), n_bootstrap=0)
+    no_ci = extraction.memorization_summary(hand_table(), NO_BOOTSTRAP)
     assert no_ci["gap_ci_low"].isna().all()
 
 
 def test_secret_truncated_out_of_reference_is_not_learnable():
     table = hand_table()
     table["secret_in_reference"] = pd.array([False, True, True, True, True, pd.NA], dtype="boolean")
-    out = extraction.memorization_summary(table, n_bootstrap=0).set_index("metric")
+    out = extraction.memorization_summary(table, NO_BOOTSTRAP).set_index("metric")
     assert out.loc["secret_hit", ["n_members", "n_nonmembers"]].tolist() == [1, 1]  # e0 dropped
     assert out.loc["exposure", "member_rate"] == pytest.approx(2.0)
 
 
 def test_memorization_summary_skips_absent_columns():
-    out = extraction.memorization_summary(hand_table()[["id", "label", "match_rate", "exact_k"]], n_bootstrap=10)
+    out = extraction.memorization_summary(hand_table()[["id", "label", "match_rate", "exact_k"]],
+                                          Bootstrap(n=10))
     assert out.metric.tolist() == ["match_rate", "exact_k"]
 
 
@@ -495,7 +497,7 @@ def test_summarize_memorization():
         {"label": [1, 1, 0, 0, 0], "match_rate": [1.0, 0.5, 0.25, 0.0, 0.5],
          "exact_k": [True, False, False, False, False]}
     )
-    out = extraction.summarize_memorization(frame, n_bootstrap=100)
+    out = extraction.summarize_memorization(frame, Bootstrap(n=100))
     assert out["member_rate"] == pytest.approx(0.75)
     assert out["nonmember_rate"] == pytest.approx(0.25)
     assert out["gap"] == pytest.approx(0.5)
@@ -505,7 +507,7 @@ def test_summarize_memorization():
     assert out["nonmember_exact_rate"] == 0.0
     assert (out["n_members"], out["n_nonmembers"]) == (2, 3)
     legacy = frame.rename(columns={"exact_k": "exact_prefix"})
-    assert extraction.summarize_memorization(legacy, n_bootstrap=0)["member_exact_rate"] == pytest.approx(0.5)
+    assert extraction.summarize_memorization(legacy, NO_BOOTSTRAP)["member_exact_rate"] == pytest.approx(0.5)
 
 
 # ------------------------------------------------------------------------------------ the workflow script

@@ -7,6 +7,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
 from kdprivacy.mia import metrics
+from kdprivacy.stats import Bootstrap
 
 
 def tied_data(seed, n=300):
@@ -88,11 +89,11 @@ def test_errors():
 
 def test_bootstrap_ci_deterministic_and_brackets():
     scores, labels = tied_data(3, n=400)
-    a = metrics.bootstrap_auc_ci(scores, labels, n_boot=200, seed=1)
-    b = metrics.bootstrap_auc_ci(scores, labels, n_boot=200, seed=1)
+    a = metrics.bootstrap_auc_ci(scores, labels, Bootstrap(n=200, seed=1))
+    b = metrics.bootstrap_auc_ci(scores, labels, Bootstrap(n=200, seed=1))
     assert a == b
     assert a[0] < metrics.roc_auc(scores, labels) < a[1]
-    assert a != metrics.bootstrap_auc_ci(scores, labels, n_boot=200, seed=2)
+    assert a != metrics.bootstrap_auc_ci(scores, labels, Bootstrap(n=200, seed=2))
 
 
 def test_summarize_attacks():
@@ -104,7 +105,7 @@ def test_summarize_attacks():
             pd.DataFrame({"id": ids, "attack": "neg", "score": -scores, "label": labels}),
         ]
     )
-    out = metrics.summarize_attacks(frame, fprs=(0.01, 0.001), n_bootstrap=50, bootstrap_seed=0)
+    out = metrics.summarize_attacks(frame, fprs=(0.01, 0.001), bootstrap=Bootstrap(n=50, seed=0))
     assert list(out.columns) == [
         "attack",
         "auc",
@@ -178,7 +179,7 @@ def test_bootstrap_cis_for_auc_and_tprs():
     rng = np.random.default_rng(1)
     labels = np.r_[np.ones(300), np.zeros(1200)].astype(int)
     scores = rng.normal(size=1500) + 0.8 * labels
-    cis = metrics.bootstrap_cis(scores, labels, (0.05, 0.01, 0.001), n_boot=100, seed=0)
+    cis = metrics.bootstrap_cis(scores, labels, (0.05, 0.01, 0.001), Bootstrap(n=100, seed=0))
     assert set(cis) == {"auc", "tpr_at_fpr_0.05", "tpr_at_fpr_0.01", "tpr_at_fpr_0.001"}
     for key, (low, high) in cis.items():
         point = (
@@ -187,11 +188,11 @@ def test_bootstrap_cis_for_auc_and_tprs():
             else metrics.tpr_at_fpr(scores, labels, float(key[11:]))
         )
         assert low <= point <= high, key
-    assert cis == metrics.bootstrap_cis(scores, labels, (0.05, 0.01, 0.001), n_boot=100, seed=0)
-    assert metrics.bootstrap_auc_ci(scores, labels, 100, 0) == cis["auc"]
-    small = metrics.bootstrap_cis(scores[:400], labels[:400], (0.01,), n_boot=20)  # 100 non-members: ok
+    assert cis == metrics.bootstrap_cis(scores, labels, (0.05, 0.01, 0.001), Bootstrap(n=100, seed=0))
+    assert metrics.bootstrap_auc_ci(scores, labels, Bootstrap(100, 0)) == cis["auc"]
+    small = metrics.bootstrap_cis(scores[:400], labels[:400], (0.01,), Bootstrap(n=20))  # 100 non-members: ok
     assert not math.isnan(small["tpr_at_fpr_0.01"][0])
-    tiny = metrics.bootstrap_cis(scores[:399], labels[:399], (0.01,), n_boot=20)  # 99 non-members: NaN
+    tiny = metrics.bootstrap_cis(scores[:399], labels[:399], (0.01,), Bootstrap(n=20))  # 99 non-members: NaN
     assert all(math.isnan(v) for v in tiny["tpr_at_fpr_0.01"])
 
 
@@ -200,7 +201,7 @@ def test_auc_below_half_stays_below_with_ci():
     labels = np.r_[np.ones(200), np.zeros(200)].astype(int)
     scores = rng.normal(size=400) - 1.0 * labels  # members score *lower*
     frame = pd.DataFrame({"id": range(400), "attack": "inverted", "score": scores, "label": labels})
-    row = metrics.summarize_attacks(frame, fprs=(0.05,), n_bootstrap=200).iloc[0]
+    row = metrics.summarize_attacks(frame, fprs=(0.05,), bootstrap=Bootstrap(n=200)).iloc[0]
     assert row.auc == pytest.approx(roc_auc_score(labels, scores))
     assert row.auc < 0.3 and row.auc_ci_high < 0.5
 
@@ -236,7 +237,7 @@ def test_roc_points_thinned_vertices(n):
 # ----------------------------------------------------------------------------------- paired bootstrap
 def test_paired_bootstrap_identical_methods():
     scores, labels = tied_data(5, n=200)
-    out = metrics.paired_bootstrap(scores, scores, labels, n_boot=100, seed=0)
+    out = metrics.paired_bootstrap(scores, scores, labels, Bootstrap(n=100, seed=0))
     assert out["auc_diff"] == 0 and out["auc_diff_ci_low"] == 0 and out["auc_diff_ci_high"] == 0
     assert out["auc_diff_p"] == 1.0
     assert out["auc_a"] == out["auc_b"] == pytest.approx(roc_auc_score(labels, scores))
@@ -246,7 +247,7 @@ def test_paired_bootstrap_hand_case_and_replicates():
     # A separates perfectly, B is the reverse: AUC 1 vs 0 on every replicate.
     labels = np.array([1, 1, 1, 0, 0, 0])
     a = np.array([6.0, 5.0, 4.0, 3.0, 2.0, 1.0])
-    out = metrics.paired_bootstrap(a, -a, labels, n_boot=50, seed=0)
+    out = metrics.paired_bootstrap(a, -a, labels, Bootstrap(n=50, seed=0))
     assert (out["auc_a"], out["auc_b"], out["auc_diff"]) == (1.0, 0.0, 1.0)
     assert (out["auc_diff_ci_low"], out["auc_diff_ci_high"]) == (1.0, 1.0)
     assert out["auc_diff_p"] == 0.0
@@ -254,7 +255,7 @@ def test_paired_bootstrap_hand_case_and_replicates():
     # The paired replicates are the differences of the per-method replicates under the same draws.
     scores, labels = tied_data(6, n=300)
     b = scores + np.random.default_rng(0).normal(scale=0.5, size=scores.size)
-    out = metrics.paired_bootstrap(scores, b, labels, n_boot=200, seed=3)
+    out = metrics.paired_bootstrap(scores, b, labels, Bootstrap(n=200, seed=3))
     diffs = (
         metrics.bootstrap_replicates(scores, labels, (), 200, 3)
         - metrics.bootstrap_replicates(b, labels, (), 200, 3)
@@ -265,7 +266,7 @@ def test_paired_bootstrap_hand_case_and_replicates():
     assert out["auc_diff_p"] == pytest.approx(min(1, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean())))
     # pairing removes the shared example noise: the CI of the difference is narrower than the
     # two marginal CIs would suggest
-    ci_a = metrics.bootstrap_auc_ci(scores, labels, 200, 3)
+    ci_a = metrics.bootstrap_auc_ci(scores, labels, Bootstrap(200, 3))
     assert out["auc_diff_ci_high"] - out["auc_diff_ci_low"] < 2 * (ci_a[1] - ci_a[0])
 
 
@@ -282,14 +283,14 @@ def test_paired_differences_tables():
     right = pd.DataFrame(
         {"id": ids[::-1], "attack": "loss", "score": [1.0, 2.0, 3.0, 4.0][::-1], "label": [0, 0, 1, 1]}
     )
-    out = metrics.paired_differences(left, right, n_boot=20, fprs=(0.5,))
+    out = metrics.paired_differences(left, right, Bootstrap(n=20), fprs=(0.5,))
     assert out.attack.tolist() == ["loss"]  # mope only on one side: skipped
     assert out.auc_a.item() == 1.0 and out.auc_b.item() == 0.0 and out.auc_diff.item() == 1.0
     assert "tpr_at_fpr_0.5_diff" in out.columns
     with pytest.raises(ValueError, match="different examples"):
-        metrics.paired_differences(left, right.iloc[:3], n_boot=5)
+        metrics.paired_differences(left, right.iloc[:3], Bootstrap(n=5))
     with pytest.raises(ValueError, match="labels disagree"):
-        metrics.paired_differences(left, right.assign(label=[1, 0, 1, 0]), n_boot=5)
+        metrics.paired_differences(left, right.assign(label=[1, 0, 1, 0]), Bootstrap(n=5))
 
 
 # ------------------------------------------------------------------------------------------ categories
@@ -305,7 +306,7 @@ def test_summarize_by_category_hand_case():
         }
     )
     both = pd.concat([frame, frame.assign(attack="neg", score=-frame.score)], ignore_index=True)
-    out = metrics.summarize_by_category(both, fprs=(0.5,), n_bootstrap=20)
+    out = metrics.summarize_by_category(both, fprs=(0.5,), bootstrap=Bootstrap(n=20))
     assert out[["attack", "category"]].values.tolist() == [
         ["loss", "x"],
         ["loss", "y"],
@@ -437,7 +438,7 @@ def test_aggregate_script(tmp_path):
             per_example = pd.concat(frames, ignore_index=True)
             stem = tmp_path / f"{seed}_{model}"
             per_example.to_parquet(f"{stem}.parquet")
-            metrics.summarize_attacks(per_example, fprs=(0.05,), n_bootstrap=10).to_csv(
+            metrics.summarize_attacks(per_example, fprs=(0.05,), bootstrap=Bootstrap(n=10)).to_csv(
                 f"{stem}.csv", index=False
             )
             metrics.summarize_by_category(per_example, fprs=(0.05,)).to_csv(f"{stem}.cat.csv", index=False)

@@ -22,6 +22,7 @@ import torch
 
 from kdprivacy import config, models
 from kdprivacy.mia import blocks, perturb, scoring
+from kdprivacy.stats import NO_BOOTSTRAP
 from kdprivacy import kd as registry
 from kdprivacy.config import KD, Train
 from kdprivacy.encoding import batch_indices
@@ -366,12 +367,12 @@ def test_scoring_precision(tokenizer, items):
     evaluation = items["private"] + items["nonmember"]
     pad = tokenizer.pad_token_id
     seen = Seen(model.lm_head)
-    default = scoring.score_examples(model, evaluation, 4, pad)
-    fp32 = scoring.score_examples(model, evaluation, 4, pad, precision="fp32")
+    default = scoring.score_examples(model, evaluation, scoring.ScoringPass(4, pad))
+    fp32 = scoring.score_examples(model, evaluation, scoring.ScoringPass(4, pad, precision="fp32"))
     assert all(not on and d == torch.float32 for _, on, d in seen.calls)
     assert all(np.array_equal(a, b) for a, b in zip(default.token_logprobs, fp32.token_logprobs))
     seen.calls.clear()
-    bf16 = scoring.score_examples(model, evaluation, 4, pad, precision="bf16")
+    bf16 = scoring.score_examples(model, evaluation, scoring.ScoringPass(4, pad, precision="bf16"))
     assert seen.calls and all(on and d == torch.bfloat16 for _, on, d in seen.calls)
     columns = ("token_logprobs", "token_mu", "token_sigma")
     assert all(v.dtype == np.float32 for column in columns for v in bf16[column])
@@ -383,7 +384,7 @@ def test_scoring_precision(tokenizer, items):
     assert np.isfinite(table["mope"]).all() and all(on for _, on, _ in seen.calls)
     seen.calls.clear()
     labels = [1] * len(items["private"]) + [0] * len(items["nonmember"])
-    per_block, _ = blocks.block_mope(model, evaluation, labels, k=1, batch_size=4, pad_id=pad, n_bootstrap=0,
+    per_block, _ = blocks.block_mope(model, evaluation, labels, k=1, batch_size=4, pad_id=pad, bootstrap=NO_BOOTSTRAP,
                                      precision="fp16")
     assert len(per_block) == 2 and all(on and d == torch.float16 for _, on, d in seen.calls)
 

@@ -87,9 +87,10 @@ def test_quantized_logits_close_to_full_precision(teacher_dir, quantization, max
 def test_8bit_teacher_scoring(teacher_dir, tokenizer, manifest_path):
     """The attack scores of an 8-bit teacher match the full-precision ones closely."""
     items = pools.load_items(manifest_path, ["private", "nonmember"], tokenizer, MAX_LENGTH, MAX_PROMPT)
-    full = scoring.score_examples(models.load_model(str(teacher_dir)), items, 4, tokenizer.pad_token_id)
-    quant = scoring.score_examples(models.load_model(str(teacher_dir), quantization="8bit"), items, 4,
-                                   tokenizer.pad_token_id)
+    scoring_pass = scoring.ScoringPass(4, tokenizer.pad_token_id)
+    full = scoring.score_examples(models.load_model(str(teacher_dir)), items, scoring_pass)
+    quantized = models.load_model(str(teacher_dir), quantization="8bit")
+    quant = scoring.score_examples(quantized, items, scoring_pass)
     assert list(full.id) == list(quant.id) and list(full.n_tokens) == list(quant.n_tokens)
     diff = np.concatenate([a - b for a, b in zip(full.token_logprobs, quant.token_logprobs)])
     assert np.abs(diff).max() < 0.05

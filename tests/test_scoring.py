@@ -7,6 +7,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from kdprivacy.mia import scoring
+from kdprivacy.mia.scoring import ScoringPass
 from kdprivacy.encoding import Encoded
 
 PAD = 0
@@ -56,7 +57,7 @@ def reference(model, item):
 
 def test_matches_float64_reference(model):
     items = make_items()
-    frame = scoring.score_examples(model, items, batch_size=3, pad_id=PAD, position_chunk=5)
+    frame = scoring.score_examples(model, items, ScoringPass(batch_size=3, pad_id=PAD, position_chunk=5))
     assert list(frame.columns) == scoring.SCORE_COLUMNS
     assert frame["id"].tolist() == [it.id for it in items]  # input order preserved
     for item, row in zip(items, frame.itertuples(index=False)):
@@ -70,9 +71,9 @@ def test_matches_float64_reference(model):
 
 def test_batch_and_padding_invariance(model):
     items = make_items(seed=1, n=6)
-    batched = scoring.score_examples(model, items, batch_size=6, pad_id=PAD)
+    batched = scoring.score_examples(model, items, ScoringPass(batch_size=6, pad_id=PAD))
     for item, row in zip(items, batched.itertuples(index=False)):
-        alone = scoring.score_examples(model, [item], batch_size=1, pad_id=PAD).iloc[0]
+        alone = scoring.score_examples(model, [item], ScoringPass(batch_size=1, pad_id=PAD)).iloc[0]
         for column in ("token_logprobs", "token_mu", "token_sigma"):
             np.testing.assert_allclose(getattr(row, column), alone[column], atol=1e-5)
 
@@ -80,9 +81,9 @@ def test_batch_and_padding_invariance(model):
 def test_full_logits_path_equals_head_path(model, caplog):
     items = make_items(seed=2, n=5)
     with caplog.at_level("WARNING"):
-        auto = scoring.score_examples(model, items, batch_size=2, pad_id=PAD, position_chunk=3)
+        auto = scoring.score_examples(model, items, ScoringPass(batch_size=2, pad_id=PAD, position_chunk=3))
     assert "full logits" not in caplog.text  # the memory-bounded LM-head path was used
-    full = scoring.score_examples(model, items, batch_size=2, pad_id=PAD, head_mode="full")
+    full = scoring.score_examples(model, items, ScoringPass(batch_size=2, pad_id=PAD, head_mode="full"))
     for a, f in zip(auto.itertuples(index=False), full.itertuples(index=False)):
         np.testing.assert_allclose(a.token_logprobs, f.token_logprobs, atol=1e-6)
         np.testing.assert_allclose(a.token_sigma, f.token_sigma, atol=1e-6)
@@ -90,7 +91,7 @@ def test_full_logits_path_equals_head_path(model, caplog):
 
 def test_head_hook_is_removed(model):
     head = model.get_output_embeddings()
-    scoring.score_examples(model, make_items(n=2), batch_size=2, pad_id=PAD)
+    scoring.score_examples(model, make_items(n=2), ScoringPass(batch_size=2, pad_id=PAD))
     assert not head._forward_pre_hooks
     ids = torch.tensor([[1, 2, 3]])
     assert model(input_ids=ids).logits.shape == (1, 3, 50)
@@ -99,7 +100,7 @@ def test_head_hook_is_removed(model):
 def test_zero_response_tokens_kept(model):
     # A response at position 0 has no predictable first token: kept with n_tokens 0, never dropped.
     items = [Encoded("empty", (), (7,)), Encoded("normal", (3, 4), (5, 6))]
-    frame = scoring.score_examples(model, items, batch_size=2, pad_id=PAD)
+    frame = scoring.score_examples(model, items, ScoringPass(batch_size=2, pad_id=PAD))
     assert frame["id"].tolist() == ["empty", "normal"]
     assert frame["n_tokens"].tolist() == [0, 2]
     assert len(frame.loc[0, "token_logprobs"]) == 0
@@ -156,7 +157,7 @@ def test_post_processed_logits_fall_back_to_full_logits(model, caplog):
     capped.load_state_dict(model.state_dict())
     items = make_items(seed=4, n=4)
     with caplog.at_level("WARNING"):
-        frame = scoring.score_examples(capped, items, batch_size=2, pad_id=PAD)
+        frame = scoring.score_examples(capped, items, ScoringPass(batch_size=2, pad_id=PAD))
     assert "full logits" in caplog.text
     for item, row in zip(items, frame.itertuples(index=False)):
         lp, _, sigma = reference(capped, item)
@@ -167,8 +168,8 @@ def test_post_processed_logits_fall_back_to_full_logits(model, caplog):
 # ------------------------------------------------------------------------------- mean NLL, population
 def test_mean_nll_matches_reference(model):
     items = make_items(seed=5, n=6) + [Encoded("empty", (), (7,))]
-    nll = scoring.mean_nll(model, items, batch_size=3, pad_id=PAD, position_chunk=4)
-    full = scoring.score_examples(model, items, batch_size=3, pad_id=PAD)
+    nll = scoring.mean_nll(model, items, ScoringPass(batch_size=3, pad_id=PAD, position_chunk=4))
+    full = scoring.score_examples(model, items, ScoringPass(batch_size=3, pad_id=PAD))
     for item, value, lp in zip(items[:-1], nll, full.token_logprobs):
         ref_lp, _, _ = reference(model, item)
         assert value == pytest.approx(-ref_lp.mean(), abs=1e-5)

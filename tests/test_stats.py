@@ -10,12 +10,24 @@ from kdprivacy import stats
 
 def test_bootstrap_mean_ci():
     values = np.arange(100, dtype=float)
-    low, high = stats.bootstrap_mean_ci(values, n_boot=500, seed=1)
+    low, high = stats.bootstrap_mean_ci(values, stats.Bootstrap(n=500, seed=1))
     assert low < values.mean() < high
-    assert (low, high) == stats.bootstrap_mean_ci(values, n_boot=500, seed=1)
-    assert stats.bootstrap_mean_ci(np.ones(5), n_boot=50) == (1.0, 1.0)
-    assert all(np.isnan(stats.bootstrap_mean_ci(values, n_boot=0)))
-    assert all(np.isnan(stats.bootstrap_mean_ci([], n_boot=10)))
+    assert (low, high) == stats.bootstrap_mean_ci(values, stats.Bootstrap(n=500, seed=1))
+    assert stats.bootstrap_mean_ci(np.ones(5), stats.Bootstrap(n=50)) == (1.0, 1.0)
+    assert all(np.isnan(stats.bootstrap_mean_ci(values, stats.NO_BOOTSTRAP)))
+    assert all(np.isnan(stats.bootstrap_mean_ci([], stats.Bootstrap(n=10))))
+
+
+def test_bootstrap_settings_default_to_the_config():
+    from kdprivacy.config import Attacks
+
+    default = stats.Bootstrap()
+    assert (default.n, default.seed, default.level) == (Attacks().n_bootstrap, Attacks().bootstrap_seed, 0.95)
+    assert stats.Bootstrap.from_cfg({"n_bootstrap": 7, "bootstrap_seed": 3}) == stats.Bootstrap(7, 3)
+    with pytest.raises(ValueError, match=">= 0"):
+        stats.Bootstrap(n=-1)
+    with pytest.raises(ValueError, match="level"):
+        stats.Bootstrap(level=1.0)
 
 
 def test_bootstrap_means_draw_from_the_callers_generator_in_chunks():

@@ -7,6 +7,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from kdprivacy import models
 from kdprivacy.memorization import utility
+from kdprivacy.stats import Bootstrap
 
 
 # ------------------------------------------------------------------------------------ tokenization / LCS
@@ -129,7 +130,7 @@ def test_utility_table_perfect_generation_scores_100(tokenizer, monkeypatch):
     dev = utility.dev_set(toy_manifest(), None, 0)
     budgets = []
 
-    def oracle(model, items, max_new_tokens, batch_size, pad_id, eos_id, do_sample):
+    def oracle(model, items, max_new_tokens, batch_size, pad_id, eos_id, sampling):
         budgets.append(max_new_tokens)
         return [list(item.response_ids) for item in items]
 
@@ -138,7 +139,7 @@ def test_utility_table_perfect_generation_scores_100(tokenizer, monkeypatch):
     assert budgets == [32]  # default: max_length - max_prompt_length
     assert table.rouge_l.tolist() == [100.0] * len(dev)
     assert table.generation.tolist() == dev.response.tolist()
-    summary = utility.summarize_utility(table, n_bootstrap=100)
+    summary = utility.summarize_utility(table, Bootstrap(n=100))
     assert list(summary.columns) == utility.UTILITY_SUMMARY_COLUMNS
     assert summary.category.tolist() == ["brainstorming", "open_qa", "ALL"]
     assert summary.n_examples.tolist() == [5, 5, 10]
@@ -147,7 +148,7 @@ def test_utility_table_perfect_generation_scores_100(tokenizer, monkeypatch):
 
 def test_summarize_utility_means():
     table = pd.DataFrame({"category": ["a", "a", "b"], "rouge_l": [10.0, 30.0, 50.0]})
-    summary = utility.summarize_utility(table, n_bootstrap=200, seed=0).set_index("category")
+    summary = utility.summarize_utility(table, Bootstrap(n=200, seed=0)).set_index("category")
     assert summary.loc["a", "rouge_l"] == pytest.approx(20.0)
     assert summary.loc["ALL", "rouge_l"] == pytest.approx(30.0)
     assert summary.loc["ALL", "rouge_l_ci_low"] <= 30.0 <= summary.loc["ALL", "rouge_l_ci_high"]

@@ -77,8 +77,8 @@ def generate_teacher(run, manifest_path, log=None) -> tuple[pd.DataFrame, dict]:
     (log or logging.getLogger("kdprivacy")).info(
         "generating teacher outputs for %d public prompts: %s", len(items), gen.model_dump())
     tokens = generation.generate(
-        teacher, items, gen.max_new_tokens, gen.batch_size, tokenizer.pad_token_id, eos, bool(gen.do_sample),
-        float(gen.temperature), float(gen.top_p), int(gen.top_k), int(run.seed),
+        teacher, items, gen.max_new_tokens, gen.batch_size, tokenizer.pad_token_id, eos,
+        generation.Sampling.of(gen, int(run.seed)),
     )
     generated = generation.with_responses(items, tokens, int(run.max_length))
     guard([item.id for item in generated])

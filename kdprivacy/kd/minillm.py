@@ -99,10 +99,7 @@ class _MiniLLM:
                 g.batch_size,
                 self.pad_id,
                 self.eos_id,
-                float(g.temperature),
-                float(g.top_p),
-                int(g.top_k),
-                self.sampler.next_seed(),
+                generation.Sampling.of(g, self.sampler.next_seed(), do_sample=True),
             )
             samples = generation.with_responses(items, tokens, self.run.max_length)
             self.sampler.check(samples)

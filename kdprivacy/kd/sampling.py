@@ -101,11 +101,7 @@ class StudentSampler:
             g.batch_size,
             self.pad_id,
             self.eos_id,
-            bool(g.do_sample),
-            float(g.temperature),
-            float(g.top_p),
-            int(g.top_k),
-            self.next_seed(),
+            generation.Sampling.of(g, self.next_seed()),
         )
         out = generation.with_responses(items, tokens, self.max_length)
         self.check(out)

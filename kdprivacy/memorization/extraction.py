@@ -1,9 +1,10 @@
 """Memorization: one greedy continuation of each sample's prompt, compared with its true response.
 
-One plain-greedy pass per model (:func:`kdprivacy.generation.generate`, ``do_sample=False``) with a budget of
-``max(k, longest reference response)`` new tokens (optionally capped by ``max_new_tokens``); every metric
-below is derived from that single generation. Greedy decoding is deterministic, so its first ``k`` tokens
-are exactly what a ``k``-token run would produce: the paper's metric is unchanged by the longer budget.
+One plain-greedy pass per model (:func:`kdprivacy.generation.generate` with ``generation.GREEDY``) with a
+budget of ``max(k, longest reference response)`` new tokens (optionally capped by ``max_new_tokens``); every
+metric below is derived from that single generation. Greedy decoding is deterministic, so its first ``k``
+tokens are exactly what a ``k``-token run would produce: the paper's metric is unchanged by the longer
+budget.
 
 Metrics (per example, on members and non-members alike):
 
@@ -255,7 +256,7 @@ def canary_exposure(
 
     def flush() -> None:
         items = [variant for _, variants in pending for variant in variants]
-        scored = scoring.score_examples(model, items, batch_size=batch_size, pad_id=tokenizer.pad_token_id)
+        scored = scoring.score_examples(model, items, scoring.ScoringPass(batch_size, tokenizer.pad_token_id))
         totals = [float(np.sum(np.asarray(v, dtype=np.float64))) for v in scored["token_logprobs"]]
         offset = 0
         for example_id, variants in pending:
@@ -351,7 +352,8 @@ def memorization_table(
     budget = generation_budget(items, k, max_new_tokens)
     log.info("greedy generation of %d examples, up to %d new tokens", len(items), budget)
     generated = generation.generate(model, items, max_new_tokens=budget, batch_size=batch_size,
-                                    pad_id=tokenizer.pad_token_id, eos_id=tokenizer.eos_token_id, do_sample=False)
+                                    pad_id=tokenizer.pad_token_id, eos_id=tokenizer.eos_token_id,
+                                    sampling=generation.GREEDY)
     texts = [utility.decode_generation(tokenizer, tokens) for tokens in generated]
     secrets = frame_has_secrets(frame)
     if not secrets:
@@ -386,20 +388,19 @@ def _values(frame: pd.DataFrame, column: str) -> np.ndarray:
     return values[~np.isnan(values)]
 
 
-def _group_stats(members: np.ndarray, nonmembers: np.ndarray, n_bootstrap: int, seed: int,
-                 level: float) -> dict:
+def _group_stats(members: np.ndarray, nonmembers: np.ndarray, bootstrap: stats.Bootstrap) -> dict:
     def mean(x):
         return float(x.mean()) if x.size else float("nan")
 
     out = {"member_rate": mean(members), "nonmember_rate": mean(nonmembers)}
     out["gap"] = out["member_rate"] - out["nonmember_rate"]
-    if n_bootstrap > 0:
-        rng = np.random.default_rng(seed)
-        boot_m = stats.bootstrap_means(members, n_bootstrap, rng)
-        boot_n = stats.bootstrap_means(nonmembers, n_bootstrap, rng)
-        out["member_ci_low"], out["member_ci_high"] = stats.percentile_ci(boot_m, level)
-        out["nonmember_ci_low"], out["nonmember_ci_high"] = stats.percentile_ci(boot_n, level)
-        out["gap_ci_low"], out["gap_ci_high"] = stats.percentile_ci(boot_m - boot_n, level)
+    if bootstrap.n > 0:
+        rng = np.random.default_rng(bootstrap.seed)
+        boot_m = stats.bootstrap_means(members, bootstrap.n, rng)
+        boot_n = stats.bootstrap_means(nonmembers, bootstrap.n, rng)
+        out["member_ci_low"], out["member_ci_high"] = stats.percentile_ci(boot_m, bootstrap.level)
+        out["nonmember_ci_low"], out["nonmember_ci_high"] = stats.percentile_ci(boot_n, bootstrap.level)
+        out["gap_ci_low"], out["gap_ci_high"] = stats.percentile_ci(boot_m - boot_n, bootstrap.level)
     else:
         for key in ("member", "nonmember", "gap"):
             out[f"{key}_ci_low"] = out[f"{key}_ci_high"] = float("nan")
@@ -424,14 +425,15 @@ def subset_rows(per_example: pd.DataFrame, subset: str) -> pd.DataFrame:
 
 
 def memorization_summary(
-    per_example: pd.DataFrame, n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95
+    per_example: pd.DataFrame, bootstrap: stats.Bootstrap = stats.Bootstrap()
 ) -> pd.DataFrame:
     """Tidy summary, one row per metric (``SUMMARY_COLUMNS``): member / non-member mean, gap, seeded CIs.
 
     ``*_rate`` is the mean of the metric (a rate for 0/1 metrics; mean exposure and mean rank for those).
     NA values are left out per metric and ``n_members``/``n_nonmembers`` say how many were used; metrics
     whose column is absent are skipped. CIs: percentile bootstrap, members and non-members resampled
-    separately; the gap CI uses the same replicates (NaN when ``n_bootstrap == 0``).
+    separately, seeded with ``bootstrap.seed``; the gap CI uses the same replicates (NaN when
+    ``bootstrap.n == 0``).
     """
     if "label" not in per_example.columns:
         raise ValueError("memorization table lacks column 'label'")
@@ -445,17 +447,17 @@ def memorization_summary(
         members = _values(frame[frame["label"] == 1], column)
         nonmembers = _values(frame[frame["label"] == 0], column)
         rows.append({"metric": metric, "subset": subset,
-                     **_group_stats(members, nonmembers, n_bootstrap, seed, level)})
+                     **_group_stats(members, nonmembers, bootstrap)})
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
 def summarize_memorization(
-    per_example: pd.DataFrame, n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95
+    per_example: pd.DataFrame, bootstrap: stats.Bootstrap = stats.Bootstrap()
 ) -> dict[str, float | int]:
     """The paper's numbers as one flat row: mean match rate of members / non-members, gap, CIs, exact rates.
 
     Keys: ``member_rate, nonmember_rate, gap`` (member - non-member), ``member_rate_ci_low/high,
-    nonmember_rate_ci_low/high, gap_ci_low/high`` (seeded bootstrap; NaN when ``n_bootstrap == 0``),
+    nonmember_rate_ci_low/high, gap_ci_low/high`` (seeded bootstrap; NaN when ``bootstrap.n == 0``),
     ``member_exact_rate, nonmember_exact_rate`` (``exact_k``), ``n_members, n_nonmembers``. A group without
     examples gives NaN rates. Every other metric: :func:`memorization_summary`.
     """
@@ -465,8 +467,7 @@ def summarize_memorization(
             raise ValueError(f"memorization table lacks column {column!r}")
     members = per_example[per_example["label"] == 1]
     nonmembers = per_example[per_example["label"] == 0]
-    group = _group_stats(_values(members, "match_rate"), _values(nonmembers, "match_rate"), n_bootstrap, seed,
-                         level)
+    group = _group_stats(_values(members, "match_rate"), _values(nonmembers, "match_rate"), bootstrap)
     exact_m, exact_n = _values(members, exact), _values(nonmembers, exact)
     return {
         "member_rate": group["member_rate"],

@@ -109,9 +109,7 @@ def inheritance_table(
     student: pd.DataFrame,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     metric_names: Sequence[str] = DEFAULT_METRICS,
-    n_bootstrap: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
+    bootstrap: stats.Bootstrap = stats.Bootstrap(),
 ) -> pd.DataFrame:
     """Teacher x student memorization per metric, threshold and group (``INHERITANCE_COLUMNS``).
 
@@ -142,7 +140,7 @@ def inheritance_table(
                 both = int((t_mem & s_mem).sum())
                 student_only = int((~t_mem & s_mem).sum())
                 selected = s_values[t_mem]
-                low, high = (stats.bootstrap_mean_ci(selected, n_bootstrap, seed, level) if selected.size
+                low, high = (stats.bootstrap_mean_ci(selected, bootstrap) if selected.size
                              else (math.nan, math.nan))
                 rows.append({
                     "metric": metric,

@@ -33,6 +33,7 @@ def memorization(job: Any) -> None:
     from kdprivacy import io
     from kdprivacy.memorization import extraction
     from kdprivacy.mia import scoring
+    from kdprivacy.stats import Bootstrap
 
     cfg, inp, out, log = job.cfg, job.input, job.output, job.log
     manifest = pd.read_parquet(inp.manifest)
@@ -53,7 +54,7 @@ def memorization(job: Any) -> None:
     table = evaluation[["id", "label", "category"]].merge(table, on="id", how="left", validate="one_to_one")
     if len(table) != len(evaluation) or table["n_compared"].isna().any():
         raise RuntimeError("memorization lost examples")
-    summary = extraction.memorization_summary(table, n_bootstrap=cfg["n_bootstrap"], seed=cfg["bootstrap_seed"])
+    summary = extraction.memorization_summary(table, Bootstrap.from_cfg(cfg))
     log.info("memorization summary:\n%s", summary.to_string(index=False))
     io.write_parquet(table, out.per_example)
     if job.has_output("summary"):
@@ -70,6 +71,7 @@ def utility(job: Any) -> None:
     from kdprivacy import io
     from kdprivacy.memorization import utility as rouge
     from kdprivacy.mia import scoring
+    from kdprivacy.stats import Bootstrap
 
     cfg, inp, out, log = job.cfg, job.input, job.output, job.log
     manifest = pd.read_parquet(inp.manifest)
@@ -80,7 +82,7 @@ def utility(job: Any) -> None:
     table = rouge.utility_table(model, tokenizer, dev, **_decoding(cfg))
     if len(table) != len(dev):
         raise RuntimeError("utility lost examples")
-    summary = rouge.summarize_utility(table, n_bootstrap=cfg["n_bootstrap"], seed=cfg["bootstrap_seed"])
+    summary = rouge.summarize_utility(table, Bootstrap.from_cfg(cfg))
     log.info("utility (ROUGE-L x 100):\n%s", summary.to_string(index=False))
     io.write_parquet(table, out.per_example)
     io.write_csv(summary, out.summary)
@@ -96,12 +98,13 @@ def inheritance(job: Any) -> None:
 
     from kdprivacy import io
     from kdprivacy.memorization import inheritance as inherit
+    from kdprivacy.stats import Bootstrap
 
     cfg, inp, out, log = job.cfg, job.input, job.output, job.log
     teacher = pd.read_parquet(inp.teacher)
     student = pd.read_parquet(inp.student)
     table = inherit.inheritance_table(
-        teacher, student, thresholds=cfg["thresholds"], n_bootstrap=cfg["n_bootstrap"], seed=cfg["bootstrap_seed"]
+        teacher, student, thresholds=cfg["thresholds"], bootstrap=Bootstrap.from_cfg(cfg)
     )
     log.info("inheritance:\n%s", table.to_string(index=False))
 

@@ -153,7 +153,7 @@ def utility_table(
     items = encoding.encode_frame(tokenizer, frame, max_length, max_prompt_length)
     generated = generation.generate(
         model, items, max_new_tokens=max_new_tokens, batch_size=batch_size,
-        pad_id=tokenizer.pad_token_id, eos_id=tokenizer.eos_token_id, do_sample=False,
+        pad_id=tokenizer.pad_token_id, eos_id=tokenizer.eos_token_id, sampling=generation.GREEDY,
     )
     texts = [decode_generation(tokenizer, tokens) for tokens in generated]
     categories = frame["category"] if "category" in frame.columns else pd.Series("", index=frame.index)
@@ -170,7 +170,7 @@ def utility_table(
 
 
 def summarize_utility(
-    per_example: pd.DataFrame, n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95
+    per_example: pd.DataFrame, bootstrap: stats.Bootstrap = stats.Bootstrap()
 ) -> pd.DataFrame:
     """Mean ROUGE-L (x 100) with a seeded bootstrap CI, per category (sorted) and ``ALL`` (last row)."""
     for column in ("category", "rouge_l"):
@@ -180,7 +180,7 @@ def summarize_utility(
     rows = []
     for category, group in groups:
         values = group["rouge_l"].to_numpy(dtype=np.float64)
-        low, high = stats.bootstrap_mean_ci(values, n_bootstrap, seed, level)
+        low, high = stats.bootstrap_mean_ci(values, bootstrap)
         rows.append({"category": category, "n_examples": len(values),
                      "rouge_l": float(values.mean()) if len(values) else float("nan"),
                      "rouge_l_ci_low": low, "rouge_l_ci_high": high})

@@ -32,6 +32,7 @@ import pandas as pd
 
 from kdprivacy.mia import metrics, perturb, scoring
 from kdprivacy.encoding import Encoded
+from kdprivacy.stats import Bootstrap
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,7 @@ def block_mope(
     seed: int = 0,
     batch_size: int = 32,
     pad_id: int = 0,
-    n_bootstrap: int = 1000,
-    bootstrap_seed: int = 0,
-    level: float = 0.95,
+    bootstrap: Bootstrap = Bootstrap(),
     blocks: Sequence[int] | None = None,
     position_chunk: int = 512,
     precision: str = "fp32",
@@ -78,7 +77,8 @@ def block_mope(
     log.info("per-block MoPe: %d of %d blocks (%s...), sigmas %s, K=%d, %d examples", len(indices),
              len(found), found[0][0], sigmas, k, len(items))
 
-    base = scoring.mean_nll(model, items, batch_size, pad_id, position_chunk, precision=precision)
+    scoring_pass = scoring.ScoringPass(batch_size, pad_id, position_chunk, precision=precision)
+    base = scoring.mean_nll(model, items, scoring_pass)
     ids = [item.id for item in items]
     named = dict(model.named_parameters())
     block_rows, example_frames = [], []
@@ -89,8 +89,7 @@ def block_mope(
             total = np.zeros(len(items), dtype=np.float64)
             for draw in range(k):
                 with perturb.perturbed(model, sigma, perturb.perturbation_seed(seed, draw), params):
-                    total += scoring.mean_nll(model, items, batch_size, pad_id, position_chunk,
-                                              precision=precision) - base
+                    total += scoring.mean_nll(model, items, scoring_pass) - base
             score = total / k
             valid = np.isfinite(score)
             n_invalid = int((~valid).sum())
@@ -100,8 +99,8 @@ def block_mope(
                 auc = low = high = math.nan
             else:
                 auc = metrics.roc_auc(score, y)
-                low, high = (metrics.bootstrap_auc_ci(score, y, n_bootstrap, bootstrap_seed, level)
-                             if n_bootstrap > 0 else (math.nan, math.nan))
+                low, high = (metrics.bootstrap_auc_ci(score, y, bootstrap)
+                             if bootstrap.n > 0 else (math.nan, math.nan))
             block_rows.append({
                 "block": index,
                 "block_name": found[index][0],

@@ -47,11 +47,11 @@ def score_model(job: Any) -> None:
         source = inp["model"]
     log.info("model %s (%s, vocabulary %d)", source, type(model).__name__, len(tokenizer))
 
+    scoring_pass = scoring.ScoringPass(cfg["batch_size"], tokenizer.pad_token_id, precision=cfg["precision"])
+
     def score(frame, keep: list[str], what: str):
         items = encoding.encode_frame(tokenizer, frame, cfg["max_length"], cfg["max_prompt_length"])
-        scores = scoring.score_examples(
-            model, items, batch_size=cfg["batch_size"], pad_id=tokenizer.pad_token_id, precision=cfg["precision"]
-        )
+        scores = scoring.score_examples(model, items, scoring_pass)
         table = frame[keep].merge(scores, on="id", how="left", validate="one_to_one")
         if len(table) != len(frame) or table["n_tokens"].isna().any():
             raise RuntimeError(f"scoring lost {what} examples")
@@ -108,6 +108,7 @@ def block_mope(job: Any) -> None:
     """Outputs ``per_block`` (one AUC per block and sigma) and optional ``per_example``."""
     from kdprivacy import encoding, io
     from kdprivacy.mia import blocks, scoring
+    from kdprivacy.stats import Bootstrap
 
     cfg = job.cfg
     _, evaluation = _evaluation(job)
@@ -120,8 +121,7 @@ def block_mope(job: Any) -> None:
         seed=cfg["seed"],
         batch_size=cfg["batch_size"],
         pad_id=tokenizer.pad_token_id,
-        n_bootstrap=cfg["n_bootstrap"],
-        bootstrap_seed=cfg["bootstrap_seed"],
+        bootstrap=Bootstrap.from_cfg(cfg),
         precision=cfg["precision"],
     )
     job.log.info("per-block MoPe:\n%s", per_block.to_string(index=False))
@@ -143,10 +143,11 @@ def attack_metrics(job: Any) -> None:
 
     from kdprivacy import io
     from kdprivacy.mia import attacks, metrics
+    from kdprivacy.stats import Bootstrap
 
     cfg, inp, out, log = job.cfg, job.inputs, job.outputs, job.log
     names, fprs = cfg["names"], cfg["fprs"]
-    n_bootstrap, bootstrap_seed, short_tokens = cfg["n_bootstrap"], cfg["bootstrap_seed"], cfg["short_tokens"]
+    bootstrap, short_tokens = Bootstrap.from_cfg(cfg), cfg["short_tokens"]
 
     scores = pd.read_parquet(inp["scores"])
     manifest = pd.read_parquet(inp["manifest"], columns=["id", "response"])
@@ -186,7 +187,7 @@ def attack_metrics(job: Any) -> None:
     labels = scores["label"].to_numpy()
     counts = {"n_members": int((labels == 1).sum()), "n_nonmembers": int((labels == 0).sum())}
     summary = _with_na(
-        metrics.summarize_attacks(per_example, fprs=fprs, n_bootstrap=n_bootstrap, bootstrap_seed=bootstrap_seed),
+        metrics.summarize_attacks(per_example, fprs=fprs, bootstrap=bootstrap),
         names, na, lambda name: [{"attack": name, **counts}],
     )
     log.info("attack metrics:\n%s", summary.to_string(index=False))
@@ -196,10 +197,7 @@ def attack_metrics(job: Any) -> None:
     if "per_category" in out:
         categories = scores.groupby("category", sort=True)["label"]
         by_category = _with_na(
-            metrics.summarize_by_category(
-                per_example, fprs=fprs, n_bootstrap=n_bootstrap,
-                bootstrap_seed=bootstrap_seed,
-            ),
+            metrics.summarize_by_category(per_example, fprs=fprs, bootstrap=bootstrap),
             names, na,
             lambda name: [{"attack": name, "category": c, "n_members": int((g == 1).sum()),
                            "n_nonmembers": int((g == 0).sum())} for c, g in categories],
@@ -233,9 +231,10 @@ def blind_baseline(job: Any) -> None:
     ``metrics`` (with per-fold AUCs) and its provenance, optional ``per_category``."""
     from kdprivacy import io
     from kdprivacy.mia import blind, metrics
+    from kdprivacy.stats import Bootstrap
 
     cfg, out = job.cfg, job.outputs
-    fprs, n_bootstrap, bootstrap_seed = cfg["fprs"], cfg["n_bootstrap"], cfg["bootstrap_seed"]
+    fprs, bootstrap = cfg["fprs"], Bootstrap.from_cfg(cfg)
     _, evaluation = _evaluation(job, log_counts=False)
     scores = blind.blind_scores(
         evaluation, folds=cfg["folds"], seed=cfg["seed"], features=cfg["features"], ngram_max=cfg["ngram_max"],
@@ -243,9 +242,7 @@ def blind_baseline(job: Any) -> None:
     )
     per_example = scores.merge(evaluation[["id", "category"]], on="id", how="left", validate="one_to_one")
     per_example = per_example.assign(attack="blind")[["id", "label", "category", "fold", "attack", "score"]]
-    summary = metrics.summarize_attacks(
-        per_example, fprs=fprs, n_bootstrap=n_bootstrap, bootstrap_seed=bootstrap_seed
-    )
+    summary = metrics.summarize_attacks(per_example, fprs=fprs, bootstrap=bootstrap)
     folds = blind.fold_aucs(scores)
     summary["fold_auc_mean"] = folds.mean()
     summary["fold_auc_min"] = folds.min()
@@ -255,6 +252,6 @@ def blind_baseline(job: Any) -> None:
     io.write_parquet(per_example, out["scores"])
     io.write_csv(summary, out["metrics"])
     if "per_category" in out:
-        io.write_csv(metrics.summarize_by_category(per_example, fprs=fprs, n_bootstrap=n_bootstrap,
-                                                   bootstrap_seed=bootstrap_seed), out["per_category"])
+        io.write_csv(metrics.summarize_by_category(per_example, fprs=fprs, bootstrap=bootstrap),
+                     out["per_category"])
     job.write_provenance(f"{out['metrics']}.provenance.json", inputs={"manifest": job.inputs["manifest"]})

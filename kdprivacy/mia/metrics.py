@@ -31,6 +31,7 @@ import pandas as pd
 
 from kdprivacy import stats
 from kdprivacy.config import Attacks
+from kdprivacy.stats import NO_BOOTSTRAP, Bootstrap
 
 DEFAULT_FPRS = tuple(Attacks.model_fields["fprs"].default)  # the config's default (its one home)
 
@@ -180,34 +181,22 @@ def bootstrap_replicates(
     )
 
 
-def _check_level(level: float) -> None:
-    if not 0 < level < 1:
-        raise ValueError("level must be in (0, 1)")
-
-
-def bootstrap_auc_ci(
-    scores, labels, n_boot: int = 1000, seed: int = 0, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile bootstrap CI of the AUC (stratified, seeded; module docstring)."""
-    _check_level(level)
-    return stats.percentile_ci(bootstrap_replicates(scores, labels, (), n_boot, seed)[:, 0], level)
+def bootstrap_auc_ci(scores, labels, bootstrap: Bootstrap = Bootstrap()) -> tuple[float, float]:
+    """Percentile bootstrap CI of the AUC (stratified, seeded; module docstring; ``bootstrap.n >= 1``)."""
+    reps = bootstrap_replicates(scores, labels, (), bootstrap.n, bootstrap.seed)
+    return stats.percentile_ci(reps[:, 0], bootstrap.level)
 
 
 def bootstrap_cis(
-    scores,
-    labels,
-    fprs: Sequence[float] = DEFAULT_FPRS,
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
+    scores, labels, fprs: Sequence[float] = DEFAULT_FPRS, bootstrap: Bootstrap = Bootstrap()
 ) -> dict[str, tuple[float, float]]:
     """Percentile CIs ``{"auc": (low, high), "tpr_at_fpr_<f>": (low, high), ...}`` from one set of
-    replicates; a TPR that cannot be resolved (too few non-members) has a ``(nan, nan)`` CI."""
-    _check_level(level)
-    reps = bootstrap_replicates(scores, labels, fprs, n_boot, seed)
-    out = {"auc": stats.percentile_ci(reps[:, 0], level)}
+    ``bootstrap.n`` (>= 1) replicates seeded with ``bootstrap.seed``; a TPR that cannot be resolved (too few
+    non-members) has a ``(nan, nan)`` CI."""
+    reps = bootstrap_replicates(scores, labels, fprs, bootstrap.n, bootstrap.seed)
+    out = {"auc": stats.percentile_ci(reps[:, 0], bootstrap.level)}
     for i, f in enumerate(fprs):
-        out[tpr_column(f)] = stats.percentile_ci(reps[:, 1 + i], level)
+        out[tpr_column(f)] = stats.percentile_ci(reps[:, 1 + i], bootstrap.level)
     return out
 
 
@@ -228,17 +217,13 @@ COUNT_COLUMNS = ["n_members", "n_nonmembers", "n_short"]
 
 
 def metric_row(
-    scores,
-    labels,
-    fprs: Sequence[float] = DEFAULT_FPRS,
-    n_bootstrap: int = 0,
-    bootstrap_seed: int = 0,
-    ci_level: float = 0.95,
+    scores, labels, fprs: Sequence[float] = DEFAULT_FPRS, bootstrap: Bootstrap = NO_BOOTSTRAP
 ) -> dict[str, float]:
-    """AUC and TPR at each FPR with their CIs (NaN CIs when ``n_bootstrap == 0``), plus class counts."""
+    """AUC and TPR at each FPR with their CIs (NaN CIs when ``bootstrap.n == 0``, the default), plus class
+    counts."""
     s, y = _validate(scores, labels)
     row: dict[str, float] = {"auc": roc_auc(s, y)}
-    cis = bootstrap_cis(s, y, fprs, n_bootstrap, bootstrap_seed, ci_level) if n_bootstrap > 0 else {}
+    cis = bootstrap_cis(s, y, fprs, bootstrap) if bootstrap.n > 0 else {}
     row["auc_ci_low"], row["auc_ci_high"] = cis.get("auc", (math.nan, math.nan))
     for f in fprs:
         column = tpr_column(f)
@@ -273,17 +258,13 @@ def _n_short(part: pd.DataFrame) -> float:
 
 
 def summarize_attacks(
-    attack_scores: pd.DataFrame,
-    fprs: Sequence[float] = DEFAULT_FPRS,
-    n_bootstrap: int = 0,
-    bootstrap_seed: int = 0,
-    ci_level: float = 0.95,
+    attack_scores: pd.DataFrame, fprs: Sequence[float] = DEFAULT_FPRS, bootstrap: Bootstrap = NO_BOOTSTRAP
 ) -> pd.DataFrame:
     """One row per attack (first-appearance order) from a long table ``attack, score, label`` (+ ``id``,
     ``short``).
 
     Columns: ``attack``, :func:`metric_columns`, ``n_members, n_nonmembers, n_short`` (``n_short`` counts
-    rows flagged ``short``; NaN without that column). CI columns are NaN when ``n_bootstrap == 0``. When an
+    rows flagged ``short``; NaN without that column). CI columns are NaN when ``bootstrap.n == 0``. When an
     ``id`` column is present, every attack must score exactly the same ids, each once.
     """
     attacks = _check_long(attack_scores)
@@ -291,7 +272,7 @@ def summarize_attacks(
     for name in attacks:
         part = attack_scores[attack_scores["attack"] == name]
         row = {"attack": name}
-        row.update(metric_row(part["score"], part["label"], fprs, n_bootstrap, bootstrap_seed, ci_level))
+        row.update(metric_row(part["score"], part["label"], fprs, bootstrap))
         row["n_short"] = _n_short(part)
         rows.append(row)
     return pd.DataFrame(rows, columns=["attack", *metric_columns(fprs), *COUNT_COLUMNS])
@@ -300,9 +281,7 @@ def summarize_attacks(
 def summarize_by_category(
     attack_scores: pd.DataFrame,
     fprs: Sequence[float] = DEFAULT_FPRS,
-    n_bootstrap: int = 0,
-    bootstrap_seed: int = 0,
-    ci_level: float = 0.95,
+    bootstrap: Bootstrap = NO_BOOTSTRAP,
     category_column: str = "category",
 ) -> pd.DataFrame:
     """:func:`summarize_attacks` per (attack, category): one row each, categories sorted.
@@ -322,7 +301,7 @@ def summarize_by_category(
             n1, n0 = int((labels == 1).sum()), int((labels == 0).sum())
             row = {"attack": name, "category": category}
             if n1 and n0:
-                row.update(metric_row(group["score"], labels, fprs, n_bootstrap, bootstrap_seed, ci_level))
+                row.update(metric_row(group["score"], labels, fprs, bootstrap))
             else:
                 row.update({c: math.nan for c in metric_columns(fprs)})
                 row.update({"n_members": n1, "n_nonmembers": n0})
@@ -333,29 +312,23 @@ def summarize_by_category(
 
 # ----------------------------------------------------------------------------------- paired bootstrap
 def paired_bootstrap(
-    scores_a,
-    scores_b,
-    labels,
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-    fprs: Sequence[float] = (),
+    scores_a, scores_b, labels, bootstrap: Bootstrap = Bootstrap(), fprs: Sequence[float] = ()
 ) -> dict[str, float]:
     """Difference A - B of AUC (and of TPR at each FPR) for two score vectors on the same examples.
 
-    Both vectors are resampled with the same stratified example draws (module docstring). Returns
+    Both vectors are resampled with the same stratified example draws (module docstring): ``bootstrap.n``
+    (>= 1) replicates seeded with ``bootstrap.seed``, intervals at ``bootstrap.level``. Returns
     ``auc_a, auc_b, auc_diff, auc_diff_ci_low, auc_diff_ci_high, auc_diff_p`` (and the same
     ``tpr_at_fpr_<f>_*`` keys per FPR; NaN when unresolvable), ``n_members, n_nonmembers``.
     """
-    _check_level(level)
+    n_boot, level = bootstrap.n, bootstrap.level
     if n_boot < 1:
         raise ValueError("n_boot must be >= 1")
     a, y = _validate(scores_a, labels)
     b, _ = _validate(scores_b, labels)
     binned_a, binned_b = _Binned(a, y), _Binned(b, y)
-    diffs = np.array(
-        [binned_a.stats(w, v, fprs) - binned_b.stats(w, v, fprs) for w, v in _draws(y, n_boot, seed)]
-    )
+    draws = _draws(y, n_boot, bootstrap.seed)
+    diffs = np.array([binned_a.stats(w, v, fprs) - binned_b.stats(w, v, fprs) for w, v in draws])
     diffs = diffs.reshape(n_boot, 1 + len(fprs))
     ones1, ones0 = np.ones(int(y.sum())), np.ones(int((y == 0).sum()))
     point_a, point_b = binned_a.stats(ones1, ones0, fprs), binned_b.stats(ones1, ones0, fprs)
@@ -373,12 +346,7 @@ def paired_bootstrap(
 
 
 def paired_differences(
-    a: pd.DataFrame,
-    b: pd.DataFrame,
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-    fprs: Sequence[float] = (),
+    a: pd.DataFrame, b: pd.DataFrame, bootstrap: Bootstrap = Bootstrap(), fprs: Sequence[float] = ()
 ) -> pd.DataFrame:
     """One row per attack present in both long per-example tables ``id, attack, score, label``.
 
@@ -403,7 +371,7 @@ def paired_differences(
             raise ValueError(f"attack {name}: labels disagree between the two tables")
         row = {"attack": name}
         row.update(
-            paired_bootstrap(part_a["score"], part_b["score"], part_a["label"], n_boot, seed, level, fprs)
+            paired_bootstrap(part_a["score"], part_b["score"], part_a["label"], bootstrap, fprs)
         )
         rows.append(row)
     return pd.DataFrame(rows)

@@ -175,11 +175,12 @@ def mope_scores(
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     params = None if params is None else list(params)
-    base = scoring.mean_nll(model, items, batch_size, pad_id, position_chunk, precision=precision)
+    scoring_pass = scoring.ScoringPass(batch_size, pad_id, position_chunk, precision=precision)
+    base = scoring.mean_nll(model, items, scoring_pass)
     total = np.zeros(len(items), dtype=np.float64)
     for index in range(k):
         with perturbed(model, sigma, perturbation_seed(seed, index), params):
-            nll = scoring.mean_nll(model, items, batch_size, pad_id, position_chunk, precision=precision)
+            nll = scoring.mean_nll(model, items, scoring_pass)
         total += nll - base
         log.info(
             "MoPe perturbation %d/%d: mean NLL increase %.5g", index + 1, k, float(np.nanmean(nll - base))

@@ -31,7 +31,9 @@ Short responses are kept and *counted*: :func:`short_counts` reports how many ex
 (every attack is then NaN and the metrics refuse it loudly) and how many have fewer than ``short_tokens``
 (Min-K% reduces to a handful of tokens there; the attacks flag them, the metrics count them as ``n_short``).
 
-:func:`mean_nll` is the lighter variant (target log-probabilities only) used by MoPe's repeated passes.
+:func:`mean_nll` is the lighter variant (target log-probabilities only) used by MoPe's repeated passes. Both
+take one :class:`ScoringPass`: how the forward passes run (batch size, padding id, LM-head chunk, head mode,
+precision).
 
 Precision (``evaluation.precision``): ``"fp32"`` (default) runs plain float32; ``"bf16"`` / ``"fp16"`` run
 each batch's forward and LM-head chunks under ``torch.autocast`` (:func:`kdprivacy.models.autocast`), and
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -226,14 +229,33 @@ def _forward_hidden(model, head, batch) -> torch.Tensor | None:
     return hidden
 
 
-def _iterate_response_statistics(model, items, batch_size, pad_id, position_chunk, head_mode, statistic,
-                                 precision="fp32"):
+@dataclass(frozen=True)
+class ScoringPass:
+    """How :func:`score_examples` and :func:`mean_nll` run the model: ``batch_size`` items a forward pass,
+    right-padded with ``pad_id``.
+
+    ``position_chunk`` bounds how many response positions go through the LM head and ``log_softmax`` at
+    once (peak extra memory ~ ``position_chunk x vocab`` floats). ``head_mode``: ``"auto"`` (hidden states
+    through the LM head, verified; falls back to full logits) or ``"full"`` (always use the model's logits).
+    ``precision``: ``"fp32"`` | ``"bf16"`` | ``"fp16"`` (module docstring).
+    """
+
+    batch_size: int
+    pad_id: int
+    position_chunk: int = 512
+    head_mode: str = "auto"
+    precision: str = "fp32"
+
+
+def _iterate_response_statistics(model, items, scoring_pass: ScoringPass, statistic):
     """Run the model over ``items`` and yield ``(item index, tuple of float32 arrays)`` per item.
 
     ``statistic(logits [n, V], targets [n]) -> tuple of [n] tensors`` is applied chunk by chunk to the
     response positions (see the module docstring for the memory bound). Forward and LM head run under
     :func:`kdprivacy.models.autocast` ``(precision)``, entered per batch (never across a ``yield``).
     """
+    batch_size, pad_id, head_mode = scoring_pass.batch_size, scoring_pass.pad_id, scoring_pass.head_mode
+    position_chunk, precision = scoring_pass.position_chunk, scoring_pass.precision
     if head_mode not in ("auto", "full"):
         raise ValueError(f"head_mode must be 'auto' or 'full', got {head_mode!r}")
     if batch_size < 1 or position_chunk < 1:
@@ -288,27 +310,14 @@ def _iterate_response_statistics(model, items, batch_size, pad_id, position_chun
                 offset += n
 
 
-def score_examples(
-    model,
-    items: Sequence[Encoded],
-    batch_size: int,
-    pad_id: int,
-    position_chunk: int = 512,
-    head_mode: str = "auto",
-    precision: str = "fp32",
-) -> pd.DataFrame:
+def score_examples(model, items: Sequence[Encoded], scoring_pass: ScoringPass) -> pd.DataFrame:
     """Score the response tokens of ``items``; one row per item, in input order (columns ``SCORE_COLUMNS``).
 
-    ``position_chunk`` bounds how many response positions go through the LM head and ``log_softmax`` at
-    once (peak extra memory ~ ``position_chunk x vocab`` floats). ``head_mode``: ``"auto"`` (hidden states
-    through the LM head, verified; falls back to full logits) or ``"full"`` (always use the model's logits).
-    ``precision``: ``"fp32"`` | ``"bf16"`` | ``"fp16"`` (module docstring).
+    ``scoring_pass``: batch size, padding id, LM-head chunk, head mode and precision (:class:`ScoringPass`).
     """
     empty = np.zeros(0, dtype=np.float32)
     results: list[tuple[np.ndarray, ...]] = [(empty, empty, empty)] * len(items)
-    for slot, values in _iterate_response_statistics(
-        model, items, batch_size, pad_id, position_chunk, head_mode, token_statistics, precision
-    ):
+    for slot, values in _iterate_response_statistics(model, items, scoring_pass, token_statistics):
         if values is not None:
             results[slot] = values
     frame = pd.DataFrame(
@@ -329,24 +338,14 @@ def _target_logprob(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.
     return (logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1),)
 
 
-def mean_nll(
-    model,
-    items: Sequence[Encoded],
-    batch_size: int,
-    pad_id: int,
-    position_chunk: int = 512,
-    head_mode: str = "auto",
-    precision: str = "fp32",
-) -> np.ndarray:
+def mean_nll(model, items: Sequence[Encoded], scoring_pass: ScoringPass) -> np.ndarray:
     """Per-item mean negative log-likelihood of the response tokens (float64; NaN for 0 tokens).
 
-    Same forward pass, masking and ``precision`` as :func:`score_examples` without mu/sigma:
+    Same forward pass (``scoring_pass``), masking and precision as :func:`score_examples` without mu/sigma:
     ``-mean(token_logprobs)``.
     """
     out = np.full(len(items), np.nan, dtype=np.float64)
-    for slot, values in _iterate_response_statistics(
-        model, items, batch_size, pad_id, position_chunk, head_mode, _target_logprob, precision
-    ):
+    for slot, values in _iterate_response_statistics(model, items, scoring_pass, _target_logprob):
         if values is not None and values[0].size:
             out[slot] = -float(values[0].astype(np.float64).mean())
     return out

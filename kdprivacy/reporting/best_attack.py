@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from kdprivacy.mia import metrics
+from kdprivacy.stats import NO_BOOTSTRAP, Bootstrap
 from kdprivacy.reporting.tidy import pool
 
 SPLIT_COLUMNS = [
@@ -78,11 +79,12 @@ def selection_half(ids: Sequence, labels: Sequence[int], split_seed: int) -> np.
 
 
 def split_aucs(
-    per_example: pd.DataFrame, split_seed: int, n_bootstrap: int = 0, bootstrap_seed: int = 0
+    per_example: pd.DataFrame, split_seed: int, bootstrap: Bootstrap = NO_BOOTSTRAP
 ) -> pd.DataFrame:
     """One row per attack of a per-example table ``id, attack, score, label`` (first-appearance order):
     :data:`SPLIT_COLUMNS`. The report-half CI is the stratified percentile bootstrap of
-    :func:`kdprivacy.mia.metrics.bootstrap_auc_ci` (NaN when ``n_bootstrap == 0`` or a half lacks a class)."""
+    :func:`kdprivacy.mia.metrics.bootstrap_auc_ci` with ``bootstrap`` (NaN when ``bootstrap.n == 0``, the
+    default, or a half lacks a class)."""
     for column in ("id", "attack", "score", "label"):
         if column not in per_example.columns:
             raise ValueError(f"per-example table lacks column {column!r}")
@@ -96,8 +98,8 @@ def split_aucs(
         row["auc_selection"] = _auc(s[sel], y[sel])
         row["auc_report"] = _auc(s[~sel], y[~sel])
         low = high = math.nan
-        if n_bootstrap > 0 and not math.isnan(row["auc_report"]):
-            low, high = metrics.bootstrap_auc_ci(s[~sel], y[~sel], n_boot=n_bootstrap, seed=bootstrap_seed)
+        if bootstrap.n > 0 and not math.isnan(row["auc_report"]):
+            low, high = metrics.bootstrap_auc_ci(s[~sel], y[~sel], bootstrap)
         row["auc_report_ci_low"], row["auc_report_ci_high"] = low, high
         row["n_members_selection"] = int((y[sel] == 1).sum())
         row["n_nonmembers_selection"] = int((y[sel] == 0).sum())

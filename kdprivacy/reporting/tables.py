@@ -19,6 +19,7 @@ from kdprivacy.memorization import extraction
 from kdprivacy.mia import metrics
 from kdprivacy.reporting import best_attack
 from kdprivacy.reporting.tidy import with_model_keys
+from kdprivacy.stats import Bootstrap
 
 log = logging.getLogger("kdprivacy.reporting.tables")
 
@@ -56,16 +57,15 @@ def aggregate(
     models: Sequence[Mapping[str, Any]],
     inputs: Mapping[str, Any],
     outputs: Iterable[str],
-    n_bootstrap: int,
-    bootstrap_seed: int,
+    bootstrap: Bootstrap,
     split_seed: int = 0,
 ) -> dict[str, pd.DataFrame]:
     """The tables of :data:`AGGREGATED` named in ``outputs``, from the per-model files of ``inputs``
     (name -> paths aligned index by index with ``models``): ``metrics`` and ``memorization`` always,
     ``per_category`` for ``mia_category``, ``per_example`` for the paired tables and the held-out best
-    attack. Paired differences: ``n_bootstrap`` joint resamples seeded with ``bootstrap_seed``.
+    attack. Paired differences: ``bootstrap.n`` joint resamples seeded with ``bootstrap.seed``.
     ``mia_split`` / ``mia_best_attack``: :mod:`kdprivacy.reporting.best_attack` with the halves of
-    ``split_seed`` (report-half CIs: ``n_bootstrap`` resamples seeded with ``bootstrap_seed``)."""
+    ``split_seed`` (report-half CIs: the same ``bootstrap`` settings)."""
     models = list(models)
     outputs = set(outputs)
     columns = model_columns(models)
@@ -112,7 +112,7 @@ def aggregate(
         example_paths = paths("per_example")
         if example_paths is None:
             raise ValueError("paired differences need the per_example inputs")
-        paired = paired_table(models, example_paths, columns, n_bootstrap, bootstrap_seed)
+        paired = paired_table(models, example_paths, columns, bootstrap)
         if "mia_paired" in outputs:
             out["mia_paired"] = paired
         if "mia_paired_pooled" in outputs:
@@ -123,7 +123,7 @@ def aggregate(
         example_paths = paths("per_example")
         if example_paths is None:
             raise ValueError("the held-out best attack needs the per_example inputs")
-        split = split_table(models, example_paths, columns, split_seed, n_bootstrap, bootstrap_seed)
+        split = split_table(models, example_paths, columns, split_seed, bootstrap)
         if "mia_split" in outputs:
             out["mia_split"] = split
         if "mia_best_attack" in outputs:
@@ -136,15 +136,14 @@ def split_table(
     example_paths: Sequence[str],
     columns: Sequence[str],
     split_seed: int,
-    n_bootstrap: int,
-    bootstrap_seed: int,
+    bootstrap: Bootstrap,
 ) -> pd.DataFrame:
     """One row per (model, attack): :func:`kdprivacy.reporting.best_attack.split_aucs` (AUC on the
     selection half, on the report half with its CI, on all examples), the model's key columns in front."""
     frames = []
     for model, path in zip(models, example_paths):
         per_example = pd.read_parquet(path, columns=["id", "attack", "score", "label"])
-        split = best_attack.split_aucs(per_example, split_seed, n_bootstrap, bootstrap_seed)
+        split = best_attack.split_aucs(per_example, split_seed, bootstrap)
         frames.append(with_model_keys(split, model, columns))
     if frames:
         return pd.concat(frames, ignore_index=True)
@@ -155,8 +154,7 @@ def paired_table(
     models: Sequence[Mapping[str, Any]],
     example_paths: Sequence[str],
     columns: Sequence[str],
-    n_bootstrap: int,
-    bootstrap_seed: int,
+    bootstrap: Bootstrap,
 ) -> pd.DataFrame:
     """One row per (model, comparator, attack) of :func:`kdprivacy.mia.metrics.comparison_pairs`: the paired AUC
     difference on the same examples, with the model's key columns in front."""
@@ -171,9 +169,7 @@ def paired_table(
 
     frames = []
     for model, comparator, kind in metrics.comparison_pairs(models):
-        diff = metrics.paired_differences(
-            per_example(model), per_example(comparator), n_bootstrap, bootstrap_seed
-        )
+        diff = metrics.paired_differences(per_example(model), per_example(comparator), bootstrap)
         diff = diff.rename(
             columns={
                 c: c.replace("auc_a", "auc_model").replace("auc_b", "auc_comparator") for c in diff.columns

@@ -38,6 +38,8 @@ from collections.abc import Sequence
 
 import torch
 
+from kdprivacy import checkpoint
+
 
 def _fsdp():
     from torch.distributed import fsdp
@@ -110,9 +112,7 @@ def restore(params: Sequence[tuple[str, torch.nn.Parameter]], state: dict[str, t
     """Copy full tensors ``state`` (the same on every rank) into the sharded ``params``."""
     from torch.distributed.tensor import DTensor, distribute_tensor
 
-    missing = sorted({name for name, _ in params} - set(state))
-    if missing:
-        raise ValueError(f"saved parameters lack {missing[:5]} ({len(missing)} in all)")
+    checkpoint.check_parameters((name for name, _ in params), state)
     with torch.no_grad():
         for name, p in params:
             full = state[name].to(device=p.device, dtype=p.dtype)

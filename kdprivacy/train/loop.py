@@ -60,9 +60,7 @@ def _snapshot(params: Sequence[tuple[str, torch.nn.Parameter]]) -> dict[str, tor
 
 
 def _restore(params: Sequence[tuple[str, torch.nn.Parameter]], state: dict[str, torch.Tensor]) -> None:
-    missing = sorted({name for name, _ in params} - set(state))
-    if missing:
-        raise ValueError(f"saved parameters lack {missing[:5]} ({len(missing)} in all)")
+    checkpoint.check_parameters((name for name, _ in params), state)
     with torch.no_grad():
         for name, p in params:
             p.copy_(state[name].to(p.device))
