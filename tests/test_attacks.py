@@ -271,7 +271,11 @@ def test_every_attack_matches_float64_reference(setup, frames):
 
     lr_x = [lr(np.exp(-nll_t[i]), [np.exp(-ref_nll[r][0][i]) for r in ref_nll]) for i in range(len(items))]
     lr_z = [lr(np.exp(-nll_tz[j]), [np.exp(-ref_nll[r][1][j]) for r in ref_nll]) for j in range(len(nll_tz))]
-    expected["rmia"] = [sum(x / z > gamma for z in lr_z) / len(lr_z) for x in lr_x]
+    # the dominated count, ties ordered by the rank of LR(x) (average ranks), over |Z| + 1
+    rank = [sum(y < x for y in lr_x) + (1 + sum(y == x for y in lr_x)) / 2 for x in lr_x]
+    expected["rmia"] = [
+        (sum(x / z > gamma for z in lr_z) + r / (len(lr_x) + 1)) / (len(lr_z) + 1) for x, r in zip(lr_x, rank)
+    ]
     for name in names:
         np.testing.assert_allclose(
             scores_of_list(out, name), expected[name], rtol=2e-5, atol=2e-5, err_msg=name

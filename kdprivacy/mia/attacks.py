@@ -29,7 +29,7 @@ mope              ``mean_k (NLL_{T + eps_k} - NLL_T)``, ``eps_k ~ N(0, sigma^2)`
                   al. 2023; table from :func:`kdprivacy.mia.perturb.mope_scores`). Members sit in sharper
                   minima: the loss rises more under perturbation, so the score (an NLL *increase*) is
                   larger for members -- used as is.
-rmia              RMIA (Zarifzadeh et al. 2024), offline, see below; a fraction in ``[0, 1]``.
+rmia              RMIA (Zarifzadeh et al. 2024), offline, see below; in ``[0, 1]``, ties broken by LR.
 ================  ======================================================================================
 
 RMIA, precisely. ``Pr(x | M) = exp(-NLL_M(x))``, the per-token geometric-mean probability of the response
@@ -46,6 +46,15 @@ member or non-member, scored by the target and by every reference model; ``Pr(z)
 (as in privacytrustlab/ml_privacy_meter). Computed in log space: ``log LR(x) = -NLL_T(x) -
 log Pr(x)`` with a log-mean-exp over the references; the comparison is strict (``>``), so ties with a
 population example do not count.
+
+Ties. The fraction takes at most ``|Z| + 1`` values, so with a population of hundreds the top of the score
+is one tied block of many examples, and a TPR at a low FPR inside that block is 0 whatever the attack can
+tell (the demo's teacher: AUC 0.93, TPR at 1% FPR 0). :func:`rmia_score` therefore returns
+``(count + t(x)) / (|Z| + 1)`` where ``count`` is the number of dominated ``z`` and ``t(x)`` in ``(0, 1)``
+is the rank of ``log LR(x)`` among the scored examples over ``n + 1``: it orders examples with the same
+count by their likelihood ratio and never reorders two examples whose counts differ (the count is a
+non-decreasing function of ``LR(x)``, so the tie-break agrees with it). :func:`rmia_from_ratios` is the
+untied fraction, equal to Privacy Meter's.
 
 ``ceil(k * n)`` is computed as ``ceil(round(k * n, 9))`` so that float noise (``0.2 * 15 =
 3.0000000000000004``) does not add a token; it is at least 1 whenever ``n >= 1`` and ``k > 0``.
@@ -287,9 +296,8 @@ def rmia_log_ratio(target_nll: np.ndarray, reference_nlls: np.ndarray, a: float 
     return -target_nll - log_px
 
 
-def rmia_from_ratios(log_lr_x: np.ndarray, log_lr_z: np.ndarray, gamma: float = 1.0) -> np.ndarray:
-    """Fraction of population ``z`` with ``LR(x) / LR(z) > gamma`` (NaN where ``log_lr_x`` is NaN)."""
-    log_lr_x = np.asarray(log_lr_x, dtype=np.float64)
+def _dominated(log_lr_x: np.ndarray, log_lr_z: np.ndarray, gamma: float) -> tuple[np.ndarray, int]:
+    """``(#{z : LR(x) / LR(z) > gamma}`` per x (NaN where ``log_lr_x`` is NaN), ``|Z|)``."""
     log_lr_z = np.sort(np.asarray(log_lr_z, dtype=np.float64))
     if log_lr_z.size == 0:
         raise ValueError("rmia needs a non-empty population")
@@ -297,9 +305,14 @@ def rmia_from_ratios(log_lr_x: np.ndarray, log_lr_z: np.ndarray, gamma: float = 
         raise ValueError(f"{int(np.isnan(log_lr_z).sum())} population example(s) have no scored token")
     # LR(x)/LR(z) > gamma  <=>  log LR(z) < log LR(x) - log gamma; count of sorted z strictly below.
     counts = np.searchsorted(log_lr_z, log_lr_x - math.log(gamma), side="left").astype(np.float64)
-    out = counts / log_lr_z.size
-    out[np.isnan(log_lr_x)] = np.nan
-    return out
+    counts[np.isnan(log_lr_x)] = np.nan
+    return counts, log_lr_z.size
+
+
+def rmia_from_ratios(log_lr_x: np.ndarray, log_lr_z: np.ndarray, gamma: float = 1.0) -> np.ndarray:
+    """Fraction of population ``z`` with ``LR(x) / LR(z) > gamma`` (NaN where ``log_lr_x`` is NaN)."""
+    counts, n_z = _dominated(np.asarray(log_lr_x, dtype=np.float64), log_lr_z, gamma)
+    return counts / n_z
 
 
 def _rmia_names(context: AttackContext) -> list[str]:
@@ -334,7 +347,16 @@ def rmia_score(scores: pd.DataFrame, context: AttackContext) -> np.ndarray:
     a, gamma = context.rmia.a, context.rmia.gamma
     log_lr_x = rmia_log_ratio(mean_nll(scores), np.stack(ref_x, axis=1), a)
     log_lr_z = rmia_log_ratio(mean_nll(population), np.stack(ref_z, axis=1), a)
-    return rmia_from_ratios(log_lr_x, log_lr_z, gamma)
+    return rmia_tie_broken(log_lr_x, log_lr_z, gamma)
+
+
+def rmia_tie_broken(log_lr_x: np.ndarray, log_lr_z: np.ndarray, gamma: float = 1.0) -> np.ndarray:
+    """``(count + t(x)) / (|Z| + 1)``: the dominated count of :func:`rmia_from_ratios` with ties ordered by the
+    rank of ``log LR(x)`` (module docstring, "Ties"); NaN where ``log_lr_x`` is NaN."""
+    log_lr_x = np.asarray(log_lr_x, dtype=np.float64)
+    counts, n_z = _dominated(log_lr_x, log_lr_z, gamma)
+    ranks = pd.Series(log_lr_x).rank(method="average").to_numpy()  # 1..n, NaN stays NaN
+    return (counts + ranks / (int((~np.isnan(log_lr_x)).sum()) + 1)) / (n_z + 1)
 
 
 Attack = Callable[[pd.DataFrame, AttackContext], np.ndarray]
