@@ -92,3 +92,15 @@ def test_comparison_names_the_protocol():
     for name in ("ours", "paper"):
         out = paper.compare(MAPPING, mia, protocol=name)
         assert len(out) == 1 and (out["protocol"] == name).all()
+
+
+def test_paper_protocol_on_the_demo_sets_seqkd_loss_and_the_stemmer():
+    raw = demo()
+    raw["protocol"] = "paper"
+    cfg = validate_config(raw)
+    seqkd = [s for s in cfg.families["gpt2"].students.values() if s.method == "seqkd"]
+    assert seqkd and all(s.seqkd.loss == "kd" and s.uses_teacher for s in seqkd)
+    others = [s for s in cfg.families["gpt2"].students.values() if s.method != "seqkd"]
+    assert all("seqkd" not in s.model_fields_set for s in others)  # no stray method block
+    assert cfg.utility.rouge_stemmer is True
+    assert validate_config(demo()).utility.rouge_stemmer is False
