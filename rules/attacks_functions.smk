@@ -104,6 +104,7 @@ def attack_cfg(wildcards):
         "untestable": untestable,
         "names": att.names,
         "min_k": att.min_k,
+        "min_k_count": att.min_k_count,
         "fprs": att.fprs,
         "n_bootstrap": att.n_bootstrap,
         "bootstrap_seed": att.bootstrap_seed,

@@ -545,7 +545,7 @@ def test_attack_metrics_job_writes_na_for_an_untestable_nokd_reference(tmp_path)
     paths["manifest"] = str(tmp_path / "manifest.parquet")
     pd.DataFrame({"id": ids, "response": ["text"] * 40}).to_parquet(paths["manifest"])
     names = ["loss", "ref_external", "ref_nokd", "rmia"]
-    cfg = {"names": names, "min_k": 0.2, "fprs": [0.05], "n_bootstrap": 10, "bootstrap_seed": 0,
+    cfg = {"names": names, "min_k": 0.2, "min_k_count": "ceil", "fprs": [0.05], "n_bootstrap": 10, "bootstrap_seed": 0,
            "short_tokens": 2, "roc_max_points": 50, "rmia": {"a": 1.0, "gamma": 1.0, "references": None},
            "untestable": {"nokd": attacks.NO_NOKD_REFERENCE}}
     out = _run_attack_metrics(tmp_path, cfg, paths)
@@ -562,3 +562,22 @@ def test_attack_metrics_job_writes_na_for_an_untestable_nokd_reference(tmp_path)
     cfg2 = {**cfg, "rmia": {"a": 1.0, "gamma": 1.0, "references": ["nokd"]}}
     m2 = _run_attack_metrics(tmp_path, cfg2, paths)["metrics"].set_index("attack")
     assert math.isnan(m2.loc["rmia", "auc"]) and "no reference model other than the target" in m2.loc["rmia", "note"]
+
+
+def test_min_k_count_floor_as_mimir():
+    """n = 10 tokens, k = 0.25: ceil gives 3 tokens, floor 2 (MIMIR: int(10 * 0.25)); n = 3, k = 0.2: floor
+    would average no token (MIMIR: NaN), we keep 1."""
+    assert [attacks.n_lowest(10, 0.25, c) for c in ("ceil", "floor")] == [3, 2]
+    assert [attacks.n_lowest(3, 0.2, c) for c in ("ceil", "floor")] == [1, 1]
+    assert attacks.n_lowest(15, 0.2, "floor") == 3  # float noise: 0.2 * 15 = 3.0000000000000004
+    assert attacks.n_lowest(0, 0.2, "floor") == 0
+    lp = -np.arange(1.0, 11.0)  # log-probs -1 .. -10
+    frame = pd.DataFrame({"id": ["a"], "n_tokens": [10], "token_logprobs": [lp], "token_mu": [np.zeros(10)],
+                          "token_sigma": [np.ones(10)]})
+    ceil = attacks.compute_attacks(frame, {"a": "t"}, ["min_k", "min_k_pp"], min_k=0.25)
+    floor = attacks.compute_attacks(frame, {"a": "t"}, ["min_k", "min_k_pp"], min_k=0.25, min_k_count="floor")
+    assert scores_of(ceil, "min_k")["a"] == pytest.approx(-9.0)  # mean of -10, -9, -8
+    assert scores_of(floor, "min_k")["a"] == pytest.approx(-9.5)  # mean of -10, -9
+    assert scores_of(floor, "min_k_pp")["a"] == pytest.approx(-9.5)  # mu 0, sigma 1: z = l
+    with pytest.raises(ValueError, match="min_k_count"):
+        attacks.compute_attacks(frame, {"a": "t"}, ["min_k"], min_k_count="round")

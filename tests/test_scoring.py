@@ -302,6 +302,7 @@ def test_scripts_score_reference_population_mope_attacks(tmp_path):
     attack_cfg = {
         "names": names,
         "min_k": 0.2,
+        "min_k_count": "ceil",
         "fprs": [0.05, 0.01],
         "n_bootstrap": 20,
         "bootstrap_seed": 0,

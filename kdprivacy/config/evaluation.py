@@ -110,6 +110,9 @@ class Blind(Strict):
 class Attacks(Strict):
     names: list[AttackName] = ["loss", "min_k", "min_k_pp", "zlib", "ref_pretrained", "ref_nokd", "mope", "rmia"]
     min_k: float_field(gt=0, le=1) = 0.2
+    min_k_count: Literal["ceil", "floor"] = Field(
+        "ceil", description="tokens Min-K%/Min-K%++ average: ceil(k n) (ours) or floor(k n), at least 1 (MIMIR)"
+    )
     fprs: list[float_field(gt=0, lt=1)] = [0.05, 0.01, 0.001]
     n_bootstrap: Annotated[int, Field(ge=0)] = 1000
     bootstrap_seed: Seed = 0

@@ -55,6 +55,11 @@ TRAINING_DEVIATIONS: list[Deviation] = [
 # ---------------------------------------------------------------------------- evaluation (attacks, memorization, utility)
 EVALUATION_DEVIATIONS: list[Deviation] = [
     Deviation(
+        "attacks.min_k_count", "floor", "ceil(k n)",
+        "MIMIR (the authors' attack code) averages int(k n) tokens, floor; we take ceil so that k = 0.2 of a "
+        "4-token response is 1 token, not 0 (under floor we keep at least 1: MIMIR's mean of none is NaN)",
+    ),
+    Deviation(
         "utility.rouge_stemmer", True, "false (exact tokens)",
         "the authors' ROUGE-L uses rouge-score's Porter stemmer; we compare tokens as generated",
     ),

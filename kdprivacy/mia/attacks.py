@@ -130,6 +130,7 @@ class AttackContext:
 
     texts: Mapping[str, str]
     min_k: float = 0.2
+    min_k_count: str = "ceil"
     references: Mapping[str, pd.DataFrame] = field(default_factory=dict)
     population: pd.DataFrame | None = None
     reference_populations: Mapping[str, pd.DataFrame] = field(default_factory=dict)
@@ -137,9 +138,17 @@ class AttackContext:
     rmia: RMIASettings = RMIASettings()
 
 
-def n_lowest(n: int, k: float) -> int:
-    """``ceil(k * n)`` robust to float noise (see module docstring)."""
-    return math.ceil(round(k * n, 9))
+MIN_K_COUNTS = ("ceil", "floor")
+
+
+def n_lowest(n: int, k: float, count: str = "ceil") -> int:
+    """``ceil(k * n)`` robust to float noise (see module docstring); ``count="floor"``: ``floor(k * n)`` as
+    MIMIR (``int(len(probs) * k)``), but at least 1 token where ``n >= 1`` (MIMIR's mean of no token is NaN)."""
+    if count == "ceil":
+        return math.ceil(round(k * n, 9))
+    if count == "floor":
+        return max(1, math.floor(round(k * n, 9))) if n >= 1 else 0
+    raise ValueError(f"min_k_count must be one of {MIN_K_COUNTS}, got {count!r}")
 
 
 def _per_example(scores: pd.DataFrame, column: str) -> list[np.ndarray]:
@@ -150,10 +159,10 @@ def _mean(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else math.nan
 
 
-def _mean_lowest(values: np.ndarray, k: float) -> float:
+def _mean_lowest(values: np.ndarray, k: float, count: str = "ceil") -> float:
     if values.size == 0:
         return math.nan
-    m = n_lowest(values.size, k)
+    m = n_lowest(values.size, k, count)
     return float(np.sort(values)[:m].mean())
 
 
@@ -195,7 +204,7 @@ def loss_score(scores: pd.DataFrame, context: AttackContext) -> np.ndarray:
 
 def min_k_score(scores: pd.DataFrame, context: AttackContext) -> np.ndarray:
     """Min-K%: mean of the ``ceil(k n)`` lowest token log-probabilities."""
-    return np.array([_mean_lowest(lp, context.min_k) for lp in _per_example(scores, "token_logprobs")])
+    return np.array([_mean_lowest(lp, context.min_k, context.min_k_count) for lp in _per_example(scores, "token_logprobs")])
 
 
 def min_k_pp_score(scores: pd.DataFrame, context: AttackContext) -> np.ndarray:
@@ -208,7 +217,7 @@ def min_k_pp_score(scores: pd.DataFrame, context: AttackContext) -> np.ndarray:
     ):
         if not lp.size == mu.size == sigma.size:
             raise ValueError("token_logprobs, token_mu and token_sigma differ in length")
-        out.append(_mean_lowest((lp - mu) / np.maximum(sigma, SIGMA_EPS), context.min_k))
+        out.append(_mean_lowest((lp - mu) / np.maximum(sigma, SIGMA_EPS), context.min_k, context.min_k_count))
     return np.array(out)
 
 
@@ -390,6 +399,7 @@ def compute_attacks(
     texts: Mapping[str, str],
     attacks: Sequence[str],
     min_k: float = 0.2,
+    min_k_count: str = "ceil",
     references: Mapping[str, pd.DataFrame] | None = None,
     population: pd.DataFrame | None = None,
     reference_populations: Mapping[str, pd.DataFrame] | None = None,
@@ -411,6 +421,7 @@ def compute_attacks(
     _check_table(scores, "score table", REQUIRED_COLUMNS)
     if not 0 < min_k <= 1:
         raise ValueError(f"min_k must be in (0, 1], got {min_k}")
+    n_lowest(1, min_k, min_k_count)  # an unknown count rule fails here, before any attack runs
     references = dict(references or {})
     for name, table in references.items():
         _check_table(table, f"reference {name!r}")
@@ -424,6 +435,7 @@ def compute_attacks(
     context = AttackContext(
         texts=texts,
         min_k=min_k,
+        min_k_count=min_k_count,
         references=references,
         population=population,
         reference_populations=dict(reference_populations or {}),

@@ -175,7 +175,8 @@ def attack_metrics(job: Any) -> None:
     run = [n for n in names if n not in na]
 
     long = attacks.compute_attacks(
-        scores, texts, run, min_k=cfg["min_k"], references=references, population=population,
+        scores, texts, run, min_k=cfg["min_k"], min_k_count=cfg["min_k_count"], references=references,
+        population=population,
         reference_populations=populations, mope=mope_table, rmia=rmia_cfg, short_tokens=short_tokens,
     )
     per_example = long.merge(scores[["id", "label", "category", "n_tokens"]], on="id", how="left",
