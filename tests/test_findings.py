@@ -525,7 +525,7 @@ def test_scripts_contract(tmp_path):
                 "findings": f"{o}/tables/findings.csv",
             },
             {"comparison": f"{o}/tables/paper_comparison.csv", "claims": f"{o}/tables/paper_claims.csv"},
-            {"cfg": {"paper": {"families": {"gpt2": {"family": "gpt2", "models": {"s": "gpt2-medium"}}}}}},
+            {"cfg": {"paper": {"families": {"gpt2": {"family": "gpt2", "models": {"s": "gpt2-medium"}}}}, "protocol": "paper"}},
             {},
         ),
         (
@@ -575,6 +575,7 @@ def test_scripts_contract(tmp_path):
     kd_loss = comparison[(comparison.model == "kd-s") & (comparison.metric == "mia_auc")].iloc[0]
     assert (kd_loss.paper_model, kd_loss.ours, kd_loss.paper) == ("gpt2-medium", 0.65, 0.6)
     assert "teacher" not in set(comparison.model)  # the teacher's base is not mapped
+    assert (comparison["protocol"] == "paper").all()  # the rule's protocol param reaches every row
     assert len(pd.read_csv(out / "tables" / "paper_claims.csv")) > 10
     for name in ("methods_s", "methods_x", "baselines", "objective", "sgo", "roc", "mm"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 0, name

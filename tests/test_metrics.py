@@ -449,19 +449,9 @@ def test_aggregate_script(tmp_path):
             inputs["memorization"].append(f"{stem}.mem.parquet")
             inputs["per_category"].append(f"{stem}.cat.csv")
             inputs["per_example"].append(f"{stem}.parquet")
-    outputs = {
-        k: str(tmp_path / f"{k}.csv")
-        for k in (
-            "mia",
-            "memorization",
-            "mia_pooled",
-            "mia_category",
-            "mia_paired",
-            "mia_paired_pooled",
-            "mia_split",
-            "mia_best_attack",
-        )
-    }
+    from kdprivacy.reporting.tables import AGGREGATED
+
+    outputs = {k: str(tmp_path / f"{k}.csv") for k in AGGREGATED}  # every table the rule declares
     smk = types.SimpleNamespace(
         scriptdir=str(repo / "scripts"),
         params=types.SimpleNamespace(models=specs, cfg={"n_bootstrap": 50, "bootstrap_seed": 0, "best_attack_split_seed": 3},
