@@ -103,6 +103,18 @@ def encode_frame(tokenizer, df, max_length: int, max_prompt_length: int) -> list
     ]
 
 
+def without_eos(items: Sequence[Encoded], eos_id: int | None) -> list[Encoded]:
+    """The items with the final EOS of each response dropped (a ``max_length``-truncated response, which has
+    none, is unchanged): the scored text without EOS, as MIMIR scores it (``evaluation.score_eos: false``)."""
+    if eos_id is None:
+        return list(items)
+    return [
+        Encoded(item.id, item.prompt_ids, item.response_ids[:-1])
+        if item.response_ids and item.response_ids[-1] == eos_id else item
+        for item in items
+    ]
+
+
 def collate(items: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded ``input_ids``, ``attention_mask`` and ``response_mask`` (see module docstring)."""
     width = max(item.length for item in items)

@@ -45,6 +45,34 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(max(1, int(threads)))
 
 
+DETERMINISTIC_ENV = "KDPRIVACY_DETERMINISTIC"
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def set_deterministic_environment(deterministic: bool) -> None:
+    """The environment every job inherits (set where the Snakefile parses the config, as the hub's):
+    ``KDPRIVACY_DETERMINISTIC=1`` and ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` (unless already set) when the
+    config's ``deterministic`` is true; nothing otherwise."""
+    if deterministic:
+        os.environ[DETERMINISTIC_ENV] = "1"
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+
+
+def deterministic_requested() -> bool:
+    return os.environ.get(DETERMINISTIC_ENV, "0").lower() in ("1", "true", "yes", "on")
+
+
+def use_deterministic_algorithms() -> None:
+    """``torch.use_deterministic_algorithms(True)`` (an op without a deterministic kernel then raises rather
+    than silently varying), cuDNN autotuning off, and cuBLAS's fixed workspace (``CUBLAS_WORKSPACE_CONFIG``,
+    read when CUDA starts: jobs call this before any model loads)."""
+    import torch
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+
+
 class DeviceError(RuntimeError):
     """A job was given GPUs it cannot use."""
 
@@ -87,7 +115,8 @@ def check_gpus(requested: int) -> None:
 
 
 def start(snakemake: Any) -> logging.Logger:
-    """Common start of a workflow script: logging into the rule's log, thread count, tqdm to the log.
+    """Common start of a workflow script: logging into the rule's log, thread count, tqdm to the log, and
+    deterministic algorithms when the config asks (:func:`use_deterministic_algorithms`).
 
     A job with ``resources.gpu`` > 0 checks its GPUs first (:func:`check_gpus`) and logs torch, CUDA and the
     device it runs on.
@@ -96,6 +125,9 @@ def start(snakemake: Any) -> logging.Logger:
     logger = setup_logging(log_path)
     set_threads(snakemake.threads)
     logger.info("rule %s, threads %s", snakemake.rule, snakemake.threads)
+    if deterministic_requested():  # the config's deterministic: true (set_deterministic_environment)
+        use_deterministic_algorithms()
+        logger.info("deterministic algorithms on (CUBLAS_WORKSPACE_CONFIG=%s)", os.environ["CUBLAS_WORKSPACE_CONFIG"])
     scheduler = {k: os.environ[k] for k in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES") if k in os.environ}
     if scheduler:
         logger.info("environment: %s", " ".join(f"{k}={v}" for k, v in scheduler.items()))

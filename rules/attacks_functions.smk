@@ -12,6 +12,7 @@ def scoring_cfg(wildcards=None):
         "population": dump(ev.population),
         "short_tokens": att.short_tokens,
         "precision": ev.precision,
+        "score_eos": ev.score_eos,
         **data_lengths(),
     }
 
@@ -48,6 +49,7 @@ def mope_cfg(wildcards):
         "sample_seed": ev.sample_seed,
         "block": None,
         "precision": ev.precision,
+        "score_eos": ev.score_eos,
         **data_lengths(),
     }
 

@@ -4,7 +4,7 @@ import re
 
 from snakemake.logging import logger
 
-from kdprivacy import hub, sizing
+from kdprivacy import hub, runtime, sizing
 from kdprivacy.config import ConfigError, model_ref, validate_config
 from kdprivacy.fields import is_local, with_overrides
 from kdprivacy.kd import METHODS
@@ -23,6 +23,8 @@ R = "results"
 # Hub access: download_hub fetches every hub name into the cache; every other job reads only that cache
 # (jobs inherit this environment, also on SLURM, where each job parses this file again).
 hub.set_environment(CFG.hub)
+# deterministic: true -> every job turns on torch's deterministic algorithms (kdprivacy.runtime.start)
+runtime.set_deterministic_environment(CFG.deterministic)
 HUB_ENTRIES = hub.entries(CFG)
 DOWNLOADS = f"{R}/hub/downloads.json"
 

@@ -4,7 +4,11 @@
 def memorization_cfg(wildcards):
     mem, ev = CFG.memorization, CFG.evaluation
     return {
-        **{k: v for k, v in dump(mem).items() if k != "inheritance_thresholds"},
+        **{
+            k: v
+            for k, v in dump(mem).items()
+            if k not in ("inheritance_thresholds", "inheritance_comparison")
+        },
         "sample_seed": ev.sample_seed,
         "bootstrap_seed": CFG.attacks.bootstrap_seed,
         **data_lengths(),
@@ -24,6 +28,7 @@ def inheritance_inputs(wildcards):
 def inheritance_cfg():
     return {
         "thresholds": CFG.memorization.inheritance_thresholds,
+        "comparison": CFG.memorization.inheritance_comparison,
         "n_bootstrap": CFG.memorization.n_bootstrap,
         "bootstrap_seed": CFG.attacks.bootstrap_seed,
     }
@@ -47,5 +52,6 @@ def blocks_cfg(wildcards):
         "sample_seed": CFG.evaluation.sample_seed,
         "bootstrap_seed": CFG.attacks.bootstrap_seed,
         "precision": CFG.evaluation.precision,
+        "score_eos": CFG.evaluation.score_eos,
         **data_lengths(),
     }

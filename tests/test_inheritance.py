@@ -54,6 +54,21 @@ def test_counts_at_threshold_hand_made():
         4, 1, 1, 1, 0, 0, 3)
 
 
+def test_strict_comparison_leaves_out_a_value_at_the_threshold():
+    """The authors' ``>`` (protocol paper): the student's e2 at exactly 0.5 is no longer memorized at 0.5."""
+    teacher, student = hand_tables()
+    rows = {c: inheritance.inheritance_table(teacher, student, thresholds=[0.5], bootstrap=NO_BOOTSTRAP,
+                                             comparison=c).query("metric == 'match_rate' and group == 'member'")
+            .iloc[0] for c in (">=", ">")}
+    counts = ("n_teacher", "n_student", "both", "teacher_only", "student_only", "neither")
+    assert tuple(rows[">="][c] for c in counts) == (4, 3, 2, 2, 1, 1)
+    # teacher > 0.5: e0 e1 e2 e3 (unchanged); student > 0.5: e0 (0.9), e4 (0.7)
+    assert tuple(rows[">"][c] for c in counts) == (4, 2, 1, 3, 1, 1)
+    assert rows[">"].p_student_given_teacher == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="comparison"):
+        inheritance.inheritance_table(teacher, student, thresholds=[0.5], comparison="gt")
+
+
 def test_binary_metric_and_secret_subset():
     teacher, student = hand_tables()
     table = inheritance.inheritance_table(teacher, student, thresholds=[0.5], bootstrap=NO_BOOTSTRAP)
@@ -174,7 +189,7 @@ def test_inheritance_script(tmp_path, with_teacher_attacks):
     attacks.to_parquet(paths["student_attacks"], index=False)
     if with_teacher_attacks:
         paths["teacher_attacks"] = paths["student_attacks"]
-    cfg = {"thresholds": [0.5, 0.9], "n_bootstrap": 10, "bootstrap_seed": 0}
+    cfg = {"thresholds": [0.5, 0.9], "comparison": ">=", "n_bootstrap": 10, "bootstrap_seed": 0}
     out = {"inheritance": str(tmp_path / "inh.csv"), "correlation": str(tmp_path / "corr.csv")}
     repo = Path(__file__).resolve().parents[1]
     smk = SimpleNamespace(scriptdir=str(repo / "scripts"), params=SimpleNamespace(cfg=cfg, code="c"),

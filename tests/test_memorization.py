@@ -55,6 +55,22 @@ def test_cut_after_eos():
 
 
 # ------------------------------------------------------------------------------------ token metrics
+def test_fixed_positions_divide_by_k():
+    """The authors' window (memorization.match_positions: fixed): a 10-token reference reproduced whole is
+    10/32, ours 10/10; a longer reference is the same either way."""
+    ref = [5, 6, 7, 8, 9, 10, 11, 12, 13, EOS]
+    assert extraction.positional_match(ref, ref, k=32) == (10, 10)
+    assert extraction.positional_match(ref, ref, k=32, positions="fixed") == (32, 10)
+    fixed = extraction.token_metrics(ref, ref, k=32, budget=32, positions="fixed")
+    ours = extraction.token_metrics(ref, ref, k=32, budget=32)
+    assert ours["match_rate"] == 1.0 and fixed["match_rate"] == pytest.approx(10 / 32)
+    assert fixed["exact_k"] and ours["exact_k"]  # every reference position reproduced, either way
+    long = list(range(40, 80)) + [EOS]
+    assert extraction.positional_match(long, long, k=32, positions="fixed") == (32, 32)
+    with pytest.raises(ValueError, match="positions"):
+        extraction.positional_match(ref, ref, k=32, positions="all")
+
+
 def test_token_metrics_exact_match():
     out = extraction.token_metrics([5, 6, 7, EOS], [5, 6, 7, EOS], k=32, budget=40)
     assert out == {"n_reference": 4, "n_generated": 4, "n_compared": 4, "n_matched": 4, "match_rate": 1.0,
@@ -551,7 +567,8 @@ def test_memorization_script(saved_model):
     root, manifest_path, model_dir = saved_model
     cfg = {"first_k": 8, "max_members": 5, "max_nonmembers": 4, "sample_seed": 0, "batch_size": 4,
            "max_length": 250, "max_prompt_length": 80, "n_candidates": 3, "max_new_tokens": 16, "n_bootstrap": 20,
-           "rouge_threshold": 0.5, "rouge_stemmer": False, "exposure_in_prompt": False, "bootstrap_seed": 0}
+           "rouge_threshold": 0.5, "rouge_stemmer": False, "exposure_in_prompt": False, "bootstrap_seed": 0,
+           "match_positions": "reference"}
     out = {"per_example": str(root / "mem.parquet"), "summary": str(root / "mem.csv")}
     run_script("memorization.py", cfg, {"manifest": str(manifest_path), "model": str(model_dir)}, out, "memorization")
     table = pd.read_parquet(out["per_example"])

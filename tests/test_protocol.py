@@ -104,3 +104,16 @@ def test_paper_protocol_on_the_demo_sets_seqkd_loss_and_the_stemmer():
     assert all("seqkd" not in s.model_fields_set for s in others)  # no stray method block
     assert cfg.utility.rouge_stemmer is True
     assert validate_config(demo()).utility.rouge_stemmer is False
+
+
+def test_paper_protocol_sets_the_evaluation_knobs():
+    """Every evaluation row reaches its knob on the demo config; ours keeps the default."""
+    raw = demo()
+    raw["protocol"] = "paper"
+    paper_cfg, ours_cfg = validate_config(raw), validate_config(demo())
+    for row in proto.EVALUATION_DEVIATIONS:
+        node_p, node_o = paper_cfg, ours_cfg
+        for key in row.path.split("."):
+            node_p, node_o = getattr(node_p, key), getattr(node_o, key)
+        assert node_p == row.paper, row.path
+        assert node_o != row.paper, row.path

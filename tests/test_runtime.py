@@ -135,3 +135,34 @@ def test_job_saves_outputs_by_suffix_and_writes_provenance(no_cuda, tmp_path):
     assert record["rule"] == "prepare_data" and list(record["inputs"]) == ["src"]
     job.write_provenance(tmp_path / "q.json", inputs={})
     assert json.loads((tmp_path / "q.json").read_text())["inputs"] == {}
+
+
+def test_deterministic_config_reaches_the_job(no_cuda, tmp_path, monkeypatch):
+    """deterministic: true -> the environment the Snakefile sets -> runtime.start turns on torch's
+    deterministic algorithms and cuBLAS's fixed workspace; off by default."""
+    import os
+    from pathlib import Path
+
+    import yaml
+
+    from kdprivacy.config import validate_config
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+    assert validate_config(raw).deterministic is False
+    for name in (runtime.DETERMINISTIC_ENV, "CUBLAS_WORKSPACE_CONFIG"):
+        monkeypatch.setenv(name, "")  # recorded, so the test's settings are undone afterwards
+        monkeypatch.delenv(name)
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        runtime.set_deterministic_environment(validate_config(raw).deterministic)
+        runtime.start(fake_job(tmp_path, None))
+        assert not torch.are_deterministic_algorithms_enabled()
+        assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+        runtime.set_deterministic_environment(validate_config({**raw, "deterministic": True}).deterministic)
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        assert os.environ[runtime.DETERMINISTIC_ENV] == "1"
+        runtime.start(fake_job(tmp_path, None))
+        assert torch.are_deterministic_algorithms_enabled()
+        assert not torch.backends.cudnn.benchmark
+    finally:
+        torch.use_deterministic_algorithms(before)

@@ -346,3 +346,48 @@ def test_scripts_score_reference_population_mope_attacks(tmp_path):
             inputs,
             {"per_example": str(tmp_path / "x.parquet"), "metrics": str(tmp_path / "x.csv")},
         )
+
+
+def test_without_eos_drops_one_scored_token(model):
+    """MIMIR's scored text has no EOS (evaluation.score_eos false): each complete response loses exactly its
+    final token; the other log-probabilities are unchanged; a truncated response (no EOS) is kept whole."""
+    from kdprivacy.encoding import without_eos
+
+    eos = 49
+    items = [Encoded("a", (3, 4), (5, 6, 7, eos)), Encoded("b", (8,), (9, 10)), Encoded("c", (3,), (eos,))]
+    stripped = without_eos(items, eos)
+    assert [i.response_ids for i in stripped] == [(5, 6, 7), (9, 10), ()]
+    both = [scoring.score_examples(model, x, ScoringPass(2, PAD)).set_index("id") for x in (items, stripped)]
+    assert both[0].n_tokens.tolist() == [4, 2, 1] and both[1].n_tokens.tolist() == [3, 2, 0]
+    np.testing.assert_allclose(both[1].loc["a", "token_logprobs"], both[0].loc["a", "token_logprobs"][:3],
+                               rtol=1e-6)
+    assert without_eos(items, None) == items
+
+
+def test_score_model_script_score_eos_false(tmp_path):
+    split = Split(seed=0, nonmember=6, dev=4, private=6, public=4)
+    man = build_manifest(generate_synthetic(30, seed=2), split)
+    man_path = tmp_path / "manifest.parquet"
+    man.to_parquet(man_path, index=False)
+    tok = models.train_tokenizer((man.instruction + " " + man.response).tolist(), vocab_size=300)
+    net = models.build_from_scratch({"arch": "gpt2", "n_layer": 1, "d_model": 16, "n_head": 2}, tok, 256, 0)
+    models.save_model(net, tok, tmp_path / "m")
+    cfg = {"model": None, "batch_size": 4, "max_members": None, "max_nonmembers": None, "sample_seed": 0,
+           "max_length": 256, "max_prompt_length": 128, "short_tokens": 5, "precision": "fp32",
+           "population": {"pools": ["dev"], "max_examples": 4, "seed": 0}}
+    tables = {}
+    for flag in (True, False):
+        path = tmp_path / f"s{flag}.parquet"
+        run_script("score_model.py", {**cfg, "score_eos": flag},
+                   {"manifest": str(man_path), "model": str(tmp_path / "m")}, {"scores": str(path)})
+        tables[flag] = pd.read_parquet(path)
+    from kdprivacy import encoding
+
+    evaluation = scoring.evaluation_set(man, None, None, 0)
+    complete = np.array([item.response_ids[-1] == tok.eos_token_id
+                         for item in encoding.encode_frame(tok, evaluation, 256, 128)])
+    assert tables[True].id.tolist() == evaluation.id.tolist() and 0 < complete.sum() < len(complete)
+    # one scored token fewer exactly where the response ends with EOS (truncated ones have none to drop)
+    np.testing.assert_array_equal(tables[True].n_tokens - tables[False].n_tokens, complete.astype(int))
+    for full, text, drop in zip(tables[True].token_logprobs, tables[False].token_logprobs, complete):
+        np.testing.assert_allclose(text, full[:-1] if drop else full, rtol=1e-5)

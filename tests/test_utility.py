@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from kdprivacy import models
+from kdprivacy import generation, models
 from kdprivacy.memorization import utility
 from kdprivacy.stats import Bootstrap
 
@@ -146,6 +146,23 @@ def test_utility_table_perfect_generation_scores_100(tokenizer, monkeypatch):
     assert summary.rouge_l.tolist() == [100.0, 100.0, 100.0]
 
 
+def test_utility_table_sampled_decoding(tokenizer):
+    """``sampling`` reaches the decoder: the same seed repeats, another seed and greedy differ (the tiny
+    random model's next-token distribution is nearly flat over its 300 tokens)."""
+    dev = utility.dev_set(toy_manifest(), 6, 0)
+    model = tiny_model(tokenizer)
+
+    def run(sampling):
+        return utility.utility_table(model, tokenizer, dev, batch_size=4, max_length=96, max_prompt_length=64,
+                                     max_new_tokens=8, sampling=sampling).generation.tolist()
+
+    greedy = run(generation.GREEDY)
+    sampled = run(generation.Sampling(True, 1.0, 1.0, 0, seed=0))
+    assert sampled == run(generation.Sampling(True, 1.0, 1.0, 0, seed=0))
+    assert sampled != greedy and sampled != run(generation.Sampling(True, 1.0, 1.0, 0, seed=1))
+    assert greedy == run(generation.GREEDY)
+
+
 def test_summarize_utility_means():
     table = pd.DataFrame({"category": ["a", "a", "b"], "rouge_l": [10.0, 30.0, 50.0]})
     summary = utility.summarize_utility(table, Bootstrap(n=200, seed=0)).set_index("category")
@@ -171,7 +188,8 @@ def test_utility_script(tmp_path, tokenizer):
     toy_manifest().to_parquet(manifest_path, index=False)
     models.save_model(tiny_model(tokenizer), tokenizer, tmp_path / "model")
     cfg = {"max_examples": 6, "batch_size": 4, "max_new_tokens": 8, "max_length": 96, "max_prompt_length": 64,
-           "n_bootstrap": 20, "sample_seed": 0, "rouge_stemmer": False, "bootstrap_seed": 0}
+           "n_bootstrap": 20, "sample_seed": 0, "rouge_stemmer": False, "bootstrap_seed": 0,
+           "do_sample": False, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "seed": 0}
     out = {"per_example": str(tmp_path / "u.parquet"), "summary": str(tmp_path / "u.csv")}
     repo = Path(__file__).resolve().parents[1]
     smk = SimpleNamespace(scriptdir=str(repo / "scripts"), params=SimpleNamespace(cfg=cfg, code="c"),
@@ -184,3 +202,36 @@ def test_utility_script(tmp_path, tokenizer):
     summary = pd.read_csv(out["summary"])
     assert summary.category.iloc[-1] == "ALL" and summary.n_examples.iloc[-1] == 6
     assert json.loads((tmp_path / "u.parquet.provenance.json").read_text())["params"]["cfg"] == cfg
+
+
+def test_utility_script_samples_with_do_sample(tmp_path, tokenizer):
+    """The job reads do_sample/temperature/top_p/top_k/seed from its params: the sampled table differs from
+    the greedy one and equals utility_table with the same Sampling."""
+    import runpy
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    manifest_path = tmp_path / "manifest.parquet"
+    toy_manifest().to_parquet(manifest_path, index=False)
+    model = tiny_model(tokenizer)
+    models.save_model(model, tokenizer, tmp_path / "model")
+    repo = Path(__file__).resolve().parents[1]
+    tables = {}
+    for do_sample in (False, True):
+        cfg = {"max_examples": 6, "batch_size": 4, "max_new_tokens": 8, "max_length": 96, "max_prompt_length": 64,
+               "n_bootstrap": 0, "sample_seed": 0, "rouge_stemmer": False, "bootstrap_seed": 0,
+               "do_sample": do_sample, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "seed": 3}
+        out = {"per_example": str(tmp_path / f"u{do_sample}.parquet"), "summary": str(tmp_path / f"u{do_sample}.csv")}
+        smk = SimpleNamespace(scriptdir=str(repo / "scripts"), params=SimpleNamespace(cfg=cfg, code="c"),
+                              input=Named(manifest=str(manifest_path), model=str(tmp_path / "model")),
+                              output=Named(out), log=[], threads=1, rule="utility")
+        runpy.run_path(str(repo / "scripts" / "utility.py"), init_globals={"snakemake": smk}, run_name="__main__")
+        tables[do_sample] = pd.read_parquet(out["per_example"])
+    assert tables[True].generation.tolist() != tables[False].generation.tolist()
+    from kdprivacy.mia import scoring
+
+    loaded, tok = scoring.load_for_inference(str(tmp_path / "model"))
+    dev = utility.dev_set(toy_manifest(), 6, 0)
+    expected = utility.utility_table(loaded, tok, dev, batch_size=4, max_length=96, max_prompt_length=64,
+                                     max_new_tokens=8, sampling=generation.Sampling(True, 1.0, 1.0, 0, seed=3))
+    assert tables[True].generation.tolist() == expected.generation.tolist()

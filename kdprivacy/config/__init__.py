@@ -114,6 +114,11 @@ class Config(Strict):
         "the authors' value (kdprivacy/config/protocol.py, README 'Protocols'); ours: our defaults",
     )
     seeds: Annotated[list[Seed], Field(min_length=1)] = [0]
+    deterministic: bool = Field(
+        False, description="every job runs torch.use_deterministic_algorithms(True) with "
+        "CUBLAS_WORKSPACE_CONFIG=:4096:8 and cuDNN autotuning off: GPU runs repeatable bit for bit (slower; an "
+        "op without a deterministic kernel fails the job)"
+    )
     data: Data = Data()
     families: Annotated[dict[Name, Family], Field(min_length=1)]
     evaluation: Evaluation = Evaluation()

@@ -47,6 +47,10 @@ class Evaluation(Strict):
         "block_mope): fp32 = no autocast; bf16 / fp16 = torch.autocast, log-probabilities still taken in "
         "float32",
     )
+    score_eos: bool = Field(
+        True, description="the response's final EOS is a scored token of every scoring pass (score_model, "
+        "score_reference, mope, block_mope; ours) or not (MIMIR scores the text alone)"
+    )
 
 
 AttackName = Literal[ATTACK_NAMES]  # the attack registry, kdprivacy.mia.registry.ATTACKS
@@ -148,6 +152,10 @@ class Memorization(Strict):
     """Greedy decoding from each member's/non-member's prompt, once per model; every metric derives from it."""
 
     first_k: PosInt = Field(32, description="the paper's positional match over the first k response tokens")
+    match_positions: Literal["reference", "fixed"] = Field(
+        "reference", description="match_rate's denominator: min(first_k, reference length) (ours; positions "
+        "past the reference are never compared) or first_k always (the authors: past the reference, misses)"
+    )
     max_members: PosInt | None = 1000
     max_nonmembers: PosInt | None = 1000
     batch_size: PosInt = 32
@@ -158,16 +166,29 @@ class Memorization(Strict):
     exposure_in_prompt: bool = False
     n_bootstrap: Annotated[int, Field(ge=0)] = 1000
     inheritance_thresholds: list[Fraction] = [0.5, 0.75, 0.9, 0.9999]
+    inheritance_comparison: Literal[">=", ">"] = Field(
+        ">=", description="a model memorizes an example when its match_rate / rouge_l is >= (ours) or > (the "
+        "authors) an inheritance threshold"
+    )
 
 
 class Utility(Strict):
-    """ROUGE-L (x100) of greedy responses on held-out dev prompts: privacy read against utility."""
+    """ROUGE-L (x100) of greedy (or, with ``do_sample``, sampled) responses on held-out dev prompts: privacy
+    read against utility."""
 
     enabled: bool = True
     max_examples: PosInt | None = 500
     batch_size: PosInt = 32
     max_new_tokens: PosInt | None = None
     rouge_stemmer: bool = False
+    do_sample: bool = Field(
+        False, description="sample the responses (temperature, top_k, top_p below; the authors' evaluation) "
+        "instead of plain greedy decoding (ours)"
+    )
+    temperature: PosFloat = 1.0
+    top_p: float_field(gt=0, le=1) = 1.0
+    top_k: Annotated[int, Field(ge=0)] = Field(0, description="0 = off")
+    seed: Seed = Field(0, description="sampling seed (each example draws from its own seeded generator)")
 
 
 class Blocks(Strict):

@@ -63,6 +63,29 @@ EVALUATION_DEVIATIONS: list[Deviation] = [
         "utility.rouge_stemmer", True, "false (exact tokens)",
         "the authors' ROUGE-L uses rouge-score's Porter stemmer; we compare tokens as generated",
     ),
+    Deviation(
+        "memorization.inheritance_comparison", ">", "`>=` (a value at the threshold is memorized)",
+        "the authors' inheritance counts a teacher/student as memorizing an example when its match rate is "
+        "strictly above the threshold; we count the threshold itself (so 0.5 of 32 positions, 16 matches, is "
+        "memorized at 0.5)",
+    ),
+    Deviation(
+        "memorization.match_positions", "fixed", "reference: min(first_k, reference length), EOS counted",
+        "the authors divide the matches by a fixed 32 positions, so the positions past a shorter reference "
+        "(padding) are misses; we compare only the reference's own positions (a 10-token reference "
+        "reproduced whole is 10/10, theirs 10/32)",
+    ),
+    Deviation(
+        "utility.do_sample", True, "false (greedy)",
+        "the authors' ROUGE-L evaluation samples the responses (top_k 0, top_p 1, temperature 1: "
+        "utility.top_k/top_p/temperature, seeded by utility.seed); we decode greedily, deterministic and "
+        "seed-free",
+    ),
+    Deviation(
+        "evaluation.score_eos", False, "true (the final EOS is a scored token)",
+        "MIMIR scores the response text without EOS (loss, Min-K%, Min-K%++, references, MoPe); we score "
+        "EOS too, since when a model stops is part of what it learned",
+    ),
 ]
 
 

@@ -12,7 +12,8 @@ Metrics (per example, on members and non-members alike):
   reference response tokens, position by position; ``match_rate = n_matched / n_compared`` with
   ``n_compared = min(k, len(reference))``. The reference ends with EOS, which counts as a token to
   reproduce; a generation that stops early scores the missing positions as misses; nothing after the
-  reference (padding) is ever compared.
+  reference (padding) is ever compared. ``positions="fixed"`` (the authors' code, ``memorization.
+  match_positions``): ``n_compared = k`` always, so the positions past a shorter reference count as misses.
 - **exact extraction** (Carlini et al. 2023): ``exact_k`` = all ``n_compared`` positions match;
   ``exact_full`` = the generation reproduces the whole encoded reference (EOS included); NA when the
   reference is longer than the generation budget (it could not be reproduced within it).
@@ -51,10 +52,10 @@ column              dtype     meaning
 id                  str       example id
 n_reference         int64     tokens of the encoded reference response (EOS included unless truncated)
 n_generated         int64     generated tokens (cut after the first EOS, EOS included)
-n_compared          int64     ``min(k, n_reference)``
+n_compared          int64     ``min(k, n_reference)`` (``k`` with ``positions="fixed"``)
 n_matched           int64     positions among the first ``n_compared`` where generation == reference
 match_rate          float64   ``n_matched / n_compared`` (the paper's memorization accuracy per example)
-exact_k             bool      ``n_matched == n_compared``
+exact_k             bool      all ``min(k, n_reference)`` positions match
 exact_full          boolean   generation == whole reference; NA when ``n_reference`` > generation budget
 rouge_l             float64   ROUGE-L F in [0, 1], decoded generation vs true response text
 approx_memorized    bool      ``rouge_l >= rouge_threshold``
@@ -137,26 +138,40 @@ def generation_budget(items: Sequence[Encoded], k: int, max_new_tokens: int | No
 
 
 # ----------------------------------------------------------------------------------------------- metrics
-def positional_match(generated: Sequence[int], reference: Sequence[int], k: int) -> tuple[int, int]:
-    """``(n_compared, n_matched)`` over the first ``min(k, len(reference))`` reference positions."""
+MATCH_POSITIONS = ("reference", "fixed")
+DEFAULT_MATCH_POSITIONS = Memorization.model_fields["match_positions"].default
+
+
+def positional_match(
+    generated: Sequence[int], reference: Sequence[int], k: int, positions: str = DEFAULT_MATCH_POSITIONS
+) -> tuple[int, int]:
+    """``(n_compared, n_matched)`` over the first ``min(k, len(reference))`` reference positions.
+
+    ``positions="fixed"``: ``n_compared = k`` (the authors' fixed window; positions past the reference are
+    misses), the matches counted as above.
+    """
     if k < 1:
         raise ValueError("k must be >= 1")
-    n_compared = min(k, len(reference))
+    if positions not in MATCH_POSITIONS:
+        raise ValueError(f"positions must be one of {MATCH_POSITIONS}, got {positions!r}")
+    n_reference = min(k, len(reference))
     n_matched = sum(
-        1 for position in range(min(n_compared, len(generated))) if generated[position] == reference[position]
+        1 for position in range(min(n_reference, len(generated))) if generated[position] == reference[position]
     )
-    return n_compared, n_matched
+    return (int(k) if positions == "fixed" else n_reference), n_matched
 
 
 def token_metrics(
-    generated: Sequence[int], reference: Sequence[int], k: int, budget: int | None = None
+    generated: Sequence[int], reference: Sequence[int], k: int, budget: int | None = None,
+    positions: str = DEFAULT_MATCH_POSITIONS,
 ) -> dict:
     """Token-level metrics of one example (``n_reference`` ... ``exact_full``; see the module docstring).
 
     ``generated`` is already cut after its first EOS. ``budget`` is the generation budget (None = unlimited).
+    ``positions``: :func:`positional_match`'s window (``exact_k`` is over the reference's positions either way).
     """
     generated, reference = list(generated), list(reference)
-    n_compared, n_matched = positional_match(generated, reference, k)
+    n_compared, n_matched = positional_match(generated, reference, k, positions)
     if budget is not None and len(reference) > budget:
         exact_full = pd.NA
     else:
@@ -167,7 +182,7 @@ def token_metrics(
         "n_compared": n_compared,
         "n_matched": n_matched,
         "match_rate": n_matched / n_compared if n_compared else float("nan"),
-        "exact_k": n_compared > 0 and n_matched == n_compared,
+        "exact_k": n_compared > 0 and n_matched == min(k, len(reference)),
         "exact_full": exact_full,
     }
 
@@ -339,12 +354,14 @@ def memorization_table(
     max_new_tokens: int | None = None,
     stemmer: utility.Stemmer | None = None,
     exposure_in_prompt: bool = False,
+    match_positions: str = DEFAULT_MATCH_POSITIONS,
 ) -> pd.DataFrame:
     """Every memorization metric of every row of ``frame`` from one greedy pass (``MEMORIZATION_COLUMNS``).
 
     ``frame``: ``id, instruction, context, response`` (+ ``secret, secret_kind``), e.g. the shared
     :func:`kdprivacy.mia.scoring.evaluation_set`. ``n_candidates = 0`` skips canary exposure; ``exposure_in_prompt``
-    also scores examples whose secret is in the prompt (:func:`canary_exposure`). Rows in input order.
+    also scores examples whose secret is in the prompt (:func:`canary_exposure`); ``match_positions``:
+    :func:`positional_match`'s window. Rows in input order.
     """
     if frame["id"].duplicated().any():
         raise ValueError("example ids are not unique")
@@ -364,7 +381,7 @@ def memorization_table(
         reference = reference_text(tokenizer, item, row.response)
         rows.append({
             "id": item.id,
-            **token_metrics(tokens, item.response_ids, k, budget),
+            **token_metrics(tokens, item.response_ids, k, budget, match_positions),
             **text_metrics(text, reference, rouge_threshold, stemmer),
             **secret_metrics(text, secret, row.instruction, row.context, reference),
             "generation": text,

@@ -6,8 +6,8 @@ long per-example attack table (``id, attack, score``; higher = more likely membe
 
 **Inheritance** (:func:`inheritance_table`), one row per ``(metric, threshold, group)``:
 
-- an example is *memorized* by a model when its metric value is ``>= threshold`` (continuous metrics
-  ``match_rate``, ``rouge_l``; one row per threshold) or is True (0/1 metrics ``exact_k``, ``exact_full``,
+- an example is *memorized* by a model when its metric value is ``>= threshold`` (``> threshold`` with
+  ``comparison=">"``, the authors' rule; continuous metrics ``match_rate``, ``rouge_l``; one row per threshold) or is True (0/1 metrics ``exact_k``, ``exact_full``,
   ``approx_memorized``, ``secret_hit``; ``threshold`` NaN);
 - counts ``both, teacher_only, student_only, neither`` (teacher x student memorized);
 - ``student_rate_given_teacher``: the student's mean metric value over the examples the teacher memorizes
@@ -100,8 +100,14 @@ def align(teacher: pd.DataFrame, student: pd.DataFrame) -> pd.DataFrame:
     return merged.rename(columns={"label_teacher": "label"}).drop(columns="label_student")
 
 
-def _memorized(values: np.ndarray, threshold: float | None) -> np.ndarray:
-    return values >= threshold if threshold is not None else values >= 0.5  # 0/1 metrics: True == 1.0
+COMPARISONS = (">=", ">")
+DEFAULT_COMPARISON = Memorization.model_fields["inheritance_comparison"].default
+
+
+def _memorized(values: np.ndarray, threshold: float | None, comparison: str = DEFAULT_COMPARISON) -> np.ndarray:
+    if threshold is None:
+        return values >= 0.5  # 0/1 metrics: True == 1.0
+    return values > threshold if comparison == ">" else values >= threshold
 
 
 def inheritance_table(
@@ -110,13 +116,17 @@ def inheritance_table(
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     metric_names: Sequence[str] = DEFAULT_METRICS,
     bootstrap: stats.Bootstrap = stats.Bootstrap(),
+    comparison: str = DEFAULT_COMPARISON,
 ) -> pd.DataFrame:
     """Teacher x student memorization per metric, threshold and group (``INHERITANCE_COLUMNS``).
 
+    ``comparison``: ``">="`` (ours) or ``">"`` (the authors') between a continuous metric and a threshold.
     Metrics absent from either table are skipped. See the module docstring for every column.
     """
     if not thresholds:
         raise ValueError("need at least one threshold")
+    if comparison not in COMPARISONS:
+        raise ValueError(f"comparison must be one of {COMPARISONS}, got {comparison!r}")
     unknown = [m for m in metric_names if m not in CONTINUOUS_METRICS + BINARY_METRICS]
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; known: {list(CONTINUOUS_METRICS + BINARY_METRICS)}")
@@ -135,7 +145,8 @@ def inheritance_table(
             keep = ~(np.isnan(t_all) | np.isnan(s_all))
             t_values, s_values = t_all[keep], s_all[keep]
             for threshold in levels:
-                t_mem, s_mem = _memorized(t_values, threshold), _memorized(s_values, threshold)
+                t_mem = _memorized(t_values, threshold, comparison)
+                s_mem = _memorized(s_values, threshold, comparison)
                 n, n_teacher = int(t_values.size), int(t_mem.sum())
                 both = int((t_mem & s_mem).sum())
                 student_only = int((~t_mem & s_mem).sum())

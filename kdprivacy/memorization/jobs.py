@@ -49,6 +49,7 @@ def memorization(job: Any) -> None:
         n_candidates=cfg["n_candidates"],
         candidate_seed=cfg["sample_seed"],
         exposure_in_prompt=cfg["exposure_in_prompt"],
+        match_positions=cfg["match_positions"],
         **_decoding(cfg),
     )
     table = evaluation[["id", "label", "category"]].merge(table, on="id", how="left", validate="one_to_one")
@@ -68,7 +69,7 @@ def utility(job: Any) -> None:
     ``summary``."""
     import pandas as pd
 
-    from kdprivacy import io
+    from kdprivacy import generation, io
     from kdprivacy.memorization import utility as rouge
     from kdprivacy.mia import scoring
     from kdprivacy.stats import Bootstrap
@@ -79,7 +80,10 @@ def utility(job: Any) -> None:
     log.info("utility on %d dev examples", len(dev))
 
     model, tokenizer = scoring.load_for_inference(inp.model)
-    table = rouge.utility_table(model, tokenizer, dev, **_decoding(cfg))
+    sampling = generation.Sampling(bool(cfg["do_sample"]), float(cfg["temperature"]), float(cfg["top_p"]),
+                                   int(cfg["top_k"]), int(cfg["seed"]))
+    log.info("decoding: %s", sampling if sampling.do_sample else "greedy")
+    table = rouge.utility_table(model, tokenizer, dev, **_decoding(cfg), sampling=sampling)
     if len(table) != len(dev):
         raise RuntimeError("utility lost examples")
     summary = rouge.summarize_utility(table, Bootstrap.from_cfg(cfg))
@@ -104,7 +108,8 @@ def inheritance(job: Any) -> None:
     teacher = pd.read_parquet(inp.teacher)
     student = pd.read_parquet(inp.student)
     table = inherit.inheritance_table(
-        teacher, student, thresholds=cfg["thresholds"], bootstrap=Bootstrap.from_cfg(cfg)
+        teacher, student, thresholds=cfg["thresholds"], bootstrap=Bootstrap.from_cfg(cfg),
+        comparison=cfg["comparison"],
     )
     log.info("inheritance:\n%s", table.to_string(index=False))
 

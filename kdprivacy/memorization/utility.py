@@ -17,7 +17,9 @@ Stemming is optional here (``stemmer=`` any ``str -> str`` callable; :func:`port
 when NLTK is installed); the default is no stemming, which gives slightly lower scores than stemmed ROUGE-L.
 
 Utility (:func:`utility_table`): greedy responses to the **dev** prompts (never members or non-members),
-scored against the dev references with ROUGE-L F x 100 (the paper's scale).
+scored against the dev references with ROUGE-L F x 100 (the paper's scale). ``utility.do_sample`` (set by
+``protocol: paper``) samples them instead, as the authors' evaluation did (temperature 1, top-k 0, top-p 1:
+the model's own distribution), each example from its own generator seeded by ``utility.seed``.
 """
 
 from __future__ import annotations
@@ -141,19 +143,21 @@ def utility_table(
     max_prompt_length: int,
     max_new_tokens: int | None = None,
     stemmer: Stemmer | None = None,
+    sampling: generation.Sampling = generation.GREEDY,
 ) -> pd.DataFrame:
     """Per-example ROUGE-L F x 100 of greedy responses vs references (columns ``UTILITY_COLUMNS``).
 
     ``frame`` has ``id, instruction, context, response`` (+ ``category``); prompts are encoded exactly as
     for training. ``max_new_tokens`` defaults to ``max_length - max_prompt_length`` (the longest response
-    the models are trained to produce). Plain greedy decoding (:func:`kdprivacy.generation.generate`).
+    the models are trained to produce). Plain greedy decoding (:func:`kdprivacy.generation.generate`) unless
+    ``sampling`` samples.
     """
     if max_new_tokens is None:
         max_new_tokens = max_length - max_prompt_length
     items = encoding.encode_frame(tokenizer, frame, max_length, max_prompt_length)
     generated = generation.generate(
         model, items, max_new_tokens=max_new_tokens, batch_size=batch_size,
-        pad_id=tokenizer.pad_token_id, eos_id=tokenizer.eos_token_id, sampling=generation.GREEDY,
+        pad_id=tokenizer.pad_token_id, eos_id=tokenizer.eos_token_id, sampling=sampling,
     )
     texts = [decode_generation(tokenizer, tokens) for tokens in generated]
     categories = frame["category"] if "category" in frame.columns else pd.Series("", index=frame.index)

@@ -28,11 +28,20 @@ def _evaluation(job: Any, log_counts: bool = True):
     return manifest, evaluation
 
 
+def _scored_items(cfg: Any, tokenizer, frame):
+    """The encoded examples a scoring pass scores: with ``score_eos`` false (``evaluation.score_eos``; absent =
+    true) each response's final EOS is not a scored token."""
+    from kdprivacy import encoding
+
+    items = encoding.encode_frame(tokenizer, frame, cfg["max_length"], cfg["max_prompt_length"])
+    return items if cfg.get("score_eos", True) else encoding.without_eos(items, tokenizer.eos_token_id)
+
+
 def score_model(job: Any) -> None:
     """Outputs ``scores`` (members + non-members) and optional ``population`` (the RMIA population sample of
     ``cfg["population"]``), each with its provenance; the model is ``cfg["model"]`` (a hub/base ref) when
     given, else the ``model`` input."""
-    from kdprivacy import config, encoding, io, models
+    from kdprivacy import config, io, models
     from kdprivacy.mia import scoring
 
     cfg, inp, out, log = job.cfg, job.inputs, job.outputs, job.log
@@ -50,7 +59,7 @@ def score_model(job: Any) -> None:
     scoring_pass = scoring.ScoringPass(cfg["batch_size"], tokenizer.pad_token_id, precision=cfg["precision"])
 
     def score(frame, keep: list[str], what: str):
-        items = encoding.encode_frame(tokenizer, frame, cfg["max_length"], cfg["max_prompt_length"])
+        items = _scored_items(cfg, tokenizer, frame)
         scores = scoring.score_examples(model, items, scoring_pass)
         table = frame[keep].merge(scores, on="id", how="left", validate="one_to_one")
         if len(table) != len(frame) or table["n_tokens"].isna().any():
@@ -79,7 +88,7 @@ def score_model(job: Any) -> None:
 def mope(job: Any) -> None:
     """Output ``mope`` (``id, label, category, n_tokens, nll, mope``): K seeded weight perturbations, on
     decoder block ``cfg["block"]`` only when it is not null."""
-    from kdprivacy import encoding, io
+    from kdprivacy import io
     from kdprivacy.mia import perturb, scoring
 
     cfg, log = job.cfg, job.log
@@ -89,7 +98,7 @@ def mope(job: Any) -> None:
     params = None if block is None else perturb.block_params(model, int(block))
     if params is not None:
         log.info("perturbing block %s only (%d tensors)", perturb.find_blocks(model)[int(block)][0], len(params))
-    items = encoding.encode_frame(tokenizer, evaluation, cfg["max_length"], cfg["max_prompt_length"])
+    items = _scored_items(cfg, tokenizer, evaluation)
     log.info("MoPe: %d examples, K=%d, sigma=%g, seed=%d", len(items), cfg["k"], cfg["sigma"], cfg["seed"])
     table = perturb.mope_scores(
         model, items, k=int(cfg["k"]), sigma=float(cfg["sigma"]), seed=int(cfg["seed"]),
@@ -106,14 +115,14 @@ def mope(job: Any) -> None:
 
 def block_mope(job: Any) -> None:
     """Outputs ``per_block`` (one AUC per block and sigma) and optional ``per_example``."""
-    from kdprivacy import encoding, io
+    from kdprivacy import io
     from kdprivacy.mia import blocks, scoring
     from kdprivacy.stats import Bootstrap
 
     cfg = job.cfg
     _, evaluation = _evaluation(job)
     model, tokenizer = scoring.load_for_inference(job.input.model)
-    items = encoding.encode_frame(tokenizer, evaluation, cfg["max_length"], cfg["max_prompt_length"])
+    items = _scored_items(cfg, tokenizer, evaluation)
     per_block, per_example = blocks.block_mope(
         model, items, evaluation["label"].to_numpy(),
         k=cfg["k"],
