@@ -76,6 +76,7 @@ rule block_mope:
         model=f"{R}/{{family}}/seed{{seed}}/models/{{model}}",
     output:
         per_block=f"{R}/{{family}}/seed{{seed}}/blocks/{{model}}.csv",
+        spread=f"{R}/{{family}}/seed{{seed}}/blocks/{{model}}.spread.csv",
     log:
         f"{R}/logs/block_mope/{{family}}/seed{{seed}}/{{model}}.log",
     benchmark:

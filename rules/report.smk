@@ -18,6 +18,7 @@ COLLECTED = {
     ),
     "utility": ("{R}/{family}/seed{seed}/utility/{model}.summary.csv", None, CFG.utility.enabled),
     "blocks": ("{R}/{family}/seed{seed}/blocks/{model}.csv", None, CFG.blocks.enabled),
+    "blocks_spread": ("{R}/{family}/seed{seed}/blocks/{model}.spread.csv", None, CFG.blocks.enabled),
 }
 
 

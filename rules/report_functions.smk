@@ -23,6 +23,7 @@ def optional_tables(*names):
     enabled = {
         "utility": CFG.utility.enabled,
         "blocks": CFG.blocks.enabled,
+        "blocks_spread": CFG.blocks.enabled,
         "blind_baseline": CFG.attacks.blind.enabled,
     }
     return {n: f"{R}/tables/{n}.csv" for n in names if enabled.get(n, True)}
@@ -103,7 +104,9 @@ def figures_cfg():
 
 
 def findings_inputs(wildcards):
-    return optional_tables("mia", "mia_paired", "memorization", "blind_baseline", "mia_category", "blocks")
+    return optional_tables(
+        "mia", "mia_paired", "memorization", "blind_baseline", "mia_category", "blocks", "blocks_spread"
+    )
 
 
 def findings_cfg():

@@ -414,10 +414,33 @@ def test_category_order_and_blocks():
             for b, a in enumerate(aucs)
         ]
     )
+    # the verdict is the simultaneous spread test's (blocks_spread.csv), not whether the extremes' intervals
+    # overlap: the KD student's extremes overlap but its test rejects; the teacher's do not but its test does not
+    spread = pd.DataFrame(
+        [
+            {**m, "sigma": 0.01, "n_blocks": 2, "n_pairs": 1, "p_value": p, "level": 0.95}
+            for m, p in ((TEACHER, 0.2), (KD, 0.01), (NOKD, math.nan))
+        ]
+    )
+    t = claims.compute_findings(mia_rows([(KD, "loss", 0.6, 0.1)]), blocks=blocks, blocks_spread=spread)
+    assert one(t, "block_risk_varies", "gpt2/teacher/sigma=0.01").supported is False
+    assert one(t, "block_risk_varies", "gpt2/kd-s/sigma=0.01").supported is True
+    assert "p = 0.01" in one(t, "block_risk_varies", "gpt2/kd-s/sigma=0.01").detail
+    assert one(t, "block_risk_varies", "gpt2/nokd-s/sigma=0.01").supported is None  # one block
+    # no spread table (or no p-value): not testable, whatever the intervals say
     t = claims.compute_findings(mia_rows([(KD, "loss", 0.6, 0.1)]), blocks=blocks)
-    assert one(t, "block_risk_varies", "gpt2/teacher/sigma=0.01").supported is True
+    assert one(t, "block_risk_varies", "gpt2/teacher/sigma=0.01").supported is None
+    nan_p = spread.assign(p_value=math.nan)
+    t = claims.compute_findings(mia_rows([(KD, "loss", 0.6, 0.1)]), blocks=blocks, blocks_spread=nan_p)
+    assert one(t, "block_risk_varies", "gpt2/kd-s/sigma=0.01").supported is None
+    # two seeds: Bonferroni, min p x 2 (0.03 x 2 = 0.06 is not below 0.05; 0.02 x 2 is)
+    two = pd.concat([spread.assign(seed=0), spread.assign(seed=1)], ignore_index=True)
+    two.loc[two.model == "kd-s", "p_value"] = [0.03, 0.5]
+    t = claims.compute_findings(mia_rows([(KD, "loss", 0.6, 0.1)]), blocks=blocks, blocks_spread=two)
     assert one(t, "block_risk_varies", "gpt2/kd-s/sigma=0.01").supported is False
-    assert one(t, "block_risk_varies", "gpt2/nokd-s/sigma=0.01").supported is None
+    two.loc[two.model == "kd-s", "p_value"] = [0.02, 0.5]
+    t = claims.compute_findings(mia_rows([(KD, "loss", 0.6, 0.1)]), blocks=blocks, blocks_spread=two)
+    assert one(t, "block_risk_varies", "gpt2/kd-s/sigma=0.01").supported is True
 
 
 def test_reference_attacks_and_table_shape():

@@ -19,6 +19,16 @@ Per-block table (:data:`BLOCK_COLUMNS`): ``block`` (index), ``block_name`` (modu
 ``n_params`` (parameters perturbed), ``auc, auc_ci_low, auc_ci_high``, ``member_score_mean,
 nonmember_score_mean``, ``n_members, n_nonmembers, n_invalid``. Per-example table
 (:data:`BLOCK_EXAMPLE_COLUMNS`): ``block, sigma, id, label, score``.
+
+Do blocks differ? (:func:`block_spread`, table :data:`SPREAD_COLUMNS`, one row per sigma.) Comparing the
+intervals of the highest and the lowest block picks the two extremes first: with 36 blocks and no true
+difference that rule calls a difference most of the time. The test here is simultaneous over all
+``L(L-1)/2`` block pairs: the statistic is the spread ``T = max_l AUC_l - min_l AUC_l``; its null
+distribution is the stratified bootstrap of the *centered* spread ``T*_b = max_l (AUC*_bl - AUC_l) -
+min_l (AUC*_bl - AUC_l)`` where replicate ``b`` resamples the same examples for every block (the draws of
+:func:`kdprivacy.mia.metrics.bootstrap_replicates`, which depend only on the labels and the seed), so the
+correlation between blocks is kept. ``p = (1 + #{T*_b >= T}) / (B + 1)``; ``critical_value`` is the
+``level`` quantile of ``T*`` (blocks differ at ``1 - level`` when ``T`` exceeds it).
 """
 
 from __future__ import annotations
@@ -41,6 +51,10 @@ BLOCK_COLUMNS = [
     "nonmember_score_mean", "n_members", "n_nonmembers", "n_invalid",
 ]
 BLOCK_EXAMPLE_COLUMNS = ["block", "sigma", "id", "label", "score"]
+SPREAD_COLUMNS = [
+    "sigma", "n_blocks", "n_pairs", "highest_block", "lowest_block", "spread", "critical_value", "p_value",
+    "level", "n_bootstrap", "n_members", "n_nonmembers",
+]
 
 
 def block_mope(
@@ -123,3 +137,43 @@ def block_mope(
     per_example = (pd.concat(example_frames, ignore_index=True) if example_frames
                    else pd.DataFrame(columns=BLOCK_EXAMPLE_COLUMNS))
     return per_block, per_example[BLOCK_EXAMPLE_COLUMNS]
+
+
+def block_spread(per_example: pd.DataFrame, bootstrap: Bootstrap = Bootstrap()) -> pd.DataFrame:
+    """The simultaneous test that per-block AUCs differ (module docstring), one row per sigma of
+    ``per_example`` (:data:`BLOCK_EXAMPLE_COLUMNS`). ``p_value``/``critical_value`` are NaN when it cannot be
+    tested: fewer than two blocks, ``bootstrap.n == 0``, or a non-finite score (``spread`` NaN too)."""
+    missing = [c for c in BLOCK_EXAMPLE_COLUMNS if c not in per_example.columns]
+    if missing:
+        raise ValueError(f"per-example block table lacks columns {missing}")
+    rows = []
+    for sigma, group in per_example.groupby("sigma", sort=True):
+        scores = group.pivot(index="id", columns="block", values="score").sort_index(axis=1)
+        labels = group.drop_duplicates("id").set_index("id")["label"].reindex(scores.index)
+        if (group.groupby("block")["id"].nunique() != len(scores)).any():
+            raise ValueError(f"sigma {sigma:g}: the blocks did not score the same examples")
+        y = labels.to_numpy(int)
+        matrix = scores.to_numpy(np.float64)
+        n_blocks = matrix.shape[1]
+        row = {
+            "sigma": float(sigma), "n_blocks": n_blocks, "n_pairs": n_blocks * (n_blocks - 1) // 2,
+            "highest_block": math.nan, "lowest_block": math.nan, "spread": math.nan,
+            "critical_value": math.nan, "p_value": math.nan, "level": bootstrap.level,
+            "n_bootstrap": bootstrap.n, "n_members": int((y == 1).sum()), "n_nonmembers": int((y == 0).sum()),
+        }
+        if np.isfinite(matrix).all():
+            aucs = np.array([metrics.roc_auc(matrix[:, j], y) for j in range(n_blocks)])
+            blocks_ = scores.columns.to_numpy()
+            row.update(highest_block=int(blocks_[aucs.argmax()]), lowest_block=int(blocks_[aucs.argmin()]),
+                       spread=float(aucs.max() - aucs.min()))
+            if n_blocks >= 2 and bootstrap.n > 0:
+                reps = np.column_stack([
+                    metrics.bootstrap_replicates(matrix[:, j], y, (), bootstrap.n, bootstrap.seed)[:, 0]
+                    for j in range(n_blocks)
+                ])
+                centered = reps - aucs
+                null = centered.max(axis=1) - centered.min(axis=1)
+                row.update(critical_value=float(np.quantile(null, bootstrap.level)),
+                           p_value=float((1 + np.sum(null >= row["spread"] - 1e-12)) / (bootstrap.n + 1)))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=SPREAD_COLUMNS)

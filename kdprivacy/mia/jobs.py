@@ -114,7 +114,8 @@ def mope(job: Any) -> None:
 
 
 def block_mope(job: Any) -> None:
-    """Outputs ``per_block`` (one AUC per block and sigma) and optional ``per_example``."""
+    """Outputs ``per_block`` (one AUC per block and sigma), optional ``spread`` (the simultaneous test that
+    blocks differ, :func:`kdprivacy.mia.blocks.block_spread`) and optional ``per_example``."""
     from kdprivacy import io
     from kdprivacy.mia import blocks, scoring
     from kdprivacy.stats import Bootstrap
@@ -134,7 +135,12 @@ def block_mope(job: Any) -> None:
         precision=cfg["precision"],
     )
     job.log.info("per-block MoPe:\n%s", per_block.to_string(index=False))
+    bootstrap = Bootstrap.from_cfg(cfg)
     io.write_csv(per_block, job.output.per_block)
+    if job.has_output("spread"):
+        spread = blocks.block_spread(per_example, bootstrap)
+        job.log.info("do blocks differ (simultaneous over all block pairs):\n%s", spread.to_string(index=False))
+        io.write_csv(spread, job.output.spread)
     if job.has_output("per_example"):
         io.write_parquet(per_example, job.output.per_example)
     job.write_provenance(f"{job.output.per_block}.provenance.json",

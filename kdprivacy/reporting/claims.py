@@ -72,8 +72,8 @@ CLAIMS: dict[str, str] = {
     "(Spearman rank agreement not significant)",
     "category_risk_order": "creative writing, general QA, brainstorming have a higher mean AUC than "
     "classification, summarization, closed QA",
-    "block_risk_varies": "per-block MoPe AUC differs between blocks (intervals of the highest and lowest "
-    "block do not overlap)",
+    "block_risk_varies": "per-block MoPe AUC differs between blocks (spread tested simultaneously over all "
+    "block pairs)",
 }
 
 
@@ -84,6 +84,7 @@ def compute_findings(
     blind: pd.DataFrame | None = None,
     category: pd.DataFrame | None = None,
     blocks: pd.DataFrame | None = None,
+    blocks_spread: pd.DataFrame | None = None,
     sizes: Mapping[str, Mapping[str, float]] | None = None,
     sources: Mapping[str, Mapping[str, Any]] | None = None,
     attacks: Sequence[str] | None = None,
@@ -92,7 +93,8 @@ def compute_findings(
     (claim, family).
 
     ``mia`` = ``mia.csv``; ``paired`` = ``mia_paired.csv``; ``memorization`` = ``memorization.csv``;
-    ``blind`` = ``blind_baseline.csv``; ``category`` = ``mia_category.csv``; ``blocks`` = ``blocks.csv``.
+    ``blind`` = ``blind_baseline.csv``; ``category`` = ``mia_category.csv``; ``blocks`` = ``blocks.csv``;
+    ``blocks_spread`` = ``blocks_spread.csv`` (the simultaneous test that blocks differ).
     ``sizes``: ``{family: {base: n_params}}`` (bases missing here are sized from their names when possible).
     ``sources``: ``{family: {"objective": {"student": name, "objective": "fkl"}, "sgo_ratio": {"student":
     name, "value": ratio}}}``: the source students of the ablations and their own setting, so that they join
@@ -110,7 +112,7 @@ def compute_findings(
     rows += near_chance(mia, blind)
     rows += memorization_claims(memorization, mia, attacks)
     rows += category_order(category, attacks)
-    rows += block_variation(blocks)
+    rows += block_variation(blocks, blocks_spread)
     families = list(dict.fromkeys(mia["family"]))
     out: list[dict] = []
     for claim in CLAIMS:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from kdprivacy.mia.registry import REFERENCE_ATTACKS
@@ -356,42 +357,57 @@ def category_order(category: pd.DataFrame | None, attacks: Sequence[str] | None 
     return rows
 
 
-def block_variation(blocks: pd.DataFrame | None) -> list[dict]:
-    """``block_risk_varies`` per (family, model, sigma): highest minus lowest block AUC."""
+def block_variation(blocks: pd.DataFrame | None, spread: pd.DataFrame | None = None) -> list[dict]:
+    """``block_risk_varies`` per (family, model, sigma): the spread (highest minus lowest block AUC, mean over
+    seeds) tested simultaneously over all block pairs (``spread`` = ``blocks_spread.csv``,
+    :func:`kdprivacy.mia.blocks.block_spread`). Several seeds: supported when the smallest p-value times the
+    number of seeds (Bonferroni, valid whatever the seeds' dependence) is below ``1 - level``. Comparing the
+    intervals of the extreme blocks is not used: picking the extremes first makes it fire on noise."""
     rows = []
     if blocks is None or blocks.empty:
         return rows
     main = main_rows(blocks)
     keys = ["family", "model", "sigma", "block"] if "sigma" in main.columns else ["family", "model", "block"]
     pooled = pool(main, keys)
+    tests = None
+    if spread is not None and not spread.empty:
+        require(spread, ["family", "model", "sigma", "p_value", "level", "n_pairs"], "blocks_spread")
+        tests = main_rows(spread)
     for key, g in pooled.groupby(keys[:-1], sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         g = g.dropna(subset=["auc"])
         scope = "/".join(str(k) for k in key[:2]) + (f"/sigma={key[2]:g}" if len(key) > 2 else "")
+        statistic = "auc(highest block) - auc(lowest block)"
         if len(g) < 2:
-            rows.append(
-                untestable(
-                    "block_risk_varies",
-                    scope,
-                    "auc(highest block) - auc(lowest block)",
-                    "fewer than two blocks: not testable",
-                    n=len(g),
-                )
-            )
+            rows.append(untestable("block_risk_varies", scope, statistic, "fewer than two blocks: not testable",
+                                   n=len(g)))
             continue
         hi_b, lo_b = g.loc[g["auc"].idxmax()], g.loc[g["auc"].idxmin()]
         value = float(hi_b["auc"] - lo_b["auc"])
-        if any(math.isnan(x) for x in (hi_b["ci_low"], lo_b["ci_high"])):
-            ok, why = None, "no interval, not testable"
+        mine = None if tests is None else tests[(tests["family"] == key[0]) & (tests["model"] == key[1])]
+        if mine is not None and len(key) > 2:
+            mine = mine[mine["sigma"].astype(float) == float(key[2])]
+        p_values = (np.array([]) if mine is None
+                    else pd.to_numeric(mine["p_value"], errors="coerce").to_numpy(float))
+        if p_values.size == 0:
+            ok, why = None, "no simultaneous spread test for this model (blocks_spread.csv): not testable"
+        elif np.isnan(p_values).any():
+            ok, why = None, "the spread test has no p-value (n_bootstrap 0 or a non-finite score): not testable"
         else:
-            ok = bool(hi_b["ci_low"] > lo_b["ci_high"])
-            why = "the intervals do not overlap: supported" if ok else "the intervals overlap: not supported"
+            alpha = 1 - float(mine["level"].iloc[0])
+            p = min(1.0, float(p_values.min()) * p_values.size)
+            ok = bool(p < alpha)
+            seeds = (f" (smallest of {p_values.size} seeds' p-values x {p_values.size}, Bonferroni)"
+                     if p_values.size > 1 else "")
+            why = (f"simultaneous over {int(mine['n_pairs'].iloc[0])} block pairs (bootstrap of the centered "
+                   f"spread, the same resampled examples for every block): p = {p:.3g}{seeds} "
+                   f"{'<' if ok else '>='} {alpha:g}: {'supported' if ok else 'not supported'}")
         rows.append(
             make_row(
                 "block_risk_varies",
                 "cell",
                 scope,
-                "auc(highest block) - auc(lowest block)",
+                statistic,
                 value,
                 n=len(g),
                 supported=ok,

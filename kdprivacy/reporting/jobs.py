@@ -22,6 +22,7 @@ def findings(job: Any) -> None:
         blind=table("blind_baseline"),
         category=table("mia_category"),
         blocks=table("blocks"),
+        blocks_spread=table("blocks_spread"),
         sizes=cfg["base_sizes"],
         sources=cfg["sources"],
         attacks=cfg["attacks"],
