@@ -351,3 +351,31 @@ def plan_warnings(cfg) -> list[str]:
             label = f"families.{name}: {rule}" + (f" {wildcards['student']}" if "student" in wildcards else "")
             out += warnings(label, work_for(cfg, rule, wildcards), cfg.resources)
     return out
+
+
+def population_warnings(cfg) -> list[str]:
+    """RMIA's population against the smallest reported FPR: the dominated count of a population of ``N``
+    takes ``N + 1`` values, so it resolves FPRs down to about ``1 / (N + 1)``; below that the ranking leans
+    on the tie-break by ``LR(x)`` (:func:`kdprivacy.mia.attacks.rmia_score`). Empty when RMIA is not run or
+    the population is large enough for the smallest FPR the non-members resolve. ``N`` =
+    ``evaluation.population.max_examples`` capped by the pools' sizes (:func:`pool_sizes`)."""
+    from kdprivacy.mia.metrics import resolvable
+
+    sizes = pool_sizes(cfg)
+    evaluation = cfg.evaluation
+    nonmembers = int(min(sizes["nonmember"], evaluation.max_nonmembers or sizes["nonmember"]))
+    reported = [f for f in cfg.attacks.fprs if resolvable(nonmembers, f)]
+    if "rmia" not in cfg.attacks.names or not reported:
+        return []
+    population = evaluation.population
+    n = int(min(population.max_examples, sum(sizes[pool] for pool in population.pools)))
+    smallest = min(reported)
+    needed = math.ceil(1 / smallest - 1 - 1e-9)
+    if n >= needed:
+        return []
+    return [
+        f"the population holds {n} examples (evaluation.population: pools {population.pools}, max_examples "
+        f"{population.max_examples}): its dominated count resolves FPRs down to 1/{n + 1} = {1 / (n + 1):.3g} "
+        f"only, above the smallest reported FPR {smallest:g} (attacks.fprs, resolved by {nonmembers} non-members), which needs >= {needed} examples; "
+        f"RMIA's TPR there rests on the tie-break by the likelihood ratio"
+    ]

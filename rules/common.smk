@@ -140,6 +140,8 @@ def gpus(rule):
 
 for _warning in sizing.plan_warnings(CFG):
     logger.warning(f"sizing: {_warning}")
+for _warning in sizing.population_warnings(CFG):
+    logger.warning(f"rmia: {_warning}")
 
 
 # The targets (of rule all), the report rules' tables and figures (collected_tables, figure_outputs, see rules/report.smk).

@@ -2,6 +2,7 @@
 top of the score is one tied block; ties are ordered by the likelihood ratio, never reordering counts."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from kdprivacy.mia import attacks, metrics
@@ -47,3 +48,37 @@ def test_degenerate_cases():
     assert np.ptp(same) == 0 and np.isfinite(same).all()
     with pytest.raises(ValueError, match="non-empty population"):
         attacks.rmia_tie_broken(x, np.array([]))
+
+
+def _score_table(ids, nll):
+    """One token per example whose log-probability is ``-nll`` (a score table as score_model writes)."""
+    one = [np.array([0.0], dtype=np.float32)] * len(ids)
+    return pd.DataFrame({"id": ids, "n_tokens": 1,
+                         "token_logprobs": [np.array([-v], dtype=np.float32) for v in nll],
+                         "token_mu": one, "token_sigma": one})
+
+
+def test_ties_end_to_end_through_compute_attacks():
+    """The demo's shape through the attack job's function: 200 vs 200 examples, a 10-example population,
+    one reference: the untied fraction's TPR at 1% FPR is 0 at a high AUC; the shipped score's is the LR's."""
+    rng = np.random.default_rng(3)
+    n, n_z = 200, 10
+    ids = [f"m{i}" for i in range(n)] + [f"n{i}" for i in range(n)]
+    y = np.r_[np.ones(n), np.zeros(n)].astype(int)
+    ref_nll = rng.uniform(2.0, 4.0, 2 * n)
+    target_nll = ref_nll - np.where(y == 1, rng.normal(1.5, 0.5, 2 * n), rng.normal(0.0, 0.5, 2 * n))
+    z_ref = rng.uniform(2.0, 4.0, n_z)
+    z_target = z_ref - rng.normal(0.0, 0.5, n_z)
+    z_ids = [f"z{i}" for i in range(n_z)]
+    out = attacks.compute_attacks(
+        _score_table(ids, target_nll), {}, ["rmia"], references={"ext": _score_table(ids, ref_nll)},
+        population=_score_table(z_ids, z_target), reference_populations={"ext": _score_table(z_ids, z_ref)},
+    )
+    score = out.set_index("id").loc[ids, "score"].to_numpy()
+    log_lr = ref_nll.astype(np.float32).astype(float) - target_nll.astype(np.float32).astype(float)
+    log_lr_z = z_ref.astype(np.float32).astype(float) - z_target.astype(np.float32).astype(float)
+    untied = attacks.rmia_from_ratios(log_lr, log_lr_z)
+    assert metrics.roc_auc(untied, y) > 0.9
+    assert metrics.tpr_at_fpr(untied, y, 0.01) == 0.0  # what the old score reported
+    assert metrics.tpr_at_fpr(score, y, 0.01) > 0.3
+    assert metrics.tpr_at_fpr(score, y, 0.01) == pytest.approx(metrics.tpr_at_fpr(log_lr, y, 0.01))

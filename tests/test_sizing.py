@@ -132,3 +132,33 @@ def test_training_jobs_carry_train_parallel(tmp_path):
     assert sizing.request(ddp, ddp_cfg.resources) == sizing.request(fsdp, fsdp_cfg.resources)
     student = next(iter(ddp_cfg.families[family].all_students()))
     assert sizing.work_for(fsdp_cfg, "train_student", {**wc, "student": student}).parallel == "ddp"
+
+
+def _demo(**overrides):
+    raw = yaml.safe_load((REPO / "config.yaml").read_text())
+    for dotted, value in overrides.items():
+        section = raw
+        *parents, last = dotted.split(".")
+        for key in parents:
+            section = section.setdefault(key, {})
+        section[last] = value
+    return config.validate_config(raw)
+
+
+def test_rmia_population_against_the_smallest_reported_fpr():
+    # the demo: 100 non-members resolve FPRs down to 0.01; a 100-example population resolves 1/101: fine
+    assert sizing.population_warnings(_demo()) == []
+    # a 20-example population cannot resolve 0.01 (needs 99)
+    (warning,) = sizing.population_warnings(_demo(**{"evaluation.population.max_examples": 20}))
+    assert "holds 20 examples" in warning and "0.01" in warning and ">= 99 examples" in warning
+    # no RMIA, or no FPR the non-members resolve: nothing to say
+    names = [n for n in _demo().attacks.names if n != "rmia"]
+    assert sizing.population_warnings(_demo(**{"evaluation.population.max_examples": 20,
+                                               "attacks.names": names})) == []
+    assert sizing.population_warnings(_demo(**{"evaluation.population.max_examples": 20,
+                                               "evaluation.max_nonmembers": 10})) == []
+
+
+@pytest.mark.parametrize("paper", PAPER, ids=lambda p: p.stem)
+def test_paper_populations_resolve_every_reported_fpr(paper):
+    assert sizing.population_warnings(config.validate_config(yaml.safe_load(paper.read_text()))) == []
