@@ -162,6 +162,28 @@ def test_exposure_from_hand_made_scores():
         extraction.exposure_from_scores(-1.0, [])
 
 
+def test_extrapolated_exposure_against_the_gaussian_closed_form():
+    """Carlini et al.'s distribution-fit exposure: on normal candidate scores the fit's tail is the normal's,
+    -log2 sf(true); past the best candidate it keeps growing where the rank exposure stops at log2(C + 1)."""
+    from scipy import stats as scipy_stats
+
+    candidates = np.random.default_rng(0).normal(0.0, 1.0, 5000)
+    for true, expected in ((3.0, -scipy_stats.norm.logsf(3.0) / math.log(2)),
+                           (6.0, -scipy_stats.norm.logsf(6.0) / math.log(2))):
+        assert extraction.extrapolated_exposure(true, candidates) == pytest.approx(expected, rel=0.1)
+    capped = extraction.exposure_from_scores(6.0, candidates)[1]
+    assert capped == pytest.approx(math.log2(5001))  # 12.3 bits: the rank exposure's ceiling
+    assert extraction.extrapolated_exposure(6.0, candidates) > 2 * capped  # about 29.7 bits
+    # a secret in the bulk has a small exposure; one far below every candidate about 0
+    assert extraction.extrapolated_exposure(0.0, candidates) == pytest.approx(1.0, abs=0.1)
+    assert extraction.extrapolated_exposure(-8.0, candidates) == pytest.approx(0.0, abs=1e-6)
+    # not estimable: too few candidates, or all alike
+    assert math.isnan(extraction.extrapolated_exposure(1.0, candidates[:9]))
+    assert math.isnan(extraction.extrapolated_exposure(1.0, np.full(20, -3.0)))
+    with pytest.raises(ValueError, match="NaN"):
+        extraction.extrapolated_exposure(math.nan, candidates)
+
+
 # ------------------------------------------------------------------------------------ with a tokenizer
 WORDS = ("the company employs people across offices in town of was founded by and makes bread her name is "
          "Clara Jonas Marta Tomas Kowalczyk Lindqvist Okafor Moreau").split()
@@ -216,9 +238,37 @@ def test_canary_exposure_hand_made_likelihood_ordering(tokenizer, monkeypatch):
     assert out.secret_rank.item() == 3.0
     assert out.exposure.item() == pytest.approx(math.log2(6) - math.log2(3))
     assert out.n_candidates.item() == 5
+    assert math.isnan(out.exposure_extrapolated.item())  # 5 candidates are too few to fit a distribution
     # the secret is replaced, the rest of the response kept
     assert seen[0] == frame.response.item()
     assert seen[1] == frame.response.item().replace(true, candidates[0])
+
+
+def test_canary_exposure_carries_the_extrapolated_exposure(tokenizer, monkeypatch):
+    """12 candidates with hand-made log-likelihoods below the truth: the rank exposure is capped at log2(13),
+    the extrapolated one is the skew-normal fit's on the same scores."""
+    frame = secret_frame().iloc[:1]
+    true = frame.secret.item()
+    from kdprivacy.data.synthetic import secret_candidates
+    candidates = secret_candidates("person", 12, extraction.example_candidate_seed(7, "m0"), exclude=[true])
+    loglik = {true: 0.0, **{c: -5.0 - 0.5 * i for i, c in enumerate(candidates)}}
+
+    def fake_score_examples(model, items, scoring_pass):
+        rows = []
+        for item in items:
+            text = tokenizer.decode(item.response_ids, skip_special_tokens=True)
+            (name,) = [n for n in loglik if n in text]
+            rows.append({"id": item.id, "n_tokens": 1, "token_logprobs": np.array([loglik[name]]),
+                         "token_mu": np.zeros(1), "token_sigma": np.ones(1)})
+        return pd.DataFrame(rows)
+
+    monkeypatch.setattr(extraction.scoring, "score_examples", fake_score_examples)
+    out = extraction.canary_exposure(None, tokenizer, frame, n_candidates=12, seed=7, batch_size=4,
+                                     max_length=192, max_prompt_length=64)
+    assert out.exposure.item() == pytest.approx(math.log2(13))
+    expected = extraction.extrapolated_exposure(0.0, [loglik[c] for c in candidates])
+    assert out.exposure_extrapolated.item() == pytest.approx(expected)
+    assert expected > math.log2(13)
 
 
 def test_canary_candidates_replace_every_copy_of_the_secret(tokenizer, monkeypatch):

@@ -29,7 +29,12 @@ Metrics (per example, on members and non-members alike):
   excluding the true secret) substituted for every occurrence of the secret; score = total log-probability
   of the response tokens (EOS included) given the prompt, computed only when no variant is truncated by
   ``max_length``; ``secret_rank`` = 1 + #candidates scoring higher + #ties / 2 (1 = the true secret is the
-  most likely); ``exposure = log2(C + 1) - log2(secret_rank)``.
+  most likely); ``exposure = log2(C + 1) - log2(secret_rank)``, which is capped at ``log2(C + 1)`` (a
+  secret above every candidate has that exposure however far above). ``exposure_extrapolated`` is Carlini
+  et al.'s estimate of the exposure over the whole secret space (their section 4.3, distribution fitting):
+  a skew-normal fitted to the ``C`` candidates' scores, ``-log2 Pr(candidate score >= true score)`` under
+  the fit; not capped; NaN below :data:`MIN_EXTRAPOLATION_CANDIDATES` candidates or when they all score
+  the same.
   ``secret_in_prompt`` flags examples whose secret appears in the instruction or context (closed QA,
   information extraction, summarization...): reproducing it there is copying, not memorization;
   ``secret_in_reference`` says whether the secret survives in the (possibly ``max_length``-truncated)
@@ -46,27 +51,28 @@ follows it is never compared.
 
 Per-example table (:data:`MEMORIZATION_COLUMNS`, input order):
 
-==================  ========  =========================================================================
-column              dtype     meaning
-==================  ========  =========================================================================
-id                  str       example id
-n_reference         int64     tokens of the encoded reference response (EOS included unless truncated)
-n_generated         int64     generated tokens (cut after the first EOS, EOS included)
-n_compared          int64     ``min(k, n_reference)`` (``k`` with ``positions="fixed"``)
-n_matched           int64     positions among the first ``n_compared`` where generation == reference
-match_rate          float64   ``n_matched / n_compared`` (the paper's memorization accuracy per example)
-exact_k             bool      all ``min(k, n_reference)`` positions match
-exact_full          boolean   generation == whole reference; NA when ``n_reference`` > generation budget
-rouge_l             float64   ROUGE-L F in [0, 1], decoded generation vs true response text
-approx_memorized    bool      ``rouge_l >= rouge_threshold``
-secret_in_prompt    boolean   the secret occurs in instruction or context; NA without a secret
-secret_in_reference boolean   the secret occurs in the reference text (after truncation); NA without one
-secret_hit          boolean   the secret occurs in the decoded generation; NA without a secret
-secret_rank         float64   average rank of the true secret among ``C + 1`` (NaN when not computed)
-exposure            float64   ``log2(C + 1) - log2(secret_rank)`` (NaN when not computed)
-n_candidates        int64     ``C`` for this example (0 when exposure was not computed)
-generation          str       the decoded greedy generation
-==================  ========  =========================================================================
+======================  ========  =========================================================================
+column                  dtype     meaning
+======================  ========  =========================================================================
+id                      str       example id
+n_reference             int64     tokens of the encoded reference response (EOS included unless truncated)
+n_generated             int64     generated tokens (cut after the first EOS, EOS included)
+n_compared              int64     ``min(k, n_reference)`` (``k`` with ``positions="fixed"``)
+n_matched               int64     positions among the first ``n_compared`` where generation == reference
+match_rate              float64   ``n_matched / n_compared`` (the paper's memorization accuracy per example)
+exact_k                 bool      all ``min(k, n_reference)`` positions match
+exact_full              boolean   generation == whole reference; NA when ``n_reference`` > generation budget
+rouge_l                 float64   ROUGE-L F in [0, 1], decoded generation vs true response text
+approx_memorized        bool      ``rouge_l >= rouge_threshold``
+secret_in_prompt        boolean   the secret occurs in instruction or context; NA without a secret
+secret_in_reference     boolean   the secret occurs in the reference text (after truncation); NA without one
+secret_hit              boolean   the secret occurs in the decoded generation; NA without a secret
+secret_rank             float64   average rank of the true secret among ``C + 1`` (NaN when not computed)
+exposure                float64   ``log2(C + 1) - log2(secret_rank)``, capped at ``log2(C + 1)`` (or NaN)
+exposure_extrapolated   float64   ``-log2 P(score >= true)``, skew-normal fit of the candidates' scores (or NaN)
+n_candidates            int64     ``C`` for this example (0 when exposure was not computed)
+generation              str       the decoded greedy generation
+======================  ========  =========================================================================
 """
 
 from __future__ import annotations
@@ -91,14 +97,14 @@ log = logging.getLogger(__name__)
 MEMORIZATION_COLUMNS = [
     "id", "n_reference", "n_generated", "n_compared", "n_matched", "match_rate", "exact_k", "exact_full",
     "rouge_l", "approx_memorized", "secret_in_prompt", "secret_in_reference", "secret_hit", "secret_rank",
-    "exposure", "n_candidates", "generation",
+    "exposure", "exposure_extrapolated", "n_candidates", "generation",
 ]
 _DTYPES = {
     "n_reference": "int64", "n_generated": "int64", "n_compared": "int64", "n_matched": "int64",
     "match_rate": "float64", "exact_k": bool, "exact_full": "boolean", "rouge_l": "float64",
     "approx_memorized": bool, "secret_in_prompt": "boolean", "secret_in_reference": "boolean",
-    "secret_hit": "boolean", "secret_rank": "float64", "exposure": "float64", "n_candidates": "int64",
-    "generation": object,
+    "secret_hit": "boolean", "secret_rank": "float64", "exposure": "float64",
+    "exposure_extrapolated": "float64", "n_candidates": "int64", "generation": object,
 }
 
 # keyword defaults of the library calls: the config's defaults (their one home)
@@ -116,6 +122,7 @@ SUMMARY_METRICS = (
     ("approx_memorized", "approx_memorized", "all"),
     ("secret_hit", "secret_hit", "secret_learnable"),
     ("exposure", "exposure", "secret_learnable"),
+    ("exposure_extrapolated", "exposure_extrapolated", "secret_learnable"),
     ("secret_rank", "secret_rank", "secret_learnable"),
 )
 SUMMARY_COLUMNS = [
@@ -237,6 +244,25 @@ def exposure_from_scores(true_score: float, candidate_scores) -> tuple[float, fl
     return rank, math.log2(candidates.size + 1) - math.log2(rank)
 
 
+MIN_EXTRAPOLATION_CANDIDATES = 10
+
+
+def extrapolated_exposure(true_score: float, candidate_scores) -> float:
+    """Carlini et al. (2019, section 4.3) exposure by distribution fitting: a skew-normal fitted (maximum
+    likelihood, ``scipy.stats.skewnorm``) to the candidates' scores, ``-log2`` of its probability that a
+    candidate scores at least ``true_score`` (higher score = more likely). Not capped at ``log2(C + 1)``;
+    NaN with fewer than :data:`MIN_EXTRAPOLATION_CANDIDATES` candidates or when they all score the same."""
+    from scipy import stats as scipy_stats
+
+    candidates = np.asarray(candidate_scores, dtype=np.float64).ravel()
+    if math.isnan(true_score) or np.isnan(candidates).any():
+        raise ValueError("NaN likelihood score")
+    if candidates.size < MIN_EXTRAPOLATION_CANDIDATES or np.ptp(candidates) == 0:
+        return math.nan
+    shape, loc, scale = scipy_stats.skewnorm.fit(candidates)
+    return float(max(0.0, -scipy_stats.skewnorm.logsf(true_score, shape, loc, scale) / math.log(2)))
+
+
 def example_candidate_seed(seed: int, example_id: str) -> int:
     """Seed of an example's candidate draw: stable in the run seed and the example id, not in its position."""
     return int(hashlib.sha256(f"{int(seed)}:{example_id}".encode()).hexdigest()[:15], 16)
@@ -254,7 +280,8 @@ def canary_exposure(
     include_in_prompt: bool = False,
     examples_per_pass: int = 16,
 ) -> pd.DataFrame:
-    """``id, secret_rank, exposure, n_candidates`` per row of ``frame`` (see the module docstring).
+    """``id, secret_rank, exposure, exposure_extrapolated, n_candidates`` per row of ``frame`` (module
+    docstring).
 
     ``frame`` has ``id, instruction, context, response, secret, secret_kind``. Rows are NaN (``n_candidates``
     0) when the secret is empty, does not occur in the response, is of a kind without a candidate drawer,
@@ -265,7 +292,7 @@ def canary_exposure(
     """
     if n_candidates < 1:
         raise ValueError("n_candidates must be >= 1")
-    results = {example_id: (math.nan, math.nan, 0) for example_id in frame["id"]}
+    results = {example_id: (math.nan, math.nan, 0, math.nan) for example_id in frame["id"]}
     skipped: dict[str, int] = {}
     pending: list[tuple[str, list[Encoded]]] = []
 
@@ -278,7 +305,8 @@ def canary_exposure(
             scores = totals[offset : offset + len(variants)]
             offset += len(variants)
             rank, exposure = exposure_from_scores(scores[0], scores[1:])
-            results[example_id] = (rank, exposure, len(variants) - 1)
+            results[example_id] = (rank, exposure, len(variants) - 1,
+                                   extrapolated_exposure(scores[0], scores[1:]))
         pending.clear()
 
     for row in frame.itertuples(index=False):
@@ -330,10 +358,12 @@ def canary_exposure(
             "id": ids,
             "secret_rank": [results[i][0] for i in ids],
             "exposure": [results[i][1] for i in ids],
+            "exposure_extrapolated": [results[i][3] for i in ids],
             "n_candidates": [results[i][2] for i in ids],
         }
     )
-    return out.astype({"secret_rank": "float64", "exposure": "float64", "n_candidates": "int64"})
+    return out.astype({"secret_rank": "float64", "exposure": "float64", "exposure_extrapolated": "float64",
+                       "n_candidates": "int64"})
 
 
 def frame_has_secrets(frame: pd.DataFrame) -> bool:
@@ -394,7 +424,8 @@ def memorization_table(
     else:
         if secrets:
             log.info("n_candidates = 0: canary exposure skipped")
-        table = table.assign(secret_rank=math.nan, exposure=math.nan, n_candidates=0)
+        table = table.assign(secret_rank=math.nan, exposure=math.nan, exposure_extrapolated=math.nan,
+                             n_candidates=0)
     return table[MEMORIZATION_COLUMNS].astype(_DTYPES)
 
 

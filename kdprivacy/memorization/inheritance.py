@@ -46,7 +46,7 @@ CONTINUOUS_METRICS = ("match_rate", "rouge_l")
 BINARY_METRICS = ("exact_k", "exact_full", "approx_memorized", "secret_hit")
 DEFAULT_METRICS = ("match_rate", "rouge_l", "exact_k", "exact_full", "secret_hit")
 GROUPS = {"member": 1, "nonmember": 0}
-SUBSETS = dict.fromkeys(("secret_hit", "exposure", "secret_rank"), "secret_learnable")
+SUBSETS = dict.fromkeys(("secret_hit", "exposure", "exposure_extrapolated", "secret_rank"), "secret_learnable")
 _FLAGS = ("secret_in_prompt", "secret_in_reference")
 
 
