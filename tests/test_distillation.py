@@ -102,6 +102,7 @@ def test_registry_and_config_validation():
     assert tuple(registry.METHODS) == ("nokd", "kd", "seqkd", "imitkd", "gkd", "minillm", "distillm")
     assert {name for name, spec in registry.METHODS.items() if spec.params is None} == {"nokd", "kd"}
     assert MethodRun(method="gkd", **LENGTHS).params.model_dump() == {"lmbda": 0.5, "beta": 0.5,
+                                                                      "temperature_in_loss": True,
                                                                       "disable_dropout": True}
     assert MethodRun(method="gkd", **LENGTHS, method_params={"lmbda": 0.2, "beta": None}).params.lmbda == 0.2
     with pytest.raises(ValueError, match="lambda"):
@@ -145,6 +146,22 @@ def test_future_mean_rewards():
     assert raw.tolist() == [[5.0, 3.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
     rewards[1] = torch.tensor([0.0, 1.0, 2.0, 6.0])
     assert minillm.future_mean_rewards(rewards, mask)[1].tolist() == [0.0, 4.0, 6.0, 0.0]
+
+
+def test_future_mean_rewards_discounted():
+    """LMOps' discount (protocol: paper, gamma 0.95): A_t = sum_{t'>t} gamma^(t'-t-1) r_t' / #(t' > t)."""
+    rewards = torch.tensor([[1.0, 2.0, 3.0, 9.0], [0.0, 1.0, 2.0, 6.0]])
+    mask = torch.tensor([[1, 1, 1, 0], [0, 1, 1, 1]])
+    g = 0.5
+    raw = minillm.future_mean_rewards(rewards, mask, length_norm=False, gamma=g)
+    assert raw.tolist() == [[2.0 + g * 3.0, 3.0, 0.0, 0.0], [0.0, 2.0 + g * 6.0, 6.0, 0.0]]
+    norm = minillm.future_mean_rewards(rewards, mask, length_norm=True, gamma=g)
+    assert norm.tolist() == [[(2.0 + g * 3.0) / 2, 3.0, 0.0, 0.0], [0.0, (2.0 + g * 6.0) / 2, 6.0, 0.0]]
+    # gamma 1 is the undiscounted sum (the loop and the cumulative-sum path agree); gamma 0 the next reward
+    loop = minillm.future_mean_rewards(rewards, mask, gamma=1.0 - 1e-12)
+    assert torch.allclose(loop, minillm.future_mean_rewards(rewards, mask), atol=1e-9)
+    assert minillm.future_mean_rewards(rewards, mask, length_norm=False, gamma=0.0).tolist() == [
+        [2.0, 3.0, 0.0, 0.0], [0.0, 2.0, 6.0, 0.0]]
 
 
 def test_replay_buffer():
@@ -202,6 +219,18 @@ def test_imitkd_replay_buffer_and_sgo_ratio(student0, teacher, items, tokenizer)
     assert half["n_sgo_generated"].sum() == round(frac * 24) * 2
 
 
+def test_imitkd_linear_schedule_anneals_towards_sgo(student0, teacher, items, tokenizer):
+    """Lin et al.'s annealing: the SGO probability rises linearly from 0 (first step) to sgo_ratio (last)."""
+    _, hist = _run("imitkd", student0, teacher, items, tokenizer,
+                   _cfg("imitkd", epochs=3, batch_size=2, params={"sgo_ratio": 1.0, "schedule": "linear"}))
+    frac = hist["frac_sgo_batches"].tolist()  # 8 steps per epoch, probabilities 0/23 ... 23/23
+    assert frac[0] < 0.5 < frac[-1] and frac[0] < frac[1] <= frac[2]
+    assert hist["sgo_probability"].tolist() == pytest.approx([7 / 23, 15 / 23, 1.0])
+    _, constant = _run("imitkd", student0, teacher, items, tokenizer,
+                       _cfg("imitkd", epochs=3, batch_size=2, params={"sgo_ratio": 1.0}))
+    assert constant["frac_sgo_batches"].tolist() == [1.0, 1.0, 1.0]
+
+
 def test_gkd_on_policy_fraction(student0, teacher, items, tokenizer):
     _, off = _run("gkd", student0, teacher, items, tokenizer, _cfg("gkd", params={"lmbda": 0.0}))
     assert off["frac_sgo_batches"].tolist() == [0.0, 0.0] and off["n_sgo_generated"].sum() == 0
@@ -210,6 +239,22 @@ def test_gkd_on_policy_fraction(student0, teacher, items, tokenizer):
     assert (on["kd_loss"] > 0).all()
     _, mixed = _run("gkd", student0, teacher, items, tokenizer, _cfg("gkd", epochs=3, batch_size=2))
     assert 0.25 <= mixed["frac_sgo_batches"].mean() <= 0.75  # lmbda = 0.5 by default
+
+
+def test_gkd_temperature_in_the_loss_or_only_in_sampling(student0, teacher, items, tokenizer):
+    """TRL's GKDTrainer (protocol: paper) takes the JSD at temperature 1 whatever kd.temperature is; ours
+    divides both logits by it. Ground-truth batches only (lmbda 0), so the runs differ by the loss alone."""
+    def kd_losses(temperature, in_loss):
+        kd = {"objective": "fkl", "temperature": temperature, "lm_weight": 0.0, "beta": None, "alpha": None}
+        _, hist = _run("gkd", student0, teacher, items, tokenizer,
+                       _cfg("gkd", epochs=1, batch_size=8, kd=kd,
+                            params={"lmbda": 0.0, "temperature_in_loss": in_loss}))
+        return hist["kd_loss"].tolist()
+
+    at_one = kd_losses(1.0, True)
+    assert kd_losses(3.0, False) == at_one  # the temperature does not reach the loss
+    assert kd_losses(3.0, True) != at_one
+    assert kd_losses(1.0, False) == at_one
 
 
 def test_minillm_policy_gradient_stats(student0, teacher, items, tokenizer):

@@ -117,3 +117,20 @@ def test_paper_protocol_sets_the_evaluation_knobs():
             node_p, node_o = getattr(node_p, key), getattr(node_o, key)
         assert node_p == row.paper, row.path
         assert node_o != row.paper, row.path
+
+
+def test_paper_protocol_sets_minillm_discount_and_gkd_loss_temperature():
+    raw = demo()
+    raw["protocol"] = "paper"
+    paper_students = validate_config(raw).families["gpt2"].students.values()
+    ours_students = validate_config(demo()).families["gpt2"].students.values()
+    for students, gamma, in_loss in ((paper_students, 0.95, False), (ours_students, 1.0, True)):
+        by_method = {s.method: s for s in students}
+        assert by_method["minillm"].minillm.gamma == gamma
+        assert by_method["gkd"].gkd.temperature_in_loss is in_loss
+    # a user's own value wins under the paper protocol
+    raw = demo()
+    raw["protocol"] = "paper"
+    name = next(n for n, s in raw["families"]["gpt2"]["students"].items() if s["method"] == "minillm")
+    raw["families"]["gpt2"]["students"][name]["minillm"] = {"gamma": 0.5}
+    assert validate_config(raw).families["gpt2"].students[name].minillm.gamma == 0.5

@@ -331,6 +331,7 @@ def _cfg(method, params=None, **train):
 METHOD_CASES = {
     "kd": None,
     "imitkd": {"sgo_ratio": 0.6, "buffer_capacity": 6},  # replay buffer + decision RNG + sampler seeds
+    "imitkd-linear": {"sgo_ratio": 1.0, "buffer_capacity": 6, "schedule": "linear"},  # + the annealing step
     "gkd": {"lmbda": 0.5},
     "distillm": {"init_threshold": 0.6, "buffer_capacity": 4, "loss_eps": 0.0},  # schedule + buffer
     "minillm": {"ppo_epochs": 2},  # a rollout reused across the kill
@@ -339,7 +340,7 @@ METHOD_CASES = {
 
 @pytest.mark.parametrize("method", list(METHOD_CASES))
 def test_kd_methods_resume_exactly(tmp_path, method, tokenizer, items, teacher):
-    cfg = MethodRun.model_validate(_cfg(method, METHOD_CASES[method]))
+    cfg = MethodRun.model_validate(_cfg(method.split("-")[0], METHOD_CASES[method]))
 
     def run(resume=None, on_step=None):
         return registry.train_method(_student(tokenizer), teacher, items["public"], items["dev"], cfg,
@@ -353,7 +354,7 @@ def test_kd_methods_resume_exactly(tmp_path, method, tokenizer, items, teacher):
     model, history = run(resume)
     assert _equal(model, reference)
     _same_history(history, ref_history)
-    if method in ("imitkd", "gkd", "distillm"):
+    if method in ("imitkd", "imitkd-linear", "gkd", "distillm"):
         assert history["frac_sgo_batches"].sum() > 0  # the on-policy path actually ran
 
 

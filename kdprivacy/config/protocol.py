@@ -49,6 +49,18 @@ TRAINING_DEVIATIONS: list[Deviation] = [
         "defined is plain SFT on them",
         when={"method": "seqkd"},
     ),
+    Deviation(
+        "families.*.students.*.minillm.gamma", 0.95, "1.0 (no discount: the paper's R_{t+1})",
+        "the LMOps MiniLLM code discounts the long-term reward with gamma 0.95 (then divides by the remaining "
+        "length); the MiniLLM paper's formula sums the future rewards undiscounted",
+        when={"method": "minillm"},
+    ),
+    Deviation(
+        "families.*.students.*.gkd.temperature_in_loss", False, "true (kd.temperature divides both logits)",
+        "TRL's GKDTrainer uses its temperature for sampling only and takes the generalized JSD at temperature 1; "
+        "we apply kd.temperature in the loss as for every other divergence (the same at the default 1.0)",
+        when={"method": "gkd"},
+    ),
 ]
 
 

@@ -10,6 +10,8 @@ Its params are :class:`kdprivacy.kd.dropout.OnPolicyParams` (``disable_dropout``
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from kdprivacy.kd.dropout import OnPolicyParams
 from kdprivacy.fields import Fraction
 
@@ -17,12 +19,17 @@ from kdprivacy.fields import Fraction
 class GKDParams(OnPolicyParams):
     lmbda: Fraction = 0.5
     beta: Fraction = 0.5
+    temperature_in_loss: bool = Field(
+        True, description="the JSD divides both logits by kd.temperature (ours); false: temperature 1 in the "
+        "loss, as TRL's GKDTrainer, where the temperature only shapes sampling (generation.temperature)"
+    )
 
 
 def train(student, teacher, train_items, dev_items, run, pad_id, log=None, *, eos_id=None, guard=None, resume=None,
           on_step=None, **_):
     """GKD: with probability ``lmbda`` a batch is replaced by fresh student samples for its prompts; loss =
-    generalized JSD(``beta``) with ``kd.temperature`` (``kd.objective`` is not used). History:
+    generalized JSD(``beta``) with ``kd.temperature`` (1 when not ``temperature_in_loss``; ``kd.objective``
+    is not used). History:
     ``frac_sgo_batches``, ``n_sgo_generated``, ``sgo_mean_len``.
     """
     from kdprivacy.kd import sampling as sgo
@@ -31,7 +38,8 @@ def train(student, teacher, train_items, dev_items, run, pad_id, log=None, *, eo
 
     params, gen = run.params, run.sampling
     teacher = prepare_teacher(student, teacher, "gkd")
-    base_loss = divergence_loss(teacher, "jsd", float(run.kd.temperature), float(run.kd.lm_weight), beta=params.beta)
+    temperature = float(run.kd.temperature) if params.temperature_in_loss else 1.0
+    base_loss = divergence_loss(teacher, "jsd", temperature, float(run.kd.lm_weight), beta=params.beta)
     loss_fn = sgo.with_sgo_flag(base_loss)
     sampler = sgo.StudentSampler(gen, pad_id, sgo.eos_id_of(student, eos_id), run.max_length, run.seed, guard)
     rng = sgo.decision_rng(run.seed, "gkd")

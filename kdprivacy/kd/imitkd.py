@@ -4,10 +4,17 @@ prompts, they are pushed into a FIFO replay buffer (``buffer_capacity``), and th
 uniformly from the buffer; otherwise ground truth. Loss: the ``kd`` block's objective (default forward KL)
 against the teacher on those sequences.
 
+``schedule: linear`` anneals as Lin et al. 2020 do (their mixing weight beta_i, the probability of the
+ground truth, decays linearly from 1 to 0 over training): the SGO probability at step ``i`` of ``I`` is
+``sgo_ratio * i / I``, from 0 at the first step to ``sgo_ratio`` at the last. ``constant`` (default) is the
+DistiLLM code's ``mixed-fkl`` that the authors ran.
+
 Its params are :class:`kdprivacy.kd.dropout.OnPolicyParams` (``disable_dropout``).
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from kdprivacy.kd.dropout import OnPolicyParams
 from kdprivacy.fields import Fraction, PosInt
@@ -16,14 +23,17 @@ from kdprivacy.fields import Fraction, PosInt
 class ImitKDParams(OnPolicyParams):
     sgo_ratio: Fraction = 1.0
     buffer_capacity: PosInt = 1000
+    schedule: Literal["constant", "linear"] = "constant"
 
 
 def train(student, teacher, train_items, dev_items, run, pad_id, log=None, *, eos_id=None, guard=None, resume=None,
           on_step=None, **_):
-    """ImitKD: SGO batches (probability ``sgo_ratio``) come from a replay buffer of student samples.
+    """ImitKD: SGO batches (probability ``sgo_ratio``, or annealed up to it: ``schedule``) come from a replay
+    buffer of student samples.
 
     History: ``frac_sgo_batches``, ``buffer_size`` (end of epoch), ``n_sgo_generated`` and ``sgo_mean_len``
-    (sequences sampled this epoch and their mean response length).
+    (sequences sampled this epoch and their mean response length); ``sgo_probability`` (linear schedule:
+    the SGO probability at the epoch's last step).
     """
     from kdprivacy.kd import sampling as sgo
     from kdprivacy.kd.teacher import divergence_of, kd_loss_fn, prepare_teacher
@@ -36,9 +46,21 @@ def train(student, teacher, train_items, dev_items, run, pad_id, log=None, *, eo
     buffer = sgo.ReplayBuffer(params.buffer_capacity, seed=f"{run.seed}:imitkd:buffer")
     rng = sgo.decision_rng(run.seed, "imitkd")
     ratio = params.sgo_ratio
+    total = max(1, run.total_steps(len(train_items)))
+    schedule = {"step": 0, "probability": 0.0}  # checkpointed with the method state when the schedule is linear
+
+    def sgo_probability() -> float:
+        if params.schedule == "constant":
+            return ratio
+        step = schedule["step"]
+        schedule["step"] += 1
+        schedule["probability"] = ratio * min(1.0, step / max(1, total - 1))
+        return schedule["probability"]
+
+    parts = {"schedule": schedule} if params.schedule == "linear" else {}  # constant: the state as before
 
     def make_batch(items):
-        if rng.random() < ratio:
+        if rng.random() < sgo_probability():
             buffer.push(sampler.sample(student, items))
             return sgo.collate_flagged(buffer.sample(len(items)), pad_id, True)
         return sgo.collate_flagged(items, pad_id, False)
@@ -46,10 +68,12 @@ def train(student, teacher, train_items, dev_items, run, pad_id, log=None, *, eo
     def on_epoch_end(epoch, row):
         extra = {"buffer_size": len(buffer), "n_sgo_generated": sampler.n_sequences,
                  "sgo_mean_len": sampler.mean_length()}
+        if params.schedule == "linear":
+            extra["sgo_probability"] = schedule["probability"]  # at the epoch's last step
         sampler.reset_counts()
         return extra
 
     return fit(student, train_items, dev_items, run.train, pad_id, loss_fn, log,
                desc=f"student[imitkd-{run.kd.objective}]", make_batch=make_batch, on_epoch_end=on_epoch_end,
-               seed=run.seed, state=sgo.MethodState(rng=rng, buffer=buffer, sampler=sampler), resume=resume,
-               on_step=on_step)
+               seed=run.seed, state=sgo.MethodState(rng=rng, buffer=buffer, sampler=sampler, **parts),
+               resume=resume, on_step=on_step)

@@ -3,8 +3,9 @@ teacher-mixed distribution ``p̃ = (1 − α) q + α p`` (α = 0.2), with
 
 * single-step regularization: the per-position reverse KL computed exactly over the vocabulary (its
   gradient replaces the token's own reward in the policy gradient);
-* long-term reward with length normalization: ``A_t = (1/(T−t)) Σ_{t' > t} r_t'``,
-  ``r_t = log p(y_t | y<t, x) − log q_old(y_t | y<t, x)`` (the paper's R_{t+1}^Norm);
+* long-term reward with length normalization: ``A_t = (1/(T−t)) Σ_{t' > t} γ^{t'−t−1} r_t'``,
+  ``r_t = log p(y_t | y<t, x) − log q_old(y_t | y<t, x)`` (the paper's R_{t+1}^Norm; ``gamma`` γ = 1 by
+  default, the paper's formula; the LMOps code discounts with 0.95, ``protocol: paper``);
 * importance weight ``w_t = q_old(y_t)/p̃(y_t)`` (per token, as the paper approximates) and a PPO-style
   clipped ratio ``ρ_t = w_t · q_θ(y_t)/q_old(y_t)``, clipped to [1 − ε, 1 + ε];
 * plus ``lm_weight`` × LM loss on the batch's public ground truth (MiniLLM's L_PT).
@@ -34,20 +35,30 @@ class MiniLLMParams(OnPolicyParams):
     length_norm: bool = True
     single_step_reg: bool = True
     whiten: bool = True
+    gamma: Fraction = 1.0
 
 
 def _gather(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
 
-def future_mean_rewards(rewards: torch.Tensor, mask: torch.Tensor, length_norm: bool = True) -> torch.Tensor:
-    """``A_t = Σ_{t' > t} r_t'`` over masked positions, divided by their number when ``length_norm``
-    (MiniLLM's length-normalised long-term reward R_{t+1}^Norm); 0 where nothing follows, and off the mask."""
+def future_mean_rewards(
+    rewards: torch.Tensor, mask: torch.Tensor, length_norm: bool = True, gamma: float = 1.0
+) -> torch.Tensor:
+    """``A_t = Σ_{t' > t} γ^{t'−t−1} r_t'`` over masked positions, divided by their number when
+    ``length_norm`` (MiniLLM's length-normalised long-term reward R_{t+1}^Norm; LMOps divides its discounted
+    return the same way); 0 where nothing follows, and off the mask."""
     import torch
 
     mask = mask.to(rewards.dtype)
     r = rewards * mask
-    suffix = r.flip(-1).cumsum(-1).flip(-1) - r
+    if gamma == 1.0:
+        suffix = r.flip(-1).cumsum(-1).flip(-1) - r
+    else:
+        suffix, running = torch.zeros_like(r), torch.zeros_like(r[:, 0])
+        for t in range(r.shape[-1] - 1, -1, -1):
+            suffix[:, t] = running
+            running = r[:, t] + gamma * running
     if not length_norm:
         return suffix * mask
     count = mask.flip(-1).cumsum(-1).flip(-1) - mask
@@ -156,7 +167,7 @@ class _MiniLLM:
         mix = (1.0 - p.alpha) * _gather(q_warp, targets) + p.alpha * _gather(p_warp, targets)
         log_w = old_logq - torch.log(mix.clamp_min(1e-30))
         w = torch.exp(log_w.clamp(max=20.0)) * mask
-        adv = future_mean_rewards(rewards, mask, bool(p.length_norm))
+        adv = future_mean_rewards(rewards, mask, bool(p.length_norm), float(p.gamma))
         if p.whiten:
             adv = _whiten(adv, mask)
         lengths = mask.sum(-1).clamp_min(1.0)
