@@ -451,3 +451,106 @@ def test_minillm_disable_dropout_makes_train_mode_forwards_identical(tokenizer, 
         assert hist["clip_frac"].iloc[0] == 0.0
     assert model.config.resid_pdrop == 0.3
     assert all(m.p == 0.3 for m in model.modules() if isinstance(m, torch.nn.Dropout))
+
+
+# ------------------------------------------------------------------------- the pretraining LM loss
+def test_pretrain_batches_cycle_seeded_and_resume(items, tokenizer):
+    from kdprivacy.kd.pretrain import PretrainBatches
+
+    pool = items["pretrain"]  # 8 items, batches of 3: a pass ends inside the third batch
+    batches = PretrainBatches(pool, 3, seed=0, pad_id=tokenizer.pad_token_id)
+    drawn = [batches.next() for _ in range(3)]
+    first = [b["input_ids"] for b in drawn]
+    rows = [tuple(r[m.bool()].tolist()) for b in drawn for r, m in zip(b["input_ids"], b["attention_mask"])]
+    # the first pass: every item exactly once (then the second pass begins)
+    assert sorted(rows[:8]) == sorted(tuple(i.prompt_ids + i.response_ids) for i in pool)
+    state = batches.state_dict()
+    after = [batches.next()["input_ids"] for _ in range(4)]
+    again = PretrainBatches(pool, 3, seed=0, pad_id=tokenizer.pad_token_id)
+    again.load_state_dict(state)
+    assert all(torch.equal(a, b) for a, b in zip(after, [again.next()["input_ids"] for _ in range(4)]))
+    other = PretrainBatches(pool, 3, seed=1, pad_id=tokenizer.pad_token_id).next()["input_ids"]
+    assert not torch.equal(other, first[0])
+    with pytest.raises(ValueError, match="pretrain pool"):
+        PretrainBatches([], 3, seed=0, pad_id=0)
+
+
+def test_pretrain_term_is_ce_and_forward_kl_on_every_token(items, tokenizer, teacher, student0):
+    from kdprivacy.kd import objectives
+    from kdprivacy.kd.pretrain import pretrain_term
+
+    batch = encoding.collate(items["pretrain"][:4], tokenizer.pad_token_id)
+    with torch.no_grad():
+        ce, stats = pretrain_term(student0, teacher, batch, 0.0)
+        assert ce.item() == pytest.approx(losses.lm_loss(student0, batch, on="all")[0].item(), rel=1e-6)
+        assert set(stats) == {"pretrain_lm_loss"}
+        kd_only, stats = pretrain_term(student0, teacher, batch, 1.0)
+        s, _, mask = encoding.shift_for_causal_lm(losses.forward_logits(student0, batch), batch["input_ids"],
+                                                  batch["attention_mask"])
+        kl = objectives.forward_kl(s, losses.forward_logits(teacher, batch)[:, :-1], mask)
+        assert kd_only.item() == pytest.approx(kl.item(), rel=1e-5) and kl.item() > 0
+        half, _ = pretrain_term(student0, teacher, batch, 0.5)
+        assert half.item() == pytest.approx(0.5 * ce.item() + 0.5 * kl.item(), rel=1e-5)
+        same, stats = pretrain_term(teacher, teacher, batch, 1.0)  # the teacher as its own student: KL 0
+        assert abs(same.item()) < 1e-6 and stats["pretrain_kd_loss"] == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("method", ["imitkd", "distillm", "minillm"])
+def test_pretrain_loss_reaches_the_on_policy_methods(method, student0, teacher, items, tokenizer):
+    params = {"pretrain_weight": 1.0, "pretrain_kd_ratio": 0.5}
+    _, hist = _run(method, student0, teacher, items, tokenizer, _cfg(method, epochs=1, params=params),
+                   pretrain_items=items["pretrain"])
+    assert (hist["pretrain_lm_loss"] > 0).all() and (hist["pretrain_kd_loss"] > 0).all()
+    _, off = _run(method, student0, teacher, items, tokenizer, _cfg(method, epochs=1))
+    assert "pretrain_lm_loss" not in off
+    with pytest.raises(ValueError, match="pretrain_weight > 0"):
+        _run(method, student0, teacher, items, tokenizer, _cfg(method, epochs=1), pretrain_items=items["pretrain"])
+    with pytest.raises(ValueError, match="pretrain pool"):
+        _run(method, student0, teacher, items, tokenizer, _cfg(method, epochs=1, params=params))
+
+
+def test_pretrain_loss_resumes_exactly(tmp_path, student0, teacher, items, tokenizer):
+    from kdprivacy import checkpoint
+
+    run = MethodRun.model_validate({**_cfg("distillm", epochs=2, batch_size=4,
+                                           params={"pretrain_weight": 1.0, "init_threshold": 0.5}),
+                                    "train": {"epochs": 2, "lr": 3e-3, "batch_size": 4,
+                                              "checkpoint_every_steps": 2}})
+
+    class Killed(Exception):
+        pass
+
+    def kill_after(n):
+        def on_step(step):
+            if step >= n:
+                raise Killed
+        return on_step
+
+    def train(resume=None, on_step=None):
+        return registry.train_method(copy.deepcopy(student0), teacher, items["public"], items["dev"], run,
+                                     tokenizer.pad_token_id, LOG, eos_id=tokenizer.eos_token_id, resume=resume,
+                                     on_step=on_step, pretrain_items=items["pretrain"])
+
+    reference, ref_history = train()
+    resume = checkpoint.Resume(tmp_path / "r", "fp")
+    with pytest.raises(Killed):
+        train(resume, kill_after(5))
+    model, history = train(resume)
+    for (name, a), b in zip(reference.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert history["pretrain_lm_loss"].tolist() == ref_history["pretrain_lm_loss"].tolist()
+
+
+def test_student_job_reads_the_pretrain_pool(tmp_path, manifest, tokenizer, teacher, student0):
+    manifest_path = tmp_path / "manifest.parquet"
+    manifest.to_parquet(manifest_path, index=False)
+    for name, model in (("teacher", teacher), ("base", student0)):
+        models.save_model(model, tokenizer, tmp_path / name)
+    cfg = {**_cfg("distillm", epochs=1, batch_size=8, params={"pretrain_weight": 0.5}),
+           "base": {"name_or_path": str(tmp_path / "base")}, "teacher": {"name_or_path": str(tmp_path / "teacher")}}
+    _, _, hist = jobs.train_student_from_cfg(StudentRun.model_validate(cfg), manifest_path, LOG)
+    assert (hist["pretrain_lm_loss"] > 0).all()
+    no_pretrain = manifest[manifest["pool"] != "pretrain"]
+    no_pretrain.to_parquet(manifest_path, index=False)
+    with pytest.raises(ValueError, match="pretrain pool"):
+        jobs.train_student_from_cfg(StudentRun.model_validate(cfg), manifest_path, LOG)

@@ -133,7 +133,8 @@ def test_an_eighth_method_is_one_file_and_one_registry_line(tmp_path):
     assert found["enum"] == [*METHODS, "dummy"]
     assert found["block"] and found["params"] == {"strength": 0.5} and found["uses_teacher"]
     assert found["kd_methods"][-1] == "dummy"
-    assert found["result"] == ["dummy", 0.5, ["eos_id", "guard", "on_step", "resume", "teacher_generations"]]
+    assert found["result"] == ["dummy", 0.5, ["eos_id", "guard", "on_step", "pretrain_items", "resume",
+                                              "teacher_generations"]]
     assert found["refused"]
 
 

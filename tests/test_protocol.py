@@ -134,3 +134,20 @@ def test_paper_protocol_sets_minillm_discount_and_gkd_loss_temperature():
     name = next(n for n, s in raw["families"]["gpt2"]["students"].items() if s["method"] == "minillm")
     raw["families"]["gpt2"]["students"][name]["minillm"] = {"gamma": 0.5}
     assert validate_config(raw).families["gpt2"].students[name].minillm.gamma == 0.5
+
+
+def test_paper_pretraining_loss_needs_a_pretrain_pool():
+    """protocol: paper turns on the pretraining LM loss (imitkd, distillm, minillm); a split whose halves take
+    every remaining example leaves no pretrain pool: a planning error naming the students, not a failed job."""
+    raw = demo()
+    raw["protocol"] = "paper"
+    students = validate_config(raw).families["gpt2"].students.values()
+    assert {s.method: s.params.pretrain_weight for s in students if s.method in ("imitkd", "distillm",
+                                                                                  "minillm")} == {
+        "imitkd": 1.0, "distillm": 1.0, "minillm": 1.0}
+    assert next(s for s in students if s.method == "minillm").minillm.pretrain_kd_ratio == 0.5
+    raw["data"]["split"]["public"] = None
+    with pytest.raises(ConfigError, match="pretrain_weight > 0 reads the pretrain pool"):
+        validate_config(raw)
+    raw["protocol"] = "ours"
+    validate_config(raw)  # no pretraining loss: the halves are fine

@@ -141,6 +141,18 @@ class Config(Strict):
         if ext is not None and ext.family is not None:
             if ext.family not in self.families or ext.base not in self.families[ext.family].bases:
                 raise ValueError(f"attacks.external_reference: no base '{ext.base}' in family '{ext.family}'")
+        split = self.data.split
+        if split.private is None or split.public is None:  # the halves take every example left: no pretrain pool
+            wanting = [f"families.{f}.students.{n}" for f, fam in self.families.items()
+                       for n, (s, _, _) in fam.all_students().items()
+                       if float(getattr(s.params, "pretrain_weight", 0.0) or 0.0) > 0]
+            if wanting:
+                raise ValueError(
+                    f"{', '.join(wanting[:3])}{f' and {len(wanting) - 3} more' if len(wanting) > 3 else ''}: "
+                    "pretrain_weight > 0 reads the pretrain pool, but data.split gives every "
+                    "example left to private/public (one of them is null); set both sizes so that some remain "
+                    f"(protocol: {self.protocol} sets pretrain_weight 1.0 where it is unset)"
+                )
         return self
 
 

@@ -55,6 +55,28 @@ TRAINING_DEVIATIONS: list[Deviation] = [
         "length); the MiniLLM paper's formula sums the future rewards undiscounted",
         when={"method": "minillm"},
     ),
+    *[
+        Deviation(
+            f"families.*.students.*.{method}.pretrain_weight", 1.0, "0 (no pretraining LM loss)",
+            "the authors' code (DistiLLM's finetune.py / LMOps MiniLLM, lm_coef 1) adds an LM loss on a batch of "
+            "the pretraining corpus at every step (kdprivacy/kd/pretrain.py: our pretrain pool); we train on "
+            "the public pool alone, so that the students' data is exactly what the study names",
+            when={"method": method},
+        )
+        for method in ("imitkd", "distillm", "minillm")
+    ],
+    Deviation(
+        "families.*.students.*.minillm.pretrain_kd_ratio", 0.5, "0 (the pretraining loss, when on, is CE only)",
+        "LMOps MiniLLM's pt_loss is 0.5 CE + 0.5 forward KL to the teacher on the pretraining batch (kd_ratio "
+        "0.5)",
+        when={"method": "minillm"},
+    ),
+    Deviation(
+        "families.*.students.*.minillm.lm_weight", 0.0, "1.0 (CE on the public batch: the paper's L_PT)",
+        "LMOps MiniLLM has no cross-entropy on the instruction batch: its L_PT is the pretraining loss above; "
+        "ours is the public ground truth's CE (the MiniLLM paper's L_PT on the SFT data)",
+        when={"method": "minillm"},
+    ),
     Deviation(
         "families.*.students.*.gkd.temperature_in_loss", False, "true (kd.temperature divides both logits)",
         "TRL's GKDTrainer uses its temperature for sampling only and takes the generalized JSD at temperature 1; "

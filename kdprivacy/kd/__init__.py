@@ -83,7 +83,8 @@ REVERSE_OBJECTIVES = ("rkl", "srkl")  # the student's distribution first (mode-s
 
 
 def train_method(student, teacher, train_items, dev_items, run, pad_id: int, log=None, teacher_generations=None, *,
-                 eos_id: int | None = None, guard: Callable | None = None, resume=None, on_step=None):
+                 eos_id: int | None = None, guard: Callable | None = None, resume=None, on_step=None,
+                 pretrain_items=None):
     """Train ``student`` with ``run.method`` (``run``: :class:`kdprivacy.train.runs.MethodRun`).
 
     ``guard(ids)`` is run on every batch of generated data and on ``teacher_generations`` (seqkd only);
@@ -93,15 +94,20 @@ def train_method(student, teacher, train_items, dev_items, run, pad_id: int, log
     DistiLLM's schedule, MiniLLM's live rollout), so a resumed run continues exactly. A method whose params
     have ``disable_dropout`` true (imitkd, gkd, minillm, distillm by default) trains the student with every
     dropout rate at 0 (:func:`kdprivacy.kd.dropout.dropout_off`; the saved config keeps its dropout).
+    ``pretrain_items``: the pretrain pool, for a method whose params set ``pretrain_weight`` > 0
+    (:mod:`kdprivacy.kd.pretrain`); refused otherwise.
     """
     if run.method not in METHODS:
         raise ValueError(f"unknown student method {run.method!r}; choose one of {list(METHODS)}")
     if teacher_generations is not None and run.method != "seqkd":
         raise ValueError(f"teacher_generations are only used by seqkd, not {run.method!r}")
+    wants_pretrain = float(getattr(run.params, "pretrain_weight", 0.0) or 0.0) > 0
+    if pretrain_items is not None and not wants_pretrain:
+        raise ValueError(f"pretrain_items are only used with pretrain_weight > 0 (method {run.method!r})")
     from kdprivacy.kd.dropout import dropout_off
 
     # the on-policy methods' ``disable_dropout`` (default True): the student trains with dropout off
     with dropout_off(student, bool(getattr(run.params, "disable_dropout", False))):
         return METHODS[run.method].train(student, teacher, train_items, dev_items, run, pad_id, log,
                                          teacher_generations=teacher_generations, eos_id=eos_id, guard=guard,
-                                         resume=resume, on_step=on_step)
+                                         resume=resume, on_step=on_step, pretrain_items=pretrain_items)

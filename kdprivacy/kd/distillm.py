@@ -1,18 +1,19 @@
 """DistiLLM (Ko et al. 2024): skewed reverse KL ``KL(q ‖ skew·q + (1 − skew)·p)`` (skew 0.1) with the adaptive
 off-policy schedule (see :func:`adaptive_threshold` and :func:`train`).
 
-Its params are :class:`kdprivacy.kd.dropout.OnPolicyParams` (``disable_dropout``).
+Its params are :class:`kdprivacy.kd.pretrain.PretrainParams` (``disable_dropout``, and the optional
+pretraining LM loss: ``pretrain_weight``, ``pretrain_kd_ratio``).
 """
 
 from __future__ import annotations
 
 import math
 
-from kdprivacy.kd.dropout import OnPolicyParams
 from kdprivacy.fields import Fraction, NonNegFloat, PosInt
+from kdprivacy.kd.pretrain import PretrainParams
 
 
-class DistiLLMParams(OnPolicyParams):
+class DistiLLMParams(PretrainParams):
     skew: Fraction = 0.1
     init_threshold: Fraction = 0.2
     threshold_step: Fraction = 0.1
@@ -29,7 +30,7 @@ def adaptive_threshold(threshold: float, prev_loss: float, curr_loss: float, ste
 
 
 def train(student, teacher, train_items, dev_items, run, pad_id, log=None, *, eos_id=None, guard=None, resume=None,
-          on_step=None, **_):
+          on_step=None, pretrain_items=None, **_):
     """DistiLLM: skewed reverse KL ``srkl(alpha=skew)`` with the adaptive off-policy schedule.
 
     The schedule implemented (per batch, ``r ~ U(0, 1)`` from a seeded RNG, ``φ`` the SGO probability,
@@ -59,6 +60,7 @@ def train(student, teacher, train_items, dev_items, run, pad_id, log=None, *, eo
     import logging
 
     from kdprivacy.kd import sampling as sgo
+    from kdprivacy.kd.pretrain import with_pretrain
     from kdprivacy.kd.teacher import divergence_loss, prepare_teacher
     from kdprivacy.train.loop import fit
     from kdprivacy.train.losses import mean_nll
@@ -92,6 +94,9 @@ def train(student, teacher, train_items, dev_items, run, pad_id, log=None, *, eo
             return sgo.collate_flagged(buffer.sample(len(items)), pad_id, True, fresh=False)
         return sgo.collate_flagged(items, pad_id, False, fresh=False)
 
+    make_batch, loss_fn, pretrain_parts = with_pretrain(p, pretrain_items, teacher, make_batch, loss_fn,
+                                                        run.train.batch_size, run.seed, pad_id)
+
     def on_epoch_end(epoch, row):
         phi = state["phi"]
         new_phi = adaptive_threshold(phi, state["prev"], row["dev_loss"], p.threshold_step, float(p.loss_eps))
@@ -107,5 +112,6 @@ def train(student, teacher, train_items, dev_items, run, pad_id, log=None, *, eo
 
     return fit(student, train_items, dev_items, run.train, pad_id, loss_fn, log, desc="student[distillm]",
                make_batch=make_batch, on_epoch_end=on_epoch_end, seed=run.seed,
-               state=sgo.MethodState(rng=rng, buffer=buffer, sampler=sampler, schedule=state), resume=resume,
+               state=sgo.MethodState(rng=rng, buffer=buffer, sampler=sampler, schedule=state, **pretrain_parts),
+               resume=resume,
                on_step=on_step)

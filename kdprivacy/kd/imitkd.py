@@ -9,25 +9,26 @@ ground truth, decays linearly from 1 to 0 over training): the SGO probability at
 ``sgo_ratio * i / I``, from 0 at the first step to ``sgo_ratio`` at the last. ``constant`` (default) is the
 DistiLLM code's ``mixed-fkl`` that the authors ran.
 
-Its params are :class:`kdprivacy.kd.dropout.OnPolicyParams` (``disable_dropout``).
+Its params are :class:`kdprivacy.kd.pretrain.PretrainParams` (``disable_dropout``, and the optional
+pretraining LM loss: ``pretrain_weight``, ``pretrain_kd_ratio``).
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from kdprivacy.kd.dropout import OnPolicyParams
 from kdprivacy.fields import Fraction, PosInt
+from kdprivacy.kd.pretrain import PretrainParams
 
 
-class ImitKDParams(OnPolicyParams):
+class ImitKDParams(PretrainParams):
     sgo_ratio: Fraction = 1.0
     buffer_capacity: PosInt = 1000
     schedule: Literal["constant", "linear"] = "constant"
 
 
 def train(student, teacher, train_items, dev_items, run, pad_id, log=None, *, eos_id=None, guard=None, resume=None,
-          on_step=None, **_):
+          on_step=None, pretrain_items=None, **_):
     """ImitKD: SGO batches (probability ``sgo_ratio``, or annealed up to it: ``schedule``) come from a replay
     buffer of student samples.
 
@@ -36,6 +37,7 @@ def train(student, teacher, train_items, dev_items, run, pad_id, log=None, *, eo
     the SGO probability at the epoch's last step).
     """
     from kdprivacy.kd import sampling as sgo
+    from kdprivacy.kd.pretrain import with_pretrain
     from kdprivacy.kd.teacher import divergence_of, kd_loss_fn, prepare_teacher
     from kdprivacy.train.loop import fit
 
@@ -57,13 +59,16 @@ def train(student, teacher, train_items, dev_items, run, pad_id, log=None, *, eo
         schedule["probability"] = ratio * min(1.0, step / max(1, total - 1))
         return schedule["probability"]
 
-    parts = {"schedule": schedule} if params.schedule == "linear" else {}  # constant: the state as before
 
     def make_batch(items):
         if rng.random() < sgo_probability():
             buffer.push(sampler.sample(student, items))
             return sgo.collate_flagged(buffer.sample(len(items)), pad_id, True)
         return sgo.collate_flagged(items, pad_id, False)
+
+    parts = {"schedule": schedule} if params.schedule == "linear" else {}  # constant: the state as before
+    make_batch, loss_fn, pretrain_parts = with_pretrain(params, pretrain_items, teacher, make_batch, loss_fn,
+                                                        run.train.batch_size, run.seed, pad_id)
 
     def on_epoch_end(epoch, row):
         extra = {"buffer_size": len(buffer), "n_sgo_generated": sampler.n_sequences,
@@ -75,5 +80,5 @@ def train(student, teacher, train_items, dev_items, run, pad_id, log=None, *, eo
 
     return fit(student, train_items, dev_items, run.train, pad_id, loss_fn, log,
                desc=f"student[imitkd-{run.kd.objective}]", make_batch=make_batch, on_epoch_end=on_epoch_end,
-               seed=run.seed, state=sgo.MethodState(rng=rng, buffer=buffer, sampler=sampler, **parts),
+               seed=run.seed, state=sgo.MethodState(rng=rng, buffer=buffer, sampler=sampler, **parts, **pretrain_parts),
                resume=resume, on_step=on_step)

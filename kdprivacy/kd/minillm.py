@@ -13,21 +13,22 @@ teacher-mixed distribution ``p̃ = (1 − α) q + α p`` (α = 0.2), with
 ``ppo_epochs`` consecutive optimizer steps reuse one rollout (q_old fixed at sampling time). torch is
 imported where it is used, so that the config can read :class:`MiniLLMParams` without it.
 
-Its params are :class:`kdprivacy.kd.dropout.OnPolicyParams` (``disable_dropout``).
+Its params are :class:`kdprivacy.kd.pretrain.PretrainParams` (``disable_dropout``, and the optional
+pretraining LM loss: ``pretrain_weight``, ``pretrain_kd_ratio``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kdprivacy.kd.dropout import OnPolicyParams
 from kdprivacy.fields import Fraction, NonNegFloat, PosFloat, PosInt
+from kdprivacy.kd.pretrain import PretrainParams
 
 if TYPE_CHECKING:
     import torch
 
 
-class MiniLLMParams(OnPolicyParams):
+class MiniLLMParams(PretrainParams):
     alpha: Fraction = 0.2
     clip_eps: PosFloat = 0.2
     lm_weight: NonNegFloat = 1.0
@@ -210,7 +211,7 @@ class _MiniLLM:
 
 
 def train(student, teacher, train_items, dev_items, run, pad_id, log=None, *, eos_id=None, guard=None, resume=None,
-          on_step=None, **_):
+          on_step=None, pretrain_items=None, **_):
     """MiniLLM: policy-gradient reverse KL on teacher-mixed samples (see the module docstring).
 
     History (epoch means): ``reward`` (per-token mean of r_t per rollout sequence; a Monte Carlo estimate of
@@ -223,18 +224,24 @@ def train(student, teacher, train_items, dev_items, run, pad_id, log=None, *, eo
     training batch from that batch's public prompts (their code keeps a 256-rollout store and runs 4 PPO
     epochs over it: set ``ppo_epochs`` to reuse a rollout for several steps); no reward scaling/clipping.
     """
-    from kdprivacy.kd.sampling import eos_id_of
+    from kdprivacy.kd.pretrain import with_pretrain
+    from kdprivacy.kd.sampling import MethodState, eos_id_of
     from kdprivacy.kd.teacher import prepare_teacher
     from kdprivacy.train.loop import fit
 
     teacher = prepare_teacher(student, teacher, "minillm")
     state = _MiniLLM(student, teacher, run, pad_id, eos_id_of(student, eos_id), guard)
 
+    make_batch, loss_fn, pretrain_parts = with_pretrain(state.p, pretrain_items, teacher, state.make_batch,
+                                                        state.loss_fn, run.train.batch_size, run.seed, pad_id)
+    # without the pretraining loss the method state is the rollout object itself, as before
+    method_state = MethodState(minillm=state, **pretrain_parts) if pretrain_parts else state
+
     def on_epoch_end(epoch, row):
         extra = {"n_sgo_generated": state.sampler.n_sequences}
         state.sampler.reset_counts()
         return extra
 
-    return fit(student, train_items, dev_items, run.train, pad_id, state.loss_fn, log, desc="student[minillm]",
-               make_batch=state.make_batch, on_epoch_end=on_epoch_end, seed=run.seed, state=state, resume=resume,
+    return fit(student, train_items, dev_items, run.train, pad_id, loss_fn, log, desc="student[minillm]",
+               make_batch=make_batch, on_epoch_end=on_epoch_end, seed=run.seed, state=method_state, resume=resume,
                on_step=on_step)

@@ -191,7 +191,11 @@ def train_student_from_cfg(run: StudentRun, manifest_path, log=None, teacher_gen
         return encode_frame(tokenizer, select_pools(manifest, [pool]), run.max_length, run.max_prompt_length)
 
     train, dev = encode(pools["train"]), encode(pools["dev"])
-    assert_student_pools(manifest, [item.id for item in (*train, *dev)])
+    pretrain = None
+    if float(getattr(run.params, "pretrain_weight", 0.0) or 0.0) > 0:  # the authors' pretraining LM loss
+        assert_student_pools(manifest, [], pools=["pretrain"])
+        pretrain = encode("pretrain")
+    assert_student_pools(manifest, [item.id for item in (*train, *dev, *(pretrain or []))])
     generated_guard = pool_guard(manifest, [pools["train"]], f"{method} generated training data")
     teacher_generations = None
     if teacher_generations_path is not None:
@@ -205,5 +209,5 @@ def train_student_from_cfg(run: StudentRun, manifest_path, log=None, teacher_gen
         models.assert_same_vocabulary(teacher_tokenizer, tokenizer)
     model, history = train_method(model, teacher, train, dev, run, tokenizer.pad_token_id, log, teacher_generations,
                                   eos_id=tokenizer.eos_token_id, guard=generated_guard, resume=resume,
-                                  on_step=on_step)
+                                  on_step=on_step, pretrain_items=pretrain)
     return finish_trained(model, run.base), tokenizer, history

@@ -1,4 +1,5 @@
-"""Pool guards (pitfalls.md): students only ever read the public/dev pools, and nothing derived from the
+"""Pool guards (pitfalls.md): students only ever read the public/dev pools (and the pretrain pool, the public
+pretraining corpus, for the optional pretraining LM loss), and nothing derived from the
 tokenizer/base pretraining may read private or non-member examples; plus loading a manifest's pools as
 encoded training items.
 """
@@ -13,7 +14,7 @@ from kdprivacy.data.manifest import select_pool
 from kdprivacy.encoding import Encoded, encode_frame, format_prompt
 
 SECRET_POOLS = ("private", "nonmember")  # what membership is measured on: never train students/bases on it
-STUDENT_POOLS = ("public", "dev")
+STUDENT_POOLS = ("public", "dev", "pretrain")
 
 
 def read_manifest(manifest_path) -> pd.DataFrame:
@@ -36,7 +37,7 @@ def refuse_secret_pools(pools: Iterable[str], what: str) -> None:
 
 
 def assert_student_pools(manifest: pd.DataFrame, ids: Iterable[str], pools: Iterable[str] | None = None) -> None:
-    """Guarantee: a student only ever reads public/dev examples.
+    """Guarantee: a student only ever reads public/dev (and pretrain) examples.
 
     Raises ``AssertionError`` (explicitly, so ``python -O`` cannot strip it) if a requested pool is not
     public/dev, or if any id is unknown to the manifest or belongs to a private/non-member row.
