@@ -83,6 +83,7 @@ family.pop("ablations", None)
 raw["blocks"], raw["utility"] = {"enabled": False}, {"enabled": False}
 yaml.safe_dump(raw, open(sys.argv[2], "w"), sort_keys=False)
 PY
+mkdir -p "$work" && cp "$cfg" "$work/smoke-slurm.yaml"  # the config of this run, for .ci/container-smoke.sh
 
 echo "== smoke config (spine) through the SLURM executor in $work"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1

@@ -35,7 +35,8 @@ def test_apptainer_recipe_is_generated_from_the_dockerfile():
 
 def test_dockerfile_gpu_stack():
     text = DOCKERFILE.read_text()
-    assert re.search(r"^FROM nvidia/cuda:\S+", text, re.M), "CUDA base image"
+    assert re.search(r"^ARG BASE=nvidia/cuda:\S+\nFROM \$\{BASE\}", text, re.M), "CUDA base image by default"
+    assert re.search(r"^ARG FLAVOUR=gpu$", text, re.M), "the GPU flavour is the default"
     assert "python3.11 -m venv" in text
     for package in ("torch", "peft", "bitsandbytes", "accelerate", "snakemake"):
         assert re.search(rf'"{package}[><=]', text), package
@@ -45,8 +46,8 @@ def test_dockerfile_gpu_stack():
 
 
 def test_dockerfile_installs_the_package_dependencies():
-    """Every runtime dependency of pyproject.toml, with the same version range (the image holds the deps;
-    the package itself is imported from the repository)."""
+    """Every runtime dependency of pyproject.toml, with the same version range (installed before the package,
+    which goes in with --no-deps)."""
     tomllib = pytest.importorskip("tomllib") if sys.version_info >= (3, 11) else pytest.importorskip("tomli")
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     text = DOCKERFILE.read_text()
@@ -62,15 +63,30 @@ def test_dockerfile_torch_matches_the_image_cuda():
     from packaging.requirements import Requirement
 
     text = DOCKERFILE.read_text()
-    cuda = re.search(r"^FROM nvidia/cuda:(\d+)\.(\d+)\.", text, re.M)
-    pin = re.search(r'pip install "torch==([^"]+)" --index-url \S+/whl/cu(\d+)', text)
-    assert cuda and pin, "FROM nvidia/cuda:X.Y.Z and a pinned torch from a cuXYZ wheel index"
-    assert pin.group(2) == cuda.group(1) + cuda.group(2), (pin.group(2), cuda.groups())
-    assert f"startswith('{cuda.group(1)}.{cuda.group(2)}')" in text  # the build asserts the runtime
+    cuda = re.search(r"^ARG BASE=nvidia/cuda:(\d+)\.(\d+)\.", text, re.M)
+    index = re.search(r"^ARG TORCH_INDEX=\S+/whl/cu(\d+)$", text, re.M)
+    pin = re.search(r'pip install "torch==([^"]+)" --index-url "\$TORCH_INDEX"', text)
+    assert cuda and index and pin, "ARG BASE=nvidia/cuda:X.Y.Z and a pinned torch from a cuXYZ wheel index"
+    assert index.group(1) == cuda.group(1) + cuda.group(2), (index.group(1), cuda.groups())
+    # the build asserts the runtime: TORCH_CUDA's default is the base image's CUDA
+    assert re.search(rf"^ARG TORCH_CUDA={cuda.group(1)}\.{cuda.group(2)}$", text, re.M)
+    assert "assert v.startswith(want)" in text and '"$TORCH_CUDA"' in text
     tomllib = pytest.importorskip("tomllib") if sys.version_info >= (3, 11) else pytest.importorskip("tomli")
     deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     torch_req = next(Requirement(d) for d in deps if Requirement(d).name == "torch")
     assert pin.group(1) in torch_req.specifier, (pin.group(1), str(torch_req.specifier))
+
+
+def test_dockerfile_installs_the_package_and_has_a_cpu_flavour():
+    text = DOCKERFILE.read_text()
+    assert "COPY kdprivacy /opt/kdprivacy/kdprivacy" in text and "pip install --no-deps /opt/kdprivacy" in text
+    assert 'if [ "$FLAVOUR" = gpu ]' in text and "FLAVOUR must be gpu or cpu" in text
+    # the CI's CPU build passes exactly these build arguments, each declared by the recipe
+    ci = (REPO / ".ci" / "container-smoke.sh").read_text()
+    for arg in set(re.findall(r"--build-arg (\w+)=", ci)):
+        assert re.search(rf"^ARG {arg}\b", text, re.M), arg
+    ignore = (REPO / ".dockerignore").read_text().split()
+    assert {".venv", "results", ".snakemake"} <= {line.strip("/") for line in ignore}
 
 
 # ------------------------------------------------------------------------------------------- profile

@@ -211,15 +211,9 @@ def secret_frame():
     })
 
 
-def test_canary_exposure_hand_made_likelihood_ordering(tokenizer, monkeypatch):
-    """A fake scorer whose log-likelihood is fixed per substituted name: the rank follows that ordering."""
-    frame = secret_frame().iloc[:1]
-    true = frame.secret.item()
-    from kdprivacy.data.synthetic import secret_candidates
-    candidates = secret_candidates("person", 5, extraction.example_candidate_seed(7, "m0"), exclude=[true])
-    # hand-made ordering: candidates[0] and candidates[1] are more likely than the truth, the rest less
-    loglik = {candidates[0]: -1.0, candidates[1]: -2.0, true: -3.0, candidates[2]: -4.0, candidates[3]: -5.0,
-              candidates[4]: -6.0}
+def _fake_scorer(monkeypatch, tokenizer, loglik):
+    """score_examples replaced by one whose log-likelihood is fixed per substituted name (``loglik``); returns
+    the list of decoded responses it was asked to score."""
     seen = []
 
     def fake_score_examples(model, items, scoring_pass):
@@ -233,6 +227,19 @@ def test_canary_exposure_hand_made_likelihood_ordering(tokenizer, monkeypatch):
         return pd.DataFrame(rows)
 
     monkeypatch.setattr(extraction.scoring, "score_examples", fake_score_examples)
+    return seen
+
+
+def test_canary_exposure_hand_made_likelihood_ordering(tokenizer, monkeypatch):
+    """A fake scorer whose log-likelihood is fixed per substituted name: the rank follows that ordering."""
+    frame = secret_frame().iloc[:1]
+    true = frame.secret.item()
+    from kdprivacy.data.synthetic import secret_candidates
+    candidates = secret_candidates("person", 5, extraction.example_candidate_seed(7, "m0"), exclude=[true])
+    # hand-made ordering: candidates[0] and candidates[1] are more likely than the truth, the rest less
+    loglik = {candidates[0]: -1.0, candidates[1]: -2.0, true: -3.0, candidates[2]: -4.0, candidates[3]: -5.0,
+              candidates[4]: -6.0}
+    seen = _fake_scorer(monkeypatch, tokenizer, loglik)
     out = extraction.canary_exposure(None, tokenizer, frame, n_candidates=5, seed=7, batch_size=4,
                                        max_length=192, max_prompt_length=64)
     assert out.secret_rank.item() == 3.0
@@ -252,17 +259,7 @@ def test_canary_exposure_carries_the_extrapolated_exposure(tokenizer, monkeypatc
     from kdprivacy.data.synthetic import secret_candidates
     candidates = secret_candidates("person", 12, extraction.example_candidate_seed(7, "m0"), exclude=[true])
     loglik = {true: 0.0, **{c: -5.0 - 0.5 * i for i, c in enumerate(candidates)}}
-
-    def fake_score_examples(model, items, scoring_pass):
-        rows = []
-        for item in items:
-            text = tokenizer.decode(item.response_ids, skip_special_tokens=True)
-            (name,) = [n for n in loglik if n in text]
-            rows.append({"id": item.id, "n_tokens": 1, "token_logprobs": np.array([loglik[name]]),
-                         "token_mu": np.zeros(1), "token_sigma": np.ones(1)})
-        return pd.DataFrame(rows)
-
-    monkeypatch.setattr(extraction.scoring, "score_examples", fake_score_examples)
+    _fake_scorer(monkeypatch, tokenizer, loglik)
     out = extraction.canary_exposure(None, tokenizer, frame, n_candidates=12, seed=7, batch_size=4,
                                      max_length=192, max_prompt_length=64)
     assert out.exposure.item() == pytest.approx(math.log2(13))
