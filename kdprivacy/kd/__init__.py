@@ -101,7 +101,9 @@ def train_method(student, teacher, train_items, dev_items, run, pad_id: int, log
         raise ValueError(f"unknown student method {run.method!r}; choose one of {list(METHODS)}")
     if teacher_generations is not None and run.method != "seqkd":
         raise ValueError(f"teacher_generations are only used by seqkd, not {run.method!r}")
-    wants_pretrain = float(getattr(run.params, "pretrain_weight", 0.0) or 0.0) > 0
+    from kdprivacy.kd import pretrain
+
+    wants_pretrain = pretrain.wanted(run.params)
     if pretrain_items is not None and not wants_pretrain:
         raise ValueError(f"pretrain_items are only used with pretrain_weight > 0 (method {run.method!r})")
     from kdprivacy.kd.dropout import dropout_off

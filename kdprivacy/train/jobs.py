@@ -192,7 +192,9 @@ def train_student_from_cfg(run: StudentRun, manifest_path, log=None, teacher_gen
 
     train, dev = encode(pools["train"]), encode(pools["dev"])
     pretrain = None
-    if float(getattr(run.params, "pretrain_weight", 0.0) or 0.0) > 0:  # the authors' pretraining LM loss
+    from kdprivacy.kd import pretrain
+
+    if pretrain.wanted(run.params):  # the authors' pretraining LM loss
         assert_student_pools(manifest, [], pools=["pretrain"])
         pretrain = encode("pretrain")
     assert_student_pools(manifest, [item.id for item in (*train, *dev, *(pretrain or []))])
