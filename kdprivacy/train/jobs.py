@@ -191,13 +191,13 @@ def train_student_from_cfg(run: StudentRun, manifest_path, log=None, teacher_gen
         return encode_frame(tokenizer, select_pools(manifest, [pool]), run.max_length, run.max_prompt_length)
 
     train, dev = encode(pools["train"]), encode(pools["dev"])
-    pretrain = None
-    from kdprivacy.kd import pretrain
+    from kdprivacy.kd import pretrain as pretrain_loss
 
-    if pretrain.wanted(run.params):  # the authors' pretraining LM loss
+    pretrain_items = None
+    if pretrain_loss.wanted(run.params):  # the authors' pretraining LM loss
         assert_student_pools(manifest, [], pools=["pretrain"])
-        pretrain = encode("pretrain")
-    assert_student_pools(manifest, [item.id for item in (*train, *dev, *(pretrain or []))])
+        pretrain_items = encode("pretrain")
+    assert_student_pools(manifest, [item.id for item in (*train, *dev, *(pretrain_items or []))])
     generated_guard = pool_guard(manifest, [pools["train"]], f"{method} generated training data")
     teacher_generations = None
     if teacher_generations_path is not None:
@@ -211,5 +211,5 @@ def train_student_from_cfg(run: StudentRun, manifest_path, log=None, teacher_gen
         models.assert_same_vocabulary(teacher_tokenizer, tokenizer)
     model, history = train_method(model, teacher, train, dev, run, tokenizer.pad_token_id, log, teacher_generations,
                                   eos_id=tokenizer.eos_token_id, guard=generated_guard, resume=resume,
-                                  on_step=on_step, pretrain_items=pretrain)
+                                  on_step=on_step, pretrain_items=pretrain_items)
     return finish_trained(model, run.base), tokenizer, history
