@@ -141,13 +141,13 @@ class Config(Strict):
         if ext is not None and ext.family is not None:
             if ext.family not in self.families or ext.base not in self.families[ext.family].bases:
                 raise ValueError(f"attacks.external_reference: no base '{ext.base}' in family '{ext.family}'")
-        from kdprivacy.kd import pretrain
+        from kdprivacy.kd import wants_pretrain_loss
 
         split = self.data.split
         if split.private is None or split.public is None:  # the halves take every example left: no pretrain pool
             wanting = [f"families.{f}.students.{n}" for f, fam in self.families.items()
                        for n, (s, _, _) in fam.all_students().items()
-                       if pretrain.wanted(s.params)]
+                       if wants_pretrain_loss(s.params)]
             if wanting:
                 raise ValueError(
                     f"{', '.join(wanting[:3])}{f' and {len(wanting) - 3} more' if len(wanting) > 3 else ''}: "

@@ -82,6 +82,12 @@ OBJECTIVE_NAMES = tuple(OBJECTIVE_HPARAMS)
 REVERSE_OBJECTIVES = ("rkl", "srkl")  # the student's distribution first (mode-seeking): the reverse-KL claim
 
 
+def wants_pretrain_loss(params) -> bool:
+    """Whether a method's params (any Params block, or None) turn the pretraining LM loss on
+    (``pretrain_weight`` > 0, :mod:`kdprivacy.kd.pretrain`); torch-free, for the config's checks too."""
+    return float(getattr(params, "pretrain_weight", 0.0) or 0.0) > 0
+
+
 def train_method(student, teacher, train_items, dev_items, run, pad_id: int, log=None, teacher_generations=None, *,
                  eos_id: int | None = None, guard: Callable | None = None, resume=None, on_step=None,
                  pretrain_items=None):
@@ -101,9 +107,7 @@ def train_method(student, teacher, train_items, dev_items, run, pad_id: int, log
         raise ValueError(f"unknown student method {run.method!r}; choose one of {list(METHODS)}")
     if teacher_generations is not None and run.method != "seqkd":
         raise ValueError(f"teacher_generations are only used by seqkd, not {run.method!r}")
-    from kdprivacy.kd import pretrain
-
-    wants_pretrain = pretrain.wanted(run.params)
+    wants_pretrain = wants_pretrain_loss(run.params)
     if pretrain_items is not None and not wants_pretrain:
         raise ValueError(f"pretrain_items are only used with pretrain_weight > 0 (method {run.method!r})")
     from kdprivacy.kd.dropout import dropout_off

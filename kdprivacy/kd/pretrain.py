@@ -40,11 +40,6 @@ class PretrainParams(OnPolicyParams):
     )
 
 
-def wanted(params) -> bool:
-    """Whether a method's params (any Params block, or None) turn the pretraining LM loss on."""
-    return float(getattr(params, "pretrain_weight", 0.0) or 0.0) > 0
-
-
 class PretrainBatches:
     """Batches of ``batch_size`` pretrain items: a seeded permutation per pass, cycled; checkpointable."""
 

@@ -191,10 +191,10 @@ def train_student_from_cfg(run: StudentRun, manifest_path, log=None, teacher_gen
         return encode_frame(tokenizer, select_pools(manifest, [pool]), run.max_length, run.max_prompt_length)
 
     train, dev = encode(pools["train"]), encode(pools["dev"])
-    from kdprivacy.kd import pretrain as pretrain_loss
+    from kdprivacy.kd import wants_pretrain_loss
 
     pretrain_items = None
-    if pretrain_loss.wanted(run.params):  # the authors' pretraining LM loss
+    if wants_pretrain_loss(run.params):  # the authors' pretraining LM loss
         assert_student_pools(manifest, [], pools=["pretrain"])
         pretrain_items = encode("pretrain")
     assert_student_pools(manifest, [item.id for item in (*train, *dev, *(pretrain_items or []))])
