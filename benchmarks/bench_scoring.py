@@ -151,24 +151,15 @@ def memory_probe_params(mode: dict, impl: str) -> dict:
 
 
 def row_memory(mode: dict, ours: dict, base: dict) -> Row:
-    ratio = base["extra_mb"] / max(ours["extra_mb"], 1e-9)
     b, t, v = int(mode["mem_batch"]), int(mode["mem_length"]), int(mode["mem_vocab"])
     bt_v = b * t * v * 4 / 2**20
-    return Row(
-        item=f"scoring peak memory, {v // 1000}k vocabulary",
-        ours=f"{common.fmt_mb(ours['extra_mb'])} peak extra RSS",
-        baseline=f"{common.fmt_mb(base['extra_mb'])} peak extra RSS",
-        ratio=ratio, ratio_text=f"{ratio:.1f}x less memory",
-        goal="bounded (chunked); state ratio",
-        met=common.met(ours["extra_mb"] < base["extra_mb"]),
-        notes=[
-            f"batch {b} x {t} tokens x vocab {v}: one [B,T,V] float32 tensor = {common.fmt_mb(bt_v)}; "
-            f"ours chunks 512 response positions (one [512,V] float32 = "
-            f"{common.fmt_mb(512 * v * 4 / 2**20)})",
-            f"peak RSS above the loaded model, one fresh process per variant "
-            f"({'VmHWM reset' if ours.get('hwm_reset') else 'ru_maxrss'}); time of that single pass: "
-            f"ours {common.fmt_s(ours['seconds'])}, baseline {common.fmt_s(base['seconds'])}",
-            f"same statistics: |sum of token log-probs, ours - baseline| = "
-            f"{abs(ours['checksum'] - base['checksum']):.2e} (of {abs(base['checksum']):.4g})",
-        ],
-    )
+    return common.peak_memory_row(f"scoring peak memory, {v // 1000}k vocabulary", ours, base, [
+        f"batch {b} x {t} tokens x vocab {v}: one [B,T,V] float32 tensor = {common.fmt_mb(bt_v)}; "
+        f"ours chunks 512 response positions (one [512,V] float32 = "
+        f"{common.fmt_mb(512 * v * 4 / 2**20)})",
+        f"peak RSS above the loaded model, one fresh process per variant "
+        f"({'VmHWM reset' if ours.get('hwm_reset') else 'ru_maxrss'}); time of that single pass: "
+        f"ours {common.fmt_s(ours['seconds'])}, baseline {common.fmt_s(base['seconds'])}",
+        f"same statistics: |sum of token log-probs, ours - baseline| = "
+        f"{abs(ours['checksum'] - base['checksum']):.2e} (of {abs(base['checksum']):.4g})",
+    ])

@@ -68,6 +68,7 @@ MODES = {
         "mem_batch": 16,
         "mem_n": 16,
         "mem_length": 128,
+        "lens_mem_spec": {"arch": "gpt2", "n_layer": 4, "d_model": 128, "n_head": 4},  # per-block lens memory
         # generation
         "gen_n": 16,
         "gen_batch": 16,
@@ -107,6 +108,7 @@ MODES = {
         "mem_batch": 4,
         "mem_n": 4,
         "mem_length": 48,
+        "lens_mem_spec": {"arch": "gpt2", "n_layer": 2, "d_model": 32, "n_head": 2},
         "gen_n": 4,
         "gen_batch": 4,
         "gen_new_tokens": 6,
@@ -134,6 +136,16 @@ class Row:
             "item": self.item, "ours": self.ours, "baseline": self.baseline, "ratio": self.ratio,
             "ratio_text": self.ratio_text, "goal": self.goal, "met": self.met, "notes": list(self.notes),
         }
+
+
+def peak_memory_row(item: str, ours: dict, base: dict, notes: list[str]) -> Row:
+    """A peak-memory row from two probe results (``extra_mb``): ratio = baseline / ours, met when ours is
+    smaller (a bounded, chunked computation against one that materialises the full tensor)."""
+    ratio = base["extra_mb"] / max(ours["extra_mb"], 1e-9)
+    return Row(item=item, ours=f"{fmt_mb(ours['extra_mb'])} peak extra RSS",
+               baseline=f"{fmt_mb(base['extra_mb'])} peak extra RSS", ratio=ratio,
+               ratio_text=f"{ratio:.1f}x less memory", goal="bounded (chunked); state ratio",
+               met=met(ours["extra_mb"] < base["extra_mb"]), notes=notes)
 
 
 def met(ok: bool | None) -> str:

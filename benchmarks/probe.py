@@ -106,7 +106,22 @@ def mope_memory(params: dict) -> dict:
     return out
 
 
-PROBES = {"score_memory": score_memory, "mope_memory": mope_memory}
+def lens_memory(params: dict) -> dict:
+    """Per-block logit lens with a large vocabulary: one hooked pass (ours) or a full pass per block."""
+    from benchmarks import bench_blocks
+
+    items = _random_items(params["n"], params["length"], params["vocab"])
+    model = _gpt2(params["spec"], params["vocab"], params["length"])
+    with torch.inference_mode():
+        model(input_ids=torch.zeros((1, 4), dtype=torch.long))
+    run = bench_blocks.ours if params["impl"] == "ours" else bench_blocks.per_block_passes
+    out = _measure(lambda: run(model, items, params["batch"], 1))
+    lens, _ = out.pop("value")
+    out["checksum"] = float(sum(float(np.nansum(v, dtype=np.float64)) for v in lens.values()))
+    return out
+
+
+PROBES = {"score_memory": score_memory, "mope_memory": mope_memory, "lens_memory": lens_memory}
 
 
 def main(argv: list[str]) -> int:

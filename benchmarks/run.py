@@ -29,7 +29,7 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 from benchmarks import common  # noqa: E402
 from benchmarks.common import Row  # noqa: E402
 
-ITEMS = ("attacks", "memory", "mope", "kd", "generation", "demo")
+ITEMS = ("attacks", "memory", "mope", "blocks", "kd", "generation", "demo")
 README = Path(__file__).resolve().parent / "README.md"
 START, END = "<!-- benchmarks:results:start -->", "<!-- benchmarks:results:end -->"
 COMMAND = "python -m benchmarks.run"
@@ -70,7 +70,7 @@ def run(args) -> tuple[list[Row], dict]:
     if unknown:
         raise SystemExit(f"unknown --only item(s) {sorted(unknown)}; choose from {', '.join(ITEMS)}")
 
-    from benchmarks import bench_demo, bench_generation, bench_kd, bench_mope, bench_scoring
+    from benchmarks import bench_blocks, bench_demo, bench_generation, bench_kd, bench_mope, bench_scoring
 
     meta = {"mode": mode_name, "machine": common.machine_info(), "load_before": common.load_average()}
     started = time.perf_counter()
@@ -82,6 +82,9 @@ def run(args) -> tuple[list[Row], dict]:
     if "mope" in selected:
         for impl in mope_impls:
             probes.add(f"mope-{impl}", "mope_memory", bench_mope.memory_probe_params(mode, impl))
+    if "blocks" in selected:
+        for impl in ("ours", "baseline"):
+            probes.add(f"lens-{impl}", "lens_memory", bench_blocks.memory_probe_params(mode, impl))
 
     rows: list[Row] = []
     if "attacks" in selected:
@@ -95,6 +98,12 @@ def run(args) -> tuple[list[Row], dict]:
         rows += _guard(rows, "mope", lambda: bench_mope.bench_mope(mode)) or []
         row = _guard(rows, "mope memory", lambda: bench_mope.row_memory(
             mode, {impl: probes.result(f"mope-{impl}") for impl in mope_impls}))
+        rows += [row] if row else []
+    if "blocks" in selected:
+        row = _guard(rows, "per-block lens", lambda: bench_blocks.bench_blocks(mode))
+        rows += [row] if row else []
+        row = _guard(rows, "per-block lens memory", lambda: bench_blocks.row_memory(
+            mode, probes.result("lens-ours"), probes.result("lens-baseline")))
         rows += [row] if row else []
     if "kd" in selected:
         result = _guard(rows, "kd", lambda: bench_kd.bench_kd(mode))

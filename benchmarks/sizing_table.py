@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 HEAVY = ("train_teacher", "train_init", "train_student", "generate_teacher", "score_model", "score_reference",
-         "mope", "block_mope", "memorization", "utility")
+         "mope", "per_block", "memorization", "utility")
 
 
 def rows(configfile: Path) -> list[dict]:

@@ -306,9 +306,11 @@ def work_for(cfg, rule: str, wildcards: dict) -> Work:
     if rule == "mope":
         passes = cfg.attacks.mope.k + 1
         return Work([held], gpus=gpus).forward(held, passes * _eval_examples(cfg) * length)
-    if rule == "block_mope":
+    if rule == "per_block":
         blk = cfg.blocks
-        passes = n_layers(family, base) * blk.k * len(blk.sigmas) + 1
+        passes = n_layers(family, base) * blk.k * len(blk.sigmas) + 1 if "mope" in blk.signals else 0
+        if set(blk.signals) - {"mope"}:  # one hidden-state pass; its per-block logit lens ~ one more pass
+            passes += 2
         examples = _eval_examples(cfg, (blk.max_members, blk.max_nonmembers))
         return Work([held], gpus=gpus).forward(held, passes * examples * length)
     if rule == "memorization":
@@ -346,7 +348,7 @@ def plan_warnings(cfg) -> list[str]:
     for name, family in cfg.families.items():
         wc = {"family": name, "seed": str(cfg.seeds[0])}
         jobs = [("train_teacher", wc)] + [("train_student", {**wc, "student": s}) for s in family.all_students()]
-        jobs += [("block_mope", {**wc, "model": "teacher"})] if cfg.blocks.enabled else []
+        jobs += [("per_block", {**wc, "model": "teacher"})] if cfg.blocks.enabled else []
         for rule, wildcards in jobs:
             label = f"families.{name}: {rule}" + (f" {wildcards['student']}" if "student" in wildcards else "")
             out += warnings(label, work_for(cfg, rule, wildcards), cfg.resources)

@@ -1,5 +1,6 @@
 # Memorization (one greedy pass per model: the paper's positional match, exact and approximate
-# extraction, secrets and canary exposure), teacher-to-student inheritance, utility, per-block risk.
+# extraction, secrets and canary exposure), teacher-to-student inheritance, utility, per-block risk (the
+# logit lens and a linear probe at every block from one pass, and MoPe per block).
 
 
 rule memorization:
@@ -70,26 +71,36 @@ rule utility:
         "../scripts/utility.py"
 
 
-rule block_mope:
+rule per_block:
     input:
         manifest=rules.prepare_data.output.manifest,
         model=f"{R}/{{family}}/seed{{seed}}/models/{{model}}",
     output:
         per_block=f"{R}/{{family}}/seed{{seed}}/blocks/{{model}}.csv",
         spread=f"{R}/{{family}}/seed{{seed}}/blocks/{{model}}.spread.csv",
+        per_example=f"{R}/{{family}}/seed{{seed}}/blocks/{{model}}.examples.parquet",
     log:
-        f"{R}/logs/block_mope/{{family}}/seed{{seed}}/{{model}}.log",
+        f"{R}/logs/per_block/{{family}}/seed{{seed}}/{{model}}.log",
     benchmark:
-        f"{R}/benchmarks/block_mope/{{family}}/seed{{seed}}/{{model}}.tsv"
+        f"{R}/benchmarks/per_block/{{family}}/seed{{seed}}/{{model}}.tsv"
     conda:
         ENV
     threads: CFG.resources.threads
     resources:
-        mem_mb=mem_mb("block_mope"),
-        runtime=runtime("block_mope"),
-        gpu=gpus("block_mope"),
+        mem_mb=mem_mb("per_block"),
+        runtime=runtime("per_block"),
+        gpu=gpus("per_block"),
     params:
         cfg=blocks_cfg,
-        code=code("block_mope.py", "mia.jobs", "mia.blocks", "mia.scoring", "models"),
+        code=code(
+            "per_block.py",
+            "mia.jobs",
+            "mia.blocks",
+            "mia.probes",
+            "mia.perturb",
+            "mia.scoring",
+            "mia.attacks",
+            "models",
+        ),
     script:
-        "../scripts/block_mope.py"
+        "../scripts/per_block.py"

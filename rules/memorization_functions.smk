@@ -49,6 +49,10 @@ def blocks_cfg(wildcards):
     return {
         **{k: v for k, v in dump(blk).items() if k != "enabled"},
         "batch_size": blk.batch_size or CFG.evaluation.batch_size,
+        "min_k": CFG.attacks.min_k,
+        "min_k_count": CFG.attacks.min_k_count,
+        # the probe's extra negatives only: a population change reruns nothing else here
+        "population": dump(CFG.evaluation.population) if blk.probe.population_negatives else None,
         "sample_seed": CFG.evaluation.sample_seed,
         "bootstrap_seed": CFG.attacks.bootstrap_seed,
         "precision": CFG.evaluation.precision,

@@ -41,14 +41,15 @@ def test_quick_run_prints_a_ratio_per_item(quick_run):
     rows = [line for line in lines[lines.index(HEADER) + 2:] if line.startswith("| ")]
     items = " ".join(row.split(" | ")[0] for row in rows)
     for needle in ("token-level attacks", "50k vocabulary", "MoPe, whole model", "per-block MoPe",
-                   "MoPe memory", "forward KL", "generalized JSD", "cached top-k", "generation", "demo"):
+                   "MoPe memory", "per-block logit lens + pooled",
+                   "per-block logit lens peak memory", "forward KL", "generalized JSD", "cached top-k", "generation", "demo"):
         assert needle in items, (needle, items)
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split(" | ")]
         assert len(cells) == 6, row
         assert cells[5] in {"yes", "no", "n/a"}, row  # never "error"
     with_ratio = [row for row in rows if re.search(r"\d+(\.\d+)?x\b", row.split(" | ")[3])]
-    assert len(with_ratio) >= 8, rows
+    assert len(with_ratio) >= 10, rows
 
 
 def test_quick_run_reads_the_demo_benchmarks_and_writes_between_markers(quick_run):

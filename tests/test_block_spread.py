@@ -23,7 +23,7 @@ def table(rng, n_blocks=36, n=100, shift=0.5, strong_block=None, extra=0.0, sigm
     frames = []
     for b in range(n_blocks):
         score = rng.normal(size=n) + shift * y + (extra * y if b == strong_block else 0.0)
-        frames.append(pd.DataFrame({"block": b, "sigma": sigma, "id": ids, "label": y, "score": score}))
+        frames.append(pd.DataFrame({"signal": "mope", "block": b, "sigma": sigma, "id": ids, "label": y, "score": score}))
     return pd.concat(frames, ignore_index=True)
 
 

@@ -178,7 +178,9 @@ class Named(dict):
     __getattr__ = dict.__getitem__
 
 
-def test_block_mope_script(tmp_path):
+def test_per_block_script(tmp_path):
+    """scripts/per_block.py: every signal in one job; MoPe's sigma sweep, the hidden-state signals once per
+    block; the spread test per signal (and sigma)."""
     import runpy
     from pathlib import Path
     from types import SimpleNamespace
@@ -196,18 +198,30 @@ def test_block_mope_script(tmp_path):
     tok = models.train_tokenizer(list(manifest.response), 300)
     model = models.build_from_scratch({"arch": "llama", "n_layer": 2, "d_model": 16, "n_head": 2}, tok, 256, 0)
     models.save_model(model, tok, tmp_path / "model")
-    cfg = {"k": 2, "sigmas": [0.01, 0.02], "seed": 0, "batch_size": 8, "max_members": 6, "max_nonmembers": 6,
-           "n_bootstrap": 10, "max_length": 128, "max_prompt_length": 80, "sample_seed": 0, "bootstrap_seed": 0,
-           "precision": "fp32"}
-    out = {"per_block": str(tmp_path / "blocks.csv"), "per_example": str(tmp_path / "blocks.parquet")}
+    cfg = {"signals": ["mope", "lens_loss", "probe"], "k": 2, "sigmas": [0.01, 0.02], "seed": 0, "batch_size": 8,
+           "probe": {"folds": 3, "c": 1.0, "seed": 0, "population_negatives": True}, "min_k": 0.2,
+           "min_k_count": "ceil", "population": {"pools": ["dev"], "max_examples": 5, "seed": 0},
+           "max_members": 6, "max_nonmembers": 6, "n_bootstrap": 10, "max_length": 128, "max_prompt_length": 80,
+           "sample_seed": 0, "bootstrap_seed": 0, "precision": "fp32"}
+    out = {"per_block": str(tmp_path / "blocks.csv"), "spread": str(tmp_path / "blocks.spread.csv"),
+           "per_example": str(tmp_path / "blocks.parquet")}
     repo = Path(__file__).resolve().parents[1]
     smk = SimpleNamespace(scriptdir=str(repo / "scripts"), params=SimpleNamespace(cfg=cfg, code="c"),
                           input=Named(manifest=str(tmp_path / "manifest.parquet"), model=str(tmp_path / "model")),
-                          output=Named(out), log=[], threads=1, rule="block_mope")
-    runpy.run_path(str(repo / "scripts" / "block_mope.py"), init_globals={"snakemake": smk}, run_name="__main__")
+                          output=Named(out), log=[], threads=1, rule="per_block")
+    runpy.run_path(str(repo / "scripts" / "per_block.py"), init_globals={"snakemake": smk}, run_name="__main__")
     per_block = pd.read_csv(out["per_block"])
     assert list(per_block.columns) == blocks.BLOCK_COLUMNS
-    assert list(zip(per_block.block, per_block.sigma)) == [(0, 0.01), (0, 0.02), (1, 0.01), (1, 0.02)]
-    assert (per_block.n_members == 6).all()
-    assert len(pd.read_parquet(out["per_example"])) == 4 * 12
+    mope = per_block[per_block.signal == "mope"]
+    assert list(zip(mope.block, mope.sigma)) == [(0, 0.01), (0, 0.02), (1, 0.01), (1, 0.02)]
+    assert per_block.signal.drop_duplicates().tolist() == ["mope", "lens_loss", "probe"]  # the config's order
+    others = per_block[per_block.signal != "mope"]
+    assert others.sigma.isna().all() and others.block.tolist() == [0, 1, 0, 1]
+    assert per_block.relative_depth.tolist()[-2:] == [0.5, 1.0] and (per_block.n_members == 6).all()
+    assert per_block.auc.between(0, 1).all()
+    assert len(pd.read_parquet(out["per_example"])) == (4 + 2 + 2) * 12
+    spread = pd.read_csv(out["spread"])
+    assert list(spread.columns) == blocks.SPREAD_COLUMNS
+    assert list(zip(spread.signal, spread.sigma.fillna(0))) == [("lens_loss", 0), ("probe", 0), ("mope", 0.01),
+                                                                ("mope", 0.02)]
     assert (tmp_path / "blocks.csv.provenance.json").is_file()

@@ -103,7 +103,7 @@ def test_slurm_profile_names_existing_rules_and_options():
     assert profile["rerun-incomplete"] is True and profile["retries"] >= 1 and profile["latency-wait"] >= 5
     assert {"runtime", "mem_mb", "slurm_partition"} <= set(profile["default-resources"])
     heavy = {"train_teacher", "train_student", "train_init", "pretrain_base", "generate_teacher", "score_model",
-             "score_reference", "mope", "block_mope", "memorization", "utility"}
+             "score_reference", "mope", "per_block", "memorization", "utility"}
     assert set(profile["set-resources"]) == heavy
     unknown = set(profile["set-resources"]) - _workflow_rules()
     assert not unknown, f"set-resources names rules that do not exist (silently ignored): {sorted(unknown)}"

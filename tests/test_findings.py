@@ -409,7 +409,8 @@ def test_category_order_and_blocks():
     )
     blocks = pd.DataFrame(
         [
-            {**m, "block": b, "sigma": 0.01, "auc": a, "auc_ci_low": a - 0.03, "auc_ci_high": a + 0.03}
+            {**m, "signal": "mope", "block": b, "sigma": 0.01, "auc": a, "auc_ci_low": a - 0.03,
+             "auc_ci_high": a + 0.03}
             for m, aucs in ((TEACHER, [0.55, 0.75]), (KD, [0.55, 0.57]), (NOKD, [0.5]))
             for b, a in enumerate(aucs)
         ]
@@ -418,29 +419,56 @@ def test_category_order_and_blocks():
     # overlap: the KD student's extremes overlap but its test rejects; the teacher's do not but its test does not
     spread = pd.DataFrame(
         [
-            {**m, "sigma": 0.01, "n_blocks": 2, "n_pairs": 1, "p_value": p, "level": 0.95}
+            {**m, "signal": "mope", "sigma": 0.01, "n_blocks": 2, "n_pairs": 1, "p_value": p, "level": 0.95}
             for m, p in ((TEACHER, 0.2), (KD, 0.01), (NOKD, math.nan))
         ]
     )
     t = claims.compute_findings(mia_rows([(KD, "loss", 0.6, 0.1)]), blocks=blocks, blocks_spread=spread)
-    assert one(t, "block_risk_varies", "gpt2/teacher/sigma=0.01").supported is False
-    assert one(t, "block_risk_varies", "gpt2/kd-s/sigma=0.01").supported is True
-    assert "p = 0.01" in one(t, "block_risk_varies", "gpt2/kd-s/sigma=0.01").detail
-    assert one(t, "block_risk_varies", "gpt2/nokd-s/sigma=0.01").supported is None  # one block
+    assert one(t, "block_risk_varies", "gpt2/teacher/mope/sigma=0.01").supported is False
+    assert one(t, "block_risk_varies", "gpt2/kd-s/mope/sigma=0.01").supported is True
+    assert "p = 0.01" in one(t, "block_risk_varies", "gpt2/kd-s/mope/sigma=0.01").detail
+    assert one(t, "block_risk_varies", "gpt2/nokd-s/mope/sigma=0.01").supported is None  # one block
     # no spread table (or no p-value): not testable, whatever the intervals say
     t = claims.compute_findings(mia_rows([(KD, "loss", 0.6, 0.1)]), blocks=blocks)
-    assert one(t, "block_risk_varies", "gpt2/teacher/sigma=0.01").supported is None
+    assert one(t, "block_risk_varies", "gpt2/teacher/mope/sigma=0.01").supported is None
     nan_p = spread.assign(p_value=math.nan)
     t = claims.compute_findings(mia_rows([(KD, "loss", 0.6, 0.1)]), blocks=blocks, blocks_spread=nan_p)
-    assert one(t, "block_risk_varies", "gpt2/kd-s/sigma=0.01").supported is None
+    assert one(t, "block_risk_varies", "gpt2/kd-s/mope/sigma=0.01").supported is None
     # two seeds: Bonferroni, min p x 2 (0.03 x 2 = 0.06 is not below 0.05; 0.02 x 2 is)
     two = pd.concat([spread.assign(seed=0), spread.assign(seed=1)], ignore_index=True)
     two.loc[two.model == "kd-s", "p_value"] = [0.03, 0.5]
     t = claims.compute_findings(mia_rows([(KD, "loss", 0.6, 0.1)]), blocks=blocks, blocks_spread=two)
-    assert one(t, "block_risk_varies", "gpt2/kd-s/sigma=0.01").supported is False
+    assert one(t, "block_risk_varies", "gpt2/kd-s/mope/sigma=0.01").supported is False
     two.loc[two.model == "kd-s", "p_value"] = [0.02, 0.5]
     t = claims.compute_findings(mia_rows([(KD, "loss", 0.6, 0.1)]), blocks=blocks, blocks_spread=two)
-    assert one(t, "block_risk_varies", "gpt2/kd-s/sigma=0.01").supported is True
+    assert one(t, "block_risk_varies", "gpt2/kd-s/mope/sigma=0.01").supported is True
+
+
+def test_block_claims_per_signal():
+    """One block_risk_varies cell per (model, signal[, sigma]), matched to its own spread test; a summary per
+    family and one per family/signal; the paper's per-block claim reads the MoPe summary only."""
+    from kdprivacy.reporting import paper
+
+    rows, tests = [], []
+    for signal, sigma, p_kd in (("lens_loss", math.nan, 0.001), ("probe", math.nan, 0.001), ("mope", 0.01, 0.4)):
+        for m in (TEACHER, KD):
+            rows += [{**m, "signal": signal, "block": b, "sigma": sigma, "auc": a, "auc_ci_low": a - 0.1,
+                      "auc_ci_high": a + 0.1} for b, a in enumerate([0.6, 0.7, 0.65])]
+            p = p_kd if m is KD else 0.5
+            tests.append({**m, "signal": signal, "sigma": sigma, "n_blocks": 3, "n_pairs": 3, "p_value": p,
+                          "level": 0.95})
+    t = claims.compute_findings(mia_rows([(KD, "loss", 0.6, 0.1)]), blocks=pd.DataFrame(rows),
+                                blocks_spread=pd.DataFrame(tests))
+    assert one(t, "block_risk_varies", "gpt2/kd-s/lens_loss").supported is True
+    assert one(t, "block_risk_varies", "gpt2/kd-s/probe").supported is True
+    assert one(t, "block_risk_varies", "gpt2/kd-s/mope/sigma=0.01").supported is False
+    assert "p = 0.4" in one(t, "block_risk_varies", "gpt2/kd-s/mope/sigma=0.01").detail
+    assert one(t, "block_risk_varies", "gpt2/teacher/probe").supported is False
+    summaries = t[(t.claim == "block_risk_varies") & (t.level == "summary")].set_index("scope")
+    assert list(summaries.index) == ["gpt2", "gpt2/lens_loss", "gpt2/probe", "gpt2/mope"]
+    assert summaries.loc["gpt2/mope", "value"] == 0 and summaries.loc["gpt2/probe", "value"] == 0.5
+    verdict = paper.qualitative_claims(t).set_index("claim").loc["per_block_risk_varies"]
+    assert verdict.n_testable == 1 and verdict.supported is False and "gpt2/mope" in verdict.detail
 
 
 def test_reference_attacks_and_table_shape():

@@ -26,7 +26,7 @@ PAPER_CONFIGS = sorted((REPO / "configs").glob("paper-*.yaml"))
 REF_RULES = {"train_teacher", "train_student", "train_init", "generate_teacher", "score_reference"}
 REF_KEYS = ("base", "teacher", "model")
 # Rules whose script loads the trained model directory given as input.model.
-DIR_RULES = {"score_model", "mope", "memorization", "utility", "block_mope"}
+DIR_RULES = {"score_model", "mope", "memorization", "utility", "per_block"}
 
 
 def standin_arch(name: str) -> str:

@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -263,37 +265,44 @@ def test_utility_bars_and_privacy_vs_utility(tmp_path):
 def blocks_table(seeds=(0,)):
     rows = []
     for seed in seeds:
-        for m, aucs in ((TEACHER, [0.55, 0.7, 0.6]), (KD_S, [0.5, 0.52])):
-            for b, auc in enumerate(aucs):
-                auc = auc + 0.02 * seed
-                rows.append(
-                    {
-                        **m,
-                        "seed": seed,
-                        "block": b,
-                        "sigma": 0.01,
-                        "auc": auc,
-                        "auc_ci_low": auc - 0.04,
-                        "auc_ci_high": auc + 0.04,
-                    }
-                )
+        for signal, sigma, shift in (("lens_loss", math.nan, 0.1), ("mope", 0.01, 0.0)):
+            for m, aucs in ((TEACHER, [0.55, 0.7, 0.6]), (KD_S, [0.5, 0.52])):
+                for b, auc in enumerate(aucs):
+                    auc = auc + 0.02 * seed + shift
+                    rows.append(
+                        {
+                            **m,
+                            "seed": seed,
+                            "signal": signal,
+                            "block": b,
+                            "n_blocks": len(aucs),
+                            "sigma": sigma,
+                            "auc": auc,
+                            "auc_ci_low": auc - 0.04,
+                            "auc_ci_high": auc + 0.04,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
 def test_block_curves_points_equal_table(tmp_path, monkeypatch):
+    """One panel per signal (registry order: the logit lens before MoPe), x = relative depth, so the 3-block
+    teacher and the 2-block student end together at 1."""
     cap = Capture(monkeypatch)
     table = blocks_table()
     drawn = mia_plots.block_curves(table, tmp_path / "blocks.png")
     assert (tmp_path / "blocks.png").is_file()
-    merged = table.merge(drawn, on=["model", "block"], suffixes=("", "_drawn"))
+    merged = table.merge(drawn, on=["model", "signal", "block"], suffixes=("", "_drawn"))
     assert len(merged) == len(table)
     assert np.allclose(merged.auc, merged.auc_drawn)
-    lines = {label: (x, y) for label, x, y in cap.lines if label in ("teacher", "kd-s")}
-    assert lines["teacher"][0].tolist() == [0, 1, 2]
-    assert lines["teacher"][1].tolist() == pytest.approx([0.55, 0.7, 0.6])
-    assert lines["kd-s"][1].tolist() == pytest.approx([0.5, 0.52])
+    lines = [(label, x.tolist(), y.tolist()) for label, x, y in cap.lines if label in ("teacher", "kd-s")]
+    assert [label for label, _, _ in lines] == ["teacher", "kd-s", "teacher", "kd-s"]
+    assert lines[0][1] == pytest.approx([1 / 3, 2 / 3, 1.0]) and lines[1][1] == pytest.approx([0.5, 1.0])
+    assert lines[0][2] == pytest.approx([0.65, 0.8, 0.7])  # lens_loss panel first
+    assert lines[2][2] == pytest.approx([0.55, 0.7, 0.6]) and lines[3][2] == pytest.approx([0.5, 0.52])
     # two seeds: mean, interval = envelope of the per-seed intervals
-    two = mia_plots.block_curves(blocks_table((0, 1)), tmp_path / "b2.png").set_index(["model", "block"])
+    two = mia_plots.block_curves(blocks_table((0, 1)), tmp_path / "b2.png")
+    two = two[two.signal == "mope"].set_index(["model", "block"])
     assert two.loc[("teacher", 1), "auc"] == pytest.approx(0.71)
     assert two.loc[("teacher", 1), "ci_low"] == pytest.approx(0.66)
     assert two.loc[("teacher", 1), "ci_high"] == pytest.approx(0.76)

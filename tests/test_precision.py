@@ -415,10 +415,13 @@ def test_scoring_scripts_pass_the_precision(tmp_path, base_dirs, manifest_path, 
             {"mope": str(tmp_path / "mope.parquet")}, "mope")
     assert set(asked) == {"bf16"}
     asked.clear()
-    _script("block_mope.py", {**common, "k": 1, "sigmas": [0.01], "seed": 0, "n_bootstrap": 0, "bootstrap_seed": 0},
-            inputs,
-            {"per_block": str(tmp_path / "blocks.csv")}, "block_mope")
-    assert set(asked) == {"bf16"} and len(pd.read_csv(tmp_path / "blocks.csv")) == 2
+    blocks_cfg = {"signals": ["lens_loss", "lens_min_k_pp", "probe", "mope"], "k": 1, "sigmas": [0.01], "seed": 0,
+                  "probe": {"folds": 2, "c": 1.0, "seed": 0, "population_negatives": False}, "min_k": 0.2,
+                  "min_k_count": "ceil", "population": None, "n_bootstrap": 0, "bootstrap_seed": 0}
+    _script("per_block.py", {**common, **blocks_cfg}, inputs,
+            {"per_block": str(tmp_path / "blocks.csv"), "spread": str(tmp_path / "spread.csv"),
+             "per_example": str(tmp_path / "blocks.parquet")}, "per_block")
+    assert set(asked) == {"bf16"} and len(pd.read_csv(tmp_path / "blocks.csv")) == 2 * 4
 
 
 # --------------------------------------------------------------------------------------- workflow params
@@ -444,7 +447,7 @@ def test_rules_carry_precision_and_the_base_dtype(tmp_path):
     by_rule: dict[str, list[dict]] = {}
     for job in jobs:
         by_rule.setdefault(job["rule"], []).append(job)
-    for rule in ("score_model", "score_reference", "mope", "block_mope"):
+    for rule in ("score_model", "score_reference", "mope", "per_block"):
         assert by_rule[rule] and all(j["params"]["cfg"]["precision"] == "bf16" for j in by_rule[rule]), rule
     init = [j for j in by_rule["train_init"] if j["wildcards"]["family"] == "llama"]
     assert init and all(j["params"]["cfg"]["train"]["precision"] == "bf16" for j in init)

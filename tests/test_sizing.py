@@ -13,7 +13,7 @@ from kdprivacy import config, sizing
 REPO = Path(__file__).resolve().parents[1]
 PAPER = sorted((REPO / "configs").glob("paper-*.yaml"))
 HEAVY = {"train_teacher", "train_init", "train_student", "generate_teacher", "score_model", "score_reference",
-         "mope", "block_mope", "memorization", "utility"}
+         "mope", "per_block", "memorization", "utility"}
 
 
 def test_bytes_per_parameter():

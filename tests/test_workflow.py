@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from kdprivacy.config import load_yaml
+from kdprivacy.mia.registry import BLOCK_SIGNAL_NAMES
 
 pytestmark = pytest.mark.workflow
 
@@ -98,6 +99,8 @@ def test_memorization_blocks_utility_tables(run_dir):
                  for m, (s, _, _) in smoke.families["gpt2"].all_students().items()}
     assert blocks.groupby("model")["block"].nunique().to_dict() == n_layers
     assert blocks["auc"].between(0, 1).all()
+    assert (blocks.groupby("model")["signal"].apply(set) == set(BLOCK_SIGNAL_NAMES)).all()
+    assert blocks.loc[blocks["signal"] == "probe", "access"].str.contains("upper-bound").all()
     summary = pd.read_csv(tables / "memorization_summary.csv")
     assert {"match_rate", "exact_k", "rouge_l", "approx_memorized"} <= set(summary["metric"])
     inheritance = pd.read_csv(tables / "inheritance.csv")
@@ -135,7 +138,7 @@ def test_figures_findings_and_summary(run_dir):
     figures = run_dir / "results" / "figures"
     expected = ["mia_auc_gpt2_small", "mia_auc_baselines", "risk_by_category", "roc_loglog", "memorization_rate",
                 "memorization_gap", "membership_vs_memorization", "utility_rouge_l", "privacy_vs_utility",
-                "blocks_mope", "ablation_objective", "ablation_sgo"]
+                "blocks_depth", "ablation_objective", "ablation_sgo"]
     for name in expected:
         assert (figures / f"{name}.png").read_bytes()[:4] == b"\x89PNG", name
     findings = pd.read_csv(run_dir / "results" / "tables" / "findings.csv")
@@ -150,7 +153,7 @@ def test_figures_findings_and_summary(run_dir):
 def test_report_builds(run_dir):
     smk(run_dir, "--report", "report.html")
     html = (run_dir / "report.html").read_text(errors="replace")
-    for name in ("mia_auc_heatmap", "ablation_objective", "blocks_mope", "risk_by_category"):
+    for name in ("mia_auc_heatmap", "ablation_objective", "blocks_depth", "risk_by_category"):
         assert name in html, name
     # the tidy tables are in the report too (category "Tables"), not only the figures
     for name in ("mia.csv", "findings.csv", "memorization.csv", "utility.csv", "blocks.csv"):

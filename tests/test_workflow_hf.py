@@ -19,6 +19,7 @@ from test_workflow import REPO, planned_jobs, smk
 
 from kdprivacy import standins
 from kdprivacy.config import load_yaml
+from kdprivacy.mia.registry import BLOCK_SIGNAL_NAMES
 
 pytestmark = pytest.mark.workflow
 
@@ -53,6 +54,12 @@ def test_every_family_model_and_attack_has_results(hf_run):
     blocks = pd.read_csv(tables / "blocks.csv")
     layers = {(f, m): (2 if m == "teacher" else 1) for f, m in expected}  # stand-ins: teachers 2, students 1
     assert blocks.groupby(["family", "model"])["block"].nunique().to_dict() == layers
+    # every per-block signal (logit lens, probe, MoPe) for the teacher and every student, on a shared depth axis
+    assert (blocks.groupby(["family", "model"])["signal"].apply(set) == set(BLOCK_SIGNAL_NAMES)).all()
+    assert blocks.groupby(["family", "model", "signal"])["relative_depth"].max().eq(1.0).all()
+    assert blocks["auc"].between(0, 1).all()
+    spread = pd.read_csv(tables / "blocks_spread.csv")
+    assert set(spread["signal"]) == set(BLOCK_SIGNAL_NAMES)
     figures = hf_run / "results" / "figures"
     for family in CFG.families:
         assert (figures / f"mia_auc_{family}_small.png").read_bytes()[:4] == b"\x89PNG"

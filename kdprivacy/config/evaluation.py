@@ -22,7 +22,7 @@ from kdprivacy.fields import (
     check_local_model,
     float_field,
 )
-from kdprivacy.mia.registry import ATTACK_NAMES, REFERENCE_NAMES
+from kdprivacy.mia.registry import ATTACK_NAMES, BLOCK_SIGNAL_NAMES, REFERENCE_NAMES
 
 
 class Population(Strict):
@@ -44,12 +44,12 @@ class Evaluation(Strict):
     precision: Precision = Field(
         "fp32",
         description="compute precision of the scoring forward passes (score_model, score_reference, mope, "
-        "block_mope): fp32 = no autocast; bf16 / fp16 = torch.autocast, log-probabilities still taken in "
+        "per_block): fp32 = no autocast; bf16 / fp16 = torch.autocast, log-probabilities still taken in "
         "float32",
     )
     score_eos: bool = Field(
         True, description="the response's final EOS is a scored token of every scoring pass (score_model, "
-        "score_reference, mope, block_mope; ours) or not (MIMIR scores the text alone)"
+        "score_reference, mope, per_block; ours) or not (MIMIR scores the text alone)"
     )
 
 
@@ -191,14 +191,41 @@ class Utility(Strict):
     seed: Seed = Field(0, description="sampling seed (each example draws from its own seeded generator)")
 
 
+class Probe(Strict):
+    """The linear membership probe of ``blocks.signals`` (kdprivacy.mia.probes.cv_probe)."""
+
+    folds: Annotated[int, Field(ge=2)] = Field(5, description="stratified cross-validation folds")
+    c: PosFloat = Field(1.0, description="inverse L2 strength on standardised features (scikit-learn's C)")
+    seed: Seed = Field(0, description="fold assignment seed")
+    population_negatives: bool = Field(
+        False, description="the population examples (evaluation.population) join every training fold as "
+        "extra non-members (never scored)"
+    )
+
+
+BlockSignalName = Literal[BLOCK_SIGNAL_NAMES]  # the registry kdprivacy.mia.registry.BLOCK_SIGNALS
+
+
 class Blocks(Strict):
-    """Per-block risk: MoPe with noise in one decoder block at a time (paper Fig. 7)."""
+    """Per-block risk: the logit lens (loss, Min-K%++) and a linear probe at every block from one hidden-state
+    pass, and MoPe with noise in one decoder block at a time (paper Fig. 7)."""
 
     enabled: bool = True
-    k: PosInt = 10
+    signals: Annotated[list[BlockSignalName], Field(min_length=1)] = Field(
+        list(BLOCK_SIGNAL_NAMES), description="per-block signals, each in the per-block table and figure"
+    )
+    probe: Probe = Probe()
+    k: PosInt = Field(10, description="MoPe perturbations per block and sigma")
     sigmas: Annotated[list[PosFloat], Field(min_length=1)] = [0.01]
     seed: Seed = 0
     max_members: PosInt | None = 500
     max_nonmembers: PosInt | None = 500
     batch_size: PosInt | None = None
     n_bootstrap: Annotated[int, Field(ge=0)] = 1000
+
+    @field_validator("signals")
+    @classmethod
+    def _signals_once(cls, signals):
+        if len(set(signals)) != len(signals):
+            raise ValueError(f"blocks.signals names a signal twice: {signals}")
+        return signals

@@ -1,6 +1,6 @@
 """The membership-inference jobs of the workflow, one function per script, each taking a
-:class:`kdprivacy.runtime.Job`: score a model (``score_model``), MoPe (``mope``), per-block MoPe
-(``block_mope``), the attacks and their metrics (``attack_metrics``) and the blind baseline
+:class:`kdprivacy.runtime.Job`: score a model (``score_model``), MoPe (``mope``), every per-block
+signal (``per_block``), the attacks and their metrics (``attack_metrics``) and the blind baseline
 (``blind_baseline``). Each reads the job's named inputs and ``cfg``, writes its outputs and provenance and
 logs into the job's log; the numbers come from :mod:`kdprivacy.mia.scoring`, :mod:`~kdprivacy.mia.perturb`,
 :mod:`~kdprivacy.mia.blocks`, :mod:`~kdprivacy.mia.attacks`, :mod:`~kdprivacy.mia.metrics` and
@@ -113,36 +113,59 @@ def mope(job: Any) -> None:
                          inputs={"manifest": job.input.manifest, "model": job.input.model})
 
 
-def block_mope(job: Any) -> None:
-    """Outputs ``per_block`` (one AUC per block and sigma), optional ``spread`` (the simultaneous test that
-    blocks differ, :func:`kdprivacy.mia.blocks.block_spread`) and optional ``per_example``."""
+def per_block(job: Any) -> None:
+    """Outputs ``per_block`` (one AUC per signal, block and sigma), ``spread`` (the simultaneous test that
+    blocks differ, per signal: :func:`kdprivacy.mia.blocks.block_spread`) and ``per_example``: the signals of
+    ``cfg["signals"]`` (:data:`kdprivacy.mia.registry.BLOCK_SIGNALS`) -- the hidden-state ones from one pass,
+    MoPe from its perturbed passes -- on the shared evaluation set."""
+    import pandas as pd
+
     from kdprivacy import io
     from kdprivacy.mia import blocks, scoring
+    from kdprivacy.mia.registry import BLOCK_SIGNALS
     from kdprivacy.stats import Bootstrap
 
-    cfg = job.cfg
-    _, evaluation = _evaluation(job)
+    cfg, log = job.cfg, job.log
+    manifest, evaluation = _evaluation(job)
     model, tokenizer = scoring.load_for_inference(job.input.model)
     items = _scored_items(cfg, tokenizer, evaluation)
-    per_block, per_example = blocks.block_mope(
-        model, items, evaluation["label"].to_numpy(),
-        k=cfg["k"],
-        sigmas=cfg["sigmas"],
-        seed=cfg["seed"],
-        batch_size=cfg["batch_size"],
-        pad_id=tokenizer.pad_token_id,
-        bootstrap=Bootstrap.from_cfg(cfg),
-        precision=cfg["precision"],
-    )
-    job.log.info("per-block MoPe:\n%s", per_block.to_string(index=False))
+    labels = evaluation["label"].to_numpy()
     bootstrap = Bootstrap.from_cfg(cfg)
+    signals = list(cfg["signals"])
+    tables = []
+    hidden = [s for s in signals if BLOCK_SIGNALS[s].hidden_states]
+    if hidden:
+        population = ()
+        if "probe" in hidden and cfg["probe"]["population_negatives"]:
+            from kdprivacy import config
+
+            pop = config.Population.model_validate(cfg["population"])
+            population = _scored_items(cfg, tokenizer, scoring.population_set(manifest, pop.pools,
+                                                                              pop.max_examples, pop.seed))
+        tables.append(blocks.hidden_state_signals(
+            model, items, labels, hidden, batch_size=cfg["batch_size"], pad_id=tokenizer.pad_token_id,
+            bootstrap=bootstrap, probe=cfg["probe"], min_k=cfg["min_k"], min_k_count=cfg["min_k_count"],
+            population=population, precision=cfg["precision"],
+        ))
+    if "mope" in signals:
+        tables.append(blocks.block_mope(
+            model, items, labels, k=cfg["k"], sigmas=cfg["sigmas"], seed=cfg["seed"],
+            batch_size=cfg["batch_size"], pad_id=tokenizer.pad_token_id, bootstrap=bootstrap,
+            precision=cfg["precision"],
+        ))
+    order = {name: i for i, name in enumerate(signals)}
+
+    def in_signal_order(frame):
+        return frame.sort_values("signal", key=lambda c: c.map(order), kind="stable", ignore_index=True)
+
+    per_block = in_signal_order(pd.concat([t[0] for t in tables], ignore_index=True))
+    per_example = in_signal_order(pd.concat([t[1] for t in tables], ignore_index=True))
+    log.info("per-block signals:\n%s", per_block.drop(columns=["access", "block_name"]).to_string(index=False))
     io.write_csv(per_block, job.output.per_block)
-    if job.has_output("spread"):
-        spread = blocks.block_spread(per_example, bootstrap)
-        job.log.info("do blocks differ (simultaneous over all block pairs):\n%s", spread.to_string(index=False))
-        io.write_csv(spread, job.output.spread)
-    if job.has_output("per_example"):
-        io.write_parquet(per_example, job.output.per_example)
+    spread = blocks.block_spread(per_example, bootstrap)
+    log.info("do blocks differ (simultaneous over all block pairs):\n%s", spread.to_string(index=False))
+    io.write_csv(spread, job.output.spread)
+    io.write_parquet(per_example, job.output.per_example)
     job.write_provenance(f"{job.output.per_block}.provenance.json",
                          inputs={"manifest": job.input.manifest, "model": job.input.model})
 

@@ -131,3 +131,28 @@ def untestable_attacks(
 def needs(names: Sequence[str]) -> set[str]:
     """Every extra input the attacks ``names`` read (:data:`NEEDS`)."""
     return {need for name in names for need in ATTACKS[name].needs}
+
+
+@dataclass(frozen=True)
+class BlockSignal:
+    """A per-block membership signal (:mod:`kdprivacy.mia.blocks`, :mod:`kdprivacy.mia.probes`)."""
+
+    name: str  # the config's ``blocks.signals`` value and the tables' ``signal`` value
+    title: str  # the figure panel's title
+    access: str  # what the attacker needs: the tables' ``access`` column
+    hidden_states: bool  # read from the one hidden-state pass (else: its own perturbed passes)
+
+
+BLOCK_SIGNALS: dict[str, BlockSignal] = {
+    spec.name: spec
+    for spec in (
+        BlockSignal("lens_loss", "logit lens: loss", "white-box: hidden states", True),
+        BlockSignal("lens_min_k_pp", "logit lens: Min-K%++", "white-box: hidden states", True),
+        BlockSignal("probe", "linear probe (labelled members: upper bound)",
+                    "white-box: hidden states + labelled members (upper-bound probe)", True),
+        BlockSignal("mope", "MoPe, noise in this block only", "white-box: weights", False),
+    )
+}
+"""Per-block signals, in table and figure order: the logit-lens loss and Min-K%++ attacks and the linear
+membership probe read every block from one hidden-state pass; MoPe perturbs one block at a time."""
+BLOCK_SIGNAL_NAMES = tuple(BLOCK_SIGNALS)

@@ -72,8 +72,8 @@ CLAIMS: dict[str, str] = {
     "(Spearman rank agreement not significant)",
     "category_risk_order": "creative writing, general QA, brainstorming have a higher mean AUC than "
     "classification, summarization, closed QA",
-    "block_risk_varies": "per-block MoPe AUC differs between blocks (spread tested simultaneously over all "
-    "block pairs)",
+    "block_risk_varies": "per-block AUC differs between blocks, per signal (logit lens, linear probe, MoPe; "
+    "spread tested simultaneously over all block pairs)",
 }
 
 
@@ -131,6 +131,12 @@ def compute_findings(
         claim_families = [f for f in families if any(r["scope"].split("/")[0] == f for r in cells)]
         for family in claim_families:
             out.append(summarize(cells, claim, family))
+            if claim == "block_risk_varies":  # and one summary per signal: family/signal
+                for signal in dict.fromkeys(r["scope"].split("/")[2] for r in cells
+                                            if r["scope"].split("/")[0] == family):
+                    mine = [r for r in cells if r["scope"].split("/")[0] == family
+                            and r["scope"].split("/")[2] == signal]
+                    out.append({**summarize(mine, claim, family), "scope": f"{family}/{signal}"})
         if claim == "blind_baseline_near_chance":
             out.append(summarize([{**r, "scope": "blind"} for r in cells], claim, "blind"))
     table = pd.DataFrame(out, columns=COLUMNS)

@@ -357,36 +357,44 @@ def category_order(category: pd.DataFrame | None, attacks: Sequence[str] | None 
     return rows
 
 
+def _same_sigma(values: pd.Series, sigma: float) -> pd.Series:
+    values = pd.to_numeric(values, errors="coerce")
+    return values.isna() if math.isnan(sigma) else values == sigma
+
+
 def block_variation(blocks: pd.DataFrame | None, spread: pd.DataFrame | None = None) -> list[dict]:
-    """``block_risk_varies`` per (family, model, sigma): the spread (highest minus lowest block AUC, mean over
-    seeds) tested simultaneously over all block pairs (``spread`` = ``blocks_spread.csv``,
+    """``block_risk_varies`` per (family, model, signal, sigma) -- scope ``family/model/signal`` (plus
+    ``/sigma=...`` for MoPe): the spread (highest minus lowest block AUC, mean over seeds) tested
+    simultaneously over all block pairs (``spread`` = ``blocks_spread.csv``,
     :func:`kdprivacy.mia.blocks.block_spread`). Several seeds: supported when the smallest p-value times the
     number of seeds (Bonferroni, valid whatever the seeds' dependence) is below ``1 - level``. Comparing the
     intervals of the extreme blocks is not used: picking the extremes first makes it fire on noise."""
     rows = []
     if blocks is None or blocks.empty:
         return rows
-    main = main_rows(blocks)
-    keys = ["family", "model", "sigma", "block"] if "sigma" in main.columns else ["family", "model", "block"]
+    require(blocks, ["family", "model", "signal", "sigma", "block", "auc"], "blocks")
+    main = main_rows(blocks).assign(sigma=lambda t: pd.to_numeric(t["sigma"], errors="coerce"))
+    keys = ["family", "model", "signal", "sigma", "block"]
     pooled = pool(main, keys)
     tests = None
     if spread is not None and not spread.empty:
-        require(spread, ["family", "model", "sigma", "p_value", "level", "n_pairs"], "blocks_spread")
+        require(spread, ["family", "model", "signal", "sigma", "p_value", "level", "n_pairs"], "blocks_spread")
         tests = main_rows(spread)
-    for key, g in pooled.groupby(keys[:-1], sort=False, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
+    for (family, model, signal, sigma), g in pooled.groupby(keys[:-1], sort=False, dropna=False):
         g = g.dropna(subset=["auc"])
-        scope = "/".join(str(k) for k in key[:2]) + (f"/sigma={key[2]:g}" if len(key) > 2 else "")
-        statistic = "auc(highest block) - auc(lowest block)"
+        sigma = float(sigma)
+        scope = f"{family}/{model}/{signal}" + ("" if math.isnan(sigma) else f"/sigma={sigma:g}")
+        statistic = f"{signal} auc(highest block) - auc(lowest block)"
         if len(g) < 2:
             rows.append(untestable("block_risk_varies", scope, statistic, "fewer than two blocks: not testable",
                                    n=len(g)))
             continue
         hi_b, lo_b = g.loc[g["auc"].idxmax()], g.loc[g["auc"].idxmin()]
         value = float(hi_b["auc"] - lo_b["auc"])
-        mine = None if tests is None else tests[(tests["family"] == key[0]) & (tests["model"] == key[1])]
-        if mine is not None and len(key) > 2:
-            mine = mine[mine["sigma"].astype(float) == float(key[2])]
+        mine = None
+        if tests is not None:
+            mine = tests[(tests["family"] == family) & (tests["model"] == model) & (tests["signal"] == signal)
+                         & _same_sigma(tests["sigma"], sigma)]
         p_values = (np.array([]) if mine is None
                     else pd.to_numeric(mine["p_value"], errors="coerce").to_numpy(float))
         if p_values.size == 0:

@@ -324,6 +324,7 @@ PAPER_CLAIMS: list[dict[str, Any]] = [
         "section": "Ablations (Fig. 7)",
         "paper_claim": "Privacy risk varies across transformer blocks by a large margin",
         "findings": ["block_risk_varies"],
+        "summary_scope": "{family}/mope",  # the paper's Fig. 7 measured MoPe per block
     },
 ]
 """The paper's qualitative claims and the findings (:data:`kdprivacy.reporting.claims.CLAIMS`) that test
@@ -365,6 +366,9 @@ def qualitative_claims(table: pd.DataFrame) -> pd.DataFrame:
             ok, n, detail = _small_gap(linked[linked["level"] == "cell"])
         else:
             summaries = linked[linked["level"] == "summary"]
+            if "summary_scope" in spec:  # only the summaries of one kind (e.g. one per-block signal)
+                wanted = {spec["summary_scope"].format(family=f) for f in linked["scope"].str.split("/").str[0]}
+                summaries = summaries[summaries["scope"].isin(wanted)]
             summaries = summaries.assign(supported=[as_bool(v) for v in summaries["supported"]])
             testable = summaries[[v is not None for v in summaries["supported"]]]
             if testable.empty:

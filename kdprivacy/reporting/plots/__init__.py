@@ -88,7 +88,7 @@ FIGURES: dict[str, FigureSpec] = {
                    ("utility",), _utility),
         FigureSpec("privacy_utility", "privacy_vs_utility", "Utility", "Privacy vs utility",
                    "utility:figure_privacy_utility", ("mia_best_attack", "utility"), _utility),
-        FigureSpec("blocks", "blocks_mope", "Per-block risk", "Per-block risk", "mia:figure_blocks",
+        FigureSpec("blocks", "blocks_depth", "Per-block risk", "Per-block risk", "mia:figure_blocks",
                    ("blocks",), _blocks),
         FigureSpec("objective", "ablation_objective", "Ablations", "KD objective ablation",
                    "ablations:figure_objective", enabled=_ablation("objective")),

@@ -208,46 +208,58 @@ def roc_curves(
 def block_curves(
     blocks: pd.DataFrame, path: str | os.PathLike, models: Sequence[str] | None = None
 ) -> pd.DataFrame | None:
-    """Per-block MoPe AUC: block index (x) x AUC (y), one line per model (and noise scale when several),
-    95% CI band. Configured models only (or ``models``)."""
-    tidy.require(blocks, ["family", "model", "block", "auc"], "blocks")
+    """Per-block AUC vs relative depth (``(block + 1) / n_blocks``: teacher and students of any depth line up,
+    1 = the last block), one panel per signal (:data:`kdprivacy.mia.registry.BLOCK_SIGNALS` order), one line
+    per model (and MoPe noise scale when several), 95% CI band. Configured models only (or ``models``).
+    Returns the drawn table."""
+    from kdprivacy.mia.registry import BLOCK_SIGNALS
+
+    tidy.require(blocks, ["family", "model", "signal", "block", "n_blocks", "auc"], "blocks")
     main = tidy.main_rows(blocks)
     if models is not None:
         main = main[main["model"].isin(list(models))]
     if main.empty:
         return skip("blocks", "no per-block rows")
-    keys = ["family", "model", "method"] + (["sigma"] if "sigma" in main.columns else []) + ["block"]
-    main = main.assign(method=tidy.col(main, "method"))
+    main = main.assign(method=tidy.col(main, "method"), sigma=pd.to_numeric(tidy.col(main, "sigma"), errors="coerce"))
+    keys = ["family", "model", "method", "signal", "sigma", "block", "n_blocks"]
     pooled = tidy.pool(main, keys)
     pooled = tidy.by_method(pooled, ["family", "method"] + keys[3:]).reset_index(drop=True)
+    pooled["relative_depth"] = (pooled["block"].astype(int) + 1) / pooled["n_blocks"].astype(int)
     pooled["line"] = model_labels(pooled)
-    if "sigma" in pooled.columns and pooled["sigma"].nunique() > 1:
-        pooled["line"] = pooled["line"] + " (sigma " + pooled["sigma"].map("{:g}".format) + ")"
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    colors = plt.get_cmap("tab10")
-    for i, (line, g) in enumerate(pooled.groupby("line", sort=False)):
-        c = colors(i % 10)
-        ax.plot(
-            g["block"],
-            g["auc"],
-            marker="o",
-            ms=3,
-            color=c,
-            label=line,
-            lw=2.2 if (g["method"] == "teacher").all() else 1.3,
-        )
-        ax.fill_between(g["block"], g["ci_low"], g["ci_high"], color=c, alpha=0.12, lw=0)
-        if len(g) == 1:  # a band needs two blocks: show the interval as a whisker
-            whisker = dict(fmt="none", ecolor=c, capsize=2, lw=0.8)
-            ci_errorbar(ax, g["block"], g["auc"], (g["ci_low"], g["ci_high"]), **whisker)
-    ax.axhline(0.5, color="grey", ls=":", lw=1)
-    ax.set_xlabel("decoder block (noise in this block only)")
-    ax.set_ylabel("MoPe ROC AUC")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_title(
-        wrap_title("Per-block privacy risk: MoPe AUC with one block perturbed (band: 95% CI)"), fontsize=10
-    )
-    outside_legend(ax)
+    several = pooled.groupby("signal")["sigma"].transform(lambda v: v.nunique() > 1).astype(bool)
+    if several.any():  # MoPe with a sigma sweep: one line per model and sigma
+        sigmas = pooled.loc[several, "sigma"].map("{:g}".format).astype(str)
+        pooled.loc[several, "line"] = pooled.loc[several, "line"] + " (sigma " + sigmas + ")"
+    signals = [s for s in BLOCK_SIGNALS if s in set(pooled["signal"])]
+    signals += [s for s in dict.fromkeys(pooled["signal"]) if s not in signals]
+    lines = list(dict.fromkeys(pooled["line"]))
+    colors = {line: plt.get_cmap("tab10")(i % 10) for i, line in enumerate(lines)}
+    fig, axes = plt.subplots(1, len(signals), figsize=(3.6 * len(signals) + 1.8, 3.8), sharey=True, squeeze=False)
+    for ax, signal in zip(axes[0], signals):
+        for line, g in pooled[pooled["signal"] == signal].groupby("line", sort=False):
+            g = g.sort_values("relative_depth")
+            c = colors[line]
+            teacher = (g["method"] == "teacher").all()
+            ax.plot(g["relative_depth"], g["auc"], marker="o", ms=3, color=c, label=line, lw=2.2 if teacher else 1.3)
+            ax.fill_between(g["relative_depth"], g["ci_low"], g["ci_high"], color=c, alpha=0.12, lw=0)
+            if len(g) == 1:  # a band needs two blocks: show the interval as a whisker
+                whisker = dict(fmt="none", ecolor=c, capsize=2, lw=0.8)
+                ci_errorbar(ax, g["relative_depth"], g["auc"], (g["ci_low"], g["ci_high"]), **whisker)
+        ax.axhline(0.5, color="grey", ls=":", lw=1)
+        ax.set_xlim(0, 1.05)
+        ax.set_xlabel("relative depth (block + 1) / blocks")
+        spec = BLOCK_SIGNALS.get(signal)
+        ax.set_title(wrap_title(spec.title if spec else signal, 34), fontsize=9)
+    axes[0][0].set_ylabel("ROC AUC")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    seen = dict(zip(labels, handles))
+    for ax in axes[0][1:]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    axes[0][-1].legend(seen.values(), seen.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                       borderaxespad=0.0)
+    fig.suptitle(wrap_title("Where membership lives: per-block AUC vs relative depth, teacher and students "
+                            "(band: 95% CI)", 90), fontsize=10)
     save(fig, path)
     return pooled.drop(columns=["line"])
 
