@@ -41,7 +41,7 @@ def score_model(job: Any) -> None:
     """Outputs ``scores`` (members + non-members) and optional ``population`` (the RMIA population sample of
     ``cfg["population"]``), each with its provenance; the model is ``cfg["model"]`` (a hub/base ref) when
     given, else the ``model`` input."""
-    from kdprivacy import config, io, models
+    from kdprivacy import io, models
     from kdprivacy.mia import scoring
 
     cfg, inp, out, log = job.cfg, job.inputs, job.outputs, job.log
@@ -79,10 +79,18 @@ def score_model(job: Any) -> None:
     inputs = {k: v for k, v in inp.items() if k in ("manifest", "model")}
     job.write_provenance(f"{out['scores']}.provenance.json", inputs=inputs)
     if "population" in out:
-        pop = config.Population.model_validate(cfg["population"])
-        population = scoring.population_set(manifest, pop.pools, pop.max_examples, pop.seed)
+        population = _population(cfg, manifest)
         io.write_parquet(score(population, ["id", "pool", "category"], "population"), out["population"])
         job.write_provenance(f"{out['population']}.provenance.json", inputs=inputs)
+
+
+def _population(cfg, manifest):
+    """The population examples (``cfg["population"]``: pools, size, seed) of the manifest, as RMIA scores them."""
+    from kdprivacy import config
+    from kdprivacy.mia import scoring
+
+    pop = config.Population.model_validate(cfg["population"])
+    return scoring.population_set(manifest, pop.pools, pop.max_examples, pop.seed)
 
 
 def mope(job: Any) -> None:
@@ -137,11 +145,7 @@ def per_block(job: Any) -> None:
     if hidden:
         population = ()
         if "probe" in hidden and cfg["probe"]["population_negatives"]:
-            from kdprivacy import config
-
-            pop = config.Population.model_validate(cfg["population"])
-            population = _scored_items(cfg, tokenizer, scoring.population_set(manifest, pop.pools,
-                                                                              pop.max_examples, pop.seed))
+            population = _scored_items(cfg, tokenizer, _population(cfg, manifest))
         tables.append(blocks.hidden_state_signals(
             model, items, labels, hidden, batch_size=cfg["batch_size"], pad_id=tokenizer.pad_token_id,
             bootstrap=bootstrap, probe=cfg["probe"], min_k=cfg["min_k"], min_k_count=cfg["min_k_count"],
