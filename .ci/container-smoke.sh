@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The container, built and run (issue: "containers, executed"): build the CPU flavour of containers/Dockerfile
-# with podman, run a smoke config inside it, and compare its per-example tables with a run of the same config
+# with podman (.ci/container-build.sh), run a smoke config inside it, and compare its per-example tables with a run of the same config
 # outside the container, value for value.
 #
 #   bash .ci/container-smoke.sh REFERENCE_DIR CONFIG [OVERRIDES]
@@ -8,8 +8,7 @@
 # REFERENCE_DIR: the working directory of a finished run of CONFIG outside the container (CI: the SLURM smoke's,
 # which runs with resources.threads 1; OVERRIDES, passed to --config, must repeat what that run was given).
 # podman as root needs, on these machines (see README "Containers"): runc, the cgroupfs cgroup manager, no
-# default ulimits, host networking for the build (pip); the run itself has no network. No registry is
-# reachable, so the base image is made here: debootstrap of Debian bookworm, imported into podman.
+# default ulimits; the run itself has no network.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 reference=$(cd "${1:?usage: container-smoke.sh REFERENCE_DIR CONFIG [OVERRIDES]}" && pwd)
@@ -17,43 +16,13 @@ config=$(realpath "${2:?usage: container-smoke.sh REFERENCE_DIR CONFIG [OVERRIDE
 overrides=${3:-}
 work=$(mktemp -d /tmp/kdprivacy-container.XXXXXX)
 image=localhost/kdprivacy:cpu
-base=localhost/debian:bookworm
 py=${PYTHON:-$repo/.venv/bin/python}
 
-need=()
-for tool in podman runc debootstrap; do command -v "$tool" >/dev/null || need+=("$tool"); done
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+# The image (cached layers make this seconds when .ci/run has built it in the background already).
+bash "$repo/.ci/container-build.sh"
 printf '[containers]\ndefault_ulimits = []\n' > "$work/containers.conf"
 export CONTAINERS_CONF=$work/containers.conf
 pm() { podman --runtime /usr/bin/runc --cgroup-manager=cgroupfs "$@"; }
-
-if ! pm image exists "$base"; then
-  echo "== base image: debootstrap --variant=minbase bookworm"
-  t0=$SECONDS
-  debootstrap --variant=minbase bookworm "$work/rootfs" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1 \
-    || { tail -n 30 "$work/debootstrap.log"; exit 1; }
-  tar -C "$work/rootfs" -c . | pm import - "$base" >/dev/null
-  rm -rf "$work/rootfs"
-  echo "   $((SECONDS - t0)) s"
-fi
-
-echo "== build $image (CPU flavour of containers/Dockerfile)"
-t0=$SECONDS
-torch_args=(--build-arg TORCH_INDEX=https://download.pytorch.org/whl/cpu)
-wheel=$(ls /opt/wheels/torch-2.13.0+cpu-*.whl 2>/dev/null | head -n 1 || true)
-if [ -n "$wheel" ]; then  # this machine's local CPU wheel (download.pytorch.org is not reachable here)
-  torch_args=(--build-arg TORCH_INDEX=https://pypi.org/simple --build-arg PIP_FIND_LINKS=/opt/wheels
-              --volume /opt/wheels:/opt/wheels:ro)
-fi
-# pip in the build trusts what pip here trusts (these machines reach PyPI through a TLS-intercepting proxy)
-ca=$("$py" -m pip config get global.cert 2>/dev/null || echo /etc/ssl/certs/ca-certificates.crt)
-[ -f "$ca" ] && torch_args+=(--volume "$ca:/etc/ssl/certs/host-ca.crt:ro" --build-arg PIP_CERT=/etc/ssl/certs/host-ca.crt)
-pm build --network=host -f "$repo/containers/Dockerfile" -t "$image" \
-  --build-arg BASE="$base" --build-arg FLAVOUR=cpu --build-arg TORCH_CUDA=none "${torch_args[@]}" \
-  "$repo" >"$work/build.log" 2>&1 || { tail -n 40 "$work/build.log"; exit 1; }
-echo "   $((SECONDS - t0)) s; $(pm image inspect "$image" --format '{{.Size}}' | awk '{printf "%.2f GB", $1 / 1e9}')"
 pm run --rm --network=none "$image" python -c \
   "import torch, kdprivacy; assert torch.version.cuda is None; print('torch', torch.__version__, 'kdprivacy', kdprivacy.__version__)"
 
