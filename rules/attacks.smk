@@ -95,7 +95,9 @@ rule attack_metrics:
         ENV
     params:
         cfg=attack_cfg,
-        code=code("attack_metrics.py", "mia.jobs", "mia.attacks", "mia.registry", "mia.metrics"),
+        code=code(
+            "attack_metrics.py", "mia.jobs", "mia.attacks", "mia.registry", "mia.metrics", "mia.shadows"
+        ),
     script:
         "../scripts/attack_metrics.py"
 

@@ -89,6 +89,8 @@ def attack_inputs(wildcards):
         inputs["population"] = f"{scores}/{model}.population.parquet"
     if "mope" in needs:
         inputs["mope"] = f"{R}/{family}/seed{seed}/mope/{model}.parquet"
+    if "shadows" in needs:
+        inputs.update(shadow_attack_inputs(family, model, population="rmia_shadow" in CFG.attacks.names))
     return inputs
 
 
@@ -102,7 +104,13 @@ def attack_cfg(wildcards):
         and nokd_reference(wildcards.family, wildcards.model, wildcards.seed) is None
     ):
         untestable["nokd"] = NO_NOKD_REFERENCE
+    shadows = {}
+    if shadow_attacks_requested():  # the key only with shadows on: other configs keep their params
+        shadows = {"shadows": shadow_attack_cfg()}
+        if not has_shadows(wildcards.model):
+            untestable["shadows"] = NO_SHADOWS
     return {
+        **shadows,
         "untestable": untestable,
         "names": att.names,
         "min_k": att.min_k,

@@ -6,6 +6,7 @@ wildcard_constraints:
     family=alternatives(FAMILIES),
     ref="pretrained|external",
     seed=r"\d+",
+    shadow=r"\d+",
     base=alternatives({b for f in FAMILIES.values() for b in f.bases}),
     model=alternatives({"teacher"} | {s for students in STUDENTS.values() for s in students}),
     student=alternatives({s for students in STUDENTS.values() for s in students}),

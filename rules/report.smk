@@ -7,7 +7,7 @@ FIG = f"{R}/figures"
 
 
 # Per-model tables stacked into results/tables/<name>.csv, with the model's key columns in front.
-# name -> (per-model path pattern, which models: None = all, "student" = students only, enabled?)
+# name -> (per-model path pattern, which models: None = all, a role ("student") or a predicate, enabled?)
 COLLECTED = {
     "memorization_summary": ("{R}/{family}/seed{seed}/memorization/{model}.summary.csv", None, True),
     "inheritance": ("{R}/{family}/seed{seed}/inheritance/{model}.csv", "student", True),
@@ -19,6 +19,12 @@ COLLECTED = {
     "utility": ("{R}/{family}/seed{seed}/utility/{model}.summary.csv", None, CFG.utility.enabled),
     "blocks": ("{R}/{family}/seed{seed}/blocks/{model}.csv", None, CFG.blocks.enabled),
     "blocks_spread": ("{R}/{family}/seed{seed}/blocks/{model}.spread.csv", None, CFG.blocks.enabled),
+    # the models with shadow pipelines only (attacks.shadows.models)
+    "mia_shadow_curve": (
+        "{R}/{family}/seed{seed}/attacks/{model}.shadow_curve.csv",
+        has_shadows,
+        shadow_attacks_requested() and "lira" in CFG.attacks.names,
+    ),
 }
 
 

@@ -1,8 +1,13 @@
 # Input/param builders of rules/report.smk (Snakemake style: functions apart from rules).
 
 
-def per_model(pattern, role=None):
-    return [pattern.format(R=R, **m) for m in all_models() if role is None or m["role"] == role]
+def selected(model, which):
+    """Whether a model row is among ``which``: None = all, a role ("student"), or a predicate of the row."""
+    return which is None or (which(model) if callable(which) else model["role"] == which)
+
+
+def per_model(pattern, which=None):
+    return [pattern.format(R=R, **m) for m in all_models() if selected(m, which)]
 
 
 def collected_tables():
@@ -15,7 +20,7 @@ def collect_inputs(wildcards):
 
 
 def collect_models(wildcards):
-    return [m for m in all_models() if COLLECTED[wildcards.table][1] in (None, m["role"])]
+    return [m for m in all_models() if selected(m, COLLECTED[wildcards.table][1])]
 
 
 def optional_tables(*names):

@@ -53,9 +53,13 @@ def student_generations_input(wildcards):
     return [f"{R}/{wildcards.family}/seed{wildcards.seed}/generations/teacher.parquet"]
 
 
+def frozen_teacher_ref(family, path):
+    """The frozen teacher at ``path`` as KD and generation load it (optionally 8-/4-bit)."""
+    return model_ref(path, quantization=FAMILIES[family].teacher.quantization)
+
+
 def teacher_ref(family, seed):
-    """The frozen teacher as KD and generation load it (optionally 8-/4-bit)."""
-    return model_ref(model_dir(family, seed, "teacher"), quantization=FAMILIES[family].teacher.quantization)
+    return frozen_teacher_ref(family, model_dir(family, seed, "teacher"))
 
 
 def student_cfg(wildcards):

@@ -1,5 +1,6 @@
 import math
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -407,23 +408,29 @@ def test_registry_entries_are_complete():
     assert typing.get_args(literal) == attacks.ATTACK_NAMES  # the config schema reads the registry
     # the tests above this section (a ref_<name> attack is tested through any reference name: ref_ext, ref_pre)
     source = inspect.getsource(inspect.getmodule(test_registry_entries_are_complete)).split("the attack registry")[0]
+    source += (Path(__file__).parent / "test_shadows.py").read_text()  # the shadow attacks' own tests
     for name, spec in attacks.ATTACKS.items():
         assert spec.name == name and callable(spec.fn)
         assert set(spec.needs) <= set(attacks.NEEDS)
         assert spec.paper_name is None or spec.paper_name in paper_attacks, name
-        assert spec.reference_based == (spec.reference is not None or "references" in spec.needs), name
+        calibrated = spec.reference is not None or {"references", "shadows"} & set(spec.needs)
+        assert spec.reference_based == bool(calibrated), name
         assert attacks.resolve(name) is spec.fn
         tested = f'"{name}"' in source or (spec.reference is not None and '"ref_ext"' in source)
-        assert tested, f"attack {name} has no test in tests/test_attacks.py"
-    assert config.Attacks(names=list(attacks.ATTACK_NAMES), external_reference={"name_or_path": "gpt2"}).names
+        assert tested, f"attack {name} has no test in tests/test_attacks.py (or test_shadows.py)"
+    assert config.Attacks(names=list(attacks.ATTACK_NAMES), external_reference={"name_or_path": "gpt2"},
+                          shadows={"n": 4}).names
 
 
 def test_registry_carries_what_findings_and_the_paper_comparison_read():
     # the lists the findings (reference-calibrated attacks) and the paper comparison (our -> paper name) used
     assert attacks.ATTACK_NAMES == (
-        "loss", "min_k", "min_k_pp", "zlib", "ref_external", "ref_pretrained", "ref_nokd", "mope", "rmia"
+        "loss", "min_k", "min_k_pp", "zlib", "ref_external", "ref_pretrained", "ref_nokd", "mope", "rmia",
+        "lira", "lira_offline", "rmia_shadow",
     )
-    assert attacks.REFERENCE_ATTACKS == ("ref_external", "ref_pretrained", "ref_nokd", "rmia")
+    assert attacks.REFERENCE_ATTACKS == (
+        "ref_external", "ref_pretrained", "ref_nokd", "rmia", "lira", "lira_offline", "rmia_shadow"
+    )
     assert attacks.PAPER_ATTACKS == {
         "loss": "loss", "min_k": "min_k", "min_k_pp": "min_k_pp", "zlib": "zlib", "ref_external": "ref_external",
         "ref_pretrained": "ref_pretrained", "mope": "mope",

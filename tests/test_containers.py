@@ -82,8 +82,10 @@ def test_dockerfile_installs_the_package_and_has_a_cpu_flavour():
     assert "COPY kdprivacy /opt/kdprivacy/kdprivacy" in text and "pip install --no-deps /opt/kdprivacy" in text
     assert 'if [ "$FLAVOUR" = gpu ]' in text and "FLAVOUR must be gpu or cpu" in text
     # the CI's CPU build passes exactly these build arguments, each declared by the recipe
-    ci = (REPO / ".ci" / "container-smoke.sh").read_text()
-    for arg in set(re.findall(r"--build-arg (\w+)=", ci)):
+    ci = (REPO / ".ci" / "container-build.sh").read_text()
+    passed = set(re.findall(r"--build-arg (\w+)=", ci))
+    assert {"BASE", "FLAVOUR", "TORCH_CUDA", "TORCH_INDEX"} <= passed, passed
+    for arg in passed:
         assert re.search(rf"^ARG {arg}\b", text, re.M), arg
     ignore = (REPO / ".dockerignore").read_text().split()
     assert {".venv", "results", ".snakemake"} <= {line.strip("/") for line in ignore}
@@ -92,7 +94,8 @@ def test_dockerfile_installs_the_package_and_has_a_cpu_flavour():
 # ------------------------------------------------------------------------------------------- profile
 def _workflow_rules() -> set[str]:
     files = [REPO / "Snakefile", *sorted((REPO / "rules").glob("*.smk"))]
-    return {m.group(1) for f in files for m in re.finditer(r"^(?:rule|checkpoint)\s+(\w+)\s*:", f.read_text(), re.M)}
+    pattern = r"^(?:(?:rule|checkpoint)\s+(\w+)\s*:|use rule \w+ as (\w+) with:)"
+    return {m.group(1) or m.group(2) for f in files for m in re.finditer(pattern, f.read_text(), re.M)}
 
 
 def test_slurm_profile_names_existing_rules_and_options():
@@ -103,7 +106,8 @@ def test_slurm_profile_names_existing_rules_and_options():
     assert profile["rerun-incomplete"] is True and profile["retries"] >= 1 and profile["latency-wait"] >= 5
     assert {"runtime", "mem_mb", "slurm_partition"} <= set(profile["default-resources"])
     heavy = {"train_teacher", "train_student", "train_init", "pretrain_base", "generate_teacher", "score_model",
-             "score_reference", "mope", "per_block", "memorization", "utility"}
+             "score_reference", "mope", "per_block", "memorization", "utility",
+             "train_shadow_teacher", "train_shadow_student", "generate_shadow_teacher", "score_shadow"}
     assert set(profile["set-resources"]) == heavy
     unknown = set(profile["set-resources"]) - _workflow_rules()
     assert not unknown, f"set-resources names rules that do not exist (silently ignored): {sorted(unknown)}"

@@ -285,6 +285,32 @@ def blocks_table(seeds=(0,)):
     return pd.DataFrame(rows)
 
 
+def shadow_curve_table(seeds=(0, 1)):
+    rows = []
+    for seed in seeds:
+        for m, base in ((TEACHER, 0.7), (KD_S, 0.55)):
+            for n in (4, 6, 8):
+                auc = base + 0.01 * n + 0.01 * seed
+                rows.append({**m, "seed": seed, "n_shadows": n, "auc": auc, "auc_ci_low": auc - 0.05,
+                             "auc_ci_high": auc + 0.05, "tpr_at_fpr_0.01": math.nan, "tpr_at_fpr_0.05": auc / 4,
+                             "tpr_at_fpr_0.05_ci_low": auc / 5, "tpr_at_fpr_0.05_ci_high": auc / 3})
+    return pd.DataFrame(rows)
+
+
+def test_shadow_curves_mean_over_seeds_and_fall_back_to_a_resolvable_fpr(tmp_path):
+    from kdprivacy.reporting.plots.mia import shadow_curves
+
+    table = shadow_curve_table()
+    drawn = shadow_curves(table, tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 0 and len(drawn) == 6
+    row = drawn[(drawn["model"] == "teacher") & (drawn["n_shadows"] == 8)].iloc[0]
+    assert row["auc"] == pytest.approx(0.7 + 0.08 + 0.005)  # mean of the two seeds
+    assert row["auc_ci_low"] == pytest.approx(0.78 - 0.05) and row["auc_ci_high"] == pytest.approx(0.79 + 0.05)
+    assert "tpr_at_fpr_0.05" in drawn and "tpr_at_fpr_0.01" not in drawn  # 1% not resolvable: 5% drawn
+    assert shadow_curves(table.iloc[:0], tmp_path / "none.png") is None
+    assert not plt.get_fignums()
+
+
 def test_block_curves_points_equal_table(tmp_path, monkeypatch):
     """One panel per signal (registry order: the logit lens before MoPe), x = relative depth, so the 3-block
     teacher and the 2-block student end together at 1."""
@@ -427,7 +453,7 @@ def test_placeholder(tmp_path):
 REPO = Path(__file__).resolve().parents[1]
 FIGURE_INPUTS = {
     "mia", "mia_category", "mia_best_attack", "memorization", "memorization_summary", "utility", "blocks",
-    "roc",
+    "roc", "mia_shadow_curve",
 }
 
 
@@ -476,7 +502,7 @@ def test_draw_figures_draws_every_registered_figure(tmp_path, monkeypatch):
     tables = {
         "mia": sgo_mia(), "mia_category": category_table(), "memorization": memorization_table(),
         "memorization_summary": memo_summary(), "utility": utility_table(), "blocks": blocks_table(),
-        "mia_best_attack": best_attack_table(),
+        "mia_best_attack": best_attack_table(), "mia_shadow_curve": shadow_curve_table(),
     }
     paths = {}
     for name, table in tables.items():

@@ -269,3 +269,94 @@ def test_lira_is_at_chance_with_shadows_independent_of_the_candidates(planted):
     y = planted["members"]
     lo, hi = metrics.bootstrap_auc_ci(online, y)
     assert lo < 0.5 < hi and abs(metrics.roc_auc(online, y) - 0.5) < 0.08
+
+
+# -- config and registry --
+
+
+def _validate_demo(**attacks):
+    from pathlib import Path
+
+    import yaml
+
+    from kdprivacy.config import validate_config
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+    raw["attacks"].update(attacks)
+    return validate_config(raw)
+
+
+@pytest.mark.parametrize(
+    ("attacks", "needle"),
+    [
+        ({"shadows": {"n": 1}}, r"attacks.shadows.n must be 0 \(off\) or >= 2"),
+        ({"names": ["loss", "lira"]}, r"need shadow pipelines: set attacks.shadows.n >= 2"),
+        ({"names": ["loss", "lira"], "shadows": {"n": 2}}, r"need attacks.shadows.n >= 4 \(got 2\)"),
+        ({"names": ["loss", "rmia_shadow"], "shadows": {"n": 2, "models": ["teacher", "nope"]}},
+         r"no student \['nope'\] in family 'gpt2'"),
+        ({"shadows": {"n": 4, "models": ["teacher", "teacher"]}}, "repeat"),
+    ],
+)
+def test_shadow_config_errors_name_the_problem(attacks, needle):
+    from kdprivacy.config import ConfigError
+
+    with pytest.raises(ConfigError, match=needle):
+        _validate_demo(**attacks)
+
+
+def test_shadow_config_accepted_and_off_by_default():
+    assert _validate_demo().attacks.shadows.n == 0
+    cfg = _validate_demo(names=["loss", "lira", "lira_offline"], shadows={"n": 4, "models": ["teacher", "kd-small"]})
+    assert cfg.attacks.shadows.models == ["teacher", "kd-small"] and cfg.attacks.shadows.seed == 1000
+    assert _validate_demo(names=["loss", "rmia_shadow"], shadows={"n": 2}).attacks.shadows.n == 2
+
+
+def test_registry_shadow_attacks_and_untestable_models():
+    from kdprivacy.mia.registry import ATTACKS, SHADOW_ATTACKS, needs, untestable_attacks
+
+    assert SHADOW_ATTACKS == ("lira", "lira_offline", "rmia_shadow")
+    assert all(ATTACKS[n].reference_based and ATTACKS[n].paper_name is None for n in SHADOW_ATTACKS)
+    assert {"shadows", "population"} <= needs(["rmia_shadow"]) and needs(["lira"]) == {"shadows"}
+    assert ATTACKS["lira"].fn is shadows.lira_score
+    na, _ = untestable_attacks(["loss", "lira", "rmia_shadow"], {"shadows": "no shadows"}, None, [])
+    assert na == {"lira": "no shadows", "rmia_shadow": "no shadows"}
+    assert untestable_attacks(["loss", "lira"], {}, None, [])[0] == {}
+
+
+def test_compute_attacks_with_shadow_tables(planted):
+    """The registry path: score tables in, per-example LiRA out, equal to the direct function; the target as
+    one of its own shadows is refused."""
+    import pandas as pd
+
+    from kdprivacy.mia.attacks import compute_attacks
+
+    n = len(planted["target_nll"])
+    ids = [f"c{i}" for i in range(n)]
+
+    def table(nll, rows=ids):  # a score table whose mean token NLL is ``nll`` (one token per example)
+        return pd.DataFrame({"id": rows, "n_tokens": 1, "token_logprobs": [np.array([-v]) for v in nll],
+                             "token_mu": [np.array([0.0])] * len(rows), "token_sigma": [np.array([1.0])] * len(rows)})
+
+    target = table(planted["target_nll"])
+    tables = shadows.ShadowTables(shadows.assignment_table(ids, planted["keep"]),
+                                  [table(planted["shadow_nll"][:, j]) for j in range(planted["keep"].shape[1])])
+    long = compute_attacks(target, {}, ["loss", "lira", "lira_offline"], shadows=tables)
+    got = long[long.attack == "lira"]["score"].to_numpy()
+    assert np.allclose(got, shadows.lira_online(planted["target_nll"], planted["shadow_nll"], planted["keep"]))
+    with pytest.raises(ValueError, match="needs the shadow models"):
+        compute_attacks(target, {}, ["lira"])
+    selfish = shadows.ShadowTables(tables.assignment, [target, *tables.scores[1:]])
+    with pytest.raises(ValueError, match="shadow 0"):
+        compute_attacks(target, {}, ["lira"], shadows=selfish)
+    curve = shadows.shadow_count_curve(target.assign(label=planted["members"]), tables, [4, 8, 16], [0.01])
+    assert curve["n_shadows"].tolist() == [4, 8, 16]
+    assert curve["auc"].iloc[-1] > 0.95 and curve["tpr_at_fpr_0.01"].iloc[-1] > 0.5
+
+
+def test_adding_shadows_keeps_the_existing_ones():
+    """A shadow's half depends on (seed, shadow) only: 6 shadows start with the 4 of a 4-shadow run (their
+    trained models stay valid), and each column is shadow_half of its index."""
+    four, six = shadows.assign(99, 4, seed=2), shadows.assign(99, 6, seed=2)
+    assert np.array_equal(six[:, :4], four)
+    assert all(np.array_equal(six[:, j], shadows.shadow_half(99, j, 2)) for j in range(6))
+    assert not np.array_equal(shadows.shadow_half(99, 0, 2), shadows.shadow_half(99, 2, 2))

@@ -141,6 +141,11 @@ class Config(Strict):
         if ext is not None and ext.family is not None:
             if ext.family not in self.families or ext.base not in self.families[ext.family].bases:
                 raise ValueError(f"attacks.external_reference: no base '{ext.base}' in family '{ext.family}'")
+        if self.attacks.shadows.n:
+            for f, fam in self.families.items():
+                unknown = [m for m in self.attacks.shadows.models if m != "teacher" and m not in fam.all_students()]
+                if unknown:
+                    raise ValueError(f"attacks.shadows.models: no student {unknown} in family '{f}'")
         from kdprivacy.kd import wants_pretrain_loss
 
         split = self.data.split

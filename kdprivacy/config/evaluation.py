@@ -22,7 +22,7 @@ from kdprivacy.fields import (
     check_local_model,
     float_field,
 )
-from kdprivacy.mia.registry import ATTACK_NAMES, BLOCK_SIGNAL_NAMES, REFERENCE_NAMES
+from kdprivacy.mia.registry import ATTACK_NAMES, BLOCK_SIGNAL_NAMES, REFERENCE_NAMES, SHADOW_ATTACKS
 
 
 class Population(Strict):
@@ -53,7 +53,9 @@ class Evaluation(Strict):
     )
 
 
-AttackName = Literal[ATTACK_NAMES]  # the attack registry, kdprivacy.mia.registry.ATTACKS
+AttackName = Literal[ATTACK_NAMES]
+LIRA_ATTACKS = ("lira", "lira_offline")
+LIRA_MIN_SHADOWS = 4  # two IN and two OUT shadows per candidate (complementary pairs)  # the attack registry, kdprivacy.mia.registry.ATTACKS
 
 
 class ExternalReference(Strict):
@@ -111,6 +113,33 @@ class Blind(Strict):
     C: PosFloat = 1.0
 
 
+class Shadows(Strict):
+    """Shadow teacher-to-student pipelines for LiRA and RMIA-shadow (kdprivacy/mia/shadows.py); off at n = 0.
+
+    Shadow ``j`` trains a teacher with the target teacher's recipe on a seeded random half of the candidates
+    (the private and non-member pools; complementary halves in pairs) and distils, from it, one student per
+    name in ``models`` with that student's recipe on the same public pool. Its training seed is ``seed + j``."""
+
+    n: Annotated[int, Field(ge=0)] = Field(0, description="number of shadow pipelines (0 = off; >= 2 when on, >= 4 for LiRA)")
+    seed: Seed = Field(1000, description="the IN/OUT assignment's seed; shadow j trains with seed + j")
+    models: Annotated[list[Name], Field(min_length=1)] = Field(
+        ["teacher"], description="the models with shadows: 'teacher' and student names; the shadow attacks "
+        "of every other model are NA"
+    )
+    variance: Literal["auto", "global", "per_example"] = Field(
+        "auto", description="LiRA's Gaussian deviations: per example and role, one pooled (few shadows), or "
+        "per example from 32 IN and 32 OUT shadows on (auto)"
+    )
+
+    @model_validator(mode="after")
+    def _enough(self) -> Shadows:
+        if self.n == 1:
+            raise ValueError("attacks.shadows.n must be 0 (off) or >= 2 (every candidate IN and OUT of some shadow)")
+        if len(set(self.models)) != len(self.models):
+            raise ValueError(f"attacks.shadows.models repeat: {self.models}")
+        return self
+
+
 class Attacks(Strict):
     names: list[AttackName] = ["loss", "min_k", "min_k_pp", "zlib", "ref_pretrained", "ref_nokd", "mope", "rmia"]
     min_k: float_field(gt=0, le=1) = 0.2
@@ -132,6 +161,7 @@ class Attacks(Strict):
     rmia: RMIA = RMIA()
     mope: MoPe = MoPe()
     blind: Blind = Blind()
+    shadows: Shadows = Shadows()
 
     @model_validator(mode="after")
     def _needs(self) -> Attacks:
@@ -141,6 +171,15 @@ class Attacks(Strict):
             raise ValueError(f"attack names repeat: {self.names}")
         if "rmia" in self.names and not self.reference_names:
             raise ValueError("rmia needs at least one reference attack (ref_external, ref_pretrained, ref_nokd)")
+        shadow_attacks = [n for n in self.names if n in SHADOW_ATTACKS]
+        if shadow_attacks and self.shadows.n < 2:
+            raise ValueError(f"attack(s) {shadow_attacks} need shadow pipelines: set attacks.shadows.n >= 2")
+        lira = [n for n in self.names if n in LIRA_ATTACKS]
+        if lira and self.shadows.n < LIRA_MIN_SHADOWS:
+            raise ValueError(
+                f"attack(s) {lira} need attacks.shadows.n >= {LIRA_MIN_SHADOWS} (got {self.shadows.n}): LiRA's "
+                "Gaussian deviation needs two IN and two OUT shadows per candidate; rmia_shadow runs with 2"
+            )
         return self
 
     @property

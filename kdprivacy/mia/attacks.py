@@ -30,6 +30,9 @@ mope              ``mean_k (NLL_{T + eps_k} - NLL_T)``, ``eps_k ~ N(0, sigma^2)`
                   minima: the loss rises more under perturbation, so the score (an NLL *increase*) is
                   larger for members -- used as is.
 rmia              RMIA (Zarifzadeh et al. 2024), offline, see below; in ``[0, 1]``, ties broken by LR.
+lira              online LiRA (Carlini et al. 2022) against shadow pipelines trained with and without each
+                  candidate (:mod:`kdprivacy.mia.shadows`); ``lira_offline``: OUT shadows only
+rmia_shadow       RMIA with the shadow models as references (online: IN and OUT shadows)
 ================  ======================================================================================
 
 RMIA, precisely. ``Pr(x | M) = exp(-NLL_M(x))``, the per-token geometric-mean probability of the response
@@ -80,6 +83,7 @@ import zlib
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -136,6 +140,7 @@ class AttackContext:
     reference_populations: Mapping[str, pd.DataFrame] = field(default_factory=dict)
     mope: pd.DataFrame | None = None
     rmia: RMIASettings = RMIASettings()
+    shadows: Any = None  # kdprivacy.mia.shadows.ShadowTables (LiRA, RMIA-shadow)
 
 
 MIN_K_COUNTS = ("ceil", "floor")
@@ -406,6 +411,7 @@ def compute_attacks(
     mope: pd.DataFrame | None = None,
     rmia: RMIASettings | Mapping | None = None,
     short_tokens: int | None = None,
+    shadows=None,
 ) -> pd.DataFrame:
     """Long table ``id, attack, score`` (+ ``short`` when ``short_tokens`` is set).
 
@@ -413,7 +419,8 @@ def compute_attacks(
     order), ids in the order of ``scores``. ``references`` maps a name to a reference model's score table
     (attack ``ref_<name>``; also RMIA's references); ``population``/``reference_populations`` are the
     target's and the references' score tables on the population sample (RMIA); ``mope`` is a table ``id,
-    mope``; ``rmia`` an :class:`RMIASettings`, the config's ``attacks.rmia`` section or a mapping of its fields.
+    mope``; ``rmia`` an :class:`RMIASettings`, the config's ``attacks.rmia`` section or a mapping of its fields;
+    ``shadows`` a :class:`kdprivacy.mia.shadows.ShadowTables` (the shadow attacks).
     """
     if len(set(attacks)) != len(attacks):
         raise ValueError(f"attacks listed twice: {list(attacks)}")
@@ -441,6 +448,7 @@ def compute_attacks(
         reference_populations=dict(reference_populations or {}),
         mope=mope,
         rmia=rmia,
+        shadows=shadows,
     )
     ids = scores["id"].tolist()
     frames = []

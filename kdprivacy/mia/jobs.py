@@ -1,7 +1,8 @@
 """The membership-inference jobs of the workflow, one function per script, each taking a
 :class:`kdprivacy.runtime.Job`: score a model (``score_model``), MoPe (``mope``), every per-block
 signal (``per_block``), the attacks and their metrics (``attack_metrics``) and the blind baseline
-(``blind_baseline``). Each reads the job's named inputs and ``cfg``, writes its outputs and provenance and
+(``blind_baseline``), the shadow pipelines' data (``shadow_assignment``, ``shadow_manifest``) and the shadow-count curve
+(``shadow_curve``). Each reads the job's named inputs and ``cfg``, writes its outputs and provenance and
 logs into the job's log; the numbers come from :mod:`kdprivacy.mia.scoring`, :mod:`~kdprivacy.mia.perturb`,
 :mod:`~kdprivacy.mia.blocks`, :mod:`~kdprivacy.mia.attacks`, :mod:`~kdprivacy.mia.metrics` and
 :mod:`~kdprivacy.mia.blind`. Heavy imports are inside the functions: the job starts (logging, threads)
@@ -200,6 +201,7 @@ def attack_metrics(job: Any) -> None:
     }
     population = pd.read_parquet(inp["population"]) if "population" in inp else None
     mope_table = pd.read_parquet(inp["mope"]) if "mope" in inp else None
+    shadow_tables = _shadow_tables(inp, cfg)
     unused = sorted(set(references) - {n[len("ref_"):] for n in names if n.startswith("ref_")})
     if unused and "rmia" not in names:
         log.warning("reference table(s) %s given but no attack uses them", unused)
@@ -220,6 +222,7 @@ def attack_metrics(job: Any) -> None:
         scores, texts, run, min_k=cfg["min_k"], min_k_count=cfg["min_k_count"], references=references,
         population=population,
         reference_populations=populations, mope=mope_table, rmia=rmia_cfg, short_tokens=short_tokens,
+        shadows=shadow_tables,
     )
     per_example = long.merge(scores[["id", "label", "category", "n_tokens"]], on="id", how="left",
                              validate="many_to_one")
@@ -254,6 +257,100 @@ def attack_metrics(job: Any) -> None:
             curves.append(metrics.roc_points(part["score"], part["label"], max_points).assign(attack=name))
         roc = pd.concat(curves, ignore_index=True)[["attack", "fpr", "tpr", "threshold"]]
         io.write_csv(roc, out["roc"], float_format="%.8g")
+
+
+SHADOW_CANDIDATE_POOLS = ("private", "nonmember")  # the target's members and non-members
+
+
+def _shadow_tables(inp, cfg):
+    """The :class:`~kdprivacy.mia.shadows.ShadowTables` of the inputs ``shadow_assignment``, ``shadow_<j>``
+    and ``shadow_population_<j>`` (j = 0..N-1), or None without an assignment."""
+    if "shadow_assignment" not in inp:
+        return None
+    import pandas as pd
+
+    from kdprivacy.mia.shadows import ShadowTables
+
+    assignment = pd.read_parquet(inp["shadow_assignment"])
+    n = int(assignment["shadow"].max()) + 1
+    missing = [j for j in range(n) if f"shadow_{j}" not in inp]
+    if missing:
+        raise ValueError(f"the assignment has {n} shadows; score tables of shadow(s) {missing} are not inputs")
+    populations = [pd.read_parquet(inp[f"shadow_population_{j}"]) for j in range(n) if f"shadow_population_{j}" in inp]
+    return ShadowTables(assignment, [pd.read_parquet(inp[f"shadow_{j}"]) for j in range(n)], populations,
+                        variance=cfg.get("shadows", {}).get("variance", "auto"))
+
+
+def _candidates(job: Any):
+    """The target's manifest, the candidate mask (pools ``SHADOW_CANDIDATE_POOLS``) and the candidate ids."""
+    import pandas as pd
+
+    manifest = pd.read_parquet(job.inputs["manifest"])
+    candidate = manifest["pool"].isin(SHADOW_CANDIDATE_POOLS).to_numpy()
+    return manifest, candidate, manifest.loc[candidate, "id"].tolist()
+
+
+def shadow_assignment(job: Any) -> None:
+    """``attacks.shadows``: the IN/OUT assignment of the candidates over ``cfg["n"]`` shadows (output
+    ``assignment``: ``example_id, shadow, in``), checked for balance."""
+    from kdprivacy import io
+    from kdprivacy.mia import shadows
+
+    cfg = job.cfg
+    _, _, ids = _candidates(job)
+    keep = shadows.assign(len(ids), int(cfg["n"]), int(cfg["seed"]))
+    shadows.check_balance(keep)
+    io.write_parquet(shadows.assignment_table(ids, keep), job.outputs["assignment"])
+    job.log.info("%d candidates (%s) over %d shadows: every shadow holds %s of them, every candidate is IN %s "
+                 "times", len(ids), "+".join(SHADOW_CANDIDATE_POOLS), keep.shape[1],
+                 sorted(set(keep.sum(axis=0).tolist())), sorted(set(keep.sum(axis=1).tolist())))
+    job.write_provenance(f"{job.outputs['assignment']}.provenance.json", inputs={"manifest": job.inputs["manifest"]})
+
+
+def shadow_manifest(job: Any) -> None:
+    """Shadow ``cfg["shadow"]``'s manifest (output ``manifest``): the target's with the candidates relabelled,
+    IN -> private (what the shadow teacher trains on), OUT -> nonmember, every other pool as it is. IN is
+    :func:`kdprivacy.mia.shadows.shadow_half`, the same column the assignment table holds."""
+    import numpy as np
+    import pandas as pd
+
+    from kdprivacy import io
+    from kdprivacy.data.manifest import check_disjoint
+    from kdprivacy.mia import shadows
+
+    cfg = job.cfg
+    manifest, candidate, ids = _candidates(job)
+    half = shadows.shadow_half(len(ids), int(cfg["shadow"]), int(cfg["seed"]))
+    pool = manifest["pool"].to_numpy(dtype=object).copy()
+    pool[candidate] = np.where(half, "private", "nonmember")
+    relabelled = manifest.assign(pool=pd.Series(pool, index=manifest.index, dtype=str))
+    check_disjoint(relabelled)
+    io.write_parquet(relabelled, job.outputs["manifest"])
+    job.log.info("shadow %s: %d of %d candidates IN (private), %d OUT (nonmember)", cfg["shadow"], int(half.sum()),
+                 len(ids), int((~half).sum()))
+    job.write_provenance(f"{job.outputs['manifest']}.provenance.json", inputs={"manifest": job.inputs["manifest"]})
+
+
+def shadow_curve(job: Any) -> None:
+    """Online LiRA with the first 4, 6, ... shadows (output ``curve``: one metric row per shadow count; LiRA's
+    deviation needs two IN and two OUT shadows per candidate, ``LIRA_MIN_SHADOWS``)."""
+    import pandas as pd
+
+    from kdprivacy import io
+    from kdprivacy.config.evaluation import LIRA_MIN_SHADOWS
+    from kdprivacy.mia import shadows
+    from kdprivacy.stats import Bootstrap
+
+    cfg, inp = job.cfg, job.inputs
+    tables = _shadow_tables(inp, cfg)
+    if tables is None:
+        raise ValueError("shadow_curve needs the input shadow_assignment")
+    n = len(tables.scores)
+    counts = sorted({*range(LIRA_MIN_SHADOWS, n + 1, 2), n})
+    curve = shadows.shadow_count_curve(pd.read_parquet(inp["scores"]), tables, counts, cfg["fprs"],
+                                       Bootstrap.from_cfg(cfg))
+    job.log.info("LiRA (online) by shadow count:\n%s", curve.to_string(index=False))
+    io.write_csv(curve, job.outputs["curve"])
 
 
 def _with_na(table, names, na, rows_of):

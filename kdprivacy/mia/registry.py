@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 REF_PREFIX = "ref_"
 
-NEEDS = ("texts", "reference", "references", "population", "mope")
+NEEDS = ("texts", "reference", "references", "population", "mope", "shadows")
 """What an attack may read besides the target's scores: the sample texts, its own reference table
 (``ref_<name>``), every reference table and their populations (RMIA), the target's population table, a
-MoPe table."""
+MoPe table, the shadow models' score tables with the IN/OUT assignment (LiRA, RMIA-shadow)."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class AttackSpec:
     needs: tuple[str, ...] = ()  # a subset of NEEDS
     reference: str | None = None  # ref_<name>: the reference score table it reads
     reference_based: bool = False  # calibrated with reference models (the findings keep these apart)
+    module: str = "kdprivacy.mia.attacks"  # where ``score`` is defined
 
     def __post_init__(self):
         unknown = sorted(set(self.needs) - set(NEEDS))
@@ -43,7 +44,7 @@ class AttackSpec:
         :func:`~kdprivacy.mia.attacks.ref_score` bound to its reference table."""
         fn = self.score
         if not callable(fn):
-            fn = getattr(importlib.import_module("kdprivacy.mia.attacks"), fn)
+            fn = getattr(importlib.import_module(self.module), fn)
         return functools.partial(fn, name=self.reference) if self.reference is not None else fn
 
 
@@ -67,13 +68,21 @@ ATTACKS: dict[str, AttackSpec] = {
         reference_attack("nokd", None),  # the No-KD student
         AttackSpec("mope", "mope_score", "mope", needs=("mope",)),
         AttackSpec("rmia", "rmia_score", None, needs=("references", "population"), reference_based=True),
+        # calibrated with shadow pipelines trained with and without each candidate (kdprivacy.mia.shadows)
+        AttackSpec("lira", "lira_score", None, needs=("shadows",), reference_based=True,
+                   module="kdprivacy.mia.shadows"),
+        AttackSpec("lira_offline", "lira_offline_score", None, needs=("shadows",), reference_based=True,
+                   module="kdprivacy.mia.shadows"),
+        AttackSpec("rmia_shadow", "rmia_shadow_score", None, needs=("shadows", "population"),
+                   reference_based=True, module="kdprivacy.mia.shadows"),
     )
 }
 ATTACK_NAMES = tuple(ATTACKS)
 REFERENCE_NAMES = tuple(spec.reference for spec in ATTACKS.values() if spec.reference is not None)
 REFERENCE_ATTACKS = tuple(name for name, spec in ATTACKS.items() if spec.reference_based)
+SHADOW_ATTACKS = tuple(name for name, spec in ATTACKS.items() if "shadows" in spec.needs)
 PAPER_ATTACKS = {name: spec.paper_name for name, spec in ATTACKS.items() if spec.paper_name is not None}
-"""Our attack -> the paper's (``ref_nokd`` and ``rmia`` have no counterpart in the paper)."""
+"""Our attack -> the paper's (``ref_nokd``, ``rmia`` and the shadow attacks have no counterpart in the paper)."""
 FOCUS_ATTACKS = ("ref_pretrained", "ref_external", "loss")
 """The attack of the single-attack figures (per-task risk, ROC, membership vs memorization), in order of
 preference: the first of these that was run (else the first attack of the MIA table)."""
@@ -116,9 +125,12 @@ def untestable_attacks(
 
     ``untestable`` maps a reference name to why it is missing for this target (e.g. ``nokd`` ->
     :data:`NO_NOKD_REFERENCE`): ``ref_<name>`` is NA; RMIA drops that reference (its configured
-    ``rmia_references``, else every reference ``given``) and is NA when none remains."""
+    ``rmia_references``, else every reference ``given``) and is NA when none remains. ``untestable["shadows"]``
+    (a model without shadow pipelines) makes every shadow attack NA."""
     out = {n: untestable[n[len(REF_PREFIX):]] for n in names if n.startswith(REF_PREFIX)
            and n[len(REF_PREFIX):] in untestable}
+    if "shadows" in untestable:  # a model without shadow pipelines (attacks.shadows.models)
+        out.update({n: untestable["shadows"] for n in names if n in SHADOW_ATTACKS})
     refs = None if rmia_references is None else tuple(r for r in rmia_references if r not in untestable)
     if "rmia" in names:
         left = refs if refs is not None else tuple(r for r in given if r not in untestable)

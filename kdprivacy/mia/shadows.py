@@ -5,8 +5,8 @@ per-example mean token NLLs (``NLL_M(x)``, :mod:`kdprivacy.mia.attacks`), one co
 Shadows. A candidate is a member or a non-member of the target (the evaluation set). Shadow ``j`` is trained
 on a seeded random half of the candidates (its IN examples) with the target's recipe -- a shadow teacher, and
 from it one shadow student per KD method -- so it is a model for which membership is *known*. Shadows come in
-complementary pairs: shadow ``2k`` draws a random half, shadow ``2k + 1`` takes the other half (an odd last
-shadow draws a fresh half). So every shadow holds exactly ``floor(n/2)`` or ``ceil(n/2)`` candidates, and with
+complementary pairs: shadow ``2k`` draws a random half seeded by ``(seed, k)``, shadow ``2k + 1`` takes the
+other half (an odd last shadow is the first of an unfinished pair). So every shadow holds exactly ``floor(n/2)`` or ``ceil(n/2)`` candidates, and with
 an even number of shadows every candidate is IN for exactly half of them: the IN and OUT fits of LiRA rest on
 the same number of models for every example (:func:`assign`, checked by :func:`check_balance`). The
 assignment is a stored artifact, a tidy table ``example_id, shadow, in`` (:func:`assignment_table`).
@@ -47,12 +47,15 @@ shadows in both modes (offline: with the same ``a`` scaling). The score is the t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from kdprivacy.mia.attacks import rmia_log_ratio, rmia_tie_broken
+from kdprivacy.mia import metrics
+from kdprivacy.mia.attacks import _check_table, _not_self, aligned, mean_nll, rmia_log_ratio, rmia_tie_broken
+from kdprivacy.stats import NO_BOOTSTRAP, Bootstrap
 
 P_EPS = 1e-12  # phi is finite: p in [P_EPS, 1 - P_EPS]
 SIGMA_FLOOR = 1e-6  # a Gaussian fit whose deviation is 0 (identical shadows) gets this one instead
@@ -60,22 +63,27 @@ PER_EXAMPLE_MIN = 32  # "auto" variance: per-example fits only with >= this many
 VARIANCES = ("auto", "global", "per_example")
 
 
-def assign(n_candidates: int, n_shadows: int, seed: int) -> np.ndarray:
-    """``keep[i, j]`` = candidate ``i`` is IN shadow ``j``: complementary pairs of seeded random halves."""
+def shadow_half(n_candidates: int, shadow: int, seed: int) -> np.ndarray:
+    """Which candidates shadow ``shadow`` trains on: pair ``k = shadow // 2`` draws a random half from
+    ``numpy.random.default_rng([seed, k])`` (and a coin for which side gets the smaller half when the count
+    is odd); the pair's second shadow takes the complement. It depends on ``(seed, shadow)`` only, never on
+    the number of shadows: adding shadows leaves the existing ones (and their trained models) as they are."""
     if n_candidates < 2:
         raise ValueError(f"shadow assignment needs at least 2 candidate examples, got {n_candidates}")
+    if shadow < 0:
+        raise ValueError(f"a shadow index is >= 0, got {shadow}")
+    rng = np.random.default_rng([int(seed), int(shadow) // 2])
+    half = rng.permutation(n_candidates) < n_candidates // 2
+    if rng.random() < 0.5:
+        half = ~half
+    return half if shadow % 2 == 0 else ~half
+
+
+def assign(n_candidates: int, n_shadows: int, seed: int) -> np.ndarray:
+    """``keep[i, j]`` = candidate ``i`` is IN shadow ``j`` (:func:`shadow_half` for every shadow)."""
     if n_shadows < 2:
         raise ValueError(f"shadow attacks need at least 2 shadows (IN and OUT for every example), got {n_shadows}")
-    rng = np.random.default_rng(seed)
-    keep = np.zeros((n_candidates, n_shadows), dtype=bool)
-    for j in range(0, n_shadows, 2):
-        half = rng.permutation(n_candidates) < n_candidates // 2
-        if j + 1 < n_shadows and rng.random() < 0.5:  # which of the pair gets the smaller half (n odd)
-            half = ~half
-        keep[:, j] = half
-        if j + 1 < n_shadows:
-            keep[:, j + 1] = ~half
-    return keep
+    return np.stack([shadow_half(n_candidates, j, seed) for j in range(n_shadows)], axis=1)
 
 
 def check_balance(keep: np.ndarray) -> None:
@@ -242,3 +250,79 @@ def rmia_shadow(
     log_lr_x = -target - log_px
     log_lr_z = rmia_log_ratio(pop_t, pop_s, a=1.0 if online else a)
     return rmia_tie_broken(log_lr_x, log_lr_z, gamma)
+
+
+# -- the attacks of the registry (kdprivacy.mia.registry.ATTACKS: lira, lira_offline, rmia_shadow) --
+
+
+@dataclass(frozen=True)
+class ShadowTables:
+    """What the shadow attacks read for one target (``AttackContext.shadows``): the assignment table, the
+    score table of the matching shadow model of every shadow (shadow teacher for the teacher, the shadow
+    student of the same name for a student) and its population table, in shadow order."""
+
+    assignment: pd.DataFrame
+    scores: Sequence[pd.DataFrame]
+    populations: Sequence[pd.DataFrame] = ()
+    variance: str = "auto"
+
+    def matrices(self, target: pd.DataFrame, attack: str, n_shadows: int | None = None):
+        """``(target NLL [n], shadow NLLs [n, N], keep [n, N])`` on the target's ids; the first ``n_shadows``
+        shadows (None: all)."""
+        ids = target["id"].tolist()
+        keep = keep_from_table(self.assignment, ids)
+        if keep.shape[1] != len(self.scores):
+            raise ValueError(f"attack {attack}: the assignment has {keep.shape[1]} shadows, "
+                             f"{len(self.scores)} shadow score tables are given")
+        m = keep.shape[1] if n_shadows is None else int(n_shadows)
+        columns = []
+        for j, table in enumerate(self.scores[:m]):
+            _check_table(table, f"shadow {j} score table")
+            _not_self(target, table, f"shadow {j}", attack)
+            columns.append(mean_nll(aligned(table, ids, f"shadow {j} score table")))
+        return mean_nll(target), np.stack(columns, axis=1), keep[:, :m]
+
+
+def _tables(context, attack: str) -> ShadowTables:
+    if context.shadows is None:
+        raise ValueError(f"attack {attack} needs the shadow models' score tables and the IN/OUT assignment")
+    return context.shadows
+
+
+def lira_score(scores: pd.DataFrame, context) -> np.ndarray:
+    tables = _tables(context, "lira")
+    return lira_online(*tables.matrices(scores, "lira"), variance=tables.variance)
+
+
+def lira_offline_score(scores: pd.DataFrame, context) -> np.ndarray:
+    tables = _tables(context, "lira_offline")
+    return lira_offline(*tables.matrices(scores, "lira_offline"), variance=tables.variance)
+
+
+def rmia_shadow_score(scores: pd.DataFrame, context) -> np.ndarray:
+    tables = _tables(context, "rmia_shadow")
+    if context.population is None:
+        raise ValueError("attack rmia_shadow needs the target's population score table")
+    if len(tables.populations) != len(tables.scores):
+        raise ValueError(f"attack rmia_shadow: {len(tables.populations)} shadow population tables for "
+                         f"{len(tables.scores)} shadows")
+    target, shadow, keep = tables.matrices(scores, "rmia_shadow")
+    z_ids = context.population["id"].tolist()
+    pop = np.stack([mean_nll(aligned(t, z_ids, f"shadow {j} population table"))
+                    for j, t in enumerate(tables.populations)], axis=1)
+    return rmia_shadow(target, shadow, keep, mean_nll(context.population), pop, online=True, gamma=context.rmia.gamma)
+
+
+def shadow_count_curve(scores: pd.DataFrame, tables: ShadowTables, counts: Sequence[int], fprs: Sequence[float],
+                       bootstrap: Bootstrap = NO_BOOTSTRAP) -> pd.DataFrame:
+    """Online LiRA with the first ``N`` shadows for each ``N`` of ``counts`` (pairs stay whole when ``N`` is
+    even): one metric row per ``N`` (AUC, TPR at each FPR, bootstrap CIs), so one sees where more shadows
+    stop paying."""
+    labels = scores["label"].to_numpy()
+    rows = []
+    for n in counts:
+        target, shadow, keep = tables.matrices(scores, "lira", n_shadows=n)
+        values = lira_online(target, shadow, keep, variance=tables.variance)
+        row = metrics.metric_row(values, labels, fprs, bootstrap)
+        rows.append({"n_shadows": int(n), **row})
+    return pd.DataFrame(rows)

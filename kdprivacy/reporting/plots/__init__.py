@@ -31,6 +31,10 @@ def _blocks(cfg: Any) -> bool:
     return cfg.blocks.enabled
 
 
+def _shadow_curve(cfg: Any) -> bool:
+    return cfg.attacks.shadows.n > 0 and "lira" in cfg.attacks.names
+
+
 def _ablation(axis: str) -> Callable[[Any], bool]:
     def enabled(cfg: Any) -> bool:
         return any(getattr(family.ablations, axis) for family in cfg.families.values())
@@ -88,6 +92,8 @@ FIGURES: dict[str, FigureSpec] = {
                    ("utility",), _utility),
         FigureSpec("privacy_utility", "privacy_vs_utility", "Utility", "Privacy vs utility",
                    "utility:figure_privacy_utility", ("mia_best_attack", "utility"), _utility),
+        FigureSpec("shadow_curve", "mia_shadow_curve", MI, "LiRA vs number of shadows",
+                   "mia:figure_shadow_curve", ("mia_shadow_curve",), _shadow_curve),
         FigureSpec("blocks", "blocks_depth", "Per-block risk", "Per-block risk", "mia:figure_blocks",
                    ("blocks",), _blocks),
         FigureSpec("objective", "ablation_objective", "Ablations", "KD objective ablation",

@@ -321,3 +321,43 @@ def figure_roc(inputs: FigureInputs, path: str) -> pd.DataFrame | None:
 
 def figure_blocks(inputs: FigureInputs, path: str) -> pd.DataFrame | None:
     return block_curves(inputs.table("blocks"), path)
+
+
+def shadow_curves(curve: pd.DataFrame, path: str | os.PathLike) -> pd.DataFrame | None:
+    """Online LiRA vs the number of shadow pipelines (``results/tables/mia_shadow_curve.csv``): AUC and TPR at
+    the lowest FPR the evaluation set resolves (1% when there are >= 100 non-members, else 5%), one line per
+    model, mean over seeds with the 95% CI band of the per-seed intervals (their envelope). Returns the drawn
+    table."""
+    tidy.require(curve, ["family", "model", "n_shadows", "auc"], "mia_shadow_curve")
+    if curve.empty:
+        return skip("shadow_curve", "no shadow-count rows")
+    tpr = next((c for c in ("tpr_at_fpr_0.01", "tpr_at_fpr_0.05") if c in curve and curve[c].notna().any()), None)
+    metrics = [("auc", "ROC AUC")] + ([(tpr, f"TPR at {float(tpr.rsplit('_', 1)[1]):.0%} FPR")] if tpr else [])
+    keys = ["family", "model", "n_shadows"]
+    agg = {}
+    for column, _ in metrics:
+        agg[column] = (column, "mean")
+        agg[f"{column}_ci_low"] = (f"{column}_ci_low", "min")
+        agg[f"{column}_ci_high"] = (f"{column}_ci_high", "max")
+    drawn = curve.groupby(keys, sort=False).agg(**agg).reset_index()
+    drawn["line"] = model_labels(drawn)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics) + 1.8, 3.6), squeeze=False)
+    for ax, (column, label) in zip(axes[0], metrics):
+        for i, (line, g) in enumerate(drawn.groupby("line", sort=False)):
+            g = g.sort_values("n_shadows")
+            color = plt.get_cmap("tab10")(i % 10)
+            ax.plot(g["n_shadows"], g[column], marker="o", ms=3, color=color, label=line)
+            ax.fill_between(g["n_shadows"], g[f"{column}_ci_low"], g[f"{column}_ci_high"], color=color, alpha=0.12,
+                            lw=0)
+        if column == "auc":
+            ax.axhline(0.5, color="grey", ls=":", lw=1)
+        ax.set_xlabel("shadow pipelines")
+        ax.set_ylabel(label)
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    fig.suptitle("Online LiRA vs the number of shadow teacher-to-student pipelines (band: 95% CI)", fontsize=10)
+    save(fig, path)
+    return drawn.drop(columns=["line"])
+
+
+def figure_shadow_curve(inputs: FigureInputs, path: str) -> pd.DataFrame | None:
+    return shadow_curves(inputs.table("mia_shadow_curve"), path)
