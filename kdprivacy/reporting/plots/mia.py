@@ -351,6 +351,7 @@ def shadow_curves(curve: pd.DataFrame, path: str | os.PathLike) -> pd.DataFrame 
                             lw=0)
         if column == "auc":
             ax.axhline(0.5, color="grey", ls=":", lw=1)
+        ax.set_xticks(sorted(drawn["n_shadows"].unique()))
         ax.set_xlabel("shadow pipelines")
         ax.set_ylabel(label)
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
