@@ -53,9 +53,9 @@ class Evaluation(Strict):
     )
 
 
-AttackName = Literal[ATTACK_NAMES]
+AttackName = Literal[ATTACK_NAMES]  # the attack registry, kdprivacy.mia.registry.ATTACKS
 LIRA_ATTACKS = ("lira", "lira_offline")
-LIRA_MIN_SHADOWS = 4  # two IN and two OUT shadows per candidate (complementary pairs)  # the attack registry, kdprivacy.mia.registry.ATTACKS
+LIRA_MIN_SHADOWS = 4  # two IN and two OUT shadows per candidate (complementary pairs)
 
 
 class ExternalReference(Strict):
@@ -120,7 +120,9 @@ class Shadows(Strict):
     (the private and non-member pools; complementary halves in pairs) and distils, from it, one student per
     name in ``models`` with that student's recipe on the same public pool. Its training seed is ``seed + j``."""
 
-    n: Annotated[int, Field(ge=0)] = Field(0, description="number of shadow pipelines (0 = off; >= 2 when on, >= 4 for LiRA)")
+    n: Annotated[int, Field(ge=0)] = Field(
+        0, description="number of shadow pipelines (0 = off; >= 2 when on, >= 4 for LiRA)"
+    )
     seed: Seed = Field(1000, description="the IN/OUT assignment's seed; shadow j trains with seed + j")
     models: Annotated[list[Name], Field(min_length=1)] = Field(
         ["teacher"], description="the models with shadows: 'teacher' and student names; the shadow attacks "

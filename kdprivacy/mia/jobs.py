@@ -1,8 +1,8 @@
 """The membership-inference jobs of the workflow, one function per script, each taking a
 :class:`kdprivacy.runtime.Job`: score a model (``score_model``), MoPe (``mope``), every per-block
 signal (``per_block``), the attacks and their metrics (``attack_metrics``) and the blind baseline
-(``blind_baseline``), the shadow pipelines' data (``shadow_assignment``, ``shadow_manifest``) and the shadow-count curve
-(``shadow_curve``). Each reads the job's named inputs and ``cfg``, writes its outputs and provenance and
+(``blind_baseline``), the shadow pipelines' data (``shadow_assignment``, ``shadow_manifest``) and the
+shadow-count curve (``shadow_curve``). Each reads the job's named inputs and ``cfg``, writes its outputs and provenance and
 logs into the job's log; the numbers come from :mod:`kdprivacy.mia.scoring`, :mod:`~kdprivacy.mia.perturb`,
 :mod:`~kdprivacy.mia.blocks`, :mod:`~kdprivacy.mia.attacks`, :mod:`~kdprivacy.mia.metrics` and
 :mod:`~kdprivacy.mia.blind`. Heavy imports are inside the functions: the job starts (logging, threads)
@@ -276,7 +276,8 @@ def _shadow_tables(inp, cfg):
     missing = [j for j in range(n) if f"shadow_{j}" not in inp]
     if missing:
         raise ValueError(f"the assignment has {n} shadows; score tables of shadow(s) {missing} are not inputs")
-    populations = [pd.read_parquet(inp[f"shadow_population_{j}"]) for j in range(n) if f"shadow_population_{j}" in inp]
+    populations = [pd.read_parquet(inp[f"shadow_population_{j}"]) for j in range(n)
+                   if f"shadow_population_{j}" in inp]
     return ShadowTables(assignment, [pd.read_parquet(inp[f"shadow_{j}"]) for j in range(n)], populations,
                         variance=cfg.get("shadows", {}).get("variance", "auto"))
 
