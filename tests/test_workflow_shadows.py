@@ -1,6 +1,8 @@
 """Shadow pipelines end to end (attacks.shadows): configs/smoke.yaml cut to the teacher, No-KD, KD and SeqKD
 students, with 4 shadow teacher-to-student pipelines for the teacher, KD and SeqKD; LiRA (online, offline)
 and RMIA-shadow next to the other attacks; adding shadows trains only the new ones, never a target model.
+The same on name_or_path models (configs/smoke-hf.yaml's Hugging Face directories: a LoRA LLaMA teacher and
+an OPT teacher frozen in 8 bit for KD and SeqKD).
 
 Marked ``workflow`` (a few minutes on 2 cores)."""
 
@@ -10,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from test_workflow import SMOKE, planned_jobs, smk
+from test_workflow import REPO, SMOKE, planned_jobs, smk
 
+from kdprivacy import standins
 from kdprivacy.mia import shadows
 
 pytestmark = pytest.mark.workflow
@@ -101,3 +104,35 @@ def test_more_shadows_train_only_the_new_ones(shadow_run):
     assert plan.get("train_shadow_teacher") == 2 and plan.get("shadow_manifest") == 2
     assert plan.get("train_shadow_student") == 4  # kd and seqkd of shadows 4 and 5
     assert not {"train_teacher", "train_student", "pretrain_base", "score_model"} & set(plan), plan
+
+
+def test_shadow_pipelines_on_hugging_face_directories(tmp_path):
+    raw = yaml.safe_load((REPO / "configs" / "smoke-hf.yaml").read_text())
+    raw["families"] = {f: raw["families"][f] for f in ("llama", "opt")}
+    for family in raw["families"].values():
+        family["students"] = {k: v for k, v in family["students"].items() if k in ("nokd-small", "kd-small",
+                                                                                   "seqkd-small")}
+        family.pop("ablations", None)
+    raw["attacks"]["names"] = ["loss", "ref_pretrained", "rmia", *SHADOW_ATTACKS]
+    raw["attacks"]["shadows"] = {"n": 4, "models": ["teacher", "kd-small", "seqkd-small"]}
+    raw["utility"] = {"enabled": False}
+    raw["blocks"] = {"enabled": False}
+    config = tmp_path / "shadows-hf.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    standins.write_smoke_hf(tmp_path / "hf")
+    smk(tmp_path, "results/tables/mia.csv", configfile=config)
+    mia = pd.read_csv(tmp_path / "results" / "tables" / "mia.csv").set_index(["family", "model", "attack"])
+    tested = mia["note"].fillna("") == ""
+    for family in ("llama", "opt"):
+        for model in ("teacher", "kd-small", "seqkd-small"):
+            for attack in SHADOW_ATTACKS:
+                key = (family, model, attack)
+                assert tested[key] and 0 <= mia.loc[key, "auc"] <= 1, key
+        # the shadow teacher is trained as the target's: LoRA merged for llama; KD reads it in 8 bit for opt
+        import json
+
+        prov = json.loads((tmp_path / "results" / family / "shadow1" / "models" / "kd-small" /
+                           "provenance.json").read_text())["params"]["cfg"]
+        assert prov["teacher"]["name_or_path"] == f"results/{family}/shadow1/models/teacher"
+        assert prov["teacher"].get("quantization") == raw["families"][family]["teacher"].get("quantization")
+    assert (tmp_path / "results" / "llama" / "shadow0" / "models" / "teacher" / "adapter").is_dir()
