@@ -54,7 +54,7 @@ def shadow_student_teacher_input(wildcards):
 
 
 def shadow_generations_input(wildcards):
-    if student(wildcards).method != "seqkd":
+    if not student_generations_input(as_target(wildcards)):
         return []
     return [f"{R}/{wildcards.family}/shadow{wildcards.shadow}/generations/teacher.parquet"]
 

@@ -360,3 +360,9 @@ def test_adding_shadows_keeps_the_existing_ones():
     assert np.array_equal(six[:, :4], four)
     assert all(np.array_equal(six[:, j], shadows.shadow_half(99, j, 2)) for j in range(6))
     assert not np.array_equal(shadows.shadow_half(99, 0, 2), shadows.shadow_half(99, 2, 2))
+
+
+def test_shadow_candidates_are_the_scorers_member_and_nonmember_pools():
+    from kdprivacy.mia import jobs, scoring
+
+    assert jobs.SHADOW_CANDIDATE_POOLS == (scoring.MEMBER_POOL, scoring.NONMEMBER_POOL)

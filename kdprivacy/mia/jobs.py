@@ -259,7 +259,10 @@ def attack_metrics(job: Any) -> None:
         io.write_csv(roc, out["roc"], float_format="%.8g")
 
 
-SHADOW_CANDIDATE_POOLS = ("private", "nonmember")  # the target's members and non-members
+# The target's members and non-members: kdprivacy.mia.scoring's MEMBER_POOL and NONMEMBER_POOL, written here
+# so that the shadow-data jobs (whose code version decides whether every shadow retrains) need not import the
+# scorer and torch; tests/test_shadows.py checks they agree.
+SHADOW_CANDIDATE_POOLS = ("private", "nonmember")
 
 
 def _shadow_tables(inp, cfg):
@@ -323,7 +326,7 @@ def shadow_manifest(job: Any) -> None:
     manifest, candidate, ids = _candidates(job)
     half = shadows.shadow_half(len(ids), int(cfg["shadow"]), int(cfg["seed"]))
     pool = manifest["pool"].to_numpy(dtype=object).copy()
-    pool[candidate] = np.where(half, "private", "nonmember")
+    pool[candidate] = np.where(half, *SHADOW_CANDIDATE_POOLS)
     relabelled = manifest.assign(pool=pd.Series(pool, index=manifest.index, dtype=str))
     check_disjoint(relabelled)
     io.write_parquet(relabelled, job.outputs["manifest"])
