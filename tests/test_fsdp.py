@@ -18,6 +18,7 @@ from safetensors import safe_open
 from kdprivacy import models
 from kdprivacy import kd as registry
 from kdprivacy.config import Train
+from kdprivacy.kd import fused
 from kdprivacy.kd import teacher as kd_teacher
 from kdprivacy.train import distributed, loop
 from kdprivacy.train.runs import MethodRun
@@ -158,11 +159,12 @@ def _gkd_worker(rank, world, port, student_dir, teacher_dir, items, dev, cfg, pa
     from torch.distributed.tensor import DTensor
 
     student = models.load_model(student_dir)
-    seen = {"steps": 0, "sharded": []}
+    seen = {"steps": 0, "sharded": [], "fused": []}
 
     def on_step(step):
         seen["steps"] = step
         seen["sharded"].append(all(isinstance(p, DTensor) for p in student.parameters()))
+        seen["fused"].append(fused.head_chain(student, trainable=True) is not None)
 
     teacher = kd_teacher.freeze(models.load_model(teacher_dir))
     run = MethodRun.model_validate(cfg)
@@ -197,6 +199,8 @@ def test_fsdp_kd_method_with_student_sampling_matches_one_process(tmp_path, toke
     ranks = [torch.load(tmp_path / f"gkd{r}.pt", weights_only=False) for r in range(2)]
     for r in ranks:
         assert r["seen"]["steps"] == 6 and all(r["seen"]["sharded"]) and r["seen"]["sharded"]
+        assert not any(r["seen"]["fused"])  # sharded: the plain KD loss (the root unit gathers in forward)
+    assert fused.head_chain(single, trainable=True) is not None  # one process: the fused loss
     assert all(torch.equal(ranks[0]["state"][k], v) for k, v in ranks[1]["state"].items())
     reduced = ["epoch", "step", "train_loss", "dev_loss", "lr", "frac_sgo_batches"]
     pd.testing.assert_frame_equal(ranks[0]["history"][reduced], ranks[1]["history"][reduced],

@@ -26,6 +26,7 @@ from kdprivacy.stats import NO_BOOTSTRAP
 from kdprivacy import kd as registry
 from kdprivacy.config import KD, Train
 from kdprivacy.encoding import batch_indices
+from kdprivacy.kd import fused
 from kdprivacy.kd import kd as word_kd
 from kdprivacy.kd import teacher as kd_teacher
 from kdprivacy.train import jobs, loop, losses
@@ -135,6 +136,8 @@ def test_training_steps_run_under_autocast(tokenizer, items, precision):
     stay float32; the dev loss is computed in full precision."""
     pad = tokenizer.pad_token_id
     student, teacher = _model(tokenizer, seed=2), kd_teacher.freeze(_model(tokenizer, seed=1))
+    # the fused KD loss's one-time chain check (one fp32 forward each) before the hooks count
+    assert fused.head_chain(student, trainable=True) and fused.head_chain(teacher, trainable=False)
     seen_student, seen_teacher = Seen(student.lm_head), Seen(teacher.lm_head)
     cfg = Train(**TRAIN, precision=precision)
     student, history = word_kd.distill_kd(student, teacher, items["public"], items["dev"], cfg, KD(), pad)

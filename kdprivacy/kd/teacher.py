@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from kdprivacy.config import KD
 from kdprivacy.encoding import Encoded, collate, shift_for_causal_lm
+from kdprivacy.kd import fused as fused_kd
 from kdprivacy.kd import objectives
 from kdprivacy.train.losses import forward_logits, model_device, to_device, token_nll
 
@@ -44,10 +45,20 @@ def with_lm(kd: torch.Tensor, logits: torch.Tensor, batch: dict, lm_weight: floa
     return loss, {"kd_loss": kd.item(), "lm_loss": lm.item()}
 
 
-def kd_loss_fn(teacher, divergence: Callable, lm_weight: float) -> Callable:
-    """``loss_fn`` for :func:`fit`: (1 − w)·D(teacher ‖ student) + w·LM on response positions."""
+def kd_loss_fn(teacher, divergence: Callable, lm_weight: float, fused: bool = True) -> Callable:
+    """``loss_fn`` for :func:`fit`: (1 − w)·D(teacher ‖ student) + w·LM on response positions.
+
+    ``fused`` (default): where the student's logits are its LM head applied to its decoder's last hidden
+    states (:func:`kdprivacy.kd.fused.head_chain`), the head, the divergence and their gradient run in
+    chunks at the response positions only (:mod:`kdprivacy.kd.fused`: the same loss and gradients, no
+    ``[B, T, V]`` tensor); otherwise, or with ``fused=False``, the plain full-logits path below."""
 
     def loss_fn(student, batch):
+        chain = fused_kd.head_chain(student, trainable=True) if fused else None
+        if chain is not None:
+            teacher_chain = fused_kd.head_chain(teacher, trainable=False)
+            check_shared_vocab(student, teacher)
+            return fused_kd.fused_kd_loss(chain, teacher, teacher_chain, divergence, lm_weight, batch)
         logits = forward_logits(student, batch)
         with torch.no_grad():
             teacher_logits = forward_logits(teacher, batch)
