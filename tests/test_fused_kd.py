@@ -158,3 +158,43 @@ def test_vocabulary_mismatch_is_refused():
                                                num_attention_heads=2, vocab_size=V + 5))
     with pytest.raises(ValueError, match="vocabulary"):
         kd_teacher.kd_loss_fn(other, objectives.get_objective("fkl"), 0.0)(student, _batch())
+
+
+CLOSED = [("fkl", {}), ("rkl", {}), ("jsd", {"beta": 0.0}), ("jsd", {"beta": 1.0})]
+
+
+def test_closed_form_gradients_are_picked_for_the_kl_objectives_only():
+    for name, hp in CLOSED:
+        assert fused.closed_form(objectives.get_objective(name, temperature=2.0, **hp)) is not None, name
+    for name, hp in [("jsd", {"beta": 0.5}), ("tvd", {}), ("sfkl", {"alpha": 0.1}), ("srkl", {"alpha": 0.0})]:
+        assert fused.closed_form(objectives.get_objective(name, **hp)) is None, name
+    assert fused.closed_form(lambda s, t, m: (s - t).sum()) is None  # an arbitrary callable: autograd
+    from kdprivacy.config import KD
+
+    assert fused.closed_form(kd_teacher.divergence_of(KD(objective="fkl"))) is not None  # the workflow's
+
+
+@pytest.mark.parametrize("name,hp", CLOSED)
+@pytest.mark.parametrize("temperature", [1.0, 0.5, 3.0])
+@pytest.mark.parametrize("lm_weight", [0.0, 0.4, 1.0])
+def test_closed_form_equals_autograd_through_the_objective(name, hp, temperature, lm_weight):
+    """Value and logit gradient against autograd through kdprivacy.kd.objectives (float64), including a
+    teacher with -inf logits (a masked vocabulary entry) and a position where teacher == student."""
+    gen = torch.Generator().manual_seed(0)
+    s = torch.randn(6, 40, generator=gen, dtype=torch.float64) * 3
+    t = torch.randn(6, 40, generator=gen, dtype=torch.float64) * 3
+    t[1, :5] = float("-inf")
+    t[2] = s[2]  # reference equal to the target: zero divergence, zero divergence gradient there
+    targets = torch.randint(0, 40, (6,), generator=gen)
+    div = objectives.get_objective(name, temperature=temperature, **hp)
+    kd, lm, grad = fused.closed_form(div)(s, t, targets, lm_weight)
+    leaf = s.clone().requires_grad_(True)
+    ref_kd = div(leaf, t, torch.ones(6, dtype=torch.float64)) * 6
+    ref_lm = torch.nn.functional.cross_entropy(leaf, targets, reduction="sum")
+    ref = (1 - lm_weight) * ref_kd + lm_weight * ref_lm if lm_weight > 0 else ref_kd
+    (ref_grad,) = torch.autograd.grad(ref, leaf)
+    assert float(kd) == pytest.approx(float(ref_kd), rel=1e-10, abs=1e-10)
+    assert float(lm) == pytest.approx(float(ref_lm), rel=1e-10)
+    assert torch.allclose(grad, ref_grad, rtol=1e-9, atol=1e-9)
+    if lm_weight == 0:
+        assert float(grad[2].abs().max()) < 1e-12
