@@ -53,7 +53,7 @@ def _run(student, teacher, divergence, lm_weight, batch, fused_on: bool):
     loss, stats = kd_teacher.kd_loss_fn(teacher, divergence, lm_weight, fused=fused_on)(student, batch)
     loss.backward()
     grads = {n: p.grad.clone() for n, p in student.named_parameters() if p.grad is not None}
-    return float(loss), stats, grads
+    return loss.item(), stats, grads
 
 
 OBJ = [("fkl", {}), ("rkl", {}), ("jsd", {"beta": 0.5}), ("jsd", {"beta": 0.0}), ("jsd", {"beta": 1.0}),
