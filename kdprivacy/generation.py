@@ -138,6 +138,18 @@ def _cache_kwarg(model) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
+def _last_logits_kwargs(model) -> dict:
+    """Ask the prompt pass for the last position's logits only (``logits_to_keep=1``; the name of
+    transformers < 4.50 was ``num_logits_to_keep``), as Hugging Face ``generate`` does: the LM head over
+    every prompt position is a ``[batch, prompt, vocabulary]`` matmul whose rows are thrown away. Models
+    whose forward takes neither (from-scratch ones) compute them all; the kept row is the same."""
+    params = inspect.signature(model.forward).parameters
+    for name in ("logits_to_keep", "num_logits_to_keep"):
+        if name in params:
+            return {name: 1}
+    return {}
+
+
 class _Stepper:
     """Incremental decoding of one model over a left-padded batch, with its own KV cache."""
 
@@ -149,7 +161,7 @@ class _Stepper:
         self.positions = (self.mask.cumsum(-1) - 1).clamp_min(0)
         out = model(
             input_ids=input_ids.to(self.device), attention_mask=self.mask, position_ids=self.positions,
-            use_cache=True,
+            use_cache=True, **_last_logits_kwargs(model),
         )
         self.cache = out.cache if "cache" in out else out.past_key_values
         self.logits = out.logits[:, -1].float()

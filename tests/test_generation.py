@@ -167,3 +167,39 @@ def test_with_responses():
         generation.with_responses(items[:1], [()], max_length=5)
     with pytest.raises(ValueError, match="no room"):
         generation.with_responses(items[:1], [(1,)], max_length=3)
+
+
+def test_prompt_pass_keeps_only_the_last_logits_and_matches_hf_on_saved_hf_models(tmp_path, tokenizer):
+    """GPT-2, OPT and LLaMA directories written with ``save_pretrained`` (the ``name_or_path`` route): the
+    prompt pass asks for the last position's logits only, and the tokens stay Hugging Face ``generate``'s."""
+    import transformers as tf
+
+    vocab, pad, eos = len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id
+    configs = {
+        "gpt2": tf.GPT2Config(vocab_size=vocab, n_positions=64, n_embd=32, n_layer=2, n_head=4),
+        "opt": tf.OPTConfig(vocab_size=vocab, max_position_embeddings=64, hidden_size=32, ffn_dim=64,
+                            num_hidden_layers=2, num_attention_heads=4, word_embed_proj_dim=32),
+        "llama": tf.LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64),
+    }
+    items = _items()
+    for arch, config in configs.items():
+        torch.manual_seed(0)
+        tf.AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / arch)
+        model = models.load_model(str(tmp_path / arch)).eval()
+        assert generation._last_logits_kwargs(model) == {"logits_to_keep": 1}, arch
+        seen = []
+        hook = model.lm_head.register_forward_hook(lambda _m, _i, out: seen.append(out.shape[1]))
+        ours = generation.generate(model, items, 6, 4, pad, eos, generation.GREEDY)
+        hook.remove()
+        # one LM-head row per sequence in every forward, the prompt pass included (not one per prompt token)
+        assert seen and set(seen) == {1}, (arch, seen)
+        assert ours == [tuple(t) for t in hf_greedy(model, items, 6, 4, pad, eos)], arch
+
+
+def test_models_without_logits_to_keep_get_every_logit_row():
+    class Plain(torch.nn.Module):
+        def forward(self, input_ids, attention_mask=None, position_ids=None, use_cache=True):
+            raise AssertionError("not called")
+
+    assert generation._last_logits_kwargs(Plain()) == {}
