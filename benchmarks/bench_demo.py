@@ -23,7 +23,7 @@ import pandas as pd
 from benchmarks import common
 from benchmarks.common import REPO, Row
 
-GOAL_SECONDS = 15 * 60
+GOAL_SECONDS = 10 * 60  # issue #18 (was 15 min)
 
 
 def _number(value) -> float:
@@ -97,7 +97,7 @@ def current_config_md5() -> str | None:
 
 def row_demo(demo_dir) -> Row:
     item = "embedded demo end to end (2 cores)"
-    goal = "<= 15 min wall; peak memory stated"
+    goal = f"<= {GOAL_SECONDS // 60} min wall; peak memory stated"
     if demo_dir is None:
         return Row(item, "not measured", "--", None, "--", goal, "n/a",
                    ["pass --demo-dir DIR (a directory where the demo ran) to read its results/benchmarks/"])

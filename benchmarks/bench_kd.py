@@ -64,10 +64,12 @@ def _train_cfg(mode: dict, steps: int):
 
 # --------------------------------------------------------------------------------------------- ours
 def ours_step_times(student, teacher, items, mode: dict, kd_cfg: dict, pad_id: int,
-                    teacher_seconds: list[float] | None = None) -> list[float]:
+                    teacher_seconds: list[float] | None = None, fused: bool = True) -> list[float]:
     """Timestamps of each optimizer step of the library's KD loop (``distill_kd``'s body); with
-    ``teacher_seconds``, forward hooks on the teacher also record how long its forward takes in each step."""
+    ``teacher_seconds``, forward hooks on the teacher (its decoder, on the fused path) also record how long
+    its forward takes in each step. ``fused=False``: the plain full-logits loss (``kd_loss_fn(fused=False)``)."""
     from kdprivacy.config import KD
+    from kdprivacy.kd import fused as fused_kd
     from kdprivacy.kd import teacher as kd_teacher
     from kdprivacy.train import loop
 
@@ -75,7 +77,7 @@ def ours_step_times(student, teacher, items, mode: dict, kd_cfg: dict, pad_id: i
     divergence = kd_teacher.divergence_of(kd)
     kd_teacher.check_shared_vocab(student, teacher)
     kd_teacher.freeze(teacher)
-    loss_fn = kd_teacher.kd_loss_fn(teacher, divergence, float(kd.lm_weight))
+    loss_fn = kd_teacher.kd_loss_fn(teacher, divergence, float(kd.lm_weight), fused=fused)
     stamps: list[float] = []
     handles = []
     if teacher_seconds is not None:
@@ -84,8 +86,10 @@ def ours_step_times(student, teacher, items, mode: dict, kd_cfg: dict, pad_id: i
         def done(*_):
             teacher_seconds.append(time.perf_counter() - begun.pop())
 
-        handles = [teacher.register_forward_pre_hook(lambda *_: begun.append(time.perf_counter())),
-                   teacher.register_forward_hook(done)]
+        chain = fused_kd.head_chain(teacher, trainable=False) if fused else None
+        timed_part = teacher if chain is None else chain[0]
+        handles = [timed_part.register_forward_pre_hook(lambda *_: begun.append(time.perf_counter())),
+                   timed_part.register_forward_hook(done)]
 
     def timed(model, batch):
         stamps.append(time.perf_counter())

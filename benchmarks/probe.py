@@ -121,7 +121,15 @@ def lens_memory(params: dict) -> dict:
     return out
 
 
-PROBES = {"score_memory": score_memory, "mope_memory": mope_memory, "lens_memory": lens_memory}
+def kd_step_memory(params: dict) -> dict:
+    """One real-size KD step (benchmarks.realsize)."""
+    from benchmarks import realsize
+
+    return realsize.kd_step_memory(params)
+
+
+PROBES = {"score_memory": score_memory, "mope_memory": mope_memory, "lens_memory": lens_memory,
+          "kd_step_memory": kd_step_memory}
 
 
 def main(argv: list[str]) -> int:

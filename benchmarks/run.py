@@ -180,11 +180,12 @@ def readme_block(rows: list[Row], meta: dict, args) -> str:
     ])
 
 
-def write_readme(path: Path, block: str) -> None:
-    text = path.read_text() if path.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        _, tail = rest.split(END, 1)
+def write_readme(path: Path, block: str, start: str = START, end: str = END) -> None:
+    """Replace the text between ``start`` and ``end`` in ``path`` by ``block`` (appended when absent)."""
+    text = path.read_text() if path.exists() else f"# Benchmarks\n\n{start}\n{end}\n"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
         text = head + block + tail
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
