@@ -83,9 +83,12 @@ def test_demo_row_matches_the_config_md5_snakemake_logs(tmp_path, monkeypatch):
     log = tmp_path / ".snakemake" / "log"
     log.mkdir(parents=True)
     path = log / "2026-11-28T134215.893275.snakemake.log"
-    path.write_text(f"Config MD5: {logged}\n...\nElapsed time: 0:12:30.0\n")
+    path.write_text(f"Config MD5: {logged}\n...\nElapsed time: 0:09:30.0\n")
     row = bench_demo.row_demo(tmp_path)
-    assert row.met == "yes" and "12.5 min" in row.ours and "older config" not in row.ours, row
+    assert row.met == "yes" and "9.5 min" in row.ours and "older config" not in row.ours, row
+    path.write_text(f"Config MD5: {logged}\n...\nElapsed time: 0:12:30.0\n")
+    row = bench_demo.row_demo(tmp_path)  # over the 10-minute goal
+    assert row.met == "no" and "12.5 min" in row.ours and "<= 10 min" in row.goal, row
     path.write_text(f"Config MD5: {'0' * 32}\n...\nElapsed time: 0:12:30.0\n")
     row = bench_demo.row_demo(tmp_path)
     assert row.met == "n/a" and "older config" in row.ours and any("STALE" in n for n in row.notes)
