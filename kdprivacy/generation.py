@@ -141,8 +141,9 @@ def _cache_kwarg(model) -> str:
 def _last_logits_kwargs(model) -> dict:
     """Ask the prompt pass for the last position's logits only (``logits_to_keep=1``; the name of
     transformers < 4.50 was ``num_logits_to_keep``), as Hugging Face ``generate`` does: the LM head over
-    every prompt position is a ``[batch, prompt, vocabulary]`` matmul whose rows are thrown away. Models
-    whose forward takes neither (from-scratch ones) compute them all; the kept row is the same."""
+    every prompt position is a ``[batch, prompt, vocabulary]`` matmul whose rows are thrown away. A forward
+    that names neither (a wrapper taking ``**kwargs``, a custom model) computes them all; the last row is
+    the same either way."""
     params = inspect.signature(model.forward).parameters
     for name in ("logits_to_keep", "num_logits_to_keep"):
         if name in params:
