@@ -172,6 +172,16 @@ class GKDComputeLoss:
         return jsd[mask].sum() / mask.sum().clamp_min(1)
 
     @classmethod
+    def loss(cls, student, teacher, batch: dict, labels, beta: float, upcast: bool = False):
+        """TRL's ``compute_loss`` on one batch: both models' full ``[B, T, V]`` logits (the teacher without
+        grad), shifted, then :meth:`generalized_jsd_loss` (``upcast``: logits in float32 first, for autocast)."""
+        s = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        with torch.no_grad():
+            t = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        s, t = (s[:, :-1].float(), t[:, :-1].float()) if upcast else (s[:, :-1], t[:, :-1])
+        return cls.generalized_jsd_loss(s, t, labels[:, 1:], beta)
+
+    @classmethod
     def step_times(cls, student, teacher, items, mode: dict, beta: float, tokenizer) -> list[float]:
         from kdprivacy import encoding
         from kdprivacy.train import loop
@@ -185,10 +195,7 @@ class GKDComputeLoss:
             stamps.append(time.perf_counter())
             batch = collate([{"id": items[i].id, "prompt_ids": items[i].prompt_ids,
                               "response_ids": items[i].response_ids} for i in idx])
-            s = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            with torch.no_grad():
-                t = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            loss = cls.generalized_jsd_loss(s[:, :-1], t[:, :-1], batch["labels"][:, 1:], beta)
+            loss = cls.loss(student, teacher, batch, batch["labels"], beta)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
@@ -213,10 +220,8 @@ def same_loss(student, teacher, items, kd_cfg: dict, beta: float, pad_id: int) -
     batch = encoding.collate(items[:4], pad_id)
     with torch.no_grad():
         ours, _ = kd_teacher.kd_loss_fn(teacher, divergence, 0.0)(student, batch)
-        s = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        t = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         labels = batch["input_ids"].masked_fill(batch["response_mask"] == 0, -100)
-        theirs = GKDComputeLoss.generalized_jsd_loss(s[:, :-1], t[:, :-1], labels[:, 1:], beta)
+        theirs = GKDComputeLoss.loss(student, teacher, batch, labels, beta)
     return abs(float(ours) - float(theirs))
 
 

@@ -118,11 +118,7 @@ def kd_check(cfg: dict, device, precision: str, peak: float) -> list[dict]:
             def loss_of():
                 if side != "trl":
                     return fn(student, batch)[0]
-                s = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                with torch.no_grad():
-                    t = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                return bench_kd.GKDComputeLoss.generalized_jsd_loss(s[:, :-1].float(), t[:, :-1].float(),
-                                                                    labels[:, 1:], beta)
+                return bench_kd.GKDComputeLoss.loss(student, teacher, batch, labels, beta, upcast=True)
 
             def step():
                 with models.autocast(precision, device):

@@ -391,10 +391,7 @@ def kd_step_memory(params: dict) -> dict:
         labels = batch["input_ids"].masked_fill(batch["response_mask"] == 0, -100)
 
         def loss_of():
-            s = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            with torch.no_grad():
-                t = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            return bench_kd.GKDComputeLoss.generalized_jsd_loss(s[:, :-1], t[:, :-1], labels[:, 1:], 0.0)
+            return bench_kd.GKDComputeLoss.loss(student, teacher, batch, labels, 0.0)
     else:
         fn = kd_teacher.kd_loss_fn(teacher, objectives.get_objective("fkl"), 0.0, fused=params["impl"] == "ours")
 
